@@ -1,0 +1,61 @@
+//! Errors of the library crates.
+
+/// An enqueue or other request that was refused before anything was written.
+///
+/// The message names the bad value, where it was, and what is accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {problem}")]
+pub struct InvalidInput {
+    /// Which field or argument was wrong, e.g. `args` or `jobs[3].queue`.
+    pub field: String,
+    /// What was wrong with it and what is accepted.
+    pub problem: String,
+}
+
+impl InvalidInput {
+    /// An error about `field`.
+    pub fn new(field: impl Into<String>, problem: impl Into<String>) -> Self {
+        InvalidInput {
+            field: field.into(),
+            problem: problem.into(),
+        }
+    }
+
+    /// The same error, with its field named inside a batch: `jobs[i].field`.
+    pub fn in_batch(mut self, index: usize) -> Self {
+        self.field = format!("jobs[{index}].{}", self.field);
+        self
+    }
+}
+
+/// What a [`Store`](crate::Store) operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The request was invalid; nothing was written.
+    #[error("invalid input: {0}")]
+    Invalid(#[from] InvalidInput),
+    /// No job has this id.
+    #[error("job {0} not found")]
+    NotFound(i64),
+    /// The database URL could not be understood.
+    #[error("bad database URL {url:?}: {problem}")]
+    BadUrl {
+        /// The URL as given.
+        url: String,
+        /// What was wrong and what is accepted.
+        problem: String,
+    },
+    /// The database refused or failed the operation.
+    #[error("database error: {0}")]
+    Database(String),
+    /// The store has been shut down.
+    #[error("the store is closed")]
+    Closed,
+}
+
+impl StoreError {
+    /// A database error from any displayable source.
+    pub fn database(e: impl std::fmt::Display) -> Self {
+        StoreError::Database(e.to_string())
+    }
+}

@@ -1,0 +1,32 @@
+//! # kyu-core
+//!
+//! The vocabulary every other kyu crate speaks:
+//!
+//! - [`job`]: the job model ([`Job`], [`NewJob`], [`JobState`]) and the checks an
+//!   enqueue request must pass before anything is written;
+//! - [`retry`]: when a failed attempt runs again ([`RetryPolicy`]);
+//! - [`clock`]: the one source of "now", so tests move time instead of sleeping;
+//! - [`store`]: the [`Store`] trait, the only place that talks to a database;
+//! - [`error`]: the typed errors of the library crates.
+//!
+//! With the `testkit` feature, [`testkit`] holds the store conformance suite that
+//! every backend runs.
+
+#![warn(missing_docs)]
+
+pub mod clock;
+pub mod error;
+pub mod job;
+pub mod retry;
+pub mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{InvalidInput, StoreError};
+pub use job::{AttemptError, Enqueued, Job, JobId, JobState, Limits, NewJob, Progress, Uniqueness};
+pub use retry::RetryPolicy;
+pub use store::{
+    CancelResult, Claim, ClaimedJob, Finish, FinishOutcome, FinishResult, HeartbeatReply,
+    JobFilter, JobPage, LeaseRef, QueueStats, Reaped, RetryResult, Store,
+};

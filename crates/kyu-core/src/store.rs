@@ -1,0 +1,341 @@
+//! The Store contract: the only place that talks to a database.
+//!
+//! The trait is batch-shaped because throughput comes from batching: enqueue
+//! many, claim up to N, finish many, heartbeat many leases in one call. Every
+//! state change is one statement or one transaction (invariant 4), and every
+//! write that acts on a running job is fenced by its [`LeaseRef`] (id and
+//! attempt), so a late write from a worker whose lease expired cannot overwrite
+//! a job that was rescued and run elsewhere.
+//!
+//! The semantics are stated by the conformance suite in `kyu_core::testkit`
+//! (feature `testkit`); every backend runs all of it.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{Clock, Enqueued, Job, JobId, JobState, NewJob, Progress, RetryPolicy, StoreError};
+
+/// A worker's request for up to `limit` jobs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// Who claims: recorded on the job and in its attempt errors.
+    pub worker: String,
+    /// Claim only from these queues. Paused queues are skipped.
+    pub queues: Vec<String>,
+    /// At most this many jobs.
+    pub limit: usize,
+    /// The lease: the claimed jobs are the worker's until now + lease,
+    /// unless a heartbeat extends it.
+    pub lease: Duration,
+}
+
+/// What a worker needs to run one claimed job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClaimedJob {
+    /// The id.
+    pub id: JobId,
+    /// The queue it was claimed from.
+    pub queue: String,
+    /// Which handler runs it.
+    pub kind: String,
+    /// The args, as JSON text (parsed only by the handler).
+    pub args: String,
+    /// This attempt's number, 1-based.
+    pub attempt: u32,
+    /// Attempts allowed.
+    pub max_attempts: u32,
+    /// Delay before a retry.
+    pub retry: RetryPolicy,
+    /// Time limit of this attempt.
+    pub timeout: Option<Duration>,
+    /// When the lease runs out unless extended.
+    pub lease_expires_at: DateTime<Utc>,
+}
+
+impl ClaimedJob {
+    /// The fencing reference of this attempt.
+    pub fn lease(&self) -> LeaseRef {
+        LeaseRef {
+            id: self.id,
+            attempt: self.attempt,
+        }
+    }
+}
+
+/// Names one attempt of one job: writes about an attempt apply only while the
+/// job is still running that attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct LeaseRef {
+    /// The job.
+    pub id: JobId,
+    /// The attempt.
+    pub attempt: u32,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FinishOutcome {
+    /// Success → `completed` (even if a cancel was asked for meanwhile: the work was done).
+    Completed {
+        /// The result, as JSON text.
+        result: Option<String>,
+    },
+    /// An error. The job is retried at `retry_at` (→ `scheduled`, or `available`
+    /// if that is not in the future) if attempts are left and the error is not
+    /// `permanent`; otherwise → `failed`. A cancel asked for meanwhile → `cancelled`.
+    /// The error is recorded with the attempt.
+    Errored {
+        /// What went wrong.
+        message: String,
+        /// When to run again if it is retried.
+        retry_at: DateTime<Utc>,
+        /// A permanent error fails the job now, attempts left or not.
+        permanent: bool,
+    },
+    /// Run again at `until` without using an attempt (→ `scheduled`).
+    Snoozed {
+        /// When to run again.
+        until: DateTime<Utc>,
+    },
+    /// The handler stopped because the job was cancelled → `cancelled`.
+    Cancelled {
+        /// Why, as the handler or worker saw it.
+        message: String,
+    },
+    /// The worker is shutting down and gives the job back: → `available` at
+    /// once, the attempt not counted, the interruption recorded as an attempt
+    /// error. A cancel asked for meanwhile → `cancelled`.
+    Released {
+        /// Why, e.g. "worker shut down".
+        message: String,
+    },
+}
+
+/// One finished attempt, for [`Store::finish`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finish {
+    /// Which attempt of which job.
+    pub lease: LeaseRef,
+    /// The worker that ran it.
+    pub worker: String,
+    /// How it ended.
+    pub outcome: FinishOutcome,
+}
+
+/// What [`Store::finish`] did with one [`Finish`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishResult {
+    /// Written: the job is now in this state.
+    Applied(JobState),
+    /// Not written: the job is no longer running this attempt (its lease
+    /// expired and it was rescued, or it does not exist).
+    Stale,
+}
+
+/// What a heartbeat found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct HeartbeatReply {
+    /// Leases that were not extended: the job is no longer running that attempt.
+    /// Their handlers' results will be discarded as stale.
+    pub lost: Vec<JobId>,
+    /// Jobs still held whose cancellation was asked for.
+    pub cancel_requested: Vec<JobId>,
+}
+
+/// A job whose expired lease was reaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reaped {
+    /// The job.
+    pub id: JobId,
+    /// The attempt that was lost.
+    pub attempt: u32,
+    /// Where the job went: `available` (attempts left), `failed` (none left)
+    /// or `cancelled` (a cancel was asked for).
+    pub state: JobState,
+}
+
+/// What [`Store::cancel`] did with one id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "result", content = "state")]
+pub enum CancelResult {
+    /// It was scheduled or available and is now `cancelled`: it will never run.
+    Cancelled,
+    /// It is running: its worker will signal the handler, and the job ends
+    /// `cancelled` (or `completed` if the handler finishes first).
+    Requested,
+    /// It had already finished in this state; nothing changed.
+    AlreadyFinished(JobState),
+    /// No job has this id.
+    NotFound,
+}
+
+/// What [`Store::retry`] did with one id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "result", content = "state")]
+pub enum RetryResult {
+    /// It was failed or cancelled and is now `available` again, with at least
+    /// one attempt left (max_attempts is raised if needed).
+    Retried,
+    /// It is in this state, which cannot be retried; nothing changed.
+    NotRetryable(JobState),
+    /// No job has this id.
+    NotFound,
+}
+
+/// Which jobs [`Store::list`] returns: newest first, `limit` at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobFilter {
+    /// Only jobs in one of these states (all states when empty).
+    pub states: Vec<JobState>,
+    /// Only this queue.
+    pub queue: Option<String>,
+    /// Only this kind.
+    pub kind: Option<String>,
+    /// Only jobs with this tag.
+    pub tag: Option<String>,
+    /// Only jobs with an id below this one: the `next` of the previous page.
+    pub before: Option<JobId>,
+    /// Page size. Default 100.
+    pub limit: usize,
+}
+
+impl Default for JobFilter {
+    fn default() -> Self {
+        JobFilter {
+            states: Vec::new(),
+            queue: None,
+            kind: None,
+            tag: None,
+            before: None,
+            limit: 100,
+        }
+    }
+}
+
+/// One page of [`Store::list`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobPage {
+    /// The jobs, newest (highest id) first.
+    pub jobs: Vec<Job>,
+    /// The cursor for the next page, `None` on the last page.
+    pub next: Option<JobId>,
+}
+
+/// A queue's job counts by state and its paused flag.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueStats {
+    /// The queue.
+    pub queue: String,
+    /// Whether workers skip it.
+    pub paused: bool,
+    /// Jobs in each state (states with no job are absent).
+    pub counts: BTreeMap<JobState, u64>,
+}
+
+impl QueueStats {
+    /// The number of jobs in `state`.
+    pub fn count(&self, state: JobState) -> u64 {
+        self.counts.get(&state).copied().unwrap_or(0)
+    }
+}
+
+/// A kyu backend. See the module docs.
+///
+/// All times come from the store's [`Clock`]; tests give the store a
+/// [`ManualClock`](crate::ManualClock) and move it.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// The backend's name, e.g. `"sqlite"`.
+    fn backend(&self) -> &'static str;
+
+    /// The clock the store reads "now" from.
+    fn clock(&self) -> Arc<dyn Clock>;
+
+    /// A receiver that changes whenever jobs may have become available:
+    /// enqueued in this process or (where the backend can tell) in another,
+    /// or made runnable by a retry. Workers wait on it between claims, with a
+    /// poll as the fallback.
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Inserts jobs, all or none. A job whose unique key matches an unfinished
+    /// job (or, for [`Uniqueness::Within`](crate::Uniqueness), one enqueued
+    /// within the window) is not inserted: its slot in the reply carries the
+    /// existing id, marked duplicate. Every job is validated first; one invalid
+    /// job refuses the whole batch.
+    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError>;
+
+    /// Claims up to `claim.limit` runnable jobs (available, or scheduled with
+    /// run_at reached) from unpaused queues, in priority, then run_at, then id
+    /// order, and makes them `running` under a lease with their attempt counted.
+    async fn claim(&self, claim: Claim) -> Result<Vec<ClaimedJob>, StoreError>;
+
+    /// Records how attempts ended, one result per item, in order.
+    async fn finish(&self, batch: Vec<Finish>) -> Result<Vec<FinishResult>, StoreError>;
+
+    /// Extends the leases of jobs this worker still runs to now + `lease`, and
+    /// reports leases it no longer holds and cancellations asked for.
+    async fn heartbeat(
+        &self,
+        worker: &str,
+        leases: &[LeaseRef],
+        lease: Duration,
+    ) -> Result<HeartbeatReply, StoreError>;
+
+    /// The jobs among `leases`, still running that attempt, whose cancellation
+    /// was asked for. Reads only: cheap enough to poll every second.
+    async fn cancel_requests(&self, leases: &[LeaseRef]) -> Result<Vec<JobId>, StoreError>;
+
+    /// Records a running attempt's progress. False if the attempt is no longer running.
+    async fn set_progress(&self, lease: LeaseRef, progress: Progress) -> Result<bool, StoreError>;
+
+    /// Makes up to `limit` running jobs whose lease expired runnable again
+    /// (`available`), recording the lost attempt; `failed` if no attempts are
+    /// left; `cancelled` if a cancel was asked for.
+    async fn reap_expired(&self, limit: usize) -> Result<Vec<Reaped>, StoreError>;
+
+    /// Cancels jobs: see [`CancelResult`]. One result per id, in order.
+    async fn cancel(&self, ids: &[JobId]) -> Result<Vec<CancelResult>, StoreError>;
+
+    /// Retries failed or cancelled jobs: see [`RetryResult`]. One result per id.
+    async fn retry(&self, ids: &[JobId]) -> Result<Vec<RetryResult>, StoreError>;
+
+    /// Retries every failed job, of one queue and/or kind if given. Returns how many.
+    async fn retry_failed(
+        &self,
+        queue: Option<&str>,
+        kind: Option<&str>,
+    ) -> Result<u64, StoreError>;
+
+    /// One job, or `None`.
+    async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError>;
+
+    /// A page of jobs matching `filter`, newest first.
+    async fn list(&self, filter: &JobFilter) -> Result<JobPage, StoreError>;
+
+    /// Every queue that has jobs or a paused flag, by name.
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError>;
+
+    /// Pauses a queue: workers claim nothing from it until it is resumed.
+    /// Running jobs go on. Pausing a queue that has no jobs yet is allowed.
+    async fn pause_queue(&self, queue: &str) -> Result<(), StoreError>;
+
+    /// Resumes a paused queue (a queue that is not paused is left as it is).
+    async fn resume_queue(&self, queue: &str) -> Result<(), StoreError>;
+
+    /// The earliest run_at of a scheduled job in `queues`, so an idle worker
+    /// can sleep exactly until then.
+    async fn next_scheduled(&self, queues: &[String]) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Retention: deletes completed jobs finished before `completed_before`
+    /// and failed or cancelled jobs finished before `failed_before`. Returns how many.
+    async fn delete_finished(
+        &self,
+        completed_before: DateTime<Utc>,
+        failed_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError>;
+}

@@ -1,0 +1,1 @@
+//! kyu-sqlite (being written).

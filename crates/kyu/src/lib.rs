@@ -1,0 +1,1 @@
+//! kyu (being written).
