@@ -1,1 +1,151 @@
-fn main() {}
+//! `kyu`: the command-line face of kyu. Thin commands over the kyu crate.
+
+mod bench;
+mod commands;
+mod output;
+mod parse;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// The default database: a SQLite file in the current directory.
+pub const DEFAULT_DATABASE: &str = "sqlite://kyu.db";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "kyu",
+    version,
+    about = "Durable background jobs and cron: enqueue, inspect, cancel, retry, pause, benchmark",
+    long_about = "kyu is a durable background-job queue. It keeps jobs in one SQLite file by \
+default (no set-up) and runs them with at-least-once delivery.\n\n\
+The database is chosen by --database, else the KYU_DATABASE_URL environment variable, \
+else sqlite://kyu.db in the current directory.",
+    after_help = "Examples:\n  \
+kyu enqueue send_email '{\"to\":\"ada@example.com\"}' --queue mail --max-attempts 3\n  \
+kyu jobs ls --state failed\n  \
+kyu jobs show 42\n  \
+kyu jobs retry --all-failed --queue mail\n  \
+kyu queues pause mail\n  \
+kyu bench --workload w1 --jobs 20000 --concurrency 10\n\n\
+Exit status: 0 success, 1 failure, 2 invalid input or usage, 3 a job or queue was not found."
+)]
+struct Cli {
+    /// Database URL, e.g. sqlite://kyu.db or sqlite:///var/lib/kyu/kyu.db.
+    #[arg(
+        long,
+        global = true,
+        env = "KYU_DATABASE_URL",
+        default_value = DEFAULT_DATABASE,
+        value_name = "URL"
+    )]
+    database: String,
+
+    /// Print JSON instead of tables (one document per command; JSON lines for bench).
+    #[arg(long, global = true)]
+    json: bool,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Enqueue one job.
+    Enqueue(commands::enqueue::EnqueueArgs),
+    /// List, show, cancel and retry jobs.
+    #[command(subcommand)]
+    Jobs(commands::jobs::JobsCommand),
+    /// List queues with their counts; pause and resume them.
+    #[command(subcommand)]
+    Queues(commands::queues::QueuesCommand),
+    /// Measure throughput (w1) or latency (w2), producer and worker in separate processes.
+    Bench(bench::BenchArgs),
+    /// The worker half of `kyu bench` (started by it; not for direct use).
+    #[command(name = "bench-worker", hide = true)]
+    BenchWorker(bench::WorkerArgs),
+}
+
+/// A failure with its exit status.
+#[derive(Debug)]
+pub struct Failure {
+    /// 1 failure, 2 invalid input, 3 not found.
+    pub code: u8,
+    /// What to print.
+    pub error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        let error: anyhow::Error = e.into();
+        let code = match error.downcast_ref::<kyu::Error>() {
+            Some(kyu::Error::Invalid(_)) => 2,
+            Some(kyu::Error::NotFound(_)) => 3,
+            Some(kyu::Error::Store(kyu::StoreError::BadUrl { .. })) => 2,
+            _ => 1,
+        };
+        Failure { code, error }
+    }
+}
+
+impl Failure {
+    /// Invalid input (exit 2).
+    pub fn invalid(msg: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: 2,
+            error: anyhow::anyhow!("{msg}"),
+        }
+    }
+    /// Not found (exit 3).
+    pub fn not_found(msg: impl std::fmt::Display) -> Failure {
+        Failure {
+            code: 3,
+            error: anyhow::anyhow!("{msg}"),
+        }
+    }
+}
+
+/// The result of a command.
+pub type CmdResult = Result<(), Failure>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("KYU_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> CmdResult {
+    let ctx = commands::Ctx {
+        database: cli.database,
+        json: cli.json,
+    };
+    match cli.command {
+        Command::Enqueue(args) => commands::enqueue::run(&ctx, args).await,
+        Command::Jobs(cmd) => commands::jobs::run(&ctx, cmd).await,
+        Command::Queues(cmd) => commands::queues::run(&ctx, cmd).await,
+        Command::Bench(args) => bench::run(&ctx, args).await,
+        Command::BenchWorker(args) => bench::worker(&ctx, args).await,
+    }
+}

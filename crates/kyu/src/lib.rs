@@ -1,1 +1,67 @@
-//! kyu (being written).
+//! # kyu
+//!
+//! Durable background jobs for Rust: typed jobs, a worker runtime and a client,
+//! on one SQLite file by default.
+//!
+//! ```
+//! use std::time::Duration;
+//! use kyu::{Job, JobContext, JobResult, Kyu, Outcome, Worker};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Greet { name: String }
+//!
+//! impl Job for Greet {
+//!     const KIND: &'static str = "greet";
+//!     async fn run(self, _ctx: JobContext) -> JobResult {
+//!         Ok(Outcome::Result(serde_json::json!({ "greeting": format!("hello, {}", self.name) })))
+//!     }
+//! }
+//!
+//! # async fn demo() -> Result<(), kyu::Error> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let url = format!("sqlite://{}/kyu.db", dir.path().display());
+//! let kyu = Kyu::connect(&url).await?;          // e.g. "sqlite://kyu.db"
+//! let worker = Worker::new(&kyu).register::<Greet>().start();
+//!
+//! let job = kyu.enqueue(Greet { name: "ada".into() }).await?;
+//! let done = kyu.wait_timeout(job.id, Duration::from_secs(10)).await?;
+//! assert_eq!(done.result.as_deref(), Some(r#"{"greeting":"hello, ada"}"#));
+//!
+//! worker.shutdown().await;
+//! # Ok(()) }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
+//!
+//! Where things happen:
+//!
+//! - [`Kyu`] (module `client`): enqueue, inspect, wait, cancel, retry, pause;
+//! - [`Job`], [`JobContext`], [`Outcome`], [`JobError`]: what a handler is and returns;
+//! - [`Worker`]: claims, runs and completes jobs (see the `worker` module's parts);
+//! - [`maintenance`]: the lease reaper and retention.
+//!
+//! Guarantees: a job runs at least once after `enqueue` returns, whatever
+//! process crashes; a duplicate run happens only when a lease expired while its
+//! handler was still running. See DESIGN.md in the repository.
+
+#![warn(missing_docs)]
+
+mod client;
+mod error;
+mod job;
+pub mod maintenance;
+mod worker;
+
+pub use client::Kyu;
+pub use error::{Error, Result};
+pub use job::{Job, JobContext, JobError, JobResult, Outcome};
+pub use worker::{wait_for_signal, Worker, WorkerConfig, WorkerHandle};
+
+/// The job as stored (re-exported from kyu-core).
+pub use kyu_core::Job as JobRecord;
+/// The store contract and clocks, for backends and tests.
+pub use kyu_core::{clock, store, Clock, ManualClock, Store, StoreError, SystemClock};
+pub use kyu_core::{
+    AttemptError, CancelResult, Enqueued, JobFilter, JobId, JobPage, JobState, Limits, NewJob,
+    Progress, QueueStats, RetryPolicy, RetryResult, Uniqueness,
+};

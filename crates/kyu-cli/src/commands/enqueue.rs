@@ -1,0 +1,109 @@
+//! `kyu enqueue`.
+
+use std::io::Read;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+use kyu::{NewJob, RetryPolicy};
+
+use super::{print_json, Ctx};
+use crate::{parse, CmdResult, Failure};
+
+/// Enqueue one job.
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:\n  \
+kyu enqueue send_email '{\"to\":\"ada@example.com\"}'\n  \
+kyu enqueue report '{\"month\":\"2026-11\"}' --queue reports --delay 10m --priority -1\n  \
+echo '{\"user\":42}' | kyu enqueue sync -\n  \
+kyu enqueue sync '{\"user\":42}' --unique-key sync:42   # a second call returns the first job")]
+pub struct EnqueueArgs {
+    /// The job's kind: which handler runs it.
+    kind: String,
+    /// The args as JSON text; `-` reads them from stdin. Default `{}`.
+    #[arg(default_value = "{}")]
+    args: String,
+    /// The queue.
+    #[arg(long, short, default_value = "default")]
+    queue: String,
+    /// Lower runs first.
+    #[arg(long, short, default_value_t = 0, allow_negative_numbers = true)]
+    priority: i32,
+    /// Run no earlier than this long from now, e.g. 30s, 5m, 1h.
+    #[arg(long, value_parser = parse::duration, conflicts_with = "run_at")]
+    delay: Option<Duration>,
+    /// Run no earlier than this RFC 3339 time, e.g. 2026-11-25T09:00:00Z.
+    #[arg(long, value_parser = parse::time)]
+    run_at: Option<DateTime<Utc>>,
+    /// Attempts before the job fails for good.
+    #[arg(long, default_value_t = 5)]
+    max_attempts: u32,
+    /// Retry policy: exponential:INITIAL:CAP or fixed:DELAY.
+    #[arg(long, value_parser = parse::retry, default_value = "exponential:1s:16s")]
+    retry: RetryPolicy,
+    /// Fail an attempt that runs longer than this, e.g. 5m.
+    #[arg(long, value_parser = parse::duration)]
+    timeout: Option<Duration>,
+    /// A second enqueue with this key returns the first job while it is unfinished.
+    #[arg(long)]
+    unique_key: Option<String>,
+    /// With --unique-key: the key holds for this long after the first enqueue, finished or not.
+    #[arg(long, value_parser = parse::duration, requires = "unique_key")]
+    unique_for: Option<Duration>,
+    /// A tag to filter by later (repeat for more).
+    #[arg(long = "tag", short = 't')]
+    tags: Vec<String>,
+}
+
+pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> CmdResult {
+    let args = if a.args == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| Failure::invalid(format!("could not read args from stdin: {e}")))?;
+        s
+    } else {
+        a.args
+    };
+    let mut job = NewJob::from_json_text(a.kind, args)
+        .queue(a.queue)
+        .priority(a.priority)
+        .max_attempts(a.max_attempts)
+        .retry(a.retry);
+    if let Some(d) = a.delay {
+        let d = chrono::Duration::from_std(d)
+            .map_err(|_| Failure::invalid(format!("--delay {d:?} is too long")))?;
+        job = job.run_at(Utc::now() + d);
+    }
+    if let Some(at) = a.run_at {
+        job = job.run_at(at);
+    }
+    if let Some(t) = a.timeout {
+        job = job.timeout(t);
+    }
+    match (a.unique_key, a.unique_for) {
+        (Some(k), Some(w)) => job = job.unique_for(k, w),
+        (Some(k), None) => job = job.unique_key(k),
+        _ => {}
+    }
+    for t in a.tags {
+        job = job.tag(t);
+    }
+    // Validate before opening the database: bad input never creates a file.
+    job.validate(&kyu::Limits::default())
+        .map_err(kyu::Error::from)?;
+    let kyu = ctx.connect().await?;
+    let queue = job.queue.clone();
+    let enqueued = kyu.insert(job).await?;
+    if ctx.json {
+        print_json(&enqueued)?;
+    } else if enqueued.duplicate {
+        println!(
+            "job {} already exists with that unique key; nothing enqueued",
+            enqueued.id
+        );
+    } else {
+        println!("enqueued job {} on queue {queue}", enqueued.id);
+    }
+    Ok(())
+}

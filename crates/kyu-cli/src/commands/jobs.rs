@@ -1,0 +1,253 @@
+//! `kyu jobs ls|show|cancel|retry`.
+
+use clap::Subcommand;
+use kyu::{CancelResult, JobFilter, JobId, JobRecord, JobState, RetryResult};
+
+use super::{print_json, Ctx};
+use crate::output::{cut, opt_time, time, Table};
+use crate::{parse, CmdResult, Failure};
+
+/// Job commands.
+#[derive(Subcommand, Debug)]
+pub enum JobsCommand {
+    /// List jobs, newest first.
+    #[command(after_help = "Examples:\n  \
+kyu jobs ls --state failed --queue mail\n  \
+kyu jobs ls --tag tenant:42 --limit 20\n  \
+kyu jobs ls --before 1200        # the next page: ids below 1200")]
+    Ls {
+        /// Only jobs in this state (repeat for several): scheduled, available,
+        /// running, completed, failed, cancelled.
+        #[arg(long = "state", short = 's', value_parser = parse::state)]
+        states: Vec<JobState>,
+        /// Only this queue.
+        #[arg(long, short)]
+        queue: Option<String>,
+        /// Only this kind.
+        #[arg(long, short)]
+        kind: Option<String>,
+        /// Only jobs with this tag.
+        #[arg(long, short)]
+        tag: Option<String>,
+        /// At most this many jobs (1 to 10000).
+        #[arg(long, short, default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10000))]
+        limit: u32,
+        /// Only jobs with an id below this one (the cursor printed after a full page).
+        #[arg(long)]
+        before: Option<JobId>,
+    },
+    /// Show one job: args, state, attempts, progress, result, every attempt's error.
+    Show {
+        /// The job's id.
+        id: JobId,
+    },
+    /// Cancel jobs: waiting ones never run; running ones are signalled and end cancelled.
+    Cancel {
+        /// The jobs' ids.
+        #[arg(required = true)]
+        ids: Vec<JobId>,
+    },
+    /// Run failed or cancelled jobs again.
+    #[command(after_help = "Examples:\n  \
+kyu jobs retry 42 43\n  \
+kyu jobs retry --all-failed                  # the whole dead-letter set\n  \
+kyu jobs retry --all-failed --queue mail --kind send_email")]
+    Retry {
+        /// The jobs' ids.
+        #[arg(required_unless_present = "all_failed", conflicts_with = "all_failed")]
+        ids: Vec<JobId>,
+        /// Retry every failed job (narrow with --queue and --kind).
+        #[arg(long)]
+        all_failed: bool,
+        /// With --all-failed: only this queue.
+        #[arg(long, requires = "all_failed")]
+        queue: Option<String>,
+        /// With --all-failed: only this kind.
+        #[arg(long, requires = "all_failed")]
+        kind: Option<String>,
+    },
+}
+
+pub async fn run(ctx: &Ctx, cmd: JobsCommand) -> CmdResult {
+    let kyu = ctx.connect().await?;
+    match cmd {
+        JobsCommand::Ls {
+            states,
+            queue,
+            kind,
+            tag,
+            limit,
+            before,
+        } => {
+            let filter = JobFilter {
+                states,
+                queue,
+                kind,
+                tag,
+                before,
+                limit: limit as usize,
+            };
+            let page = kyu.list(&filter).await?;
+            if ctx.json {
+                return print_json(&serde_json::json!({"jobs": page.jobs, "next": page.next}));
+            }
+            if page.jobs.is_empty() {
+                println!("no jobs match");
+                return Ok(());
+            }
+            let mut t = Table::new(&[
+                "ID", "STATE", "QUEUE", "KIND", "ATTEMPT", "PRIORITY", "RUN AT", "ARGS",
+            ]);
+            for j in &page.jobs {
+                t.row(vec![
+                    j.id.to_string(),
+                    j.state.to_string(),
+                    j.queue.clone(),
+                    j.kind.clone(),
+                    format!("{}/{}", j.attempt, j.max_attempts),
+                    j.priority.to_string(),
+                    time(&j.run_at),
+                    cut(&j.args, 40),
+                ]);
+            }
+            t.print();
+            if let Some(next) = page.next {
+                println!("more: kyu jobs ls --before {next}");
+            }
+        }
+        JobsCommand::Show { id } => {
+            let job = kyu.job(id).await?;
+            if ctx.json {
+                return print_json(&job);
+            }
+            print!("{}", describe(&job));
+        }
+        JobsCommand::Cancel { ids } => {
+            let results = kyu.cancel(&ids).await?;
+            report(ctx, &ids, &results, |r| match r {
+                CancelResult::Cancelled => Ok("cancelled".into()),
+                CancelResult::Requested => {
+                    Ok("running: cancel requested, its worker stops it".into())
+                }
+                CancelResult::AlreadyFinished(s) => Ok(format!("already {s}; nothing to do")),
+                CancelResult::NotFound => Err(()),
+            })?;
+        }
+        JobsCommand::Retry {
+            ids,
+            all_failed,
+            queue,
+            kind,
+        } => {
+            if all_failed {
+                let n = kyu.retry_failed(queue.as_deref(), kind.as_deref()).await?;
+                if ctx.json {
+                    print_json(&serde_json::json!({"retried": n}))?;
+                } else {
+                    println!("retried {n} failed job{}", if n == 1 { "" } else { "s" });
+                }
+            } else {
+                let results = kyu.retry(&ids).await?;
+                report(ctx, &ids, &results, |r| match r {
+                    RetryResult::Retried => Ok("retried: available again".into()),
+                    RetryResult::NotRetryable(s) => Ok(format!(
+                        "is {s}; only failed or cancelled jobs can be retried"
+                    )),
+                    RetryResult::NotFound => Err(()),
+                })?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Prints one line per id; exits 3 if any id was not found.
+fn report<R: serde::Serialize>(
+    ctx: &Ctx,
+    ids: &[JobId],
+    results: &[R],
+    say: impl Fn(&R) -> Result<String, ()>,
+) -> CmdResult {
+    let mut missing = Vec::new();
+    if ctx.json {
+        let rows: Vec<_> = ids
+            .iter()
+            .zip(results)
+            .map(|(id, r)| serde_json::json!({"id": id, "outcome": r}))
+            .collect();
+        print_json(&rows)?;
+    }
+    for (id, r) in ids.iter().zip(results) {
+        match say(r) {
+            Ok(line) if !ctx.json => println!("job {id}: {line}"),
+            Ok(_) => {}
+            Err(()) => missing.push(id.to_string()),
+        }
+    }
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::not_found(format!(
+            "no job with id {}",
+            missing.join(", ")
+        )))
+    }
+}
+
+/// The `kyu jobs show` text.
+pub fn describe(j: &JobRecord) -> String {
+    let mut s = String::new();
+    let mut line = |k: &str, v: String| s.push_str(&format!("{k:<13}{v}\n"));
+    line("id", j.id.to_string());
+    line("state", j.state.to_string());
+    line("queue", j.queue.clone());
+    line("kind", j.kind.clone());
+    line("args", j.args.clone());
+    line("priority", j.priority.to_string());
+    line("attempt", format!("{} of {}", j.attempt, j.max_attempts));
+    line("retry", serde_json::to_string(&j.retry).unwrap_or_default());
+    line(
+        "timeout",
+        j.timeout
+            .map(|t| humantime::format_duration(t).to_string())
+            .unwrap_or_else(|| "none".into()),
+    );
+    if let Some(k) = &j.unique_key {
+        line("unique key", k.clone());
+    }
+    if !j.tags.is_empty() {
+        line("tags", j.tags.join(", "));
+    }
+    line("created", time(&j.created_at));
+    line("run at", time(&j.run_at));
+    line("attempted", opt_time(&j.attempted_at));
+    line("finished", opt_time(&j.finished_at));
+    if let Some(w) = &j.worker {
+        line("worker", w.clone());
+    }
+    if j.state == JobState::Running {
+        line("lease until", opt_time(&j.lease_expires_at));
+    }
+    if j.cancel_requested {
+        line("cancel", "requested".into());
+    }
+    if let Some(p) = &j.progress {
+        line("progress", format!("{}% {}", p.percent, p.message));
+    }
+    if let Some(r) = &j.result {
+        line("result", r.clone());
+    }
+    if !j.errors.is_empty() {
+        s.push_str("errors:\n");
+        for e in &j.errors {
+            s.push_str(&format!(
+                "  attempt {} at {} on {}: {}\n",
+                e.attempt,
+                time(&e.at),
+                e.worker,
+                e.message
+            ));
+        }
+    }
+    s
+}

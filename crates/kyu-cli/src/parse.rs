@@ -1,0 +1,64 @@
+//! Parsers for command-line values, with errors that say what is accepted.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kyu::{JobState, RetryPolicy};
+
+/// `30s`, `5m`, `1h 30m`, `250ms`, `2days`.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| {
+        format!("{s:?} is not a duration ({e}); accepted: a number with a unit, e.g. 250ms, 30s, 5m, 1h, 2days")
+    })
+}
+
+/// An RFC 3339 time such as `2026-11-25T09:00:00Z` or `2026-11-25T18:00:00+09:00`.
+pub fn time(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| {
+            format!("{s:?} is not an RFC 3339 time ({e}); accepted: e.g. 2026-11-25T09:00:00Z or 2026-11-25T18:00:00+09:00")
+        })
+}
+
+/// A state name (the seeds' words are accepted too).
+pub fn state(s: &str) -> Result<JobState, String> {
+    s.parse::<JobState>().map_err(|e| e.problem)
+}
+
+/// `exponential:INITIAL:CAP` or `fixed:DELAY`, e.g. `exponential:1s:16s`, `fixed:2s`.
+pub fn retry(s: &str) -> Result<RetryPolicy, String> {
+    let accepted = "accepted: exponential:INITIAL:CAP (e.g. exponential:1s:16s) or fixed:DELAY (e.g. fixed:2s)";
+    let parts: Vec<&str> = s.split(':').collect();
+    let policy = match parts.as_slice() {
+        ["exponential", initial, cap] => {
+            RetryPolicy::exponential(duration(initial)?, duration(cap)?)
+        }
+        ["fixed", delay] => RetryPolicy::fixed(duration(delay)?),
+        _ => return Err(format!("{s:?} is not a retry policy; {accepted}")),
+    };
+    policy.validate().map_err(|e| e.problem)?;
+    Ok(policy)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_parse_and_errors_name_what_is_accepted() {
+        assert_eq!(duration("1h 30m").unwrap(), Duration::from_secs(5400));
+        assert!(duration("soon").unwrap_err().contains("accepted"));
+        assert!(time("2026-11-25T09:00:00Z").is_ok());
+        assert!(time("tomorrow").unwrap_err().contains("RFC 3339"));
+        assert_eq!(
+            retry("fixed:2s").unwrap(),
+            RetryPolicy::fixed(Duration::from_secs(2))
+        );
+        assert!(retry("linear:1s")
+            .unwrap_err()
+            .contains("exponential:INITIAL:CAP"));
+        assert!(retry("exponential:10s:1s").unwrap_err().contains("cap"));
+        assert_eq!(state("pending").unwrap(), JobState::Available);
+    }
+}

@@ -1,0 +1,179 @@
+//! The client: enqueue, inspect, wait for, cancel and retry jobs; pause queues.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kyu_core::{
+    CancelResult, Enqueued, Job as StoredJob, JobFilter, JobId, JobPage, Limits, NewJob,
+    QueueStats, RetryResult, Store, StoreError,
+};
+use kyu_sqlite::{SqliteOptions, SqliteStore};
+
+use crate::{Error, Job, Result};
+
+/// A handle on one kyu store. Cheap to clone; share it.
+///
+/// ```
+/// # async fn demo() -> Result<(), kyu::Error> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let kyu = kyu::Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display())).await?;
+/// let job = kyu.insert(kyu::NewJob::new("resize", serde_json::json!({"w": 64}))).await?;
+/// assert!(!job.duplicate);
+/// assert_eq!(kyu.job(job.id).await?.state, kyu::JobState::Available);
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Kyu {
+    store: Arc<dyn Store>,
+    limits: Limits,
+}
+
+impl std::fmt::Debug for Kyu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kyu")
+            .field("backend", &self.store.backend())
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+impl Kyu {
+    /// Opens the store named by `url`, creating and migrating it on first use.
+    ///
+    /// Accepted: `sqlite://path/to/file.db` (relative to the current directory),
+    /// `sqlite:///absolute/path.db`. PostgreSQL (`postgres://…`) arrives with the
+    /// kyu-postgres crate.
+    pub async fn connect(url: &str) -> Result<Kyu> {
+        let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
+            Arc::new(SqliteStore::open(url, SqliteOptions::default())?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Err(StoreError::BadUrl {
+                url: url.to_string(),
+                problem: "this build of kyu has no PostgreSQL store yet; \
+                          accepted: sqlite://PATH"
+                    .into(),
+            }
+            .into());
+        } else {
+            return Err(StoreError::BadUrl {
+                url: url.to_string(),
+                problem: "unknown scheme; accepted: sqlite://PATH (e.g. sqlite://kyu.db)".into(),
+            }
+            .into());
+        };
+        Ok(Kyu::from_store(store))
+    }
+
+    /// A client over a store you built yourself (e.g. with a test clock).
+    pub fn from_store(store: Arc<dyn Store>) -> Kyu {
+        Kyu {
+            store,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Sets the limits enqueue requests are checked against (args size).
+    pub fn with_limits(mut self, limits: Limits) -> Kyu {
+        self.limits = limits;
+        self
+    }
+
+    /// The store underneath.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// Enqueues a typed job with its kind's default options.
+    pub async fn enqueue<J: Job>(&self, job: J) -> Result<Enqueued> {
+        self.insert(job.to_new_job()?).await
+    }
+
+    /// Enqueues one job described by a [`NewJob`].
+    pub async fn insert(&self, job: NewJob) -> Result<Enqueued> {
+        let mut out = self.insert_many(vec![job]).await?;
+        Ok(out.remove(0))
+    }
+
+    /// Enqueues many jobs in one transaction: all or none. One result per job,
+    /// in order.
+    pub async fn insert_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+        for (i, job) in jobs.iter().enumerate() {
+            job.validate(&self.limits).map_err(
+                |e| {
+                    if jobs.len() == 1 {
+                        e
+                    } else {
+                        e.in_batch(i)
+                    }
+                },
+            )?;
+        }
+        Ok(self.store.enqueue(jobs).await?)
+    }
+
+    /// One job, with everything known about it.
+    pub async fn job(&self, id: JobId) -> Result<StoredJob> {
+        self.store.get(id).await?.ok_or(Error::NotFound(id))
+    }
+
+    /// A page of jobs, newest first.
+    pub async fn list(&self, filter: &JobFilter) -> Result<JobPage> {
+        Ok(self.store.list(filter).await?)
+    }
+
+    /// Waits until the job is completed, failed or cancelled, and returns it.
+    pub async fn wait(&self, id: JobId) -> Result<StoredJob> {
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let job = self.job(id).await?;
+            if job.state.is_finished() {
+                return Ok(job);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// [`wait`](Self::wait), giving up after `limit`.
+    pub async fn wait_timeout(&self, id: JobId, limit: Duration) -> Result<StoredJob> {
+        match tokio::time::timeout(limit, self.wait(id)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::WaitTimedOut { id, waited: limit }),
+        }
+    }
+
+    /// Cancels jobs. A scheduled or available job never runs; a running job's
+    /// handler is signalled and the job ends `cancelled`.
+    pub async fn cancel(&self, ids: &[JobId]) -> Result<Vec<CancelResult>> {
+        Ok(self.store.cancel(ids).await?)
+    }
+
+    /// Runs failed or cancelled jobs again.
+    pub async fn retry(&self, ids: &[JobId]) -> Result<Vec<RetryResult>> {
+        Ok(self.store.retry(ids).await?)
+    }
+
+    /// Runs every failed job again, of one queue and/or kind if given.
+    /// Returns how many.
+    pub async fn retry_failed(&self, queue: Option<&str>, kind: Option<&str>) -> Result<u64> {
+        Ok(self.store.retry_failed(queue, kind).await?)
+    }
+
+    /// Every queue with its counts by state and paused flag.
+    pub async fn queues(&self) -> Result<Vec<QueueStats>> {
+        Ok(self.store.queue_stats().await?)
+    }
+
+    /// Pauses a queue: nothing new starts from it until it is resumed.
+    pub async fn pause(&self, queue: &str) -> Result<()> {
+        kyu_core::job::check_name("queue", queue)?;
+        Ok(self.store.pause_queue(queue).await?)
+    }
+
+    /// Resumes a paused queue.
+    pub async fn resume(&self, queue: &str) -> Result<()> {
+        kyu_core::job::check_name("queue", queue)?;
+        Ok(self.store.resume_queue(queue).await?)
+    }
+}

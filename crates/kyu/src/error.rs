@@ -1,0 +1,46 @@
+//! The library's error type.
+
+use kyu_core::{InvalidInput, JobId, StoreError};
+
+/// What a [`Kyu`](crate::Kyu) call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The request was invalid; nothing was written.
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    /// The store failed.
+    #[error(transparent)]
+    Store(StoreError),
+    /// No job has this id.
+    #[error("job {0} not found")]
+    NotFound(JobId),
+    /// A typed job's args could not be turned into JSON.
+    #[error("could not serialize the args of a {kind} job: {source}")]
+    Serialize {
+        /// The job's kind.
+        kind: &'static str,
+        /// Why.
+        source: serde_json::Error,
+    },
+    /// [`Kyu::wait_timeout`](crate::Kyu::wait_timeout) gave up.
+    #[error("job {id} did not finish within {waited:?}")]
+    WaitTimedOut {
+        /// The job.
+        id: JobId,
+        /// How long it waited.
+        waited: std::time::Duration,
+    },
+}
+
+impl From<StoreError> for Error {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Invalid(i) => Error::Invalid(i),
+            StoreError::NotFound(id) => Error::NotFound(id),
+            other => Error::Store(other),
+        }
+    }
+}
+
+/// `Result` with [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

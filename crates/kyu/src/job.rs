@@ -1,0 +1,215 @@
+//! Typed jobs: the [`Job`] trait, what a handler returns, and what it can see.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use kyu_core::{JobId, LeaseRef, NewJob, Progress, Store};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio_util::sync::CancellationToken;
+
+use crate::Error;
+
+/// A typed job: its args are the struct, its handler is [`run`](Job::run).
+///
+/// ```
+/// use kyu::{Job, JobContext, JobResult, Outcome};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Serialize, Deserialize)]
+/// struct SendEmail {
+///     to: String,
+/// }
+///
+/// impl Job for SendEmail {
+///     const KIND: &'static str = "send_email";
+///
+///     // Optional: defaults for every job of this kind.
+///     fn options(job: kyu::NewJob) -> kyu::NewJob {
+///         job.queue("mail").max_attempts(3)
+///     }
+///
+///     async fn run(self, ctx: JobContext) -> JobResult {
+///         ctx.set_progress(50, "connecting").await;
+///         if self.to.is_empty() {
+///             // Never retried: the input is wrong, not the weather.
+///             return Err(kyu::JobError::permanent("no recipient"));
+///         }
+///         Ok(Outcome::Done)
+///     }
+/// }
+/// ```
+pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
+    /// The kind name stored with the job and used to find this handler.
+    const KIND: &'static str;
+
+    /// Defaults for every job of this kind (queue, priority, attempts, …).
+    /// Enqueue options given per job override these.
+    fn options(job: NewJob) -> NewJob {
+        job
+    }
+
+    /// Runs one attempt.
+    fn run(self, ctx: JobContext) -> impl Future<Output = JobResult> + Send;
+
+    /// This job as an enqueue request, with [`options`](Job::options) applied,
+    /// ready for more options and [`Kyu::insert`](crate::Kyu::insert).
+    fn to_new_job(&self) -> Result<NewJob, Error> {
+        let args = serde_json::to_string(self).map_err(|source| Error::Serialize {
+            kind: Self::KIND,
+            source,
+        })?;
+        Ok(Self::options(NewJob::from_json_text(Self::KIND, args)))
+    }
+}
+
+/// What a handler returns.
+pub type JobResult = Result<Outcome, JobError>;
+
+/// How a successful handler ended.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Outcome {
+    /// Done; the job is `completed`.
+    #[default]
+    Done,
+    /// Done with a result, kept with the job.
+    Result(serde_json::Value),
+    /// Not now: run again after this long, without using an attempt.
+    Snooze(Duration),
+}
+
+impl From<()> for Outcome {
+    fn from(_: ()) -> Self {
+        Outcome::Done
+    }
+}
+
+/// A failed attempt: retried with backoff while attempts are left, unless
+/// [`permanent`](JobError::permanent).
+///
+/// Any `std::error::Error` converts into a retryable `JobError`, so `?` works
+/// in handlers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobError {
+    /// What went wrong; recorded with the attempt.
+    pub message: String,
+    /// A permanent error fails the job now, without retry (the seeds' "business error").
+    pub permanent: bool,
+}
+
+impl JobError {
+    /// An error worth retrying (a network blip, a busy service).
+    pub fn retryable(message: impl Into<String>) -> Self {
+        JobError {
+            message: message.into(),
+            permanent: false,
+        }
+    }
+
+    /// An error that retrying cannot fix: the job fails now.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        JobError {
+            message: message.into(),
+            permanent: true,
+        }
+    }
+}
+
+impl std::fmt::Display for JobError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl<E: std::error::Error> From<E> for JobError {
+    fn from(e: E) -> Self {
+        let mut message = e.to_string();
+        let mut source = e.source();
+        while let Some(s) = source {
+            message.push_str(": ");
+            message.push_str(&s.to_string());
+            source = s.source();
+        }
+        JobError::retryable(message)
+    }
+}
+
+/// What a handler can see and do while it runs.
+#[derive(Clone)]
+pub struct JobContext {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) lease: LeaseRef,
+    pub(crate) queue: Arc<str>,
+    pub(crate) kind: Arc<str>,
+    pub(crate) args: Arc<str>,
+    pub(crate) max_attempts: u32,
+    pub(crate) cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for JobContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobContext")
+            .field("id", &self.lease.id)
+            .field("attempt", &self.lease.attempt)
+            .field("queue", &self.queue)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
+    }
+}
+
+impl JobContext {
+    /// The job's id.
+    pub fn id(&self) -> JobId {
+        self.lease.id
+    }
+    /// This attempt's number, from 1.
+    pub fn attempt(&self) -> u32 {
+        self.lease.attempt
+    }
+    /// Attempts the job is allowed.
+    pub fn max_attempts(&self) -> u32 {
+        self.max_attempts
+    }
+    /// The queue the job was claimed from.
+    pub fn queue(&self) -> &str {
+        &self.queue
+    }
+    /// The job's kind.
+    pub fn kind(&self) -> &str {
+        &self.kind
+    }
+    /// The args, as JSON text.
+    pub fn args(&self) -> &str {
+        &self.args
+    }
+    /// The args, parsed. A parse error is permanent: retrying cannot fix the args.
+    pub fn args_as<T: DeserializeOwned>(&self) -> Result<T, JobError> {
+        serde_json::from_str(&self.args)
+            .map_err(|e| JobError::permanent(format!("args do not fit the {} job: {e}", self.kind)))
+    }
+
+    /// Records progress (`percent` is clamped to 100). Errors are logged, not
+    /// returned: progress is a courtesy, never a reason to fail the job.
+    pub async fn set_progress(&self, percent: u8, message: impl Into<String>) {
+        let progress = Progress {
+            percent: percent.min(100),
+            message: message.into(),
+        };
+        if let Err(e) = self.store.set_progress(self.lease, progress).await {
+            tracing::warn!(job_id = self.lease.id, error = %e, "could not record progress");
+        }
+    }
+
+    /// True once the job was cancelled (or the worker is stopping it).
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// Completes when the job is cancelled: `select!` on it in long handlers.
+    /// A handler that does not stop by itself is stopped at its next `.await`
+    /// after the worker's cancel grace period.
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await
+    }
+}

@@ -1,0 +1,96 @@
+//! Maintenance: the lease reaper and retention.
+//!
+//! Every process that runs it does the same idempotent work; no leader is
+//! needed. The reaper makes jobs whose worker died runnable again; retention
+//! deletes finished jobs after their age.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kyu_core::Store;
+use tokio_util::sync::CancellationToken;
+
+/// How often maintenance runs and how long finished jobs are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MaintenanceConfig {
+    /// How often expired leases are reaped. Default 5 s: a job whose worker
+    /// died runs again at most lease + 5 s after its last heartbeat.
+    pub reap_every: Duration,
+    /// How long completed jobs are kept. Default 24 h.
+    pub keep_completed: Duration,
+    /// How long failed and cancelled jobs are kept. Default 7 days.
+    pub keep_failed: Duration,
+    /// How often retention runs. Default 1 min.
+    pub retention_every: Duration,
+}
+
+impl Default for MaintenanceConfig {
+    fn default() -> Self {
+        MaintenanceConfig {
+            reap_every: Duration::from_secs(5),
+            keep_completed: Duration::from_secs(24 * 3600),
+            keep_failed: Duration::from_secs(7 * 24 * 3600),
+            retention_every: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Reaps expired leases until nothing is left to reap. Returns how many.
+pub async fn reap_once(store: &dyn Store) -> Result<usize, kyu_core::StoreError> {
+    let mut total = 0;
+    loop {
+        let reaped = store.reap_expired(1000).await?;
+        for r in &reaped {
+            tracing::warn!(job_id = r.id, attempt = r.attempt, state = %r.state, "lease expired; job rescued");
+        }
+        total += reaped.len();
+        if reaped.len() < 1000 {
+            return Ok(total);
+        }
+    }
+}
+
+/// Deletes finished jobs older than the config keeps. Returns how many.
+pub async fn retention_once(
+    store: &dyn Store,
+    config: &MaintenanceConfig,
+) -> Result<u64, kyu_core::StoreError> {
+    let now = store.clock().now();
+    let age = |d: Duration| now - chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+    let n = store
+        .delete_finished(age(config.keep_completed), age(config.keep_failed))
+        .await?;
+    if n > 0 {
+        tracing::info!(deleted = n, "retention deleted finished jobs");
+    }
+    Ok(n)
+}
+
+/// Runs the reaper and retention until `stop`; calls `on_reaped` when jobs
+/// were made runnable, so local workers can claim them at once.
+pub async fn run(
+    store: Arc<dyn Store>,
+    config: MaintenanceConfig,
+    stop: CancellationToken,
+    on_reaped: impl Fn(),
+) {
+    let mut reap = tokio::time::interval(config.reap_every);
+    let mut retention = tokio::time::interval(config.retention_every);
+    reap.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = reap.tick() => match reap_once(store.as_ref()).await {
+                Ok(0) => {}
+                Ok(_) => on_reaped(),
+                Err(e) => tracing::warn!(error = %e, "lease reaper failed; will retry"),
+            },
+            _ = retention.tick() => {
+                if let Err(e) = retention_once(store.as_ref(), &config).await {
+                    tracing::warn!(error = %e, "retention failed; will retry");
+                }
+            }
+        }
+    }
+}

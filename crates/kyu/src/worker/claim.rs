@@ -1,0 +1,91 @@
+//! The fetch loop: one per queue. Claims as many jobs as the queue has free
+//! slots, hands each to [`execute`](super::execute), and sleeps while there is
+//! nothing to do.
+//!
+//! An idle loop wakes on the first of: the store's wake-up (a job enqueued here
+//! or, where the backend can tell, in another process), the reaper making jobs
+//! runnable, the run_at of the next scheduled job, or the poll interval.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kyu_core::Claim;
+use tokio::sync::Semaphore;
+
+use super::{execute, Shared};
+
+pub(crate) async fn fetch_loop(shared: Arc<Shared>, queue: String, concurrency: usize) {
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut wake = shared.store.subscribe();
+    let queues = vec![queue.clone()];
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        // Wait for one free slot, then take every other free one: one claim
+        // round trip serves them all.
+        let first = tokio::select! {
+            biased;
+            _ = shared.stop_claiming.cancelled() => return,
+            p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
+        };
+        let mut permits = vec![first];
+        while let Ok(p) = slots.clone().try_acquire_owned() {
+            permits.push(p);
+        }
+        // Mark the wake-up as seen before claiming: a job enqueued after this
+        // point wakes the idle wait below.
+        wake.borrow_and_update();
+        let wanted = permits.len();
+        let claim = Claim {
+            worker: shared.config.id.clone(),
+            queues: queues.clone(),
+            limit: wanted,
+            lease: shared.config.lease,
+        };
+        let jobs = match shared.store.claim(claim).await {
+            Ok(jobs) => {
+                backoff = Duration::from_millis(100);
+                jobs
+            }
+            Err(e) => {
+                tracing::warn!(queue = %queue, error = %e, retry_in = ?backoff, "claim failed");
+                drop(permits);
+                tokio::select! {
+                    _ = shared.stop_claiming.cancelled() => return,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        let got = jobs.len();
+        for job in jobs {
+            let permit = permits.pop().expect("one permit per claimed job");
+            execute::spawn(&shared, job, permit);
+        }
+        drop(permits);
+        if got == wanted {
+            continue;
+        }
+        // Fewer jobs than free slots: the queue is drained for now.
+        let sleep_for = idle_sleep(&shared, &queues).await;
+        tokio::select! {
+            _ = shared.stop_claiming.cancelled() => return,
+            _ = wake.changed() => {}
+            _ = shared.local_wake.notified() => {}
+            _ = tokio::time::sleep(sleep_for) => {}
+        }
+    }
+}
+
+/// How long an idle queue may sleep: until its next scheduled job, at most the
+/// poll interval.
+async fn idle_sleep(shared: &Shared, queues: &[String]) -> Duration {
+    let poll = shared.config.poll_interval;
+    match shared.store.next_scheduled(queues).await {
+        Ok(Some(at)) => {
+            let now = shared.store.clock().now();
+            (at - now).to_std().unwrap_or(Duration::ZERO).min(poll)
+        }
+        _ => poll,
+    }
+}

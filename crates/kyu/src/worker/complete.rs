@@ -1,0 +1,93 @@
+//! The completer: writes finished attempts in batches. Every attempt that
+//! ended while the previous batch was being written goes into the next one, so
+//! one round trip serves many jobs under load and one job when idle.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use kyu_core::store::FinishResult;
+use kyu_core::Finish;
+use tokio::sync::{mpsc, oneshot};
+
+use super::Shared;
+
+pub(crate) enum Message {
+    Finish(Finish),
+    /// Reply once everything sent before has been written.
+    Flush(oneshot::Sender<()>),
+}
+
+pub(crate) async fn completer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Message>) {
+    let mut batch = Vec::new();
+    let mut flushes = Vec::new();
+    while let Some(first) = rx.recv().await {
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            match msg {
+                Message::Finish(f) => batch.push(f),
+                Message::Flush(tx) => flushes.push(tx),
+            }
+            next = if batch.len() < shared.config.finish_batch {
+                rx.try_recv().ok()
+            } else {
+                None
+            };
+        }
+        if !batch.is_empty() {
+            write(&shared, std::mem::take(&mut batch)).await;
+        }
+        for tx in flushes.drain(..) {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Writes one batch, retrying while the store is unreachable: a result that
+/// is never written is not lost (the lease runs out and the job runs again),
+/// but writing it spares a duplicate run.
+async fn write(shared: &Shared, batch: Vec<Finish>) {
+    let mut pause = Duration::from_millis(50);
+    let mut tries = 0;
+    loop {
+        match shared.store.finish(batch.clone()).await {
+            Ok(results) => {
+                for (f, r) in batch.iter().zip(&results) {
+                    if *r == FinishResult::Stale {
+                        tracing::warn!(
+                            job_id = f.lease.id,
+                            attempt = f.lease.attempt,
+                            "result discarded: the job's lease had expired and it was taken over"
+                        );
+                    }
+                }
+                break;
+            }
+            Err(e) => {
+                tries += 1;
+                // During a hard stop, give up after a few tries: the leases
+                // will expire and the jobs run again elsewhere.
+                if shared.hard_stop.is_cancelled() && tries >= 5 {
+                    tracing::error!(error = %e, jobs = batch.len(), "could not write results before stopping; their leases will expire and they will run again");
+                    break;
+                }
+                tracing::warn!(error = %e, jobs = batch.len(), retry_in = ?pause, "could not write results; retrying");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    let mut running = shared.running.lock().expect("running lock");
+    for f in &batch {
+        if running.get(&f.lease.id).map(|r| r.attempt) == Some(f.lease.attempt) {
+            running.remove(&f.lease.id);
+        }
+    }
+}
+
+/// Waits until every result sent so far has been written.
+pub(crate) async fn flush(shared: &Shared) {
+    let (tx, rx) = oneshot::channel();
+    if shared.finish_tx.send(Message::Flush(tx)).is_ok() {
+        let _ = rx.await;
+    }
+}

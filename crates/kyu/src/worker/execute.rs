@@ -1,0 +1,205 @@
+//! Runs one attempt: the handler under its timeout, with panics caught, the
+//! cancel signal passed on, and the worker's shutdown respected. The result goes
+//! to the completer; nothing here writes to the store.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use kyu_core::{ClaimedJob, Finish, FinishOutcome};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use super::{complete, RunningJob, Shared};
+use crate::{JobContext, JobError, Outcome};
+
+/// Starts the attempt on its own task. `slot` is held until the handler ends.
+pub(crate) fn spawn(shared: &Arc<Shared>, job: ClaimedJob, slot: OwnedSemaphorePermit) {
+    let span = tracing::info_span!(
+        "job",
+        job_id = job.id,
+        queue = %job.queue,
+        kind = %job.kind,
+        attempt = job.attempt
+    );
+    let shared2 = shared.clone();
+    shared.executing.spawn(
+        async move {
+            let outcome = run(&shared2, &job).await;
+            drop(slot);
+            let _ = shared2.finish_tx.send(complete::Message::Finish(Finish {
+                lease: job.lease(),
+                worker: shared2.config.id.clone(),
+                outcome,
+            }));
+        }
+        .instrument(span),
+    );
+}
+
+/// How the handler's run ended, before it is turned into a store outcome.
+enum Ended {
+    Returned(Result<Outcome, JobError>),
+    Panicked(String),
+    TimedOut(Duration),
+    StoppedAfterCancel,
+    ShutDown,
+}
+
+async fn run(shared: &Arc<Shared>, job: &ClaimedJob) -> FinishOutcome {
+    let now = || shared.store.clock().now();
+    let Some(handler) = shared.handlers.get(&job.kind).cloned() else {
+        tracing::warn!("no handler for this kind on this worker");
+        return FinishOutcome::Errored {
+            message: format!(
+                "no handler registered for kind {:?} on worker {}",
+                job.kind, shared.config.id
+            ),
+            retry_at: now() + to_chrono(job.retry.delay(job.attempt)),
+            permanent: false,
+        };
+    };
+
+    let cancel = CancellationToken::new();
+    shared.running.lock().expect("running lock").insert(
+        job.id,
+        RunningJob {
+            attempt: job.attempt,
+            cancel: cancel.clone(),
+        },
+    );
+    let ctx = JobContext {
+        store: shared.store.clone(),
+        lease: job.lease(),
+        queue: job.queue.as_str().into(),
+        kind: job.kind.as_str().into(),
+        args: job.args.as_str().into(),
+        max_attempts: job.max_attempts,
+        cancel: cancel.clone(),
+    };
+
+    let handler_run = AssertUnwindSafe(handler.call(ctx)).catch_unwind();
+    let timed = async {
+        match job.timeout {
+            Some(limit) => match tokio::time::timeout(limit, handler_run).await {
+                Ok(r) => r.map_err(Some),
+                Err(_) => Err(None),
+            },
+            None => handler_run.await.map_err(Some),
+        }
+    };
+    let cancel_deadline = async {
+        cancel.cancelled().await;
+        tokio::time::sleep(shared.config.cancel_grace).await;
+    };
+    let ended = tokio::select! {
+        r = timed => match r {
+            Ok(result) => Ended::Returned(result),
+            Err(Some(panic)) => Ended::Panicked(panic_message(&panic)),
+            Err(None) => Ended::TimedOut(job.timeout.unwrap_or_default()),
+        },
+        _ = cancel_deadline => Ended::StoppedAfterCancel,
+        _ = shared.hard_stop.cancelled() => Ended::ShutDown,
+    };
+
+    let retry_at = || now() + to_chrono(job.retry.delay(job.attempt));
+    match ended {
+        Ended::Returned(Ok(Outcome::Done)) => FinishOutcome::Completed { result: None },
+        Ended::Returned(Ok(Outcome::Result(v))) => FinishOutcome::Completed {
+            result: Some(v.to_string()),
+        },
+        Ended::Returned(Ok(Outcome::Snooze(d))) => FinishOutcome::Snoozed {
+            until: now() + to_chrono(d),
+        },
+        Ended::Returned(Err(e)) if cancel.is_cancelled() => FinishOutcome::Cancelled {
+            message: format!("cancelled: {}", e.message),
+        },
+        Ended::Returned(Err(e)) => {
+            tracing::debug!(error = %e.message, permanent = e.permanent, "attempt failed");
+            FinishOutcome::Errored {
+                message: e.message,
+                retry_at: retry_at(),
+                permanent: e.permanent,
+            }
+        }
+        Ended::Panicked(msg) => {
+            tracing::warn!(panic = %msg, "handler panicked");
+            FinishOutcome::Errored {
+                message: format!("handler panicked: {msg}"),
+                retry_at: retry_at(),
+                permanent: false,
+            }
+        }
+        Ended::TimedOut(limit) => FinishOutcome::Errored {
+            message: format!("timed out after {}", humanize(limit)),
+            retry_at: retry_at(),
+            permanent: false,
+        },
+        Ended::StoppedAfterCancel => FinishOutcome::Cancelled {
+            message: format!(
+                "cancelled: the handler was stopped {} after the cancel signal",
+                humanize(shared.config.cancel_grace)
+            ),
+        },
+        Ended::ShutDown => FinishOutcome::Released {
+            message: format!(
+                "worker {} shut down; the handler was stopped after the {} grace period",
+                shared.config.id,
+                humanize(shared.config.shutdown_grace)
+            ),
+        },
+    }
+}
+
+fn to_chrono(d: Duration) -> chrono::Duration {
+    chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX)
+}
+
+fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        s.to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a non-string panic payload".to_string()
+    }
+}
+
+/// `1.5s`, `250ms`, `2m 5s`: durations as people write them.
+pub(crate) fn humanize(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        let s = d.as_secs_f64();
+        if ms % 1000 == 0 {
+            format!("{}s", ms / 1000)
+        } else {
+            format!("{s:.1}s")
+        }
+    } else {
+        let s = d.as_secs();
+        if s % 60 == 0 {
+            format!("{}m", s / 60)
+        } else {
+            format!("{}m {}s", s / 60, s % 60)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::humanize;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(humanize(Duration::from_millis(250)), "250ms");
+        assert_eq!(humanize(Duration::from_secs(5)), "5s");
+        assert_eq!(humanize(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(humanize(Duration::from_secs(125)), "2m 5s");
+        assert_eq!(humanize(Duration::from_secs(3600)), "60m");
+    }
+}

@@ -1,0 +1,71 @@
+//! Keeps running jobs' leases fresh and passes cancel requests to handlers.
+//!
+//! Every `heartbeat_every` the leases of all running jobs are extended in one
+//! store call; every `cancel_poll` the store is asked (a read) which of them
+//! were cancelled. A job whose lease was lost (it expired and the job was
+//! taken over) is signalled like a cancel: its result would be discarded.
+
+use std::sync::Arc;
+
+use kyu_core::LeaseRef;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+
+pub(crate) async fn lease_loop(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut heartbeat = tokio::time::interval(shared.config.heartbeat_every);
+    let mut cancel_poll = tokio::time::interval(shared.config.cancel_poll);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    cancel_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = heartbeat.tick() => {
+                let leases = running_leases(&shared);
+                if leases.is_empty() { continue; }
+                match shared.store.heartbeat(&shared.config.id, &leases, shared.config.lease).await {
+                    Ok(reply) => {
+                        for id in &reply.lost {
+                            tracing::warn!(job_id = id, "lease lost: the job was taken over; stopping its handler");
+                        }
+                        signal(&shared, reply.lost.iter().chain(&reply.cancel_requested));
+                    }
+                    Err(e) => tracing::warn!(error = %e, jobs = leases.len(), "heartbeat failed; will retry"),
+                }
+            }
+            _ = cancel_poll.tick() => {
+                let leases = running_leases(&shared);
+                if leases.is_empty() { continue; }
+                match shared.store.cancel_requests(&leases).await {
+                    Ok(ids) => signal(&shared, ids.iter()),
+                    Err(e) => tracing::debug!(error = %e, "cancel poll failed"),
+                }
+            }
+        }
+    }
+}
+
+fn running_leases(shared: &Shared) -> Vec<LeaseRef> {
+    shared
+        .running
+        .lock()
+        .expect("running lock")
+        .iter()
+        .map(|(id, r)| LeaseRef {
+            id: *id,
+            attempt: r.attempt,
+        })
+        .collect()
+}
+
+fn signal<'a>(shared: &Shared, ids: impl Iterator<Item = &'a i64>) {
+    let running = shared.running.lock().expect("running lock");
+    for id in ids {
+        if let Some(r) = running.get(id) {
+            if !r.cancel.is_cancelled() {
+                tracing::info!(job_id = id, "cancel requested; signalling the handler");
+                r.cancel.cancel();
+            }
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! The worker runtime: claims jobs, runs their handlers, writes the results.
+//!
+//! One worker is a handful of tasks, each in its own module:
+//!
+//! - [`claim`]: one fetch loop per queue; claims as many jobs as the queue has
+//!   free slots, then sleeps until a wake-up, a poll, or the next scheduled job;
+//! - [`execute`]: runs one attempt: timeout, panic, cancellation, shutdown;
+//! - [`complete`]: the completer; writes finished attempts in batches;
+//! - [`lease`]: heartbeats the leases of running jobs and passes on cancel requests;
+//! - [`crate::maintenance`]: the lease reaper and retention, on by default.
+
+mod claim;
+mod complete;
+mod execute;
+mod handler;
+mod lease;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kyu_core::{JobId, Store};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::maintenance::{self, MaintenanceConfig};
+use crate::{Job, JobContext, JobResult, Kyu};
+use handler::{FnHandler, Handler, TypedHandler};
+
+/// How a worker behaves. Every field has a default; see each.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// This worker's name, recorded on the jobs it runs and in attempt errors.
+    /// Default: `HOST-PID-RANDOM`.
+    pub id: String,
+    /// How long a claimed job is the worker's without a heartbeat. A job whose
+    /// worker died runs again once this runs out. Default 30 s.
+    pub lease: Duration,
+    /// How often running jobs' leases are extended. Default: a third of `lease`.
+    pub heartbeat_every: Duration,
+    /// How often the worker asks the store for cancel requests of its running
+    /// jobs. Default 1 s.
+    pub cancel_poll: Duration,
+    /// Longest sleep of an idle queue between claims when no wake-up arrives.
+    /// Default 1 s.
+    pub poll_interval: Duration,
+    /// On shutdown, how long running handlers get to finish before they are
+    /// stopped and their jobs released to other workers. Default 10 s.
+    pub shutdown_grace: Duration,
+    /// After a cancel, how long a handler gets to return by itself before it
+    /// is stopped at its next `.await`. Default 5 s.
+    pub cancel_grace: Duration,
+    /// Most finished attempts written in one store call. Default 512.
+    pub finish_batch: usize,
+    /// Lease reaper and retention; `None` turns them off in this worker.
+    /// Default on.
+    pub maintenance: Option<MaintenanceConfig>,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        let lease = Duration::from_secs(30);
+        WorkerConfig {
+            id: default_worker_id(),
+            lease,
+            heartbeat_every: lease / 3,
+            cancel_poll: Duration::from_secs(1),
+            poll_interval: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(10),
+            cancel_grace: Duration::from_secs(5),
+            finish_batch: 512,
+            maintenance: Some(MaintenanceConfig::default()),
+        }
+    }
+}
+
+fn default_worker_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".into());
+    format!(
+        "{host}-{}-{:04x}",
+        std::process::id(),
+        rand::random::<u16>()
+    )
+}
+
+/// Builds and starts a worker.
+///
+/// ```
+/// use std::time::Duration;
+/// use kyu::{Kyu, Outcome, Worker};
+///
+/// # async fn demo() -> Result<(), kyu::Error> {
+/// let dir = tempfile::tempdir().unwrap();
+/// let kyu = Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display())).await?;
+/// let worker = Worker::new(&kyu)
+///     .handle("hello", |ctx| async move {
+///         println!("hello from job {}", ctx.id());
+///         Ok(Outcome::Done)
+///     })
+///     .queue("default", 4)
+///     .start();
+/// let job = kyu.insert(kyu::NewJob::new("hello", serde_json::json!({}))).await?;
+/// let done = kyu.wait_timeout(job.id, Duration::from_secs(10)).await?;
+/// assert_eq!(done.state, kyu::JobState::Completed);
+/// worker.shutdown().await;
+/// # Ok(()) }
+/// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+/// ```
+pub struct Worker {
+    kyu: Kyu,
+    handlers: HashMap<String, Arc<dyn Handler>>,
+    queues: Vec<(String, usize)>,
+    config: WorkerConfig,
+}
+
+impl Worker {
+    /// A worker over `kyu`'s store, with no handlers yet and the default config.
+    pub fn new(kyu: &Kyu) -> Worker {
+        Worker {
+            kyu: kyu.clone(),
+            handlers: HashMap::new(),
+            queues: Vec::new(),
+            config: WorkerConfig::default(),
+        }
+    }
+
+    /// Runs jobs of kind `J::KIND` with `J::run`.
+    pub fn register<J: Job>(mut self) -> Worker {
+        self.handlers
+            .insert(J::KIND.to_string(), Arc::new(TypedHandler::<J>::new()));
+        self
+    }
+
+    /// Runs jobs of `kind` with a closure over the raw [`JobContext`].
+    pub fn handle<F, Fut>(mut self, kind: impl Into<String>, f: F) -> Worker
+    where
+        F: Fn(JobContext) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = JobResult> + Send + 'static,
+    {
+        self.handlers.insert(kind.into(), Arc::new(FnHandler(f)));
+        self
+    }
+
+    /// Works `queue`, running at most `concurrency` of its jobs at once.
+    /// With no queue named, the worker works `default` with concurrency 10.
+    pub fn queue(mut self, queue: impl Into<String>, concurrency: usize) -> Worker {
+        self.queues.push((queue.into(), concurrency.max(1)));
+        self
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: WorkerConfig) -> Worker {
+        self.config = config;
+        self
+    }
+
+    /// Changes the configuration in place.
+    pub fn configure(mut self, f: impl FnOnce(&mut WorkerConfig)) -> Worker {
+        f(&mut self.config);
+        self
+    }
+
+    /// Starts the worker's tasks on the current tokio runtime.
+    pub fn start(self) -> WorkerHandle {
+        let Worker {
+            kyu,
+            handlers,
+            mut queues,
+            config,
+        } = self;
+        if queues.is_empty() {
+            queues.push((kyu_core::job::DEFAULT_QUEUE.to_string(), 10));
+        }
+        let store = kyu.store().clone();
+        let (finish_tx, finish_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            store: store.clone(),
+            handlers,
+            config: config.clone(),
+            running: Mutex::new(HashMap::new()),
+            finish_tx,
+            stop_claiming: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            local_wake: Notify::new(),
+            executing: TaskTracker::new(),
+        });
+        tracing::info!(
+            worker = %config.id,
+            backend = store.backend(),
+            queues = ?queues,
+            kinds = ?shared.handlers.keys().collect::<Vec<_>>(),
+            "worker started"
+        );
+
+        let fetchers = queues
+            .into_iter()
+            .map(|(queue, concurrency)| {
+                tokio::spawn(claim::fetch_loop(shared.clone(), queue, concurrency))
+            })
+            .collect();
+        let completer = tokio::spawn(complete::completer(shared.clone(), finish_rx));
+        let background = CancellationToken::new();
+        let lease = tokio::spawn(lease::lease_loop(shared.clone(), background.clone()));
+        let maintenance = config.maintenance.clone().map(|m| {
+            let shared = shared.clone();
+            let stop = background.clone();
+            tokio::spawn(async move {
+                maintenance::run(shared.store.clone(), m, stop, || {
+                    shared.local_wake.notify_waiters()
+                })
+                .await
+            })
+        });
+        WorkerHandle {
+            shared,
+            fetchers,
+            completer,
+            lease,
+            maintenance,
+            background,
+        }
+    }
+}
+
+/// What the worker's tasks share.
+pub(crate) struct Shared {
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) handlers: HashMap<String, Arc<dyn Handler>>,
+    pub(crate) config: WorkerConfig,
+    /// Jobs whose attempt has not been written yet, with their cancel signal.
+    pub(crate) running: Mutex<HashMap<JobId, RunningJob>>,
+    pub(crate) finish_tx: mpsc::UnboundedSender<complete::Message>,
+    /// Set on shutdown: fetch loops stop claiming.
+    pub(crate) stop_claiming: CancellationToken,
+    /// Set when the shutdown grace runs out: handlers are stopped, jobs released.
+    pub(crate) hard_stop: CancellationToken,
+    /// Wakes idle fetch loops when this process made jobs runnable (reaper).
+    pub(crate) local_wake: Notify,
+    /// Every running attempt.
+    pub(crate) executing: TaskTracker,
+}
+
+/// A job this worker runs (or has run and not yet written).
+pub(crate) struct RunningJob {
+    pub(crate) attempt: u32,
+    pub(crate) cancel: CancellationToken,
+}
+
+/// A started worker. Call [`shutdown`](WorkerHandle::shutdown) to stop it
+/// gracefully; dropping the handle leaves the tasks running.
+pub struct WorkerHandle {
+    shared: Arc<Shared>,
+    fetchers: Vec<JoinHandle<()>>,
+    completer: JoinHandle<()>,
+    lease: JoinHandle<()>,
+    maintenance: Option<JoinHandle<()>>,
+    background: CancellationToken,
+}
+
+impl WorkerHandle {
+    /// This worker's id.
+    pub fn id(&self) -> &str {
+        &self.shared.config.id
+    }
+
+    /// How many jobs are running now.
+    pub fn running(&self) -> usize {
+        self.shared.executing.len()
+    }
+
+    /// Graceful shutdown: stop claiming; give running handlers
+    /// [`shutdown_grace`](WorkerConfig::shutdown_grace) to finish; stop the
+    /// rest and release their jobs so another worker takes them at once; write
+    /// every result; stop heartbeats and maintenance.
+    pub async fn shutdown(self) {
+        let shared = &self.shared;
+        tracing::info!(worker = %shared.config.id, running = shared.executing.len(), "worker shutting down");
+        shared.stop_claiming.cancel();
+        for f in self.fetchers {
+            let _ = f.await;
+        }
+        shared.executing.close();
+        if tokio::time::timeout(shared.config.shutdown_grace, shared.executing.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                worker = %shared.config.id,
+                running = shared.executing.len(),
+                grace = ?shared.config.shutdown_grace,
+                "handlers still running after the shutdown grace; releasing their jobs"
+            );
+            shared.hard_stop.cancel();
+            shared.executing.wait().await;
+        }
+        complete::flush(shared).await;
+        self.background.cancel();
+        let _ = self.lease.await;
+        if let Some(m) = self.maintenance {
+            let _ = m.await;
+        }
+        drop(self.completer);
+        tracing::info!(worker = %shared.config.id, "worker stopped");
+    }
+
+    /// Runs until Ctrl-C or SIGTERM, then shuts down gracefully.
+    pub async fn run_until_signal(self) {
+        wait_for_signal().await;
+        self.shutdown().await;
+    }
+}
+
+/// Completes on Ctrl-C (SIGINT) or SIGTERM.
+pub async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

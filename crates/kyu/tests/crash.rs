@@ -1,0 +1,223 @@
+//! Invariants 1 and 2 with real processes: a worker process is SIGKILLed in
+//! the middle of its jobs; another worker picks them up once the leases
+//! expire, every job completes, and the lost attempts are recorded.
+//!
+//! The worker process is this test binary run again with `KYU_CRASH_CHILD`
+//! set: the `child_worker` test then runs a worker until it is killed.
+
+mod common;
+
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::{eventually, quick};
+use kyu::{JobState, Kyu, NewJob, Outcome, Worker};
+
+const LEASE: Duration = Duration::from_secs(2);
+
+/// Appends "id attempt" to the run log: the record of every handler start.
+fn log_run(path: &str, id: i64, attempt: u32) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .expect("open run log");
+    writeln!(f, "{id} {attempt}").expect("write run log");
+}
+
+fn runs(path: &str) -> Vec<(i64, u32)> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let mut p = l.split(' ');
+            (
+                p.next().unwrap().parse().unwrap(),
+                p.next().unwrap().parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// The worker run in the child process: each job logs its start, then works
+/// for `KYU_CRASH_JOB_MS`.
+#[tokio::test]
+async fn child_worker() {
+    let Ok(url) = std::env::var("KYU_CRASH_CHILD") else {
+        return; // not a child: nothing to do
+    };
+    let log = std::env::var("KYU_CRASH_LOG").unwrap();
+    let job_ms: u64 = std::env::var("KYU_CRASH_JOB_MS").unwrap().parse().unwrap();
+    let kyu = Kyu::connect(&url).await.unwrap();
+    let _worker = Worker::new(&kyu)
+        .handle("work", move |ctx| {
+            let log = log.clone();
+            async move {
+                log_run(&log, ctx.id(), ctx.attempt());
+                tokio::time::sleep(Duration::from_millis(job_ms)).await;
+                Ok(Outcome::Done)
+            }
+        })
+        .queue("default", 4)
+        .configure(|c| {
+            quick(c);
+            c.id = "doomed-worker".into();
+            c.lease = LEASE;
+            c.heartbeat_every = Duration::from_millis(500);
+        })
+        .start();
+    // Run until killed.
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+}
+
+fn spawn_child(url: &str, log: &str, job_ms: u64) -> Child {
+    Command::new(std::env::current_exe().unwrap())
+        .args(["child_worker", "--exact", "--nocapture", "--test-threads=1"])
+        .env("KYU_CRASH_CHILD", url)
+        .env("KYU_CRASH_LOG", log)
+        .env("KYU_CRASH_JOB_MS", job_ms.to_string())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn the worker process")
+}
+
+fn sigkill(child: &mut Child) {
+    // SAFETY: sending a signal to a process id we own.
+    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    assert_eq!(rc, 0, "kill failed");
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the child died of SIGKILL");
+}
+
+async fn rescue_worker(kyu: &Kyu, log: String) -> kyu::WorkerHandle {
+    Worker::new(kyu)
+        .handle("work", move |ctx| {
+            let log = log.clone();
+            async move {
+                log_run(&log, ctx.id(), ctx.attempt());
+                Ok(Outcome::Done)
+            }
+        })
+        .configure(|c| {
+            quick(c);
+            c.id = "rescuer".into();
+            c.lease = LEASE;
+            let m = c.maintenance.as_mut().unwrap();
+            m.reap_every = Duration::from_millis(200);
+        })
+        .start()
+}
+
+#[tokio::test]
+async fn sigkilled_worker_job_is_rescued_and_the_lost_attempt_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/kyu.db", dir.path().display());
+    let log = dir.path().join("runs.log").display().to_string();
+    let kyu = Kyu::connect(&url).await.unwrap();
+    let e = kyu
+        .insert(NewJob::new("work", serde_json::json!({})))
+        .await
+        .unwrap();
+
+    let mut child = spawn_child(&url, &log, 3_600_000);
+    eventually(
+        Duration::from_secs(30),
+        "the child starts the job",
+        || async { !runs(&log).is_empty() },
+    )
+    .await;
+    let running = kyu.job(e.id).await.unwrap();
+    assert_eq!(running.state, JobState::Running);
+    assert_eq!(running.worker.as_deref(), Some("doomed-worker"));
+    sigkill(&mut child);
+
+    let rescuer = rescue_worker(&kyu, log.clone()).await;
+    let job = kyu
+        .wait_timeout(e.id, Duration::from_secs(30))
+        .await
+        .unwrap();
+    rescuer.shutdown().await;
+
+    assert_eq!(job.state, JobState::Completed);
+    assert_eq!(job.attempt, 2);
+    assert_eq!(job.errors.len(), 1, "{:?}", job.errors);
+    assert_eq!(job.errors[0].attempt, 1);
+    assert_eq!(job.errors[0].worker, "doomed-worker");
+    assert!(
+        job.errors[0].message.contains("lease expired"),
+        "{:?}",
+        job.errors
+    );
+    assert_eq!(runs(&log), vec![(e.id, 1), (e.id, 2)]);
+}
+
+#[tokio::test]
+async fn nothing_is_lost_when_a_busy_worker_is_killed() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/kyu.db", dir.path().display());
+    let log = dir.path().join("runs.log").display().to_string();
+    let kyu = Kyu::connect(&url).await.unwrap();
+    let n = 200;
+    let jobs = (0..n)
+        .map(|i| NewJob::new("work", serde_json::json!({ "i": i })))
+        .collect();
+    let ids: Vec<i64> = kyu
+        .insert_many(jobs)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+
+    let mut child = spawn_child(&url, &log, 20);
+    eventually(
+        Duration::from_secs(30),
+        "the child has run a third",
+        || async { runs(&log).len() >= n / 3 },
+    )
+    .await;
+    sigkill(&mut child);
+    let killed_at = runs(&log).len();
+    assert!(killed_at < n, "the child was killed mid-run");
+
+    let rescuer = rescue_worker(&kyu, log.clone()).await;
+    for id in &ids {
+        let job = kyu
+            .wait_timeout(*id, Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(job.state, JobState::Completed, "job {id}");
+    }
+    rescuer.shutdown().await;
+
+    // Every job ran; the only second runs are of jobs the dead worker held,
+    // and each of those has its lost attempt recorded.
+    let log = runs(&log);
+    for id in &ids {
+        let attempts: Vec<u32> = log
+            .iter()
+            .filter(|(j, _)| j == id)
+            .map(|(_, a)| *a)
+            .collect();
+        assert!(!attempts.is_empty(), "job {id} never ran");
+        let job = kyu.job(*id).await.unwrap();
+        if attempts.len() > 1 {
+            assert_eq!(attempts, vec![1, 2], "job {id}");
+            assert!(
+                job.errors[0].message.contains("lease expired"),
+                "job {id}: {:?}",
+                job.errors
+            );
+        } else {
+            assert!(job.errors.is_empty(), "job {id}: {:?}", job.errors);
+        }
+    }
+    // The dead worker held at most 4 running jobs plus, at most, 4 whose
+    // handlers had ended but whose results were not yet written.
+    let duplicates = log.len() - n;
+    assert!(
+        duplicates <= 8,
+        "only the jobs the dead worker held run twice: {duplicates}"
+    );
+}
