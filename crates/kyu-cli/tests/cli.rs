@@ -1,0 +1,251 @@
+//! The `kyu` binary as a user runs it: output, --json, errors and exit codes.
+
+use std::process::{Command, Output};
+
+struct Db {
+    _dir: tempfile::TempDir,
+    url: String,
+}
+
+fn db() -> Db {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/kyu.db", dir.path().display());
+    Db { _dir: dir, url }
+}
+
+fn kyu(db: &Db, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kyu"))
+        .arg("--database")
+        .arg(&db.url)
+        .args(args)
+        .env_remove("KYU_DATABASE_URL")
+        .output()
+        .expect("run kyu")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "kyu failed: {}", stderr(o));
+    serde_json::from_slice(&o.stdout).expect("JSON on stdout")
+}
+
+#[test]
+fn enqueue_then_list_show_and_cancel() {
+    let db = db();
+    let o = kyu(
+        &db,
+        &[
+            "enqueue",
+            "send_email",
+            r#"{"to":"ada@example.com"}"#,
+            "--queue",
+            "mail",
+            "--tag",
+            "tenant:1",
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("enqueued job 1 on queue mail"),
+        "{}",
+        stdout(&o)
+    );
+
+    let ls = stdout(&kyu(&db, &["jobs", "ls"]));
+    assert!(ls.starts_with("ID"), "a table with headers: {ls}");
+    assert!(
+        ls.contains("send_email") && ls.contains("available"),
+        "{ls}"
+    );
+
+    let listed = json(&kyu(&db, &["--json", "jobs", "ls", "--tag", "tenant:1"]));
+    assert_eq!(listed["jobs"][0]["kind"], "send_email");
+    assert_eq!(listed["jobs"][0]["args"], r#"{"to":"ada@example.com"}"#);
+
+    let shown = stdout(&kyu(&db, &["jobs", "show", "1"]));
+    assert!(shown.contains("state        available"), "{shown}");
+    assert!(shown.contains("attempt      0 of 5"), "{shown}");
+
+    let cancelled = stdout(&kyu(&db, &["jobs", "cancel", "1"]));
+    assert!(cancelled.contains("job 1: cancelled"), "{cancelled}");
+    let again = stdout(&kyu(&db, &["jobs", "cancel", "1"]));
+    assert!(again.contains("already cancelled"), "{again}");
+
+    let retried = stdout(&kyu(&db, &["jobs", "retry", "1"]));
+    assert!(retried.contains("job 1: retried"), "{retried}");
+    assert_eq!(
+        json(&kyu(&db, &["--json", "jobs", "show", "1"]))["state"],
+        "available"
+    );
+}
+
+#[test]
+fn unique_key_reports_the_duplicate() {
+    let db = db();
+    kyu(
+        &db,
+        &[
+            "enqueue",
+            "sync",
+            r#"{"user":42}"#,
+            "--unique-key",
+            "sync:42",
+        ],
+    );
+    let second = json(&kyu(
+        &db,
+        &[
+            "--json",
+            "enqueue",
+            "sync",
+            r#"{"user":42}"#,
+            "--unique-key",
+            "sync:42",
+        ],
+    ));
+    assert_eq!(second, serde_json::json!({"id": 1, "duplicate": true}));
+}
+
+#[test]
+fn bad_json_says_where_it_broke_and_writes_nothing() {
+    let db = db();
+    let o = kyu(&db, &["enqueue", "k", "{\"a\": 1,\n \"b\": }"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = stderr(&o);
+    assert!(err.contains("args") && err.contains("line 2"), "{err}");
+    let queues = json(&kyu(&db, &["--json", "queues", "ls"]));
+    assert_eq!(queues, serde_json::json!([]), "nothing was written");
+}
+
+#[test]
+fn unknown_ids_are_not_found() {
+    let db = db();
+    let o = kyu(&db, &["jobs", "show", "999"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("job 999 not found"), "{}", stderr(&o));
+    let o = kyu(&db, &["jobs", "cancel", "999"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("no job with id 999"), "{}", stderr(&o));
+}
+
+#[test]
+fn bad_option_values_say_what_is_accepted() {
+    let db = db();
+    let o = kyu(&db, &["enqueue", "k", "--delay", "soon"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("accepted: a number with a unit"),
+        "{}",
+        stderr(&o)
+    );
+    let o = kyu(&db, &["jobs", "ls", "--state", "done"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("accepted: scheduled, available"),
+        "{}",
+        stderr(&o)
+    );
+    let o = kyu(&db, &["enqueue", "k", "--retry", "linear:1s"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("exponential:INITIAL:CAP"),
+        "{}",
+        stderr(&o)
+    );
+    let o = Command::new(env!("CARGO_BIN_EXE_kyu"))
+        .args(["--database", "mysql://x", "queues", "ls"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("accepted: sqlite://PATH"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn queues_pause_resume_and_counts() {
+    let db = db();
+    kyu(&db, &["enqueue", "a", "--queue", "mail"]);
+    kyu(&db, &["enqueue", "b", "--queue", "mail", "--delay", "1h"]);
+    assert!(kyu(&db, &["queues", "pause", "mail"]).status.success());
+    let q = json(&kyu(&db, &["--json", "queues", "ls"]));
+    assert_eq!(q[0]["queue"], "mail");
+    assert_eq!(q[0]["paused"], true);
+    assert_eq!(q[0]["counts"]["available"], 1);
+    assert_eq!(q[0]["counts"]["scheduled"], 1);
+    let table = stdout(&kyu(&db, &["queues", "ls"]));
+    assert!(table.contains("mail   yes"), "{table}");
+    assert!(kyu(&db, &["queues", "resume", "mail"]).status.success());
+    assert_eq!(
+        json(&kyu(&db, &["--json", "queues", "ls"]))[0]["paused"],
+        false
+    );
+}
+
+#[test]
+fn retry_all_failed_needs_no_ids() {
+    let db = db();
+    let o = kyu(
+        &db,
+        &["--json", "jobs", "retry", "--all-failed", "--queue", "mail"],
+    );
+    assert_eq!(json(&o), serde_json::json!({"retried": 0}));
+    let o = kyu(&db, &["jobs", "retry"]);
+    assert_eq!(o.status.code(), Some(2), "ids or --all-failed are required");
+}
+
+#[test]
+fn help_explains_itself() {
+    let o = Command::new(env!("CARGO_BIN_EXE_kyu"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = stdout(&o);
+    for needle in [
+        "enqueue",
+        "jobs",
+        "queues",
+        "bench",
+        "KYU_DATABASE_URL",
+        "Exit status",
+    ] {
+        assert!(help.contains(needle), "--help mentions {needle}: {help}");
+    }
+}
+
+#[test]
+fn bench_runs_both_workloads_in_separate_processes() {
+    let o = Command::new(env!("CARGO_BIN_EXE_kyu"))
+        .args([
+            "bench",
+            "--jobs",
+            "300",
+            "--w2-jobs",
+            "30",
+            "--w2-warmup",
+            "3",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let rows: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["workload"], "W1");
+    assert_eq!(rows[0]["completed"], 300);
+    assert_eq!(rows[0]["duplicates"], 0);
+    assert!(rows[0]["process_per_s"].as_f64().unwrap() > 0.0);
+    assert_eq!(rows[1]["workload"], "W2");
+    assert_eq!(rows[1]["measured"], 30);
+    assert!(rows[1]["p99_ms"].as_f64().unwrap() >= rows[1]["p50_ms"].as_f64().unwrap());
+}
