@@ -47,6 +47,7 @@
 #![warn(missing_docs)]
 
 mod client;
+pub mod command;
 mod error;
 mod job;
 pub mod maintenance;
