@@ -48,6 +48,14 @@ pub enum StoreError {
     /// The database refused or failed the operation.
     #[error("database error: {0}")]
     Database(String),
+    /// This backend does not offer the operation yet.
+    #[error("the {backend} store does not support {operation} yet")]
+    Unsupported {
+        /// The backend.
+        backend: &'static str,
+        /// The operation.
+        operation: &'static str,
+    },
     /// The store has been shut down.
     #[error("the store is closed")]
     Closed,

@@ -27,6 +27,6 @@ pub use error::{InvalidInput, StoreError};
 pub use job::{AttemptError, Enqueued, Job, JobId, JobState, Limits, NewJob, Progress, Uniqueness};
 pub use retry::RetryPolicy;
 pub use store::{
-    CancelResult, Claim, ClaimedJob, Finish, FinishOutcome, FinishResult, HeartbeatReply,
-    JobFilter, JobPage, LeaseRef, QueueStats, Reaped, RetryResult, Store,
+    AttemptLogs, CancelResult, Claim, ClaimedJob, Finish, FinishOutcome, FinishResult,
+    HeartbeatReply, JobFilter, JobPage, LeaseRef, QueueStats, Reaped, RetryResult, Store,
 };

@@ -244,6 +244,22 @@ impl QueueStats {
     }
 }
 
+/// The captured output of one attempt of a command job: the kept tails of
+/// stdout and stderr and how many bytes were written in all.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptLogs {
+    /// The attempt.
+    pub attempt: u32,
+    /// The last bytes of stdout (lossy UTF-8).
+    pub stdout: String,
+    /// The last bytes of stderr (lossy UTF-8).
+    pub stderr: String,
+    /// All bytes written to stdout, kept or not.
+    pub stdout_bytes: u64,
+    /// All bytes written to stderr, kept or not.
+    pub stderr_bytes: u64,
+}
+
 /// A kyu backend. See the module docs.
 ///
 /// All times come from the store's [`Clock`]; tests give the store a
@@ -338,4 +354,24 @@ pub trait Store: Send + Sync + 'static {
         completed_before: DateTime<Utc>,
         failed_before: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+
+    /// Records the output of attempt `logs.attempt` of job `id`, replacing
+    /// what was recorded for that attempt before. Written while the attempt
+    /// runs (so it can be followed live) and once at its end.
+    async fn set_logs(&self, id: JobId, logs: AttemptLogs) -> Result<(), StoreError> {
+        let _ = (id, logs);
+        Err(StoreError::Unsupported {
+            backend: self.backend(),
+            operation: "set_logs",
+        })
+    }
+
+    /// The recorded output of every attempt of job `id`, oldest first.
+    async fn logs(&self, id: JobId) -> Result<Vec<AttemptLogs>, StoreError> {
+        let _ = id;
+        Err(StoreError::Unsupported {
+            backend: self.backend(),
+            operation: "logs",
+        })
+    }
 }
