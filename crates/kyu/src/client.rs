@@ -160,6 +160,36 @@ impl Kyu {
         Ok(self.store.retry_failed(queue, kind).await?)
     }
 
+    /// The recorded output of every attempt of a command job, oldest first.
+    pub async fn logs(&self, id: JobId) -> Result<Vec<kyu_core::AttemptLogs>> {
+        let logs = self.store.logs(id).await?;
+        if logs.is_empty() {
+            // Tell "no output yet" from "no such job".
+            self.job(id).await?;
+        }
+        Ok(logs)
+    }
+
+    /// Records progress for job `id` from outside its handler (the `kyu
+    /// progress` command run by a script). Only a running job's progress can
+    /// be set.
+    pub async fn set_progress(&self, id: JobId, progress: kyu_core::Progress) -> Result<bool> {
+        let job = self.job(id).await?;
+        if job.state != kyu_core::JobState::Running {
+            return Ok(false);
+        }
+        Ok(self
+            .store
+            .set_progress(
+                kyu_core::LeaseRef {
+                    id,
+                    attempt: job.attempt,
+                },
+                progress,
+            )
+            .await?)
+    }
+
     /// Every queue with its counts by state and paused flag.
     pub async fn queues(&self) -> Result<Vec<QueueStats>> {
         Ok(self.store.queue_stats().await?)

@@ -24,8 +24,9 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+
+use kyu_core::AttemptLogs;
 
 use crate::{JobContext, JobError, JobResult, Outcome};
 
@@ -67,19 +68,6 @@ impl CommandSpec {
     }
 }
 
-/// The output of one attempt so far: the kept tails and how much was written.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommandLogs {
-    /// The last `log_limit` bytes of stdout (lossy UTF-8).
-    pub stdout: String,
-    /// The last `log_limit` bytes of stderr (lossy UTF-8).
-    pub stderr: String,
-    /// All bytes written to stdout, kept or not.
-    pub stdout_bytes: u64,
-    /// All bytes written to stderr, kept or not.
-    pub stderr_bytes: u64,
-}
-
 /// Parses a progress line: `::kyu-progress PERCENT [MESSAGE]`.
 pub fn parse_progress_line(line: &str) -> Option<(u8, String)> {
     let rest = line.trim_end().strip_prefix("::kyu-progress ")?;
@@ -99,8 +87,9 @@ struct Capture {
 }
 
 impl Capture {
-    fn logs(&self) -> CommandLogs {
-        CommandLogs {
+    fn logs(&self, attempt: u32) -> AttemptLogs {
+        AttemptLogs {
+            attempt,
             stdout: String::from_utf8_lossy(&self.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&self.stderr).into_owned(),
             stdout_bytes: self.stdout_bytes,
@@ -160,7 +149,7 @@ pub async fn run_command(
     spec: &CommandSpec,
     ctx: &JobContext,
     flush_every: Duration,
-    on_logs: impl Fn(CommandLogs) + Send + Sync + 'static,
+    on_logs: impl Fn(AttemptLogs) + Send + Sync + 'static,
 ) -> JobResult {
     let Some((program, args)) = spec.command.split_first() else {
         return Err(JobError::permanent("the command is empty"));
@@ -220,6 +209,7 @@ pub async fn run_command(
         None,
     ));
     let on_logs = Arc::new(on_logs);
+    let attempt = ctx.attempt();
     let flusher = {
         let capture = capture.clone();
         let on_logs = on_logs.clone();
@@ -233,7 +223,7 @@ pub async fn run_command(
                         continue;
                     }
                     c.changed = false;
-                    c.logs()
+                    c.logs(attempt)
                 };
                 on_logs(logs);
             }
@@ -265,7 +255,7 @@ pub async fn run_command(
     flusher.abort();
     let (logs, last_json) = {
         let c = capture.lock().expect("capture lock");
-        (c.logs(), c.last_json_line.clone())
+        (c.logs(attempt), c.last_json_line.clone())
     };
     let last_err_line = logs
         .stderr

@@ -58,11 +58,13 @@ pub use error::{Error, Result};
 pub use job::{Job, JobContext, JobError, JobResult, Outcome};
 pub use worker::{wait_for_signal, Worker, WorkerConfig, WorkerHandle};
 
+/// Checks a queue or kind name (1 to 128 characters, no control characters).
+pub use kyu_core::job::check_name;
 /// The job as stored (re-exported from kyu-core).
 pub use kyu_core::Job as JobRecord;
 /// The store contract and clocks, for backends and tests.
 pub use kyu_core::{clock, store, Clock, ManualClock, Store, StoreError, SystemClock};
 pub use kyu_core::{
-    AttemptError, CancelResult, Enqueued, JobFilter, JobId, JobPage, JobState, Limits, NewJob,
-    Progress, QueueStats, RetryPolicy, RetryResult, Uniqueness,
+    AttemptError, AttemptLogs, CancelResult, Enqueued, JobFilter, JobId, JobPage, JobState, Limits,
+    NewJob, Progress, QueueStats, RetryPolicy, RetryResult, Uniqueness,
 };

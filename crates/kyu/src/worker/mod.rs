@@ -146,6 +146,45 @@ impl Worker {
         self
     }
 
+    /// Runs jobs of `kind` as a command (see [`crate::command`]). Output is
+    /// recorded with the attempt as it comes (about twice a second) and can be
+    /// read with [`Kyu::logs`](crate::Kyu::logs).
+    pub fn command(self, kind: impl Into<String>, spec: crate::command::CommandSpec) -> Worker {
+        let spec = Arc::new(spec);
+        let store = self.kyu.store().clone();
+        self.handle(kind, move |ctx| {
+            let spec = spec.clone();
+            let store = store.clone();
+            async move {
+                let id = ctx.id();
+                // One writer per attempt, so log writes stay in order and a
+                // slow store coalesces them to the newest.
+                let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+                let writer = tokio::spawn(async move {
+                    while let Some(mut logs) = rx.recv().await {
+                        while let Ok(newer) = rx.try_recv() {
+                            logs = newer;
+                        }
+                        if let Err(e) = store.set_logs(id, logs).await {
+                            tracing::warn!(job_id = id, error = %e, "could not record the command's output");
+                        }
+                    }
+                });
+                let result = crate::command::run_command(
+                    &spec,
+                    &ctx,
+                    Duration::from_millis(500),
+                    move |logs| {
+                        let _ = tx.send(logs);
+                    },
+                )
+                .await;
+                let _ = writer.await;
+                result
+            }
+        })
+    }
+
     /// Works `queue`, running at most `concurrency` of its jobs at once.
     /// With no queue named, the worker works `default` with concurrency 10.
     pub fn queue(mut self, queue: impl Into<String>, concurrency: usize) -> Worker {
