@@ -2,6 +2,7 @@
 
 mod bench;
 mod commands;
+mod config;
 mod output;
 mod parse;
 
@@ -20,7 +21,7 @@ pub const DEFAULT_DATABASE: &str = "sqlite://kyu.db";
     long_about = "kyu is a durable background-job queue. It keeps jobs in one SQLite file by \
 default (no set-up) and runs them with at-least-once delivery.\n\n\
 The database is chosen by --database, else the KYU_DATABASE_URL environment variable, \
-else sqlite://kyu.db in the current directory.",
+else `database` in kyu.toml, else sqlite://kyu.db in the current directory.",
     after_help = "Examples:\n  \
 kyu enqueue send_email '{\"to\":\"ada@example.com\"}' --queue mail --max-attempts 3\n  \
 kyu jobs ls --state failed\n  \
@@ -31,15 +32,14 @@ kyu bench --workload w1 --jobs 20000 --concurrency 10\n\n\
 Exit status: 0 success, 1 failure, 2 invalid input or usage, 3 a job or queue was not found."
 )]
 struct Cli {
-    /// Database URL, e.g. sqlite://kyu.db or sqlite:///var/lib/kyu/kyu.db.
-    #[arg(
-        long,
-        global = true,
-        env = "KYU_DATABASE_URL",
-        default_value = DEFAULT_DATABASE,
-        value_name = "URL"
-    )]
-    database: String,
+    /// Database URL, e.g. sqlite://kyu.db or sqlite:///var/lib/kyu/kyu.db
+    /// [default: the config file's `database`, else sqlite://kyu.db]
+    #[arg(long, global = true, env = "KYU_DATABASE_URL", value_name = "URL")]
+    database: Option<String>,
+
+    /// Config file [default: ./kyu.toml if it exists]
+    #[arg(long, global = true, env = "KYU_CONFIG", value_name = "PATH")]
+    config: Option<std::path::PathBuf>,
 
     /// Print JSON instead of tables (one document per command; JSON lines for bench).
     #[arg(long, global = true)]
@@ -59,6 +59,16 @@ enum Command {
     /// List queues with their counts; pause and resume them.
     #[command(subcommand)]
     Queues(commands::queues::QueuesCommand),
+    /// Run the scheduler, lease recovery, retention and workers for the
+    /// configured command jobs, until SIGTERM or Ctrl-C.
+    Serve(commands::serve::ServeArgs),
+    /// Run workers only (more processes or hosts on the same database).
+    Worker(commands::serve::ServeArgs),
+    /// Report progress from inside a command job: `kyu progress 40 "step 2 of 5"`.
+    Progress(commands::progress::ProgressArgs),
+    /// Check a config file and print what it understood.
+    #[command(subcommand)]
+    Config(commands::config::ConfigCommand),
     /// Measure throughput (w1) or latency (w2), producer and worker in separate processes.
     Bench(bench::BenchArgs),
     /// The worker half of `kyu bench` (started by it; not for direct use).
@@ -137,11 +147,12 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> CmdResult {
-    let ctx = commands::Ctx {
-        database: cli.database,
-        json: cli.json,
-    };
+    let ctx = commands::Ctx::new(cli.database, cli.config, cli.json);
     match cli.command {
+        Command::Serve(args) => commands::serve::run(&ctx, args, true).await,
+        Command::Worker(args) => commands::serve::run(&ctx, args, false).await,
+        Command::Progress(args) => commands::progress::run(&ctx, args).await,
+        Command::Config(cmd) => commands::config::run(&ctx, cmd).await,
         Command::Enqueue(args) => commands::enqueue::run(&ctx, args).await,
         Command::Jobs(cmd) => commands::jobs::run(&ctx, cmd).await,
         Command::Queues(cmd) => commands::queues::run(&ctx, cmd).await,

@@ -43,6 +43,9 @@ pub struct CommandSpec {
     pub cwd: Option<PathBuf>,
     /// Extra environment variables (the worker's environment is inherited).
     pub env: BTreeMap<String, String>,
+    /// Time limit of one attempt: then the group gets SIGTERM, SIGKILL after
+    /// `stop_grace`, and the attempt fails with "timed out after …". Default none.
+    pub timeout: Option<Duration>,
     /// After SIGTERM, how long the command gets before SIGKILL. Default 10 s.
     pub stop_grace: Duration,
     /// Bytes of stdout and of stderr kept (the last ones). Default 64 KiB.
@@ -60,6 +63,7 @@ impl CommandSpec {
             command,
             cwd: None,
             env: BTreeMap::new(),
+            timeout: None,
             stop_grace: Duration::from_secs(10),
             log_limit: 64 * 1024,
             result_from_stdout: false,
@@ -230,21 +234,23 @@ pub async fn run_command(
         })
     };
 
-    let mut stopped = false;
+    let mut stopped = None;
+    let deadline = async {
+        match spec.timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending().await,
+        }
+    };
     let status = tokio::select! {
         s = child.wait() => s,
+        _ = deadline => {
+            let limit = spec.timeout.unwrap_or_default();
+            stopped = Some(format!("timed out after {}", crate::worker::humanize(limit)));
+            stop(&mut child, pgid, spec.stop_grace).await
+        }
         _ = ctx.cancelled() => {
-            stopped = true;
-            tracing::info!(pid = pgid, "stopping the command: SIGTERM");
-            signal_group(pgid, libc::SIGTERM);
-            match tokio::time::timeout(spec.stop_grace, child.wait()).await {
-                Ok(s) => s,
-                Err(_) => {
-                    tracing::warn!(pid = pgid, grace = ?spec.stop_grace, "command ignored SIGTERM; SIGKILL");
-                    signal_group(pgid, libc::SIGKILL);
-                    child.wait().await
-                }
-            }
+            stopped = Some("stopped: the command was sent SIGTERM on cancel".to_string());
+            stop(&mut child, pgid, spec.stop_grace).await
         }
     };
     // Whatever the command left behind in its group goes too.
@@ -268,10 +274,8 @@ pub async fn run_command(
 
     let status =
         status.map_err(|e| JobError::retryable(format!("waiting for the command: {e}")))?;
-    if stopped {
-        return Err(JobError::retryable(
-            "stopped: the command was sent SIGTERM on cancel",
-        ));
+    if let Some(why) = stopped {
+        return Err(JobError::retryable(why));
     }
     match status.code() {
         Some(0) => match (spec.result_from_stdout, last_json) {
@@ -292,6 +296,24 @@ pub async fn run_command(
                 "killed by signal {}{last_err_line}",
                 status.signal().unwrap_or(0)
             )))
+        }
+    }
+}
+
+/// SIGTERM to the group, SIGKILL after `grace`; returns the exit status.
+async fn stop(
+    child: &mut tokio::process::Child,
+    pgid: i32,
+    grace: Duration,
+) -> std::io::Result<std::process::ExitStatus> {
+    tracing::info!(pid = pgid, "stopping the command: SIGTERM");
+    signal_group(pgid, libc::SIGTERM);
+    match tokio::time::timeout(grace, child.wait()).await {
+        Ok(s) => s,
+        Err(_) => {
+            tracing::warn!(pid = pgid, grace = ?grace, "the command ignored SIGTERM; SIGKILL");
+            signal_group(pgid, libc::SIGKILL);
+            child.wait().await
         }
     }
 }

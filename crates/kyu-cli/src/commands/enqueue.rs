@@ -23,24 +23,25 @@ pub struct EnqueueArgs {
     /// The args as JSON text; `-` reads them from stdin. Default `{}`.
     #[arg(default_value = "{}")]
     args: String,
-    /// The queue.
-    #[arg(long, short, default_value = "default")]
-    queue: String,
-    /// Lower runs first.
-    #[arg(long, short, default_value_t = 0, allow_negative_numbers = true)]
-    priority: i32,
+    /// The queue [default: the kind's queue in kyu.toml, else "default"]
+    #[arg(long, short)]
+    queue: Option<String>,
+    /// Lower runs first [default: the kind's in kyu.toml, else 0]
+    #[arg(long, short, allow_negative_numbers = true)]
+    priority: Option<i32>,
     /// Run no earlier than this long from now, e.g. 30s, 5m, 1h.
     #[arg(long, value_parser = parse::duration, conflicts_with = "run_at")]
     delay: Option<Duration>,
     /// Run no earlier than this RFC 3339 time, e.g. 2026-11-25T09:00:00Z.
     #[arg(long, value_parser = parse::time)]
     run_at: Option<DateTime<Utc>>,
-    /// Attempts before the job fails for good.
-    #[arg(long, default_value_t = 5)]
-    max_attempts: u32,
-    /// Retry policy: exponential:INITIAL:CAP or fixed:DELAY.
-    #[arg(long, value_parser = parse::retry, default_value = "exponential:1s:16s")]
-    retry: RetryPolicy,
+    /// Attempts before the job fails for good [default: the kind's in kyu.toml, else 5]
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// Retry policy: exponential:INITIAL:CAP or fixed:DELAY
+    /// [default: the kind's in kyu.toml, else exponential:1s:16s]
+    #[arg(long, value_parser = parse::retry)]
+    retry: Option<RetryPolicy>,
     /// Fail an attempt that runs longer than this, e.g. 5m.
     #[arg(long, value_parser = parse::duration)]
     timeout: Option<Duration>,
@@ -65,11 +66,22 @@ pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> CmdResult {
     } else {
         a.args
     };
-    let mut job = NewJob::from_json_text(a.kind, args)
-        .queue(a.queue)
-        .priority(a.priority)
-        .max_attempts(a.max_attempts)
-        .retry(a.retry);
+    let mut job = NewJob::from_json_text(a.kind.clone(), args);
+    if let Some((config, _)) = ctx.config()? {
+        job = config.apply_kind_defaults(&a.kind, job);
+    }
+    if let Some(q) = a.queue {
+        job = job.queue(q);
+    }
+    if let Some(p) = a.priority {
+        job = job.priority(p);
+    }
+    if let Some(n) = a.max_attempts {
+        job = job.max_attempts(n);
+    }
+    if let Some(r) = a.retry {
+        job = job.retry(r);
+    }
     if let Some(d) = a.delay {
         let d = chrono::Duration::from_std(d)
             .map_err(|_| Failure::invalid(format!("--delay {d:?} is too long")))?;

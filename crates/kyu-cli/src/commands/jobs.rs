@@ -41,6 +41,20 @@ kyu jobs ls --before 1200        # the next page: ids below 1200")]
         /// The job's id.
         id: JobId,
     },
+    /// Show a command job's output (stdout and stderr of its attempts).
+    #[command(
+        after_help = "Examples:\n  kyu jobs logs 42\n  kyu jobs logs 42 --follow      # live, until the job finishes\n  kyu jobs logs 42 --attempt 1"
+    )]
+    Logs {
+        /// The job's id.
+        id: JobId,
+        /// Keep printing new output until the job finishes.
+        #[arg(long, short)]
+        follow: bool,
+        /// Only this attempt (default: the latest).
+        #[arg(long)]
+        attempt: Option<u32>,
+    },
     /// Cancel jobs: waiting ones never run; running ones are signalled and end cancelled.
     Cancel {
         /// The jobs' ids.
@@ -122,6 +136,11 @@ pub async fn run(ctx: &Ctx, cmd: JobsCommand) -> CmdResult {
             }
             print!("{}", describe(&job));
         }
+        JobsCommand::Logs {
+            id,
+            follow,
+            attempt,
+        } => logs(ctx, &kyu, id, follow, attempt).await?,
         JobsCommand::Cancel { ids } => {
             let results = kyu.cancel(&ids).await?;
             report(ctx, &ids, &results, |r| match r {
@@ -250,4 +269,84 @@ pub fn describe(j: &JobRecord) -> String {
         }
     }
     s
+}
+
+/// `kyu jobs logs`: prints the output; with `follow`, prints what is new
+/// every half second until the job finishes.
+async fn logs(
+    ctx: &Ctx,
+    kyu: &kyu::Kyu,
+    id: JobId,
+    follow: bool,
+    attempt: Option<u32>,
+) -> CmdResult {
+    use std::io::Write;
+    let pick = |all: Vec<kyu::AttemptLogs>| match attempt {
+        Some(a) => all.into_iter().find(|l| l.attempt == a),
+        None => all.into_iter().last(),
+    };
+    if !follow {
+        let logs = pick(kyu.logs(id).await?);
+        if ctx.json {
+            return print_json(&logs);
+        }
+        match logs {
+            Some(l) => {
+                print!("{}", l.stdout);
+                eprint!("{}", l.stderr);
+            }
+            None => eprintln!("job {id} has no recorded output"),
+        }
+        return Ok(());
+    }
+    // Bytes printed so far of each stream, per attempt.
+    let mut shown: (u32, u64, u64) = (0, 0, 0);
+    loop {
+        let finished = kyu.job(id).await?.state.is_finished();
+        if let Some(l) = pick(kyu.logs(id).await?) {
+            if l.attempt != shown.0 {
+                if shown.0 != 0 {
+                    eprintln!("--- attempt {} ---", l.attempt);
+                }
+                shown = (l.attempt, 0, 0);
+            }
+            print!("{}", new_part(&l.stdout, l.stdout_bytes, shown.1));
+            eprint!("{}", new_part(&l.stderr, l.stderr_bytes, shown.2));
+            let _ = std::io::stdout().flush();
+            shown.1 = l.stdout_bytes;
+            shown.2 = l.stderr_bytes;
+        }
+        if finished {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+}
+
+/// The part of a kept tail not printed yet: `total` bytes were written, `shown` printed.
+fn new_part(tail: &str, total: u64, shown: u64) -> String {
+    let new = total.saturating_sub(shown) as usize;
+    if new == 0 {
+        return String::new();
+    }
+    if new > tail.len() {
+        return format!("[… {} bytes not kept …]\n{tail}", new - tail.len());
+    }
+    let mut start = tail.len() - new;
+    while !tail.is_char_boundary(start) {
+        start += 1;
+    }
+    tail[start..].to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::new_part;
+
+    #[test]
+    fn follow_prints_only_what_is_new() {
+        assert_eq!(new_part("hello world", 11, 6), "world");
+        assert_eq!(new_part("hello world", 11, 11), "");
+        assert_eq!(new_part("world", 11, 0), "[… 6 bytes not kept …]\nworld");
+    }
 }

@@ -12,6 +12,7 @@
 mod claim;
 mod complete;
 mod execute;
+pub(crate) use execute::humanize;
 mod handler;
 mod lease;
 

@@ -1,0 +1,331 @@
+//! `kyu.toml`: the database, queues, command job kinds and schedules.
+//!
+//! Unknown keys and bad values are refused with the file, the line and what
+//! is accepted. Precedence: command-line flag, then `KYU_*` environment
+//! variable, then `kyu.toml`, then the default.
+//!
+//! ```toml
+//! database = "sqlite://kyu.db"
+//!
+//! [queues.default]
+//! concurrency = 4
+//!
+//! [jobs.sync]
+//! command = ["python3", "-u", "scripts/sync.py"]
+//! timeout = "1h"
+//! max_attempts = 3
+//! retry = "exponential:2s:60s"
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use kyu::command::{CommandSpec, DEFAULT_PERMANENT_EXIT};
+use kyu::RetryPolicy;
+use serde::{Deserialize, Deserializer};
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Database URL. Default `sqlite://kyu.db`.
+    pub database: Option<String>,
+    /// Queues by name.
+    #[serde(default)]
+    pub queues: BTreeMap<String, QueueConfig>,
+    /// Command job kinds by name.
+    #[serde(default)]
+    pub jobs: BTreeMap<String, JobKindConfig>,
+    /// Cron schedules.
+    #[serde(default)]
+    pub schedules: Vec<ScheduleConfig>,
+    /// Worker settings.
+    #[serde(default)]
+    pub worker: WorkerSection,
+}
+
+/// `[queues.NAME]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Jobs of this queue run at once per worker process. Default 10.
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Start paused. Default false.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn default_concurrency() -> usize {
+    10
+}
+
+/// `[worker]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSection {
+    /// On SIGTERM, how long running jobs get before they are stopped. Default 10 s.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub shutdown_grace: Option<Duration>,
+    /// Lease length. Default 30 s.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub lease: Option<Duration>,
+}
+
+/// `[jobs.NAME]`: a kind that runs a command.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct JobKindConfig {
+    /// The program and its arguments.
+    pub command: Vec<String>,
+    /// Working directory, relative to the config file's directory.
+    pub cwd: Option<PathBuf>,
+    /// Extra environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// The queue its jobs go to. Default `default`.
+    #[serde(default = "default_queue")]
+    pub queue: String,
+    /// Time limit of one attempt, e.g. "1h".
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub timeout: Option<Duration>,
+    /// Attempts. Default 5.
+    pub max_attempts: Option<u32>,
+    /// Retry policy: "exponential:1s:16s" or "fixed:2s".
+    #[serde(default, deserialize_with = "opt_retry")]
+    pub retry: Option<RetryPolicy>,
+    /// Priority of its jobs (lower first). Default 0.
+    #[serde(default)]
+    pub priority: i32,
+    /// SIGTERM → SIGKILL grace on cancel or timeout. Default "10s".
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub stop_grace: Option<Duration>,
+    /// Bytes of stdout and stderr kept. Default 65536.
+    pub log_limit: Option<usize>,
+    /// Take the last stdout line that is JSON as the result. Default false.
+    #[serde(default)]
+    pub result_from_stdout: bool,
+    /// Exit codes that fail without retry. Default [65].
+    pub permanent_exit_codes: Option<Vec<i32>>,
+}
+
+fn default_queue() -> String {
+    "default".into()
+}
+
+/// `[[schedules]]`.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Unique name.
+    pub name: String,
+    /// Cron expression.
+    pub cron: String,
+    /// IANA time zone. Default UTC.
+    #[serde(default = "default_zone")]
+    pub zone: String,
+    /// The kind to enqueue.
+    pub kind: String,
+    /// Args of each job.
+    #[serde(default = "empty_args")]
+    pub args: toml::Value,
+    /// Queue; default: the kind's.
+    pub queue: Option<String>,
+    /// `allow`, `skip` or `buffer_one`. Default `skip`.
+    #[serde(default = "default_overlap")]
+    pub overlap: String,
+    /// `skip` or `run_once`. Default `skip`.
+    #[serde(default = "default_misfire")]
+    pub misfire: String,
+    /// Default true.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+fn default_zone() -> String {
+    "UTC".into()
+}
+fn empty_args() -> toml::Value {
+    toml::Value::Table(Default::default())
+}
+fn default_overlap() -> String {
+    "skip".into()
+}
+fn default_misfire() -> String {
+    "skip".into()
+}
+fn yes() -> bool {
+    true
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::parse::duration(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn opt_retry<'de, D: Deserializer<'de>>(d: D) -> Result<Option<RetryPolicy>, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::parse::retry(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+/// A config file that could not be used: the file, the line, and why.
+#[derive(Debug)]
+pub struct ConfigError {
+    file: String,
+    location: String,
+    message: String,
+}
+
+impl std::fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}: {}", self.file, self.location, self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    fn at(file: &Path, line: Option<usize>, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: file.display().to_string(),
+            location: line.map(|l| format!(":{l}")).unwrap_or_default(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The 1-based line of a byte offset.
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+/// The line where `needle` first appears after `from`, for checks made after parsing.
+fn find_line(text: &str, needle: &str) -> Option<usize> {
+    text.find(needle).map(|o| line_of(text, o))
+}
+
+impl Config {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::at(path, None, format!("could not read the file: {e}")))?;
+        Config::parse(path, &text)
+    }
+
+    /// Parses and checks `text`, naming `path` in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| line_of(text, s.start));
+            ConfigError::at(path, line, e.message().trim().to_string())
+        })?;
+        config.check(path, text)?;
+        Ok(config)
+    }
+
+    fn check(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        for (name, q) in &self.queues {
+            if q.concurrency == 0 {
+                return Err(ConfigError::at(
+                    path,
+                    find_line(text, &format!("[queues.{name}]")),
+                    format!("queues.{name}.concurrency: 0 is not accepted; give 1 or more"),
+                ));
+            }
+        }
+        for (name, j) in &self.jobs {
+            let line = find_line(text, &format!("[jobs.{name}]"));
+            if j.command.is_empty() || j.command[0].is_empty() {
+                return Err(ConfigError::at(
+                    path,
+                    line,
+                    format!("jobs.{name}.command: empty; give the program and its arguments, e.g. [\"python3\", \"-u\", \"sync.py\"]"),
+                ));
+            }
+            if j.max_attempts == Some(0) {
+                return Err(ConfigError::at(
+                    path,
+                    line,
+                    format!("jobs.{name}.max_attempts: 0 is not accepted; give 1 or more"),
+                ));
+            }
+            kyu::check_name("kind", name)
+                .map_err(|e| ConfigError::at(path, line, format!("jobs.{name}: {e}")))?;
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for s in &self.schedules {
+            let line = find_line(text, &format!("\"{}\"", s.name));
+            if !names.insert(&s.name) {
+                return Err(ConfigError::at(
+                    path,
+                    line,
+                    format!(
+                        "schedule name {:?} is used twice; names must be unique",
+                        s.name
+                    ),
+                ));
+            }
+            if !["allow", "skip", "buffer_one"].contains(&s.overlap.as_str()) {
+                return Err(ConfigError::at(path, line, format!("schedules.{}: overlap {:?} is not accepted; accepted: allow, skip, buffer_one", s.name, s.overlap)));
+            }
+            if !["skip", "run_once"].contains(&s.misfire.as_str()) {
+                return Err(ConfigError::at(
+                    path,
+                    line,
+                    format!(
+                        "schedules.{}: misfire {:?} is not accepted; accepted: skip, run_once",
+                        s.name, s.misfire
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The command spec of kind `name`, with paths resolved against `base`
+    /// (the config file's directory).
+    pub fn command_spec(&self, name: &str, base: &Path) -> Option<CommandSpec> {
+        let j = self.jobs.get(name)?;
+        let mut spec = CommandSpec::new(j.command.clone());
+        spec.cwd = Some(match &j.cwd {
+            Some(c) if c.is_absolute() => c.clone(),
+            Some(c) => base.join(c),
+            None => base.to_path_buf(),
+        });
+        spec.env = j.env.clone();
+        if let Some(g) = j.stop_grace {
+            spec.stop_grace = g;
+        }
+        if let Some(l) = j.log_limit {
+            spec.log_limit = l;
+        }
+        spec.timeout = j.timeout;
+        spec.result_from_stdout = j.result_from_stdout;
+        spec.permanent_exit_codes = j
+            .permanent_exit_codes
+            .clone()
+            .unwrap_or_else(|| vec![DEFAULT_PERMANENT_EXIT]);
+        Some(spec)
+    }
+
+    /// Applies kind `name`'s defaults (queue, priority, attempts, retry) to a
+    /// new job. The kind's timeout is enforced by the worker that runs the
+    /// command, so it is not copied onto the job.
+    pub fn apply_kind_defaults(&self, name: &str, job: kyu::NewJob) -> kyu::NewJob {
+        let Some(j) = self.jobs.get(name) else {
+            return job;
+        };
+        let mut job = job.queue(j.queue.clone()).priority(j.priority);
+        if let Some(n) = j.max_attempts {
+            job = job.max_attempts(n);
+        }
+        if let Some(r) = j.retry {
+            job = job.retry(r);
+        }
+        job
+    }
+}
