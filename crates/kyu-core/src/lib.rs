@@ -5,6 +5,7 @@
 //! - [`job`]: the job model ([`Job`], [`NewJob`], [`JobState`]) and the checks an
 //!   enqueue request must pass before anything is written;
 //! - [`retry`]: when a failed attempt runs again ([`RetryPolicy`]);
+//! - [`cron`]: cron expressions and their fire times in any time zone ([`CronExpr`]);
 //! - [`clock`]: the one source of "now", so tests move time instead of sleeping;
 //! - [`store`]: the [`Store`] trait, the only place that talks to a database;
 //! - [`error`]: the typed errors of the library crates.
@@ -15,6 +16,7 @@
 #![warn(missing_docs)]
 
 pub mod clock;
+pub mod cron;
 pub mod error;
 pub mod job;
 pub mod retry;
@@ -23,6 +25,7 @@ pub mod store;
 pub mod testkit;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use cron::{parse_zone, CronExpr, FireTimes, Tz};
 pub use error::{InvalidInput, StoreError};
 pub use job::{AttemptError, Enqueued, Job, JobId, JobState, Limits, NewJob, Progress, Uniqueness};
 pub use retry::RetryPolicy;
