@@ -1,1 +1,493 @@
-//! kyu-sqlite (being written).
+//! # kyu-sqlite
+//!
+//! kyu's embedded default [`Store`]: one SQLite file, no set-up.
+//!
+//! ```
+//! # async fn demo() -> Result<(), kyu_core::StoreError> {
+//! use kyu_core::{NewJob, Store};
+//! use kyu_sqlite::{SqliteOptions, SqliteStore};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let url = format!("sqlite://{}/kyu.db", dir.path().display());
+//! let store = SqliteStore::open(&url, SqliteOptions::default())?;
+//! let ids = store.enqueue(vec![NewJob::new("hello", serde_json::json!({}))]).await?;
+//! assert!(store.get(ids[0].id).await?.is_some());
+//! # Ok(()) }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
+//!
+//! ## How it works
+//!
+//! - **Files.** The database is created and migrated on first use (migrations
+//!   are recorded in `PRAGMA user_version`) and runs in WAL mode, so reads go on
+//!   beside the writer. Several processes may share the file: writes take the
+//!   lock with `BEGIN IMMEDIATE` and wait up to [`SqliteOptions::busy_timeout`].
+//! - **Group commit** (module `writer`). One thread per store owns the write
+//!   connection. Every write waiting when it looks is run in one transaction,
+//!   each in its own savepoint, and committed once; then the callers are answered.
+//! - **Reads** (`get`, `list`, `queue_stats`, `cancel_requests`,
+//!   `next_scheduled`, `logs`) use a small pool of read connections on
+//!   tokio's blocking threads.
+//! - **Wake-up** (module `notify`). `subscribe()` changes after every
+//!   enqueue, retry or resume committed by this store, and, through Unix
+//!   datagram sockets in `<database file>.wake/`, by any other store on the same
+//!   file, in this process or another.
+//! - **Times** are stored as integer microseconds since the Unix epoch, UTC;
+//!   args stay JSON text and are never parsed by the store.
+
+#![warn(missing_docs)]
+
+mod claim;
+mod complete;
+mod control;
+mod enqueue;
+mod lease;
+mod notify;
+mod query;
+mod retention;
+mod row;
+mod schema;
+mod url;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kyu_core::{
+    job::check_name, AttemptLogs, CancelResult, Claim, ClaimedJob, Clock, Enqueued, Finish,
+    FinishResult, HeartbeatReply, Job, JobFilter, JobId, JobPage, LeaseRef, Limits, NewJob,
+    Progress, QueueStats, Reaped, RetryResult, Store, StoreError, SystemClock,
+};
+use rusqlite::{Connection, OpenFlags};
+
+pub use lease::LEASE_EXPIRED;
+pub use url::{parse_location, Location};
+
+use crate::notify::Notifier;
+use crate::row::db;
+use crate::writer::{Op, Pending};
+
+/// How hard SQLite works to make each commit durable (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Synchronous {
+    /// `NORMAL` (the default): in WAL mode a commit survives a crash of any
+    /// process; the last commits before a power loss or OS crash may be lost.
+    #[default]
+    Normal,
+    /// `FULL`: every commit is synced to disk before enqueue returns, so it
+    /// also survives power loss. Slower: one fsync per group commit.
+    Full,
+}
+
+impl Synchronous {
+    fn pragma(self) -> &'static str {
+        match self {
+            Synchronous::Normal => "NORMAL",
+            Synchronous::Full => "FULL",
+        }
+    }
+}
+
+/// Options of [`SqliteStore::open`]. Every field has a default.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// Where "now" comes from. Default: [`SystemClock`]. Tests pass a
+    /// [`ManualClock`](kyu_core::ManualClock).
+    pub clock: Arc<dyn Clock>,
+    /// Durability of each commit. Default: [`Synchronous::Normal`].
+    pub synchronous: Synchronous,
+    /// How long a write waits for another process holding the database lock
+    /// before it fails with "database is locked". Default: 5 s.
+    pub busy_timeout: Duration,
+    /// Limits every enqueued job is checked against. Default: [`Limits::default`]
+    /// (args up to 1 MiB).
+    pub limits: Limits,
+    /// How many read connections are kept open. Default: 4.
+    pub readers: usize,
+    /// The most writes committed in one transaction. Default: 512.
+    pub max_group: usize,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        SqliteOptions {
+            clock: Arc::new(SystemClock),
+            synchronous: Synchronous::Normal,
+            busy_timeout: Duration::from_secs(5),
+            limits: Limits::default(),
+            readers: 4,
+            max_group: 512,
+        }
+    }
+}
+
+impl SqliteOptions {
+    /// The default options with `clock`.
+    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
+        SqliteOptions {
+            clock,
+            ..SqliteOptions::default()
+        }
+    }
+}
+
+/// The read connections of a file database.
+struct Readers {
+    path: PathBuf,
+    busy_timeout: Duration,
+    keep: usize,
+    pool: Mutex<Vec<Connection>>,
+}
+
+impl Readers {
+    fn take(&self) -> Result<Connection, StoreError> {
+        if let Some(c) = self.pool.lock().expect("reader pool poisoned").pop() {
+            return Ok(c);
+        }
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(db)?;
+        conn.busy_timeout(self.busy_timeout).map_err(db)?;
+        conn.execute_batch("PRAGMA query_only = ON").map_err(db)?;
+        Ok(conn)
+    }
+
+    fn put(&self, conn: Connection) {
+        let mut pool = self.pool.lock().expect("reader pool poisoned");
+        if pool.len() < self.keep {
+            pool.push(conn);
+        }
+    }
+}
+
+struct Inner {
+    clock: Arc<dyn Clock>,
+    writer: mpsc::Sender<Box<dyn Op>>,
+    readers: Option<Arc<Readers>>,
+    notify: Arc<Notifier>,
+    limits: Limits,
+    location: Location,
+}
+
+/// The SQLite [`Store`]. Cheap to clone: clones share one writer thread.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("location", &self.inner.location)
+            .finish()
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating on first use) the database named by
+    /// `url`: see [`parse_location`] for the accepted forms. The parent
+    /// directories of a new file are created.
+    ///
+    /// Must be called where blocking is allowed or inside a tokio runtime's
+    /// context; the store's reads run on tokio's blocking threads.
+    pub fn open(url: &str, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        let location = parse_location(url)?;
+        let conn = match &location {
+            Location::Memory => Connection::open_in_memory().map_err(db)?,
+            Location::File(path) => {
+                if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(parent).map_err(|e| StoreError::BadUrl {
+                        url: url.to_string(),
+                        problem: format!("cannot create the directory {}: {e}", parent.display()),
+                    })?;
+                }
+                Connection::open(path).map_err(|e| StoreError::BadUrl {
+                    url: url.to_string(),
+                    problem: format!("cannot open {} as a SQLite database: {e}", path.display()),
+                })?
+            }
+        };
+        conn.busy_timeout(options.busy_timeout).map_err(db)?;
+        if let Location::File(path) = &location {
+            let mode: String = conn
+                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+                .map_err(|e| StoreError::BadUrl {
+                    url: url.to_string(),
+                    problem: format!("{} is not a usable SQLite database: {e}", path.display()),
+                })?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                tracing::warn!(path = %path.display(), mode, "kyu-sqlite: WAL mode not available");
+            }
+        }
+        conn.execute_batch(&format!(
+            "PRAGMA synchronous = {}; PRAGMA foreign_keys = OFF;",
+            options.synchronous.pragma()
+        ))
+        .map_err(db)?;
+        conn.set_prepared_statement_cache_capacity(64);
+        schema::migrate(&conn)?;
+
+        let (readers, wake_dir) = match &location {
+            Location::Memory => (None, None),
+            Location::File(path) => (
+                Some(Arc::new(Readers {
+                    path: path.clone(),
+                    busy_timeout: options.busy_timeout,
+                    keep: options.readers.max(1),
+                    pool: Mutex::new(Vec::new()),
+                })),
+                Some(wake_dir(path)),
+            ),
+        };
+        let notify = Arc::new(Notifier::new(wake_dir));
+        let (tx, rx) = mpsc::channel();
+        let thread_notify = notify.clone();
+        let max_group = options.max_group.max(1);
+        std::thread::Builder::new()
+            .name("kyu-sqlite-writer".into())
+            .spawn(move || writer::run(conn, rx, max_group, thread_notify))
+            .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
+        tracing::debug!(location = ?location, "kyu-sqlite store opened");
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                clock: options.clock,
+                writer: tx,
+                readers,
+                notify,
+                limits: options.limits,
+                location,
+            }),
+        })
+    }
+
+    /// Where the database lives.
+    pub fn location(&self) -> &Location {
+        &self.inner.location
+    }
+
+    /// Runs `f` in the writer's next group commit.
+    async fn write<T, F>(&self, wakes: bool, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (op, rx) = Pending::new(wakes, f);
+        self.inner.writer.send(op).map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Runs `f` on a read connection (on the writer for an in-memory database).
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let Some(readers) = self.inner.readers.clone() else {
+            return self.write(false, f).await;
+        };
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.take()?;
+            let r = f(&conn);
+            readers.put(conn);
+            r
+        })
+        .await
+        .map_err(|e| StoreError::Database(format!("a read task failed: {e}")))?
+    }
+
+    fn now_fn(&self) -> Arc<dyn Clock> {
+        self.inner.clock.clone()
+    }
+}
+
+/// The wake-up directory of a database file: `<file>.wake`.
+fn wake_dir(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(".wake");
+    PathBuf::from(s)
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn clock(&self) -> Arc<dyn Clock> {
+        self.inner.clock.clone()
+    }
+
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.notify.subscribe()
+    }
+
+    async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
+        let many = jobs.len() > 1;
+        for (i, job) in jobs.iter().enumerate() {
+            job.validate(&self.inner.limits)
+                .map_err(|e| if many { e.in_batch(i) } else { e })?;
+        }
+        if jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let clock = self.now_fn();
+        self.write(true, move |c| enqueue::enqueue(c, clock.now(), jobs))
+            .await
+    }
+
+    async fn claim(&self, claim: Claim) -> Result<Vec<ClaimedJob>, StoreError> {
+        if claim.limit == 0 || claim.queues.is_empty() {
+            return Ok(Vec::new());
+        }
+        let clock = self.now_fn();
+        self.write(false, move |c| claim::claim(c, clock.now(), &claim))
+            .await
+    }
+
+    async fn finish(&self, batch: Vec<Finish>) -> Result<Vec<FinishResult>, StoreError> {
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
+        // A job made runnable again (retry soon, release) should be picked up at once.
+        let wakes = batch.iter().any(|f| {
+            matches!(
+                f.outcome,
+                kyu_core::FinishOutcome::Released { .. } | kyu_core::FinishOutcome::Errored { .. }
+            )
+        });
+        let clock = self.now_fn();
+        self.write(wakes, move |c| complete::finish(c, clock.now(), &batch))
+            .await
+    }
+
+    async fn heartbeat(
+        &self,
+        _worker: &str,
+        leases: &[LeaseRef],
+        lease: Duration,
+    ) -> Result<HeartbeatReply, StoreError> {
+        if leases.is_empty() {
+            return Ok(HeartbeatReply::default());
+        }
+        let clock = self.now_fn();
+        let leases = leases.to_vec();
+        self.write(false, move |c| {
+            lease::heartbeat(c, clock.now(), &leases, lease)
+        })
+        .await
+    }
+
+    async fn cancel_requests(&self, leases: &[LeaseRef]) -> Result<Vec<JobId>, StoreError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let leases = leases.to_vec();
+        self.read(move |c| lease::cancel_requests(c, &leases)).await
+    }
+
+    async fn set_progress(&self, lease: LeaseRef, progress: Progress) -> Result<bool, StoreError> {
+        if progress.percent > 100 {
+            return Err(kyu_core::InvalidInput::new(
+                "progress.percent",
+                format!("{} is not accepted; give 0 to 100", progress.percent),
+            )
+            .into());
+        }
+        self.write(false, move |c| lease::set_progress(c, lease, &progress))
+            .await
+    }
+
+    async fn reap_expired(&self, limit: usize) -> Result<Vec<Reaped>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let clock = self.now_fn();
+        self.write(true, move |c| lease::reap_expired(c, clock.now(), limit))
+            .await
+    }
+
+    async fn cancel(&self, ids: &[JobId]) -> Result<Vec<CancelResult>, StoreError> {
+        let clock = self.now_fn();
+        let ids = ids.to_vec();
+        self.write(false, move |c| control::cancel(c, clock.now(), &ids))
+            .await
+    }
+
+    async fn retry(&self, ids: &[JobId]) -> Result<Vec<RetryResult>, StoreError> {
+        let clock = self.now_fn();
+        let ids = ids.to_vec();
+        self.write(true, move |c| control::retry(c, clock.now(), &ids))
+            .await
+    }
+
+    async fn retry_failed(
+        &self,
+        queue: Option<&str>,
+        kind: Option<&str>,
+    ) -> Result<u64, StoreError> {
+        let clock = self.now_fn();
+        let queue = queue.map(str::to_string);
+        let kind = kind.map(str::to_string);
+        self.write(true, move |c| {
+            control::retry_failed(c, clock.now(), queue.as_deref(), kind.as_deref())
+        })
+        .await
+    }
+
+    async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+        self.read(move |c| query::get(c, id)).await
+    }
+
+    async fn list(&self, filter: &JobFilter) -> Result<JobPage, StoreError> {
+        let filter = filter.clone();
+        self.read(move |c| query::list(c, &filter)).await
+    }
+
+    async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {
+        self.read(query::queue_stats).await
+    }
+
+    async fn pause_queue(&self, queue: &str) -> Result<(), StoreError> {
+        check_name("queue", queue)?;
+        let queue = queue.to_string();
+        self.write(false, move |c| control::set_paused(c, &queue, true))
+            .await
+    }
+
+    async fn resume_queue(&self, queue: &str) -> Result<(), StoreError> {
+        check_name("queue", queue)?;
+        let queue = queue.to_string();
+        self.write(true, move |c| control::set_paused(c, &queue, false))
+            .await
+    }
+
+    async fn next_scheduled(&self, queues: &[String]) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let queues = queues.to_vec();
+        self.read(move |c| query::next_scheduled(c, &queues)).await
+    }
+
+    async fn delete_finished(
+        &self,
+        completed_before: DateTime<Utc>,
+        failed_before: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.write(false, move |c| {
+            retention::delete_finished(c, completed_before, failed_before)
+        })
+        .await
+    }
+
+    async fn set_logs(&self, id: JobId, logs: AttemptLogs) -> Result<(), StoreError> {
+        self.write(false, move |c| retention::set_logs(c, id, &logs))
+            .await
+    }
+
+    async fn logs(&self, id: JobId) -> Result<Vec<AttemptLogs>, StoreError> {
+        self.read(move |c| query::logs(c, id)).await
+    }
+}

@@ -1,0 +1,105 @@
+//! Enqueue: inserting jobs, all or none, with unique-key checks.
+
+use chrono::{DateTime, Utc};
+use kyu_core::{Enqueued, NewJob, StoreError, Uniqueness};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::row::{db, dur_us, retry_json, us};
+
+/// Inserts `jobs` (already validated). Runs inside the writer's savepoint, so
+/// an error undoes every insert of the batch.
+pub(crate) fn enqueue(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    jobs: Vec<NewJob>,
+) -> Result<Vec<Enqueued>, StoreError> {
+    let now_us = us(now);
+    let mut out = Vec::with_capacity(jobs.len());
+    let mut insert = conn
+        .prepare_cached(
+            "INSERT INTO jobs (queue, kind, args, priority, state, max_attempts, retry, \
+             timeout_ms, unique_key, unique_window_ms, tags, created_at, run_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+        )
+        .map_err(db)?;
+    for job in jobs {
+        if let Some(key) = &job.unique_key {
+            if let Some(id) = existing(conn, key, job.uniqueness, now_us)? {
+                out.push(Enqueued {
+                    id,
+                    duplicate: true,
+                });
+                continue;
+            }
+        }
+        let run_at = job.run_at.map(us).unwrap_or(now_us);
+        let state = if run_at > now_us {
+            "scheduled"
+        } else {
+            "available"
+        };
+        let window = match job.uniqueness {
+            Uniqueness::WhileUnfinished => None,
+            Uniqueness::Within(w) => Some(dur_us(w) / 1000),
+        };
+        let tags = if job.tags.is_empty() {
+            "[]".to_string()
+        } else {
+            serde_json::to_string(&job.tags).map_err(StoreError::database)?
+        };
+        insert
+            .execute(params![
+                job.queue,
+                job.kind,
+                job.args,
+                job.priority,
+                state,
+                job.max_attempts,
+                retry_json(&job.retry),
+                job.timeout.map(|t| t.as_millis() as i64),
+                job.unique_key,
+                window,
+                tags,
+                now_us,
+                run_at,
+            ])
+            .map_err(db)?;
+        out.push(Enqueued {
+            id: conn.last_insert_rowid(),
+            duplicate: false,
+        });
+    }
+    Ok(out)
+}
+
+/// The first job that makes a new job with `key` a duplicate.
+///
+/// The new job's uniqueness decides: `WhileUnfinished` matches an unfinished
+/// job with the key; `Within(w)` matches any job with the key enqueued less
+/// than `w` ago, whatever its state.
+fn existing(
+    conn: &Connection,
+    key: &str,
+    uniqueness: Uniqueness,
+    now_us: i64,
+) -> Result<Option<i64>, StoreError> {
+    match uniqueness {
+        Uniqueness::WhileUnfinished => conn
+            .prepare_cached(
+                "SELECT id FROM jobs WHERE unique_key = ?1 \
+                 AND state IN ('scheduled', 'available', 'running') ORDER BY id LIMIT 1",
+            )
+            .and_then(|mut s| s.query_row([key], |r| r.get(0)).optional())
+            .map_err(db),
+        Uniqueness::Within(w) => conn
+            .prepare_cached(
+                "SELECT id FROM jobs WHERE unique_key = ?1 AND created_at > ?2 \
+                 ORDER BY id LIMIT 1",
+            )
+            .and_then(|mut s| {
+                s.query_row(params![key, now_us.saturating_sub(dur_us(w))], |r| r.get(0))
+                    .optional()
+            })
+            .map_err(db),
+    }
+}

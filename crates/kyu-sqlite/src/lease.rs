@@ -1,0 +1,136 @@
+//! Leases: heartbeats, progress, cancel requests, and reaping expired leases.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kyu_core::{HeartbeatReply, JobId, JobState, LeaseRef, Progress, Reaped, StoreError};
+use rusqlite::{params, Connection, OptionalExtension};
+
+use crate::row::{db, dur_us, error_json, us};
+
+/// The message recorded for an attempt whose lease ran out.
+pub const LEASE_EXPIRED: &str = "lease expired";
+
+/// Extends the leases still held to now + `lease`.
+pub(crate) fn heartbeat(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    leases: &[LeaseRef],
+    lease: Duration,
+) -> Result<HeartbeatReply, StoreError> {
+    let until = us(now).saturating_add(dur_us(lease));
+    let mut stmt = conn
+        .prepare_cached(
+            "UPDATE jobs SET lease_expires_at = ?1 \
+             WHERE id = ?2 AND attempt = ?3 AND state = 'running' RETURNING cancel_requested",
+        )
+        .map_err(db)?;
+    let mut reply = HeartbeatReply::default();
+    for l in leases {
+        let cancel: Option<bool> = stmt
+            .query_row(params![until, l.id, l.attempt], |r| r.get(0))
+            .optional()
+            .map_err(db)?;
+        match cancel {
+            None => reply.lost.push(l.id),
+            Some(true) => reply.cancel_requested.push(l.id),
+            Some(false) => {}
+        }
+    }
+    Ok(reply)
+}
+
+/// The jobs among `leases`, still running that attempt, whose cancel was asked for.
+pub(crate) fn cancel_requests(
+    conn: &Connection,
+    leases: &[LeaseRef],
+) -> Result<Vec<JobId>, StoreError> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT cancel_requested FROM jobs WHERE id = ?1 AND attempt = ?2 AND state = 'running'",
+        )
+        .map_err(db)?;
+    let mut out = Vec::new();
+    for l in leases {
+        let c: Option<bool> = stmt
+            .query_row(params![l.id, l.attempt], |r| r.get(0))
+            .optional()
+            .map_err(db)?;
+        if c == Some(true) {
+            out.push(l.id);
+        }
+    }
+    Ok(out)
+}
+
+/// Records progress; false if the attempt is no longer running.
+pub(crate) fn set_progress(
+    conn: &Connection,
+    lease: LeaseRef,
+    progress: &Progress,
+) -> Result<bool, StoreError> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE jobs SET progress_percent = ?1, progress_message = ?2 \
+             WHERE id = ?3 AND attempt = ?4 AND state = 'running'",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                progress.percent.min(100),
+                progress.message,
+                lease.id,
+                lease.attempt
+            ])
+        })
+        .map_err(db)?;
+    Ok(n == 1)
+}
+
+/// Makes up to `limit` running jobs whose lease ran out (lease_expires_at <= now)
+/// runnable again, failed, or cancelled; the lost attempt is recorded.
+pub(crate) fn reap_expired(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    limit: usize,
+) -> Result<Vec<Reaped>, StoreError> {
+    let now_us = us(now);
+    let expired: Vec<(i64, u32, u32, bool, Option<String>)> = conn
+        .prepare_cached(
+            "SELECT id, attempt, max_attempts, cancel_requested, worker FROM jobs \
+             WHERE state = 'running' AND lease_expires_at <= ?1 \
+             ORDER BY lease_expires_at, id LIMIT ?2",
+        )
+        .and_then(|mut s| {
+            s.query_map(
+                params![now_us, i64::try_from(limit).unwrap_or(i64::MAX)],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            )?
+            .collect()
+        })
+        .map_err(db)?;
+    let mut update = conn
+        .prepare_cached(
+            "UPDATE jobs SET state = ?1, run_at = CASE WHEN ?1 = 'available' THEN ?2 ELSE run_at END, \
+             finished_at = CASE WHEN ?1 = 'available' THEN NULL ELSE ?2 END, \
+             lease_expires_at = NULL, errors = json_insert(errors, '$[#]', json(?3)) \
+             WHERE id = ?4 AND attempt = ?5 AND state = 'running'",
+        )
+        .map_err(db)?;
+    let mut out = Vec::with_capacity(expired.len());
+    for (id, attempt, max_attempts, cancel_requested, worker) in expired {
+        let state = if cancel_requested {
+            JobState::Cancelled
+        } else if attempt >= max_attempts {
+            JobState::Failed
+        } else {
+            JobState::Available
+        };
+        let error = error_json(now, attempt, LEASE_EXPIRED, worker.as_deref().unwrap_or(""));
+        update
+            .execute(params![state.as_str(), now_us, error, id, attempt])
+            .map_err(db)?;
+        tracing::warn!(job_id = id, attempt, state = %state, "kyu-sqlite: reaped an expired lease");
+        out.push(Reaped { id, attempt, state });
+    }
+    Ok(out)
+}

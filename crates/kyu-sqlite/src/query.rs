@@ -1,0 +1,157 @@
+//! Reads: one job, pages of jobs, queue statistics, the next scheduled time,
+//! attempt logs. These run on read connections, beside the writer (WAL).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use kyu_core::{AttemptLogs, Job, JobFilter, JobId, JobPage, QueueStats, StoreError};
+use rusqlite::types::Value;
+use rusqlite::{params_from_iter, Connection, OptionalExtension};
+
+use crate::row::{db, from_us, job_from_row, parse_state, JOB_COLUMNS};
+
+/// One job.
+pub(crate) fn get(conn: &Connection, id: JobId) -> Result<Option<Job>, StoreError> {
+    conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))
+        .and_then(|mut s| s.query_row([id], job_from_row).optional())
+        .map_err(db)
+}
+
+/// A page of jobs, newest first.
+pub(crate) fn list(conn: &Connection, filter: &JobFilter) -> Result<JobPage, StoreError> {
+    let limit = filter.limit.max(1);
+    let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1");
+    let mut values: Vec<Value> = Vec::new();
+    let mut bind = |sql: &mut String, clause: &str, v: Value| {
+        values.push(v);
+        sql.push_str(&clause.replace('?', &format!("?{}", values.len())));
+    };
+    if !filter.states.is_empty() {
+        sql.push_str(" AND state IN (");
+        for (i, s) in filter.states.iter().enumerate() {
+            bind(
+                &mut sql,
+                if i == 0 { "?" } else { ", ?" },
+                Value::Text(s.as_str().into()),
+            );
+        }
+        sql.push(')');
+    }
+    if let Some(q) = &filter.queue {
+        bind(&mut sql, " AND queue = ?", Value::Text(q.clone()));
+    }
+    if let Some(k) = &filter.kind {
+        bind(&mut sql, " AND kind = ?", Value::Text(k.clone()));
+    }
+    if let Some(t) = &filter.tag {
+        bind(
+            &mut sql,
+            " AND EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE json_each.value = ?)",
+            Value::Text(t.clone()),
+        );
+    }
+    if let Some(b) = filter.before {
+        bind(&mut sql, " AND id < ?", Value::Integer(b));
+    }
+    bind(
+        &mut sql,
+        " ORDER BY id DESC LIMIT ?",
+        Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1),
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
+    let mut jobs: Vec<Job> = stmt
+        .query_map(params_from_iter(values), job_from_row)
+        .and_then(|rows| rows.collect())
+        .map_err(db)?;
+    let next = if jobs.len() > limit {
+        jobs.truncate(limit);
+        jobs.last().map(|j| j.id)
+    } else {
+        None
+    };
+    Ok(JobPage { jobs, next })
+}
+
+/// Counts by queue and state, and paused flags.
+pub(crate) fn queue_stats(conn: &Connection) -> Result<Vec<QueueStats>, StoreError> {
+    let mut by_queue: BTreeMap<String, QueueStats> = BTreeMap::new();
+    let entry = |m: &mut BTreeMap<String, QueueStats>, q: String| {
+        m.entry(q.clone())
+            .or_insert_with(|| QueueStats {
+                queue: q,
+                paused: false,
+                counts: BTreeMap::new(),
+            })
+            .counts
+            .len()
+    };
+    let mut stmt = conn
+        .prepare_cached("SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state")
+        .map_err(db)?;
+    let rows: Vec<(String, String, i64)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .and_then(|rows| rows.collect())
+        .map_err(db)?;
+    for (queue, state, n) in rows {
+        let state = parse_state(&state).map_err(db)?;
+        entry(&mut by_queue, queue.clone());
+        if let Some(s) = by_queue.get_mut(&queue) {
+            s.counts.insert(state, n as u64);
+        }
+    }
+    let mut stmt = conn
+        .prepare_cached("SELECT name FROM queues WHERE paused = 1")
+        .map_err(db)?;
+    let paused: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(db)?;
+    for q in paused {
+        entry(&mut by_queue, q.clone());
+        if let Some(s) = by_queue.get_mut(&q) {
+            s.paused = true;
+        }
+    }
+    Ok(by_queue.into_values().collect())
+}
+
+/// The earliest run_at of a scheduled job in `queues`.
+pub(crate) fn next_scheduled(
+    conn: &Connection,
+    queues: &[String],
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    if queues.is_empty() {
+        return Ok(None);
+    }
+    let marks: Vec<String> = (1..=queues.len()).map(|i| format!("?{i}")).collect();
+    let sql = format!(
+        "SELECT MIN(run_at) FROM jobs WHERE state = 'scheduled' AND queue IN ({})",
+        marks.join(", ")
+    );
+    let v: Option<i64> = conn
+        .prepare_cached(&sql)
+        .and_then(|mut s| s.query_row(params_from_iter(queues.iter()), |r| r.get(0)))
+        .map_err(db)?;
+    Ok(v.map(from_us))
+}
+
+/// The recorded output of every attempt of job `id`, oldest first.
+pub(crate) fn logs(conn: &Connection, id: JobId) -> Result<Vec<AttemptLogs>, StoreError> {
+    conn.prepare_cached(
+        "SELECT attempt, stdout, stderr, stdout_bytes, stderr_bytes FROM job_logs \
+         WHERE job_id = ?1 ORDER BY attempt",
+    )
+    .and_then(|mut s| {
+        s.query_map([id], |r| {
+            Ok(AttemptLogs {
+                attempt: r.get(0)?,
+                stdout: r.get(1)?,
+                stderr: r.get(2)?,
+                stdout_bytes: r.get::<_, i64>(3)? as u64,
+                stderr_bytes: r.get::<_, i64>(4)? as u64,
+            })
+        })?
+        .collect()
+    })
+    .map_err(db)
+}
