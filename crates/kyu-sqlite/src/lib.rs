@@ -276,7 +276,7 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let (op, rx) = Pending::new(wakes, f);
+        let (op, rx) = Pending::queue(wakes, f);
         self.inner.writer.send(op).map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }

@@ -44,7 +44,7 @@ where
     F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
 {
     /// An operation and the receiver of its result.
-    pub(crate) fn new(
+    pub(crate) fn queue(
         wakes: bool,
         f: F,
     ) -> (Box<dyn Op>, oneshot::Receiver<Result<T, StoreError>>) {
