@@ -174,6 +174,13 @@ struct Inner {
     location: Location,
 }
 
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The writer thread may outlive this handle by a moment; the socket goes now.
+        self.notify.stop_listening();
+    }
+}
+
 /// The SQLite [`Store`]. Cheap to clone: clones share one writer thread.
 #[derive(Clone)]
 pub struct SqliteStore {

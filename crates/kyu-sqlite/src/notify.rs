@@ -220,6 +220,13 @@ fn refresh(dir: &Path, peers: &mut Peers) {
 
 impl Drop for Notifier {
     fn drop(&mut self) {
+        self.stop_listening();
+    }
+}
+
+impl Notifier {
+    /// Stops listening and removes this store's socket.
+    pub(crate) fn stop_listening(&self) {
         let listener = self.listener.lock().map(|mut g| g.take()).unwrap_or(None);
         if let Some(l) = listener {
             l.stop.store(true, Ordering::Release);

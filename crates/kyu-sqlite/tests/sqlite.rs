@@ -1,0 +1,344 @@
+//! SQLite-specific behaviour: several stores on one file (as several processes
+//! would open it), cross-store wake-ups, reopening, URLs and schema versions.
+
+use std::collections::HashSet;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use kyu_core::{
+    AttemptLogs, Claim, FinishOutcome, JobState, ManualClock, NewJob, Store, StoreError,
+};
+use kyu_sqlite::{SqliteOptions, SqliteStore};
+
+fn db_path(dir: &tempfile::TempDir) -> PathBuf {
+    dir.path().join("kyu.db")
+}
+
+fn open(path: &Path) -> SqliteStore {
+    SqliteStore::open(
+        &format!("sqlite://{}", path.display()),
+        SqliteOptions::default(),
+    )
+    .expect("open")
+}
+
+fn wake_dir(path: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.wake", path.display()))
+}
+
+fn sockets(path: &Path) -> Vec<PathBuf> {
+    match std::fs::read_dir(wake_dir(path)) {
+        Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+fn claim(worker: &str, limit: usize) -> Claim {
+    Claim {
+        worker: worker.into(),
+        queues: vec!["default".into()],
+        limit,
+        lease: Duration::from_secs(60),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_on_one_file_never_claim_the_same_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let a = Arc::new(open(&path));
+    let b = Arc::new(open(&path));
+    let jobs: Vec<NewJob> = (0..600)
+        .map(|i| NewJob::new("k", serde_json::json!({ "i": i })))
+        .collect();
+    let ids: HashSet<i64> = a
+        .enqueue(jobs)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    let mut tasks = Vec::new();
+    for (n, store) in [a.clone(), b.clone(), a.clone(), b.clone()]
+        .into_iter()
+        .enumerate()
+    {
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let got = store.claim(claim(&format!("w{n}"), 9)).await.unwrap();
+                if got.is_empty() {
+                    break;
+                }
+                mine.extend(got.iter().map(|j| j.id));
+            }
+            mine
+        }));
+    }
+    let mut seen = HashSet::new();
+    let mut per_task = Vec::new();
+    for t in tasks {
+        let mine = t.await.unwrap();
+        per_task.push(mine.len());
+        for id in mine {
+            assert!(seen.insert(id), "job {id} claimed twice");
+        }
+    }
+    assert_eq!(seen, ids, "every job claimed exactly once: {per_task:?}");
+    // Both stores see the same state.
+    let any = *ids.iter().next().unwrap();
+    assert_eq!(b.get(any).await.unwrap().unwrap().state, JobState::Running);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_enqueue_in_one_store_wakes_another_on_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let worker = open(&path);
+    let producer = open(&path);
+    let mut rx = worker.subscribe();
+    rx.borrow_and_update();
+    assert_eq!(sockets(&path).len(), 1, "subscribe binds one socket");
+    producer
+        .enqueue(vec![NewJob::new("k", serde_json::json!({}))])
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), rx.changed())
+        .await
+        .expect("the other store's enqueue woke this one")
+        .unwrap();
+    // A retry wakes too.
+    let id = producer
+        .enqueue(vec![NewJob::new("k", serde_json::json!({})).max_attempts(1)])
+        .await
+        .unwrap()[0]
+        .id;
+    let got = producer.claim(claim("w", 10)).await.unwrap();
+    let lease = got.iter().find(|j| j.id == id).unwrap().lease();
+    producer
+        .finish(vec![kyu_core::Finish {
+            lease,
+            worker: "w".into(),
+            outcome: FinishOutcome::Errored {
+                message: "x".into(),
+                retry_at: chrono::Utc::now(),
+                permanent: true,
+            },
+        }])
+        .await
+        .unwrap();
+    rx.borrow_and_update();
+    producer.retry(&[id]).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), rx.changed())
+        .await
+        .expect("the other store's retry woke this one")
+        .unwrap();
+    drop(worker);
+    assert!(
+        sockets(&path).is_empty(),
+        "a dropped store removes its socket: {:?}",
+        sockets(&path)
+    );
+}
+
+#[tokio::test]
+async fn stale_sockets_are_removed_and_do_not_break_enqueue() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = open(&path);
+    let _rx = store.subscribe();
+    // A socket left behind by a process that died: bound once, nobody listening.
+    let stale = wake_dir(&path).join("999999-0-0.sock");
+    drop(UnixDatagram::bind(&stale).unwrap());
+    assert!(stale.exists());
+    store
+        .enqueue(vec![NewJob::new("k", serde_json::json!({}))])
+        .await
+        .unwrap();
+    assert!(!stale.exists(), "the stale socket was removed");
+    assert_eq!(sockets(&path).len(), 1, "our own socket stays");
+}
+
+#[tokio::test]
+async fn reopening_keeps_jobs_and_migrations_are_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir).parent().unwrap().join("nested/dir/kyu.db");
+    let id = {
+        let store = open(&path);
+        let id = store
+            .enqueue(vec![
+                NewJob::new("k", serde_json::json!({"keep": true})).tag("t")
+            ])
+            .await
+            .unwrap()[0]
+            .id;
+        store.pause_queue("paused").await.unwrap();
+        id
+    };
+    for _ in 0..2 {
+        let store = open(&path);
+        let job = store.get(id).await.unwrap().expect("the job survived");
+        assert_eq!(job.args, r#"{"keep":true}"#);
+        assert_eq!(job.tags, vec!["t".to_string()]);
+        let stats = store.queue_stats().await.unwrap();
+        assert!(stats.iter().any(|s| s.queue == "paused" && s.paused));
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1);
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    drop(open(&path));
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("PRAGMA user_version = 99")
+        .unwrap();
+    let err = SqliteStore::open(path.to_str().unwrap(), SqliteOptions::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("version 99") && msg.contains("upgrade kyu"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn bad_urls_say_what_is_accepted() {
+    for url in [
+        "mysql://localhost/kyu",
+        "",
+        "sqlite://",
+        "sqlite://x.db?mode=ro",
+    ] {
+        match SqliteStore::open(url, SqliteOptions::default()) {
+            Err(StoreError::BadUrl { url: u, problem }) => {
+                assert_eq!(u, url);
+                assert!(problem.contains("accepted: sqlite://"), "{problem}");
+            }
+            other => panic!("{url:?} should be a bad URL, got {other:?}"),
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // A directory is not a database file.
+    match SqliteStore::open(dir.path().to_str().unwrap(), SqliteOptions::default()) {
+        Err(StoreError::BadUrl { problem, .. }) => {
+            assert!(problem.contains("cannot open"), "{problem}")
+        }
+        other => panic!("a directory should be refused, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn url_forms_open_the_same_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let abs = format!("sqlite://{}", path.display());
+    assert!(abs.starts_with("sqlite:///"));
+    let a = SqliteStore::open(&abs, SqliteOptions::default()).unwrap();
+    let id = a
+        .enqueue(vec![NewJob::new("k", serde_json::json!({}))])
+        .await
+        .unwrap()[0]
+        .id;
+    let b = SqliteStore::open(path.to_str().unwrap(), SqliteOptions::default()).unwrap();
+    assert!(b.get(id).await.unwrap().is_some());
+    let c = SqliteStore::open(
+        &format!("sqlite:{}", path.display()),
+        SqliteOptions::default(),
+    )
+    .unwrap();
+    assert!(c.get(id).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_write_in_a_group_does_not_undo_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(open(&db_path(&dir)));
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            if i % 3 == 0 {
+                // Fails inside the writer: no job 1_000_000.
+                let r = store.set_logs(1_000_000, AttemptLogs::default()).await;
+                assert!(matches!(r, Err(StoreError::NotFound(1_000_000))), "{r:?}");
+                None
+            } else {
+                Some(
+                    store
+                        .enqueue(vec![NewJob::new("k", serde_json::json!({ "i": i }))])
+                        .await
+                        .unwrap()[0]
+                        .id,
+                )
+            }
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.extend(t.await.unwrap());
+    }
+    assert_eq!(ids.len(), 133);
+    for id in ids {
+        assert!(store.get(id).await.unwrap().is_some(), "job {id} was kept");
+    }
+}
+
+#[tokio::test]
+async fn logs_round_trip_and_go_with_retention() {
+    let clock = ManualClock::new("2030-01-01T00:00:00Z".parse().unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(
+        db_path(&dir).to_str().unwrap(),
+        SqliteOptions::with_clock(Arc::new(clock.clone())),
+    )
+    .unwrap();
+    let id = store
+        .enqueue(vec![NewJob::new("k", serde_json::json!({}))])
+        .await
+        .unwrap()[0]
+        .id;
+    let cl = store.claim(claim("w", 1)).await.unwrap().remove(0);
+    let mut logs = AttemptLogs {
+        attempt: 1,
+        stdout: "hello".into(),
+        stderr: String::new(),
+        stdout_bytes: 5,
+        stderr_bytes: 0,
+    };
+    store.set_logs(id, logs.clone()).await.unwrap();
+    logs.stdout = "hello world".into();
+    logs.stdout_bytes = 11;
+    store.set_logs(id, logs.clone()).await.unwrap();
+    assert_eq!(
+        store.logs(id).await.unwrap(),
+        vec![logs],
+        "replaced, not appended"
+    );
+    store
+        .finish(vec![kyu_core::Finish {
+            lease: cl.lease(),
+            worker: "w".into(),
+            outcome: FinishOutcome::Completed { result: None },
+        }])
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(10));
+    let now = kyu_core::Clock::now(&clock);
+    assert_eq!(store.delete_finished(now, now).await.unwrap(), 1);
+    assert!(
+        store.logs(id).await.unwrap().is_empty(),
+        "logs deleted with the job"
+    );
+}
