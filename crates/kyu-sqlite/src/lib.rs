@@ -232,7 +232,9 @@ impl SqliteStore {
             }
         }
         conn.execute_batch(&format!(
-            "PRAGMA synchronous = {}; PRAGMA foreign_keys = OFF;",
+            "PRAGMA synchronous = {}; PRAGMA foreign_keys = OFF; \
+             PRAGMA cache_size = -16384; PRAGMA mmap_size = 268435456; \
+             PRAGMA temp_store = MEMORY;",
             options.synchronous.pragma()
         ))
         .map_err(db)?;
@@ -278,7 +280,7 @@ impl SqliteStore {
     }
 
     /// Runs `f` in the writer's next group commit.
-    async fn write<T, F>(&self, wakes: bool, f: F) -> Result<T, StoreError>
+    async fn write<T, F>(&self, wakes: fn(&T) -> bool, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
@@ -295,7 +297,7 @@ impl SqliteStore {
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
         let Some(readers) = self.inner.readers.clone() else {
-            return self.write(false, f).await;
+            return self.write(never, f).await;
         };
         tokio::task::spawn_blocking(move || {
             let conn = readers.take()?;
@@ -310,6 +312,40 @@ impl SqliteStore {
     fn now_fn(&self) -> Arc<dyn Clock> {
         self.inner.clock.clone()
     }
+}
+
+fn never<T>(_: &T) -> bool {
+    false
+}
+
+fn always<T>(_: &T) -> bool {
+    true
+}
+
+#[allow(clippy::ptr_arg)] // must be a fn(&T) for T = Vec<_>
+fn inserted(r: &Vec<Enqueued>) -> bool {
+    r.iter().any(|e| !e.duplicate)
+}
+
+#[allow(clippy::ptr_arg)] // must be a fn(&T) for T = Vec<_>
+fn reaped(r: &Vec<Reaped>) -> bool {
+    r.iter().any(|r| r.state == kyu_core::JobState::Available)
+}
+
+#[allow(clippy::ptr_arg)] // must be a fn(&T) for T = Vec<_>
+fn retried(r: &Vec<RetryResult>) -> bool {
+    r.contains(&RetryResult::Retried)
+}
+
+/// A finish that made a job runnable again (a retry soon, a release).
+#[allow(clippy::ptr_arg)] // must be a fn(&T) for T = Vec<_>
+fn runnable_again(r: &Vec<FinishResult>) -> bool {
+    r.iter().any(|r| {
+        matches!(
+            r,
+            FinishResult::Applied(kyu_core::JobState::Available | kyu_core::JobState::Scheduled)
+        )
+    })
 }
 
 /// The wake-up directory of a database file: `<file>.wake`.
@@ -343,7 +379,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let clock = self.now_fn();
-        self.write(true, move |c| enqueue::enqueue(c, clock.now(), jobs))
+        self.write(inserted, move |c| enqueue::enqueue(c, clock.now(), jobs))
             .await
     }
 
@@ -352,7 +388,7 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let clock = self.now_fn();
-        self.write(false, move |c| claim::claim(c, clock.now(), &claim))
+        self.write(never, move |c| claim::claim(c, clock.now(), &claim))
             .await
     }
 
@@ -361,15 +397,11 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         // A job made runnable again (retry soon, release) should be picked up at once.
-        let wakes = batch.iter().any(|f| {
-            matches!(
-                f.outcome,
-                kyu_core::FinishOutcome::Released { .. } | kyu_core::FinishOutcome::Errored { .. }
-            )
-        });
         let clock = self.now_fn();
-        self.write(wakes, move |c| complete::finish(c, clock.now(), &batch))
-            .await
+        self.write(runnable_again, move |c| {
+            complete::finish(c, clock.now(), &batch)
+        })
+        .await
     }
 
     async fn heartbeat(
@@ -383,7 +415,7 @@ impl Store for SqliteStore {
         }
         let clock = self.now_fn();
         let leases = leases.to_vec();
-        self.write(false, move |c| {
+        self.write(never, move |c| {
             lease::heartbeat(c, clock.now(), &leases, lease)
         })
         .await
@@ -405,7 +437,7 @@ impl Store for SqliteStore {
             )
             .into());
         }
-        self.write(false, move |c| lease::set_progress(c, lease, &progress))
+        self.write(never, move |c| lease::set_progress(c, lease, &progress))
             .await
     }
 
@@ -414,21 +446,21 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let clock = self.now_fn();
-        self.write(true, move |c| lease::reap_expired(c, clock.now(), limit))
+        self.write(reaped, move |c| lease::reap_expired(c, clock.now(), limit))
             .await
     }
 
     async fn cancel(&self, ids: &[JobId]) -> Result<Vec<CancelResult>, StoreError> {
         let clock = self.now_fn();
         let ids = ids.to_vec();
-        self.write(false, move |c| control::cancel(c, clock.now(), &ids))
+        self.write(never, move |c| control::cancel(c, clock.now(), &ids))
             .await
     }
 
     async fn retry(&self, ids: &[JobId]) -> Result<Vec<RetryResult>, StoreError> {
         let clock = self.now_fn();
         let ids = ids.to_vec();
-        self.write(true, move |c| control::retry(c, clock.now(), &ids))
+        self.write(retried, move |c| control::retry(c, clock.now(), &ids))
             .await
     }
 
@@ -440,9 +472,10 @@ impl Store for SqliteStore {
         let clock = self.now_fn();
         let queue = queue.map(str::to_string);
         let kind = kind.map(str::to_string);
-        self.write(true, move |c| {
-            control::retry_failed(c, clock.now(), queue.as_deref(), kind.as_deref())
-        })
+        self.write(
+            |n: &u64| *n > 0,
+            move |c| control::retry_failed(c, clock.now(), queue.as_deref(), kind.as_deref()),
+        )
         .await
     }
 
@@ -462,14 +495,14 @@ impl Store for SqliteStore {
     async fn pause_queue(&self, queue: &str) -> Result<(), StoreError> {
         check_name("queue", queue)?;
         let queue = queue.to_string();
-        self.write(false, move |c| control::set_paused(c, &queue, true))
+        self.write(never, move |c| control::set_paused(c, &queue, true))
             .await
     }
 
     async fn resume_queue(&self, queue: &str) -> Result<(), StoreError> {
         check_name("queue", queue)?;
         let queue = queue.to_string();
-        self.write(true, move |c| control::set_paused(c, &queue, false))
+        self.write(always, move |c| control::set_paused(c, &queue, false))
             .await
     }
 
@@ -483,14 +516,14 @@ impl Store for SqliteStore {
         completed_before: DateTime<Utc>,
         failed_before: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        self.write(false, move |c| {
+        self.write(never, move |c| {
             retention::delete_finished(c, completed_before, failed_before)
         })
         .await
     }
 
     async fn set_logs(&self, id: JobId, logs: AttemptLogs) -> Result<(), StoreError> {
-        self.write(false, move |c| retention::set_logs(c, id, &logs))
+        self.write(never, move |c| retention::set_logs(c, id, &logs))
             .await
     }
 

@@ -23,7 +23,7 @@ pub(crate) trait Op: Send {
     /// Runs the operation inside the open transaction; true if it succeeded
     /// (its savepoint is kept), false if it failed (rolled back).
     fn run(&mut self, conn: &Connection) -> bool;
-    /// Whether a success should wake idle workers after the commit.
+    /// Whether the (successful) run should wake idle workers after the commit.
     fn wakes(&self) -> bool;
     /// Sends the reply: the operation's own result, or `failure` when the
     /// transaction as a whole could not be begun or committed.
@@ -33,7 +33,7 @@ pub(crate) trait Op: Send {
 /// An operation made of a closure and the oneshot its caller waits on.
 pub(crate) struct Pending<T, F> {
     f: Option<F>,
-    wakes: bool,
+    wakes: fn(&T) -> bool,
     result: Option<Result<T, StoreError>>,
     tx: oneshot::Sender<Result<T, StoreError>>,
 }
@@ -43,9 +43,10 @@ where
     T: Send + 'static,
     F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
 {
-    /// An operation and the receiver of its result.
+    /// An operation and the receiver of its result; `wakes` tells from a
+    /// successful result whether idle workers should be woken after the commit.
     pub(crate) fn queue(
-        wakes: bool,
+        wakes: fn(&T) -> bool,
         f: F,
     ) -> (Box<dyn Op>, oneshot::Receiver<Result<T, StoreError>>) {
         let (tx, rx) = oneshot::channel();
@@ -80,7 +81,7 @@ where
     }
 
     fn wakes(&self) -> bool {
-        self.wakes
+        matches!(&self.result, Some(Ok(r)) if (self.wakes)(r))
     }
 
     fn reply(self: Box<Self>, failure: Option<&str>) {
@@ -131,18 +132,30 @@ fn run_group(conn: &Connection, batch: &mut Vec<Box<dyn Op>>, notify: &Notifier)
         return;
     }
     let mut wake = false;
-    for op in batch.iter_mut() {
-        if let Err(e) = exec(conn, "SAVEPOINT op") {
-            tracing::error!(error = %e, "kyu-sqlite: SAVEPOINT failed");
-            continue;
-        }
-        let ok = op.run(conn);
-        if ok {
-            wake |= op.wakes();
+    if let [op] = batch.as_mut_slice() {
+        // Alone in its transaction: no savepoint needed, a failure rolls back.
+        if op.run(conn) {
+            wake = op.wakes();
         } else {
-            let _ = exec(conn, "ROLLBACK TO op");
+            let _ = exec(conn, "ROLLBACK");
+            for op in batch.drain(..) {
+                op.reply(None);
+            }
+            return;
         }
-        let _ = exec(conn, "RELEASE op");
+    } else {
+        for op in batch.iter_mut() {
+            if let Err(e) = exec(conn, "SAVEPOINT op") {
+                tracing::error!(error = %e, "kyu-sqlite: SAVEPOINT failed");
+                continue;
+            }
+            if op.run(conn) {
+                wake |= op.wakes();
+            } else {
+                let _ = exec(conn, "ROLLBACK TO op");
+            }
+            let _ = exec(conn, "RELEASE op");
+        }
     }
     if let Err(e) = exec(conn, "COMMIT") {
         tracing::error!(error = %e, ops = batch.len(), "kyu-sqlite: COMMIT failed");
