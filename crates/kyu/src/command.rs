@@ -76,8 +76,8 @@ impl CommandSpec {
 pub fn parse_progress_line(line: &str) -> Option<(u8, String)> {
     let rest = line.trim_end().strip_prefix("::kyu-progress ")?;
     let (pct, msg) = rest.split_once(' ').unwrap_or((rest, ""));
-    let pct: u8 = pct.trim().parse().ok()?;
-    Some((pct.min(100), msg.trim().to_string()))
+    let pct: u8 = pct.trim().parse().ok().filter(|p| *p <= 100)?;
+    Some((pct, msg.trim().to_string()))
 }
 
 #[derive(Default)]

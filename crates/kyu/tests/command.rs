@@ -1,0 +1,246 @@
+//! Command jobs with real child processes: environment and stdin, captured
+//! and bounded output, progress lines, exit codes, and cancel / timeout
+//! killing the whole process group, grandchildren included.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, fresh, quick};
+use kyu::command::CommandSpec;
+use kyu::{CancelResult, JobState, Kyu, NewJob, Worker, WorkerHandle};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn sh(script: &str) -> CommandSpec {
+    let mut spec = CommandSpec::new(vec!["sh".into(), "-c".into(), script.into()]);
+    spec.stop_grace = Duration::from_millis(500);
+    spec
+}
+
+fn start(kyu: &Kyu, spec: CommandSpec) -> WorkerHandle {
+    Worker::new(kyu)
+        .command("cmd", spec)
+        .configure(|c| {
+            quick(c);
+            c.cancel_grace = Duration::from_secs(5);
+        })
+        .start()
+}
+
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 checks that the process exists.
+    unsafe { libc::kill(pid, 0) == 0 }
+}
+
+#[tokio::test]
+async fn env_and_stdin_reach_the_command_and_output_is_kept() {
+    let (kyu, _dir) = fresh().await;
+    let worker = start(
+        &kyu,
+        sh(
+            r#"echo "id=$KYU_JOB_ID attempt=$KYU_ATTEMPT queue=$KYU_QUEUE kind=$KYU_KIND args=$KYU_ARGS py=$PYTHONUNBUFFERED"; echo "stdin=$(cat)"; echo oops >&2"#,
+        ),
+    );
+    let e = kyu
+        .insert(NewJob::new("cmd", serde_json::json!({"user": 42})))
+        .await
+        .unwrap();
+    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    assert_eq!(job.state, JobState::Completed, "{:?}", job.errors);
+    let logs = kyu.logs(e.id).await.unwrap();
+    let last = logs.last().expect("output recorded");
+    assert_eq!(last.attempt, 1);
+    assert!(
+        last.stdout.contains(&format!(
+            "id={} attempt=1 queue=default kind=cmd args={{\"user\":42}} py=1",
+            e.id
+        )),
+        "{}",
+        last.stdout
+    );
+    assert!(
+        last.stdout.contains("stdin={\"user\":42}"),
+        "{}",
+        last.stdout
+    );
+    assert_eq!(last.stderr, "oops\n");
+    worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn output_is_bounded_to_the_last_bytes() {
+    let (kyu, _dir) = fresh().await;
+    let mut spec = sh("i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done");
+    spec.log_limit = 100;
+    let worker = start(&kyu, spec);
+    let e = kyu
+        .insert(NewJob::new("cmd", serde_json::json!({})))
+        .await
+        .unwrap();
+    kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    let logs = kyu.logs(e.id).await.unwrap();
+    let last = logs.last().unwrap();
+    assert_eq!(last.stdout.len(), 100);
+    assert!(last.stdout.ends_with("line-1999\n"), "{}", last.stdout);
+    assert!(last.stdout_bytes > 10_000, "every byte is counted");
+    worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn progress_lines_and_json_result() {
+    let (kyu, _dir) = fresh().await;
+    let mut spec = sh(r#"echo "::kyu-progress 40 step 2 of 5"; echo '{"synced": 3}'"#);
+    spec.result_from_stdout = true;
+    let worker = start(&kyu, spec);
+    let e = kyu
+        .insert(NewJob::new("cmd", serde_json::json!({})))
+        .await
+        .unwrap();
+    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    assert_eq!(job.state, JobState::Completed);
+    let p = job.progress.expect("progress recorded");
+    assert_eq!((p.percent, p.message.as_str()), (40, "step 2 of 5"));
+    assert_eq!(job.result.as_deref(), Some(r#"{"synced":3}"#));
+    worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn exit_codes_map_to_outcomes() {
+    let (kyu, _dir) = fresh().await;
+    let worker = start(
+        &kyu,
+        sh(r#"echo "failing with $1" >&2; exit $(cat | tr -dc 0-9)"#),
+    );
+    let retry = kyu
+        .insert(
+            NewJob::new("cmd", serde_json::json!(3))
+                .max_attempts(2)
+                .retry(kyu::RetryPolicy::fixed(Duration::from_millis(10))),
+        )
+        .await
+        .unwrap();
+    let permanent = kyu
+        .insert(NewJob::new("cmd", serde_json::json!(65)).max_attempts(5))
+        .await
+        .unwrap();
+    let ok = kyu
+        .insert(NewJob::new("cmd", serde_json::json!(0)))
+        .await
+        .unwrap();
+
+    let job = kyu.wait_timeout(retry.id, WAIT).await.unwrap();
+    assert_eq!(
+        (job.state, job.attempt),
+        (JobState::Failed, 2),
+        "retried by policy"
+    );
+    assert!(
+        job.errors[0].message.starts_with("exited with status 3"),
+        "{:?}",
+        job.errors
+    );
+    let job = kyu.wait_timeout(permanent.id, WAIT).await.unwrap();
+    assert_eq!(
+        (job.state, job.attempt),
+        (JobState::Failed, 1),
+        "65 is never retried"
+    );
+    assert!(
+        job.errors[0].message.contains("permanent"),
+        "{:?}",
+        job.errors
+    );
+    assert_eq!(
+        kyu.wait_timeout(ok.id, WAIT).await.unwrap().state,
+        JobState::Completed
+    );
+    worker.shutdown().await;
+}
+
+/// A script that starts a grandchild which ignores SIGTERM, writes both pids
+/// to files, then waits.
+fn stubborn_family(dir: &std::path::Path) -> CommandSpec {
+    sh(&format!(
+        r#"sh -c 'trap "" TERM; echo $$ > {d}/grandchild; while true; do sleep 0.1; done' &
+echo $$ > {d}/child
+wait"#,
+        d = dir.display()
+    ))
+}
+
+async fn pids(dir: &std::path::Path) -> (i32, i32) {
+    let read = |f: &str| {
+        std::fs::read_to_string(dir.join(f))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    };
+    eventually(WAIT, "the command and its grandchild start", || async {
+        read("child").is_some() && read("grandchild").is_some()
+    })
+    .await;
+    (read("child").unwrap(), read("grandchild").unwrap())
+}
+
+#[tokio::test]
+async fn cancel_kills_the_whole_process_group() {
+    let (kyu, dir) = fresh().await;
+    let worker = start(&kyu, stubborn_family(dir.path()));
+    let e = kyu
+        .insert(NewJob::new("cmd", serde_json::json!({})))
+        .await
+        .unwrap();
+    let (child, grandchild) = pids(dir.path()).await;
+    assert_eq!(
+        kyu.cancel(&[e.id]).await.unwrap(),
+        vec![CancelResult::Requested]
+    );
+    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+    eventually(WAIT, "no process of the job is left", || async {
+        !alive(child) && !alive(grandchild)
+    })
+    .await;
+    worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_timeout_kills_the_group_and_fails_the_attempt() {
+    let (kyu, dir) = fresh().await;
+    let mut spec = stubborn_family(dir.path());
+    spec.timeout = Some(Duration::from_millis(700));
+    let worker = start(&kyu, spec);
+    let e = kyu
+        .insert(NewJob::new("cmd", serde_json::json!({})).max_attempts(1))
+        .await
+        .unwrap();
+    let (child, grandchild) = pids(dir.path()).await;
+    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(job.errors[0].message, "timed out after 700ms");
+    eventually(WAIT, "no process of the job is left", || async {
+        !alive(child) && !alive(grandchild)
+    })
+    .await;
+    worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_program_fails_permanently_with_its_name() {
+    let (kyu, _dir) = fresh().await;
+    let worker = start(&kyu, CommandSpec::new(vec!["/no/such/program".into()]));
+    let e = kyu
+        .insert(NewJob::new("cmd", serde_json::json!({})))
+        .await
+        .unwrap();
+    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    assert_eq!((job.state, job.attempt), (JobState::Failed, 1));
+    assert!(
+        job.errors[0].message.contains("/no/such/program"),
+        "{:?}",
+        job.errors
+    );
+    worker.shutdown().await;
+}
