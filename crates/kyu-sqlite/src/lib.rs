@@ -233,7 +233,7 @@ impl SqliteStore {
         }
         conn.execute_batch(&format!(
             "PRAGMA synchronous = {}; PRAGMA foreign_keys = OFF; \
-             PRAGMA cache_size = -16384; PRAGMA mmap_size = 268435456; \
+             PRAGMA cache_size = -8192; \
              PRAGMA temp_store = MEMORY;",
             options.synchronous.pragma()
         ))

@@ -27,6 +27,9 @@ pub(crate) async fn fetch_loop(shared: Arc<Shared>, queue: String, concurrency: 
             _ = shared.stop_claiming.cancelled() => return,
             p = slots.clone().acquire_owned() => p.expect("semaphore never closed"),
         };
+        // Let handlers that are finishing right now free their slots too, so
+        // one claim serves them all instead of one claim each.
+        tokio::task::yield_now().await;
         let mut permits = vec![first];
         while let Ok(p) = slots.clone().try_acquire_owned() {
             permits.push(p);
