@@ -69,6 +69,10 @@ pub struct BenchArgs {
     /// W1 is cut off after this many seconds.
     #[arg(long, default_value_t = 60)]
     timeout_s: u64,
+    /// SQLite durability: normal (survives any process crash) or full (also
+    /// survives power loss: one fsync per group commit).
+    #[arg(long, default_value = "normal", value_parser = ["normal", "full"])]
+    synchronous: String,
     /// Directory for the fresh databases (default: a new temporary directory).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
@@ -159,7 +163,7 @@ pub async fn run(_ctx: &Ctx, a: BenchArgs) -> CmdResult {
     };
     for w in workloads {
         let db = dir.join(format!("bench-{}-{}.db", name(w), std::process::id()));
-        let url = format!("sqlite://{}", db.display());
+        let url = format!("sqlite://{}?synchronous={}", db.display(), a.synchronous);
         let row = match w {
             Workload::W1 => w1(&a, &url).await?,
             Workload::W2 => w2(&a, &url).await?,
@@ -262,7 +266,8 @@ impl WorkerProcess {
 
 fn settings(a: &BenchArgs) -> String {
     format!(
-        "SQLite file, WAL, kyu defaults (synchronous=NORMAL, lease 30s); worker concurrency {}",
+        "SQLite file, WAL, synchronous={}, lease 30s; worker concurrency {}",
+        a.synchronous.to_uppercase(),
         a.concurrency
     )
 }

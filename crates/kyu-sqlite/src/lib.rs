@@ -64,7 +64,7 @@ use kyu_core::{
 use rusqlite::{Connection, OpenFlags};
 
 pub use lease::LEASE_EXPIRED;
-pub use url::{parse_location, Location};
+pub use url::{parse_location, split_params, Location};
 
 use crate::notify::Notifier;
 use crate::row::db;
@@ -202,7 +202,14 @@ impl SqliteStore {
     ///
     /// Must be called where blocking is allowed or inside a tokio runtime's
     /// context; the store's reads run on tokio's blocking threads.
-    pub fn open(url: &str, options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+    ///
+    /// A URL may end in `?synchronous=full` (or `normal`), which overrides
+    /// [`SqliteOptions::synchronous`].
+    pub fn open(url: &str, mut options: SqliteOptions) -> Result<SqliteStore, StoreError> {
+        let (url, sync) = split_params(url)?;
+        if let Some(s) = sync {
+            options.synchronous = s;
+        }
         let location = parse_location(url)?;
         let conn = match &location {
             Location::Memory => Connection::open_in_memory().map_err(db)?,

@@ -14,7 +14,39 @@ pub enum Location {
 }
 
 const ACCEPTED: &str = "accepted: sqlite://relative/path.db, sqlite:///absolute/path.db, \
-                        a plain file path, or sqlite::memory:";
+                        a plain file path, or sqlite::memory:, optionally followed by \
+                        ?synchronous=normal or ?synchronous=full";
+
+/// Splits the one URL parameter kyu understands, `synchronous=normal|full`,
+/// off a database URL. Returns the URL without it and the setting, if given.
+///
+/// ```
+/// use kyu_sqlite::{split_params, Synchronous};
+/// assert_eq!(split_params("sqlite://kyu.db?synchronous=full").unwrap(), ("sqlite://kyu.db", Some(Synchronous::Full)));
+/// assert_eq!(split_params("sqlite://kyu.db").unwrap(), ("sqlite://kyu.db", None));
+/// assert!(split_params("sqlite://kyu.db?mode=ro").is_err());
+/// ```
+pub fn split_params(url: &str) -> Result<(&str, Option<crate::Synchronous>), StoreError> {
+    let Some((base, query)) = url.split_once('?') else {
+        return Ok((url, None));
+    };
+    let mut sync = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        sync = Some(match pair.to_ascii_lowercase().as_str() {
+            "synchronous=normal" => crate::Synchronous::Normal,
+            "synchronous=full" => crate::Synchronous::Full,
+            _ => {
+                return Err(StoreError::BadUrl {
+                    url: url.to_string(),
+                    problem: format!(
+                        "the parameter {pair:?} is not accepted; accepted: synchronous=normal or synchronous=full"
+                    ),
+                })
+            }
+        });
+    }
+    Ok((base, sync))
+}
 
 /// Parses a database URL or path.
 ///
