@@ -224,7 +224,12 @@ fn bad_urls_say_what_is_accepted() {
         match SqliteStore::open(url, SqliteOptions::default()) {
             Err(StoreError::BadUrl { url: u, problem }) => {
                 assert_eq!(u, url);
-                assert!(problem.contains("accepted: sqlite://"), "{problem}");
+                let accepted = if url.contains('?') {
+                    "accepted: synchronous=normal or synchronous=full"
+                } else {
+                    "accepted: sqlite://"
+                };
+                assert!(problem.contains(accepted), "{problem}");
             }
             other => panic!("{url:?} should be a bad URL, got {other:?}"),
         }
