@@ -62,7 +62,8 @@ enum Command {
     /// Run the scheduler, lease recovery, retention and workers for the
     /// configured command jobs, until SIGTERM or Ctrl-C.
     Serve(commands::serve::ServeArgs),
-    /// Run workers only (more processes or hosts on the same database).
+    /// Run workers (and lease recovery) only: more processes or hosts on the
+    /// same database. No scheduler, no retention.
     Worker(commands::serve::ServeArgs),
     /// Report progress from inside a command job: `kyu progress 40 "step 2 of 5"`.
     Progress(commands::progress::ProgressArgs),

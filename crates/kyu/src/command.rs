@@ -16,7 +16,8 @@
 //! [`CommandSpec::stop_grace`]. If the attempt is abandoned any other way
 //! (timeout, worker shutdown) the same happens from a drop guard. After the
 //! command exits, whatever it left running in its group is killed: a job
-//! leaves no orphans.
+//! leaves no orphans. If the worker process itself dies, the kernel kills the
+//! command (Linux: `PR_SET_PDEATHSIG`), since its job will run again elsewhere.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -173,6 +174,16 @@ pub async fn run_command(
         .process_group(0);
     if let Some(dir) = &spec.cwd {
         cmd.current_dir(dir);
+    }
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe; the closure touches nothing else.
+    unsafe {
+        // If the worker dies (even by SIGKILL), the kernel kills the command:
+        // its job is about to run again elsewhere.
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
     }
     let mut child = cmd.spawn().map_err(|e| {
         let msg = format!("could not start {:?}: {e}", spec.command.join(" "));

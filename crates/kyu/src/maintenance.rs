@@ -22,6 +22,9 @@ pub struct MaintenanceConfig {
     pub keep_failed: Duration,
     /// How often retention runs. Default 1 min.
     pub retention_every: Duration,
+    /// Whether this process runs retention at all. Default true; `kyu worker`
+    /// leaves it to `kyu serve`.
+    pub retention: bool,
 }
 
 impl Default for MaintenanceConfig {
@@ -31,6 +34,7 @@ impl Default for MaintenanceConfig {
             keep_completed: Duration::from_secs(24 * 3600),
             keep_failed: Duration::from_secs(7 * 24 * 3600),
             retention_every: Duration::from_secs(60),
+            retention: true,
         }
     }
 }
@@ -86,7 +90,7 @@ pub async fn run(
                 Ok(_) => on_reaped(),
                 Err(e) => tracing::warn!(error = %e, "lease reaper failed; will retry"),
             },
-            _ = retention.tick() => {
+            _ = retention.tick(), if config.retention => {
                 if let Err(e) = retention_once(store.as_ref(), &config).await {
                     tracing::warn!(error = %e, "retention failed; will retry");
                 }

@@ -70,8 +70,16 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
         worker_config.heartbeat_every = l / 3;
     }
     if !serve {
-        worker_config.maintenance = None;
+        // Lease recovery stays on in `kyu worker`: a fleet of workers alone
+        // must still rescue the jobs of one that died. Retention is left to
+        // `kyu serve`.
+        if let Some(m) = worker_config.maintenance.as_mut() {
+            m.retention = false;
+        }
     }
+    // Commands run in their own directory: give them a URL that does not
+    // depend on ours.
+    let child_url = absolute_sqlite_url(&url);
     let mut worker = Worker::new(&kyu);
     let mut longest_stop = std::time::Duration::ZERO;
     for name in config.jobs.keys() {
@@ -80,7 +88,7 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
             .expect("the kind is in the config");
         spec.env
             .entry("KYU_DATABASE_URL".into())
-            .or_insert_with(|| url.clone());
+            .or_insert_with(|| child_url.clone());
         longest_stop = longest_stop.max(spec.stop_grace);
         worker = worker.command(name.clone(), spec);
     }
@@ -114,4 +122,19 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
     handle.run_until_signal().await;
     eprintln!("kyu stopped");
     Ok(())
+}
+
+/// `sqlite://relative.db` made absolute against the current directory, so a
+/// command running elsewhere opens the same file; other URLs as they are.
+fn absolute_sqlite_url(url: &str) -> String {
+    let Some(rest) = url.strip_prefix("sqlite://") else {
+        return url.to_string();
+    };
+    if rest.starts_with('/') || rest.starts_with(":memory:") {
+        return url.to_string();
+    }
+    match std::env::current_dir() {
+        Ok(dir) => format!("sqlite://{}", dir.join(rest).display()),
+        Err(_) => url.to_string(),
+    }
 }

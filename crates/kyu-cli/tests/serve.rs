@@ -1,0 +1,266 @@
+//! `kyu serve` / `kyu worker` with command jobs from kyu.toml, as a user runs
+//! them: real processes, real signals.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const KYU: &str = env!("CARGO_BIN_EXE_kyu");
+
+struct Site {
+    dir: tempfile::TempDir,
+}
+
+impl Site {
+    /// A directory with a kyu.toml (whose database is `kyu.db` in it).
+    fn new(toml: &str) -> Site {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("kyu.toml"), toml).unwrap();
+        Site { dir }
+    }
+    fn path(&self, f: &str) -> PathBuf {
+        self.dir.path().join(f)
+    }
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(KYU);
+        c.current_dir(self.dir.path())
+            .args(args)
+            .env_remove("KYU_DATABASE_URL")
+            .env_remove("KYU_CONFIG");
+        c
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+    fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let o = self.run(&all);
+        assert!(
+            o.status.success(),
+            "kyu {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+    fn spawn(&self, args: &[&str]) -> Child {
+        self.cmd(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    }
+}
+
+fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("timed out after {limit:?} waiting for: {what}");
+}
+
+fn lines(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p)
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+fn signal(child: &mut Child, sig: i32) {
+    // SAFETY: signalling a child we started.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, sig) }, 0);
+}
+
+#[test]
+fn config_errors_name_the_file_and_line() {
+    let site = Site::new("database = \"sqlite://kyu.db\"\n\n[jobs.sync]\ncomand = [\"true\"]\n");
+    let o = site.run(&["config", "check"]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("kyu.toml:4"), "{err}");
+    assert!(err.contains("unknown field `comand`"), "{err}");
+    assert!(err.contains("command"), "says what is accepted: {err}");
+
+    let site = Site::new("[jobs.sync]\ncommand = [\"true\"]\ntimeout = \"soon\"\n");
+    let err = String::from_utf8_lossy(&site.run(&["config", "check"]).stderr).into_owned();
+    assert!(
+        err.contains("kyu.toml:3") && err.contains("a number with a unit"),
+        "{err}"
+    );
+
+    let site = Site::new("[queues.default]\nconcurrency = 0\n");
+    let err = String::from_utf8_lossy(&site.run(&["config", "check"]).stderr).into_owned();
+    assert!(
+        err.contains("kyu.toml:1") && err.contains("1 or more"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_check_prints_what_it_understood() {
+    let site = Site::new(
+        "[jobs.sync]\ncommand = [\"python3\", \"-u\", \"sync.py\"]\nqueue = \"batch\"\ntimeout = \"1h\"\nmax_attempts = 3\n",
+    );
+    let o = site.run(&["config", "check"]);
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("database   sqlite://kyu.db"), "{out}");
+    assert!(
+        out.contains("job kind   sync")
+            && out.contains("queue batch")
+            && out.contains("timeout 1h")
+            && out.contains("3 attempts"),
+        "{out}"
+    );
+}
+
+#[test]
+fn enqueue_uses_the_kinds_defaults_from_kyu_toml() {
+    let site = Site::new(
+        "[jobs.sync]\ncommand = [\"true\"]\nqueue = \"batch\"\nmax_attempts = 2\npriority = -3\n",
+    );
+    site.run(&["enqueue", "sync"]);
+    let job = site.json(&["jobs", "show", "1"]);
+    assert_eq!(job["queue"], "batch");
+    assert_eq!(job["max_attempts"], 2);
+    assert_eq!(job["priority"], -3);
+    // A flag wins over the file.
+    site.run(&["enqueue", "sync", "--queue", "other"]);
+    assert_eq!(site.json(&["jobs", "show", "2"])["queue"], "other");
+}
+
+#[test]
+fn serve_runs_a_script_with_progress_and_logs_then_stops_on_sigterm() {
+    let toml = format!(
+        r#"[jobs.report]
+command = ["sh", "-c", "echo start $KYU_JOB_ID; {kyu} progress 40 'step 2 of 5'; echo warn >&2; sleep 0.3; echo done"]
+"#,
+        kyu = KYU
+    );
+    let site = Site::new(&toml);
+    let mut serve = site.spawn(&["serve"]);
+    site.run(&["enqueue", "report", r#"{"n":1}"#]);
+    wait_until(Duration::from_secs(30), "the job completes", || {
+        site.json(&["jobs", "show", "1"])["state"] == "completed"
+    });
+    let job = site.json(&["jobs", "show", "1"]);
+    assert_eq!(
+        job["progress"]["percent"], 40,
+        "kyu progress reached the job: {job}"
+    );
+    assert_eq!(job["progress"]["message"], "step 2 of 5");
+    let shown = String::from_utf8_lossy(&site.run(&["jobs", "show", "1"]).stdout).into_owned();
+    assert!(shown.contains("progress     40% step 2 of 5"), "{shown}");
+
+    let logs = site.run(&["jobs", "logs", "1"]);
+    assert_eq!(String::from_utf8_lossy(&logs.stdout), "start 1\ndone\n");
+    assert_eq!(String::from_utf8_lossy(&logs.stderr), "warn\n");
+
+    signal(&mut serve, libc::SIGTERM);
+    let status = serve.wait().unwrap();
+    assert!(
+        status.success(),
+        "serve exits cleanly on SIGTERM: {status:?}"
+    );
+}
+
+#[test]
+fn logs_follow_streams_until_the_job_ends() {
+    let toml = "[jobs.slow]\ncommand = [\"sh\", \"-c\", \"for i in 1 2 3 4; do echo tick $i; sleep 0.4; done\"]\n";
+    let site = Site::new(toml);
+    let mut serve = site.spawn(&["serve"]);
+    site.run(&["enqueue", "slow"]);
+    wait_until(Duration::from_secs(30), "the job starts", || {
+        site.json(&["jobs", "show", "1"])["state"] == "running"
+    });
+    let follow = site.run(&["jobs", "logs", "1", "--follow"]);
+    assert!(follow.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&follow.stdout),
+        "tick 1\ntick 2\ntick 3\ntick 4\n",
+        "every line once, in order"
+    );
+    assert_eq!(site.json(&["jobs", "show", "1"])["state"], "completed");
+    signal(&mut serve, libc::SIGTERM);
+    serve.wait().unwrap();
+}
+
+#[test]
+fn a_sigkilled_worker_loses_no_job() {
+    let toml = format!(
+        r#"[worker]
+lease = "2s"
+
+[queues.default]
+concurrency = 4
+
+[jobs.work]
+command = ["sh", "-c", "echo $KYU_JOB_ID $KYU_ATTEMPT >> {runs}; sleep 0.5; echo $KYU_JOB_ID $KYU_ATTEMPT >> {done}"]
+"#,
+        runs = "runs.log",
+        done = "done.log"
+    );
+    let site = Site::new(&toml);
+    let n = 24;
+    for i in 0..n {
+        let o = site.run(&["enqueue", "work", &format!("{{\"i\":{i}}}")]);
+        assert!(o.status.success());
+    }
+    let mut first = site.spawn(&["worker"]);
+    wait_until(
+        Duration::from_secs(30),
+        "the first worker has started jobs",
+        || lines(&site.path("runs.log")).len() >= 6,
+    );
+    signal(&mut first, libc::SIGKILL);
+    first.wait().unwrap();
+
+    let running = site.json(&["jobs", "ls", "--state", "running"]);
+    assert!(
+        !running["jobs"].as_array().unwrap().is_empty(),
+        "the killed worker left running jobs behind"
+    );
+
+    let mut second = site.spawn(&["worker"]);
+    wait_until(Duration::from_secs(60), "every job completes", || {
+        site.json(&["queues", "ls"])[0]["counts"]["completed"] == n
+    });
+    signal(&mut second, libc::SIGTERM);
+    second.wait().unwrap();
+
+    let done = lines(&site.path("done.log"));
+    for id in 1..=n {
+        assert!(
+            done.iter()
+                .any(|l| l.split(' ').next() == Some(&id.to_string())),
+            "job {id} ran to completion"
+        );
+    }
+    let rescued: Vec<serde_json::Value> = (1..=n)
+        .map(|id| site.json(&["jobs", "show", &id.to_string()]))
+        .filter(|j| j["attempt"] == 2)
+        .collect();
+    assert!(
+        !rescued.is_empty(),
+        "some jobs were rescued from the dead worker"
+    );
+    for j in &rescued {
+        let msg = j["errors"][0]["message"].as_str().unwrap();
+        assert!(
+            msg.contains("lease expired"),
+            "the lost attempt is recorded: {msg}"
+        );
+        // The killed worker's command died with it: its attempt never finished.
+        let killed = format!("{} 1", j["id"]);
+        assert!(
+            !done.contains(&killed),
+            "attempt 1 of job {} went on after its worker was killed",
+            j["id"]
+        );
+    }
+}
