@@ -54,6 +54,9 @@ pub struct BenchArgs {
     /// Jobs the worker runs at once.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
     concurrency: u32,
+    /// Jobs the worker claims ahead of its free slots (WorkerConfig::prefetch).
+    #[arg(long, default_value_t = 0)]
+    prefetch: u32,
     /// W1: jobs per bulk-enqueue call.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     chunk: u32,
@@ -89,6 +92,8 @@ pub struct WorkerArgs {
     warmup: u32,
     #[arg(long)]
     concurrency: u32,
+    #[arg(long)]
+    prefetch: u32,
     #[arg(long)]
     timeout_s: u64,
 }
@@ -223,6 +228,7 @@ impl WorkerProcess {
                 &warmup.to_string(),
             ])
             .args(["--concurrency", &a.concurrency.to_string()])
+            .args(["--prefetch", &a.prefetch.to_string()])
             .args(["--timeout-s", &a.timeout_s.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -264,11 +270,20 @@ impl WorkerProcess {
     }
 }
 
+fn config_name(a: &BenchArgs) -> String {
+    if a.prefetch > 0 {
+        format!("c{}+prefetch{}", a.concurrency, a.prefetch)
+    } else {
+        format!("c{}", a.concurrency)
+    }
+}
+
 fn settings(a: &BenchArgs) -> String {
     format!(
-        "SQLite file, WAL, synchronous={}, lease 30s; worker concurrency {}",
+        "SQLite file, WAL, synchronous={}, lease 30s; worker concurrency {}, prefetch {}",
         a.synchronous.to_uppercase(),
-        a.concurrency
+        a.concurrency,
+        a.prefetch
     )
 }
 
@@ -298,7 +313,7 @@ async fn w1(a: &BenchArgs, url: &str) -> anyhow::Result<serde_json::Value> {
     worker.stop().await?;
     Ok(serde_json::json!({
         "system": "kyu", "version": env!("CARGO_PKG_VERSION"), "backend": kyu.store().backend(),
-        "workload": "W1", "config": format!("c{}", a.concurrency),
+        "workload": "W1", "config": config_name(a),
         "n": n, "concurrency": a.concurrency, "bulk_api": "Kyu::insert_many", "bulk_chunk": a.chunk,
         "enqueue_per_s": round(n as f64 / enqueue_s, 0),
         "process_per_s": round(r.done as f64 / r.process_s, 0),
@@ -334,7 +349,7 @@ async fn w2(a: &BenchArgs, url: &str) -> anyhow::Result<serde_json::Value> {
     let pick = |v: f64| if full { Some(round(v, 2)) } else { None };
     let mut row = serde_json::json!({
         "system": "kyu", "version": env!("CARGO_PKG_VERSION"), "backend": kyu.store().backend(),
-        "workload": "W2", "config": format!("c{}", a.concurrency),
+        "workload": "W2", "config": config_name(a),
         "n": n, "concurrency": a.concurrency, "single_api": "Kyu::insert",
         "interval_ms": a.w2_interval_ms, "warmup": a.w2_warmup,
         "p50_ms": if full { pick(percentile(&lat, 50.0)) } else { None },
@@ -448,6 +463,7 @@ pub async fn worker(ctx: &Ctx, a: WorkerArgs) -> CmdResult {
             }
         })
         .queue(QUEUE, a.concurrency as usize)
+        .configure(|c| c.prefetch = a.prefetch as usize)
         .start();
     let expected_done = match a.workload {
         Workload::W1 => total as u64,

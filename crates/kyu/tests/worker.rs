@@ -579,3 +579,72 @@ async fn retry_by_hand_runs_a_failed_job_again() {
     .await;
     worker.shutdown().await;
 }
+
+#[tokio::test]
+async fn prefetched_jobs_wait_their_turn_can_be_cancelled_and_are_released_unstarted() {
+    let (kyu, _dir) = fresh().await;
+    let started = Arc::new(tokio::sync::Notify::new());
+    let runs = Arc::new(AtomicUsize::new(0));
+    let (s, r) = (started.clone(), runs.clone());
+    let worker = Worker::new(&kyu)
+        .handle("long", move |_| {
+            let (s, r) = (s.clone(), r.clone());
+            async move {
+                r.fetch_add(1, Ordering::SeqCst);
+                s.notify_one();
+                tokio::time::sleep(Duration::from_secs(3600)).await;
+                Ok(Outcome::Done)
+            }
+        })
+        .queue("default", 1)
+        .configure(|c| {
+            quick(c);
+            c.prefetch = 2;
+        })
+        .start();
+    let ids: Vec<i64> = kyu
+        .insert_many(
+            (0..3)
+                .map(|_| NewJob::new("long", serde_json::json!({})))
+                .collect(),
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+    tokio::time::timeout(WAIT, started.notified())
+        .await
+        .unwrap();
+    // One runs; the other two are held by this worker, leased.
+    eventually(WAIT, "all three are claimed", || async {
+        let page = kyu
+            .list(&kyu::JobFilter {
+                states: vec![JobState::Running],
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        page.jobs.len() == 3
+    })
+    .await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        1,
+        "concurrency 1: one handler at a time"
+    );
+
+    // A held job cancelled before it starts never runs.
+    kyu.cancel(&[ids[2]]).await.unwrap();
+    let job = kyu.wait_timeout(ids[2], WAIT).await.unwrap();
+    assert_eq!(job.state, JobState::Cancelled);
+
+    // Shutdown releases the running one after the grace, and the held one at once.
+    worker.shutdown().await;
+    for id in &ids[..2] {
+        let job = kyu.job(*id).await.unwrap();
+        assert_eq!(job.state, JobState::Available, "job {id}");
+        assert_eq!(job.attempt, 0, "job {id}: the attempt is not counted");
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the held job never started");
+}

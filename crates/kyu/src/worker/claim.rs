@@ -1,6 +1,6 @@
 //! The fetch loop: one per queue. Claims as many jobs as the queue has free
-//! slots, hands each to [`execute`](super::execute), and sleeps while there is
-//! nothing to do.
+//! slots (plus the [prefetch](super::WorkerConfig::prefetch), if any), hands
+//! each to [`execute`](super::execute), and sleeps while there is nothing to do.
 //!
 //! An idle loop wakes on the first of: the store's wake-up (a job enqueued here
 //! or, where the backend can tell, in another process), the reaper making jobs
@@ -15,7 +15,10 @@ use tokio::sync::Semaphore;
 use super::{execute, Shared};
 
 pub(crate) async fn fetch_loop(shared: Arc<Shared>, queue: String, concurrency: usize) {
-    let slots = Arc::new(Semaphore::new(concurrency));
+    // `slots` bounds the jobs this loop holds (running or waiting to start);
+    // `run_slots` bounds the ones running. They differ by the prefetch.
+    let slots = Arc::new(Semaphore::new(concurrency + shared.config.prefetch));
+    let run_slots = Arc::new(Semaphore::new(concurrency));
     let mut wake = shared.store.subscribe();
     let queues = vec![queue.clone()];
     let mut backoff = Duration::from_millis(100);
@@ -63,7 +66,7 @@ pub(crate) async fn fetch_loop(shared: Arc<Shared>, queue: String, concurrency: 
         let got = jobs.len();
         for job in jobs {
             let permit = permits.pop().expect("one permit per claimed job");
-            execute::spawn(&shared, job, permit);
+            execute::spawn(&shared, job, permit, run_slots.clone());
         }
         drop(permits);
         if got == wanted {

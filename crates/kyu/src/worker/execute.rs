@@ -8,15 +8,21 @@ use std::time::Duration;
 
 use futures_util::FutureExt;
 use kyu_core::{ClaimedJob, Finish, FinishOutcome};
-use tokio::sync::OwnedSemaphorePermit;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
 use super::{complete, RunningJob, Shared};
 use crate::{JobContext, JobError, Outcome};
 
-/// Starts the attempt on its own task. `slot` is held until the handler ends.
-pub(crate) fn spawn(shared: &Arc<Shared>, job: ClaimedJob, slot: OwnedSemaphorePermit) {
+/// Starts the attempt on its own task once one of `run_slots` is free. `held`
+/// (the fetch loop's slot) is kept until the handler ends.
+pub(crate) fn spawn(
+    shared: &Arc<Shared>,
+    job: ClaimedJob,
+    held: OwnedSemaphorePermit,
+    run_slots: Arc<Semaphore>,
+) {
     let span = tracing::info_span!(
         "job",
         job_id = job.id,
@@ -27,8 +33,32 @@ pub(crate) fn spawn(shared: &Arc<Shared>, job: ClaimedJob, slot: OwnedSemaphoreP
     let shared2 = shared.clone();
     shared.executing.spawn(
         async move {
-            let outcome = run(&shared2, &job).await;
-            drop(slot);
+            let cancel = CancellationToken::new();
+            // Registered before it starts, so a prefetched job's lease is
+            // heartbeated and its cancel seen while it waits.
+            shared2.running.lock().expect("running lock").insert(
+                job.id,
+                RunningJob {
+                    attempt: job.attempt,
+                    cancel: cancel.clone(),
+                },
+            );
+            let outcome = tokio::select! {
+                biased;
+                slot = run_slots.acquire_owned() => {
+                    let slot = slot.expect("semaphore never closed");
+                    let outcome = run(&shared2, &job, cancel).await;
+                    drop(slot);
+                    outcome
+                }
+                _ = cancel.cancelled() => FinishOutcome::Cancelled {
+                    message: "cancelled before it started".into(),
+                },
+                _ = shared2.stop_claiming.cancelled() => FinishOutcome::Released {
+                    message: format!("worker {} shut down before the job started", shared2.config.id),
+                },
+            };
+            drop(held);
             let _ = shared2.finish_tx.send(complete::Message::Finish(Finish {
                 lease: job.lease(),
                 worker: shared2.config.id.clone(),
@@ -48,7 +78,7 @@ enum Ended {
     ShutDown,
 }
 
-async fn run(shared: &Arc<Shared>, job: &ClaimedJob) -> FinishOutcome {
+async fn run(shared: &Arc<Shared>, job: &ClaimedJob, cancel: CancellationToken) -> FinishOutcome {
     let now = || shared.store.clock().now();
     let Some(handler) = shared.handlers.get(&job.kind).cloned() else {
         tracing::warn!("no handler for this kind on this worker");
@@ -62,14 +92,6 @@ async fn run(shared: &Arc<Shared>, job: &ClaimedJob) -> FinishOutcome {
         };
     };
 
-    let cancel = CancellationToken::new();
-    shared.running.lock().expect("running lock").insert(
-        job.id,
-        RunningJob {
-            attempt: job.attempt,
-            cancel: cancel.clone(),
-        },
-    );
     let ctx = JobContext {
         store: shared.store.clone(),
         lease: job.lease(),

@@ -54,6 +54,12 @@ pub struct WorkerConfig {
     /// After a cancel, how long a handler gets to return by itself before it
     /// is stopped at its next `.await`. Default 5 s.
     pub cancel_grace: Duration,
+    /// Jobs each queue claims beyond its free slots and holds, leased, until a
+    /// slot frees up. Default 0. A prefetch makes claims bigger, which helps
+    /// throughput when jobs are many and short (milliseconds); with long jobs
+    /// it only keeps held jobs from idle workers elsewhere. Held jobs are
+    /// heartbeated, can be cancelled, and are released unstarted on shutdown.
+    pub prefetch: usize,
     /// Most finished attempts written in one store call. Default 512.
     pub finish_batch: usize,
     /// Lease reaper and retention; `None` turns them off in this worker.
@@ -72,6 +78,7 @@ impl Default for WorkerConfig {
             poll_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
             cancel_grace: Duration::from_secs(5),
+            prefetch: 0,
             finish_batch: 512,
             maintenance: Some(MaintenanceConfig::default()),
         }
