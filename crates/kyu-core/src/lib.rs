@@ -7,6 +7,7 @@
 //! - [`retry`]: when a failed attempt runs again ([`RetryPolicy`]);
 //! - [`cron`]: cron expressions and their fire times in any time zone ([`CronExpr`]);
 //! - [`clock`]: the one source of "now", so tests move time instead of sleeping;
+//! - [`schedule`]: cron schedules, their policies and the exactly-once firing rule;
 //! - [`store`]: the [`Store`] trait, the only place that talks to a database;
 //! - [`error`]: the typed errors of the library crates.
 //!
@@ -20,6 +21,9 @@ pub mod cron;
 pub mod error;
 pub mod job;
 pub mod retry;
+pub mod schedule;
+#[cfg(feature = "testkit")]
+pub mod schedule_suite;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
@@ -29,6 +33,10 @@ pub use cron::{parse_zone, CronExpr, FireTimes, Tz};
 pub use error::{InvalidInput, StoreError};
 pub use job::{AttemptError, Enqueued, Job, JobId, JobState, Limits, NewJob, Progress, Uniqueness};
 pub use retry::RetryPolicy;
+pub use schedule::{
+    Fire, FireResult, JobTemplate, MisfirePolicy, OverlapPolicy, ScheduleRecord, ScheduleSpec,
+    SkipReason,
+};
 pub use store::{
     AttemptLogs, CancelResult, Claim, ClaimedJob, Finish, FinishOutcome, FinishResult,
     HeartbeatReply, JobFilter, JobPage, LeaseRef, QueueStats, Reaped, RetryResult, Store,

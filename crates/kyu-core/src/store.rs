@@ -18,6 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::schedule::{Fire, FireResult, ScheduleRecord, ScheduleSpec};
 use crate::{Clock, Enqueued, Job, JobId, JobState, NewJob, Progress, RetryPolicy, StoreError};
 
 /// A worker's request for up to `limit` jobs.
@@ -374,4 +375,94 @@ pub trait Store: Send + Sync + 'static {
             operation: "logs",
         })
     }
+
+    // Schedules (see `kyu_core::schedule`). The semantics are stated by
+    // `kyu_core::schedule_suite` (feature `testkit`).
+
+    /// Creates or replaces the schedule `spec.name`, after
+    /// [`ScheduleSpec::validate`](crate::schedule::ScheduleSpec::validate)
+    /// (nothing is written for an invalid spec). The stored next fire time is
+    /// kept or reset by [`next_fire_on_upsert`](crate::schedule::next_fire_on_upsert);
+    /// the last fire, last job and buffered fire time are kept.
+    async fn upsert_schedule(&self, spec: ScheduleSpec) -> Result<ScheduleRecord, StoreError> {
+        let _ = spec;
+        Err(unsupported(self.backend(), "upsert_schedule"))
+    }
+
+    /// Deletes a schedule (its jobs stay). False if there was none.
+    async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
+        let _ = name;
+        Err(unsupported(self.backend(), "delete_schedule"))
+    }
+
+    /// Enables or disables a schedule. Enabling a disabled schedule sets its
+    /// next fire time to the first after now: what it missed while disabled
+    /// is not a misfire. False if there is no such schedule.
+    async fn set_schedule_enabled(&self, name: &str, enabled: bool) -> Result<bool, StoreError> {
+        let _ = (name, enabled);
+        Err(unsupported(self.backend(), "set_schedule_enabled"))
+    }
+
+    /// One schedule, or `None`.
+    async fn get_schedule(&self, name: &str) -> Result<Option<ScheduleRecord>, StoreError> {
+        let _ = name;
+        Err(unsupported(self.backend(), "get_schedule"))
+    }
+
+    /// Every schedule, by name.
+    async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+        Err(unsupported(self.backend(), "list_schedules"))
+    }
+
+    /// The enabled schedules that have work at `now`: next fire time reached,
+    /// or a buffered fire time whose previous job has finished (or is gone).
+    /// Reads only.
+    async fn due_schedules(&self, now: DateTime<Utc>) -> Result<Vec<ScheduleRecord>, StoreError> {
+        let _ = now;
+        Err(unsupported(self.backend(), "due_schedules"))
+    }
+
+    /// Fires one fire time, in ONE transaction: a compare-and-set moves the
+    /// next fire time from `fire.expected_next_fire_at` to
+    /// `fire.new_next_fire_at` if the schedule is enabled and still has the
+    /// expected value (otherwise [`FireResult::Lost`], nothing written). Then,
+    /// if `fire.enqueue`, the stored overlap policy decides
+    /// ([`OverlapPolicy::decide`](crate::schedule::OverlapPolicy::decide)) on
+    /// the state of the last job: the job
+    /// ([`JobTemplate::job_for`](crate::schedule::JobTemplate::job_for) the
+    /// fire time, from the stored template) is inserted and recorded as the
+    /// last job with the fire time as the last fire, or the fire time is
+    /// buffered, or skipped. Without `enqueue` the result is
+    /// `Skipped(Misfire)`.
+    async fn fire_schedule(&self, fire: Fire) -> Result<FireResult, StoreError> {
+        let _ = fire;
+        Err(unsupported(self.backend(), "fire_schedule"))
+    }
+
+    /// Enqueues the job of a buffered fire time, in one transaction: only if
+    /// the schedule is enabled, its buffered fire time is still `fire_time`
+    /// (else `Lost`) and its last job has finished or is gone (else
+    /// `Skipped(Overlap)`, nothing written). The buffered fire time is cleared
+    /// and the job recorded as the last job.
+    async fn fire_buffered(
+        &self,
+        name: &str,
+        fire_time: DateTime<Utc>,
+    ) -> Result<FireResult, StoreError> {
+        let _ = (name, fire_time);
+        Err(unsupported(self.backend(), "fire_buffered"))
+    }
+
+    /// Runs a schedule now, enabled or not, whatever its overlap policy: the
+    /// job for fire time "now" is inserted and recorded as the last job; the
+    /// next fire time is untouched. `None` if there is no such schedule.
+    async fn trigger_schedule(&self, name: &str) -> Result<Option<JobId>, StoreError> {
+        let _ = name;
+        Err(unsupported(self.backend(), "trigger_schedule"))
+    }
+}
+
+/// The error of an operation a backend does not offer yet.
+fn unsupported(backend: &'static str, operation: &'static str) -> StoreError {
+    StoreError::Unsupported { backend, operation }
 }

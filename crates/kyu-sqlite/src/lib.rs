@@ -46,6 +46,7 @@ mod notify;
 mod query;
 mod retention;
 mod row;
+mod schedule;
 mod schema;
 mod url;
 mod writer;
@@ -536,5 +537,59 @@ impl Store for SqliteStore {
 
     async fn logs(&self, id: JobId) -> Result<Vec<AttemptLogs>, StoreError> {
         self.read(move |c| query::logs(c, id)).await
+    }
+
+    // Schedules: see the `schedule` module.
+
+    async fn upsert_schedule(
+        &self,
+        spec: kyu_core::ScheduleSpec,
+    ) -> Result<kyu_core::ScheduleRecord, StoreError> {
+        self.sched_upsert(spec).await
+    }
+
+    async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
+        self.sched_delete(name).await
+    }
+
+    async fn set_schedule_enabled(&self, name: &str, enabled: bool) -> Result<bool, StoreError> {
+        self.sched_set_enabled(name, enabled).await
+    }
+
+    async fn get_schedule(
+        &self,
+        name: &str,
+    ) -> Result<Option<kyu_core::ScheduleRecord>, StoreError> {
+        self.sched_get(name).await
+    }
+
+    async fn list_schedules(&self) -> Result<Vec<kyu_core::ScheduleRecord>, StoreError> {
+        self.sched_list().await
+    }
+
+    async fn due_schedules(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<kyu_core::ScheduleRecord>, StoreError> {
+        self.sched_due(now).await
+    }
+
+    async fn fire_schedule(
+        &self,
+        fire: kyu_core::Fire,
+    ) -> Result<kyu_core::FireResult, StoreError> {
+        self.sched_fire(fire).await
+    }
+
+    async fn fire_buffered(
+        &self,
+        name: &str,
+        fire_time: DateTime<Utc>,
+    ) -> Result<kyu_core::FireResult, StoreError> {
+        self.sched_fire_buffered(name, fire_time).await
+    }
+
+    async fn trigger_schedule(&self, name: &str) -> Result<Option<JobId>, StoreError> {
+        self.sched_trigger(name).await
     }
 }

@@ -57,6 +57,8 @@ CREATE TABLE job_logs (
     PRIMARY KEY (job_id, attempt)
 ) WITHOUT ROWID;
 "#,
+    // 2: schedules.
+    crate::schedule::MIGRATION,
 ];
 
 /// Brings the database up to the latest schema, in one `BEGIN IMMEDIATE`
