@@ -7,6 +7,7 @@ use kyu_core::{
     CancelResult, Enqueued, Job as StoredJob, JobFilter, JobId, JobPage, Limits, NewJob,
     QueueStats, RetryResult, Store, StoreError,
 };
+use kyu_core::{ScheduleRecord, ScheduleSpec};
 use kyu_sqlite::{SqliteOptions, SqliteStore};
 
 use crate::{Error, Job, Result};
@@ -205,5 +206,67 @@ impl Kyu {
     pub async fn resume(&self, queue: &str) -> Result<()> {
         kyu_core::job::check_name("queue", queue)?;
         Ok(self.store.resume_queue(queue).await?)
+    }
+}
+
+/// Schedules: declare, list, enable, disable, trigger (see [`crate::scheduler`]).
+impl Kyu {
+    /// Creates or replaces the schedule `spec.name` (upsert by name, so every
+    /// process may declare its schedules at start-up). Its next fire time is
+    /// kept when the cron expression and zone are unchanged, so a redeclared
+    /// schedule neither skips nor repeats a fire time; otherwise it is the
+    /// first fire time after now. An invalid spec is refused before anything
+    /// is written, the error naming the field.
+    pub async fn schedule(&self, spec: ScheduleSpec) -> Result<ScheduleRecord> {
+        spec.validate(&self.limits)?;
+        Ok(self.store.upsert_schedule(spec).await?)
+    }
+
+    /// Deletes the schedule `name`; its jobs stay. False if there was none.
+    pub async fn unschedule(&self, name: &str) -> Result<bool> {
+        Ok(self.store.delete_schedule(name).await?)
+    }
+
+    /// Every schedule, by name, with its next and last fire and last job.
+    pub async fn schedules(&self) -> Result<Vec<ScheduleRecord>> {
+        Ok(self.store.list_schedules().await?)
+    }
+
+    /// The schedule `name`.
+    pub async fn get_schedule(&self, name: &str) -> Result<ScheduleRecord> {
+        self.store
+            .get_schedule(name)
+            .await?
+            .ok_or_else(|| Error::ScheduleNotFound(name.to_string()))
+    }
+
+    /// Enables the schedule `name`. It fires from the first fire time after
+    /// now: what it missed while disabled is not a misfire.
+    pub async fn enable_schedule(&self, name: &str) -> Result<()> {
+        self.set_schedule_enabled(name, true).await
+    }
+
+    /// Disables the schedule `name`: it fires nothing until enabled (it can
+    /// still be triggered).
+    pub async fn disable_schedule(&self, name: &str) -> Result<()> {
+        self.set_schedule_enabled(name, false).await
+    }
+
+    async fn set_schedule_enabled(&self, name: &str, enabled: bool) -> Result<()> {
+        if self.store.set_schedule_enabled(name, enabled).await? {
+            Ok(())
+        } else {
+            Err(Error::ScheduleNotFound(name.to_string()))
+        }
+    }
+
+    /// Runs the schedule `name` now: enqueues its job at once, enabled or
+    /// not, whatever its overlap policy, and leaves its next fire time alone.
+    /// Returns the job's id.
+    pub async fn trigger(&self, name: &str) -> Result<JobId> {
+        self.store
+            .trigger_schedule(name)
+            .await?
+            .ok_or_else(|| Error::ScheduleNotFound(name.to_string()))
     }
 }

@@ -14,6 +14,9 @@ pub enum Error {
     /// No job has this id.
     #[error("job {0} not found")]
     NotFound(JobId),
+    /// No schedule has this name.
+    #[error("schedule {0:?} not found")]
+    ScheduleNotFound(String),
     /// A typed job's args could not be turned into JSON.
     #[error("could not serialize the args of a {kind} job: {source}")]
     Serialize {

@@ -38,7 +38,10 @@
 //! - [`Kyu`] (module `client`): enqueue, inspect, wait, cancel, retry, pause;
 //! - [`Job`], [`JobContext`], [`Outcome`], [`JobError`]: what a handler is and returns;
 //! - [`Worker`]: claims, runs and completes jobs (see the `worker` module's parts);
-//! - [`maintenance`]: the lease reaper and retention.
+//! - [`maintenance`]: the lease reaper and retention;
+//! - [`Scheduler`] (module [`scheduler`]): cron schedules, fired exactly once
+//!   per fire time however many processes run it; declared with
+//!   [`Kyu::schedule`].
 //!
 //! Guarantees: a job runs at least once after `enqueue` returns, whatever
 //! process crashes; a duplicate run happens only when a lease expired while its
@@ -51,15 +54,22 @@ pub mod command;
 mod error;
 mod job;
 pub mod maintenance;
+pub mod scheduler;
 mod worker;
 
 pub use client::Kyu;
 pub use error::{Error, Result};
 pub use job::{Job, JobContext, JobError, JobResult, Outcome};
+pub use scheduler::{Scheduler, SchedulerConfig, SchedulerHandle, TickReport};
 pub use worker::{wait_for_signal, Worker, WorkerConfig, WorkerHandle};
 
+/// Schedules and cron (re-exported from kyu-core).
+pub use kyu_core::cron::{parse_zone, CronExpr, Tz};
 /// Checks a queue or kind name (1 to 128 characters, no control characters).
 pub use kyu_core::job::check_name;
+pub use kyu_core::schedule::{
+    FireResult, JobTemplate, MisfirePolicy, OverlapPolicy, ScheduleRecord, ScheduleSpec, SkipReason,
+};
 /// The job as stored (re-exported from kyu-core).
 pub use kyu_core::Job as JobRecord;
 /// The store contract and clocks, for backends and tests.

@@ -1,0 +1,297 @@
+//! The scheduler: enqueues the job of every schedule at each fire time.
+//!
+//! Run one in every process that should fire schedules (`kyu serve` does); any
+//! number may run on one database. There is no leader: each fire is a
+//! compare-and-set on the schedule's next fire time in the same transaction
+//! as the job insert ([`Store::fire_schedule`](kyu_core::Store::fire_schedule)),
+//! so each (schedule, fire time) yields at most one job, and a scheduler that
+//! loses the race moves on (DESIGN.md, invariant 3).
+//!
+//! Each tick ([`Scheduler::run_once`]) reads the due schedules and, for each:
+//!
+//! 1. enqueues its buffered fire time (overlap `buffer_one`) if the previous
+//!    job has finished;
+//! 2. if its next fire time is more than [`SchedulerConfig::misfire_grace`]
+//!    in the past, it **misfired** (no scheduler ran then): with misfire
+//!    `skip` the next fire time moves to the first after now and no job is
+//!    enqueued; with `run_once` one job is enqueued, for the first missed fire
+//!    time, and the next fire time moves to the first after now;
+//! 3. otherwise it fires each due fire time in order, one compare-and-set
+//!    each, so a scheduler that was late by less than the grace catches up
+//!    without skipping any fire time; the overlap policy decides each fire.
+//!
+//! Between ticks the loop sleeps to the next whole
+//! [`poll_interval`](SchedulerConfig::poll_interval) (default 1 s) of the
+//! clock, so a fire time (always a whole second) fires a few milliseconds
+//! after it comes.
+//!
+//! ```
+//! use kyu::{JobTemplate, Kyu, ScheduleSpec, Scheduler};
+//!
+//! # async fn demo() -> Result<(), kyu::Error> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let url = format!("sqlite://{}/kyu.db", dir.path().display());
+//! let kyu = Kyu::connect(&url).await?;
+//! kyu.schedule(
+//!     ScheduleSpec::new(
+//!         "nightly-report",
+//!         "0 3 * * *".parse()?,
+//!         JobTemplate::new("report", serde_json::json!({"format": "pdf"})),
+//!     )
+//!     .zone(kyu::parse_zone("Europe/Berlin")?),
+//! )
+//! .await?;
+//! let scheduler = Scheduler::new(&kyu).start();
+//! // ... a Worker runs the "report" jobs ...
+//! scheduler.shutdown().await;
+//! # Ok(()) }
+//! # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+//! ```
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kyu_core::schedule::{Fire, FireResult, MisfirePolicy, ScheduleRecord, SkipReason};
+use kyu_core::JobId;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{Kyu, Result};
+
+/// How a scheduler behaves. Every field has a default; see each.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchedulerConfig {
+    /// A fire time later than this when the scheduler finds it has misfired,
+    /// and the schedule's misfire policy applies. A fire time late by less
+    /// fires normally (the scheduler catches up). Default 60 s.
+    pub misfire_grace: Duration,
+    /// How often the scheduler looks for due schedules. Default 1 s.
+    pub poll_interval: Duration,
+    /// Most fire times of one schedule fired in one tick; the rest wait for
+    /// the next tick. Default 1000.
+    pub max_catch_up: usize,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        SchedulerConfig {
+            misfire_grace: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(1),
+            max_catch_up: 1000,
+        }
+    }
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// Jobs enqueued: schedule, fire time, job id.
+    pub fired: Vec<(String, DateTime<Utc>, JobId)>,
+    /// Fire times that enqueued nothing (misfire `skip`, overlap `skip`, a
+    /// second fire time for `buffer_one`).
+    pub skipped: usize,
+    /// Fire times buffered behind an unfinished job (overlap `buffer_one`).
+    pub buffered: usize,
+    /// Fires another scheduler made first.
+    pub lost: usize,
+    /// Schedules whose fire failed (logged; retried next tick).
+    pub errors: usize,
+}
+
+/// Builds and starts a scheduler. See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    kyu: Kyu,
+    config: SchedulerConfig,
+}
+
+impl Scheduler {
+    /// A scheduler over `kyu`'s store, with the default config.
+    pub fn new(kyu: &Kyu) -> Scheduler {
+        Scheduler {
+            kyu: kyu.clone(),
+            config: SchedulerConfig::default(),
+        }
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: SchedulerConfig) -> Scheduler {
+        self.config = config;
+        self
+    }
+
+    /// Changes the configuration in place.
+    pub fn configure(mut self, f: impl FnOnce(&mut SchedulerConfig)) -> Scheduler {
+        f(&mut self.config);
+        self
+    }
+
+    /// One tick at the store clock's now: see [`run_once`](Self::run_once).
+    pub async fn tick(&self) -> Result<TickReport> {
+        let now = self.kyu.store().clock().now();
+        self.run_once(now).await
+    }
+
+    /// One tick at `now`: fires every schedule due at `now` (see the
+    /// [module docs](self)). Fails only if the due schedules cannot be
+    /// read; a schedule whose fire fails is logged, counted in
+    /// [`TickReport::errors`] and tried again next tick.
+    pub async fn run_once(&self, now: DateTime<Utc>) -> Result<TickReport> {
+        let store = self.kyu.store();
+        let due = store.due_schedules(now).await?;
+        let mut report = TickReport::default();
+        for rec in due {
+            if let Err(e) = self.fire_due(&rec, now, &mut report).await {
+                report.errors += 1;
+                tracing::warn!(schedule = %rec.spec.name, error = %e, "could not fire the schedule; will retry");
+            }
+        }
+        Ok(report)
+    }
+
+    async fn fire_due(
+        &self,
+        rec: &ScheduleRecord,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) -> Result<()> {
+        let store = self.kyu.store();
+        let name = &rec.spec.name;
+        if let Some(buffered) = rec.buffered_fire_at {
+            if rec.last_job_state.map_or(true, |s| s.is_finished()) {
+                let r = store.fire_buffered(name, buffered).await?;
+                note(report, name, buffered, r);
+            }
+        }
+        let grace =
+            chrono::Duration::from_std(self.config.misfire_grace).unwrap_or(chrono::Duration::MAX);
+        let (cron, zone) = (&rec.spec.cron, rec.spec.zone);
+        let mut next = rec.next_fire_at;
+        for _ in 0..self.config.max_catch_up {
+            let Some(expected) = next.filter(|t| *t <= now) else {
+                break;
+            };
+            let misfired = now - expected > grace;
+            let (new_next, enqueue) = if misfired {
+                let enqueue = rec.spec.misfire == MisfirePolicy::RunOnce;
+                tracing::warn!(
+                    schedule = %name,
+                    missed = %expected,
+                    misfire = %rec.spec.misfire,
+                    "schedule misfired (no scheduler ran at its fire time)"
+                );
+                (cron.next_after(now, zone), enqueue)
+            } else {
+                (cron.next_after(expected, zone), true)
+            };
+            let r = store
+                .fire_schedule(Fire {
+                    name: name.clone(),
+                    expected_next_fire_at: expected,
+                    new_next_fire_at: new_next,
+                    fire_time: expected,
+                    enqueue,
+                })
+                .await?;
+            let lost = r == FireResult::Lost;
+            note(report, name, expected, r);
+            if lost {
+                // Another scheduler fired it (and goes on from there), or
+                // the schedule changed; the next tick reads it afresh.
+                break;
+            }
+            next = new_next;
+        }
+        Ok(())
+    }
+
+    /// Starts the scheduler loop on the current tokio runtime.
+    pub fn start(self) -> SchedulerHandle {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(run_loop(self, stop.clone()));
+        SchedulerHandle { stop, task }
+    }
+}
+
+fn note(report: &mut TickReport, name: &str, fire_time: DateTime<Utc>, r: FireResult) {
+    match r {
+        FireResult::Fired { job } => {
+            tracing::info!(schedule = %name, fire_time = %fire_time, job_id = job, "schedule fired");
+            report.fired.push((name.to_string(), fire_time, job));
+        }
+        FireResult::Buffered => {
+            tracing::info!(schedule = %name, fire_time = %fire_time, "previous job unfinished; fire buffered");
+            report.buffered += 1;
+        }
+        FireResult::Skipped { reason } => {
+            match reason {
+                SkipReason::Misfire => {}
+                SkipReason::Overlap { last_job, state } => {
+                    tracing::info!(schedule = %name, fire_time = %fire_time, last_job, state = %state, "previous job unfinished; fire skipped")
+                }
+                SkipReason::AlreadyBuffered => {
+                    tracing::info!(schedule = %name, fire_time = %fire_time, "a fire is already buffered; fire skipped")
+                }
+            }
+            report.skipped += 1;
+        }
+        FireResult::Lost => {
+            tracing::debug!(schedule = %name, fire_time = %fire_time, "fired by another scheduler");
+            report.lost += 1;
+        }
+    }
+}
+
+async fn run_loop(scheduler: Scheduler, stop: CancellationToken) {
+    let clock = scheduler.kyu.store().clock();
+    match scheduler.kyu.schedules().await {
+        Ok(all) => {
+            let next: Vec<String> = all
+                .iter()
+                .filter(|s| s.spec.enabled)
+                .map(|s| match s.next_fire_at {
+                    Some(t) => format!("{} at {}", s.spec.name, t.to_rfc3339()),
+                    None => format!("{} never", s.spec.name),
+                })
+                .collect();
+            tracing::info!(schedules = all.len(), next = ?next, "scheduler started");
+        }
+        Err(e) => tracing::warn!(error = %e, "scheduler started; could not list schedules"),
+    }
+    let poll = scheduler
+        .config
+        .poll_interval
+        .max(Duration::from_millis(10));
+    loop {
+        if let Err(e) = scheduler.tick().await {
+            tracing::warn!(error = %e, "scheduler tick failed; will retry");
+        }
+        // Wake just after the next whole poll interval of the clock: fire
+        // times are whole seconds.
+        let p = poll.as_micros() as i64;
+        let into = clock.now().timestamp_micros().rem_euclid(p);
+        let wait = Duration::from_micros((p - into) as u64) + Duration::from_millis(2);
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+    tracing::info!("scheduler stopped");
+}
+
+/// A started scheduler. Call [`shutdown`](SchedulerHandle::shutdown) to stop
+/// it; dropping the handle leaves it running.
+#[derive(Debug)]
+pub struct SchedulerHandle {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl SchedulerHandle {
+    /// Stops the loop after the tick in progress (a fire is one transaction:
+    /// it is written whole or not at all).
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
