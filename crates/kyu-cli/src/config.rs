@@ -141,6 +141,20 @@ pub struct ScheduleConfig {
     /// Default true.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Priority of its jobs; default: the kind's, else 0.
+    pub priority: Option<i32>,
+    /// Attempts; default: the kind's, else 5.
+    pub max_attempts: Option<u32>,
+    /// Retry policy; default: the kind's, else exponential:1s:16s.
+    #[serde(default, deserialize_with = "opt_retry")]
+    pub retry: Option<RetryPolicy>,
+    /// Time limit of one attempt, e.g. "10m"; default none (a command kind's
+    /// own timeout still applies).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub timeout: Option<Duration>,
+    /// Tags of its jobs (each also gets `schedule:NAME`).
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 fn default_zone() -> String {
@@ -207,6 +221,30 @@ fn line_of(text: &str, offset: usize) -> usize {
 /// The line where `needle` first appears after `from`, for checks made after parsing.
 fn find_line(text: &str, needle: &str) -> Option<usize> {
     text.find(needle).map(|o| line_of(text, o))
+}
+
+/// The line of `key = …` in the `[[schedules]]` entry named `name`.
+fn find_key_line(text: &str, name: &str, key: &str) -> Option<usize> {
+    let start = text.find(&format!("\"{name}\""))?;
+    let block_start = text[..start].rfind("[[schedules]]").unwrap_or(0);
+    let block_end = text[start..]
+        .find("\n[")
+        .map(|o| start + o)
+        .unwrap_or(text.len());
+    let block = &text[block_start..block_end];
+    block
+        .lines()
+        .scan(block_start, |offset, l| {
+            let here = *offset;
+            *offset += l.len() + 1;
+            Some((here, l))
+        })
+        .find(|(_, l)| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|(o, _)| line_of(text, o))
 }
 
 impl Config {
@@ -282,6 +320,19 @@ impl Config {
                     ),
                 ));
             }
+            self.schedule_spec(s).map_err(|e| {
+                let key = e.field.split('.').next_back().unwrap_or_default();
+                let key = match key {
+                    "timezone" => "zone",
+                    "name" => "name",
+                    k => k,
+                };
+                ConfigError::at(
+                    path,
+                    find_key_line(text, &s.name, key).or(line),
+                    format!("schedules.{}: {e}", s.name),
+                )
+            })?;
         }
         Ok(())
     }
@@ -310,6 +361,45 @@ impl Config {
             .clone()
             .unwrap_or_else(|| vec![DEFAULT_PERMANENT_EXIT]);
         Some(spec)
+    }
+
+    /// The `[[schedules]]` entry `s` as a validated spec: the kind's defaults
+    /// (queue, priority, attempts, retry) first, then the entry's own fields.
+    pub fn schedule_spec(
+        &self,
+        s: &ScheduleConfig,
+    ) -> Result<kyu::ScheduleSpec, kyu::InvalidInput> {
+        let cron: kyu::CronExpr = s.cron.parse()?;
+        let zone = kyu::parse_zone(&s.zone)?;
+        let args = serde_json::to_string(&s.args)
+            .map_err(|e| kyu::InvalidInput::new("args", format!("not expressible as JSON: {e}")))?;
+        let mut job =
+            self.apply_kind_defaults(&s.kind, kyu::NewJob::from_json_text(s.kind.clone(), args));
+        if let Some(q) = &s.queue {
+            job = job.queue(q.clone());
+        }
+        if let Some(p) = s.priority {
+            job = job.priority(p);
+        }
+        if let Some(n) = s.max_attempts {
+            job = job.max_attempts(n);
+        }
+        if let Some(r) = s.retry {
+            job = job.retry(r);
+        }
+        if let Some(t) = s.timeout {
+            job = job.timeout(t);
+        }
+        for t in &s.tags {
+            job = job.tag(t.clone());
+        }
+        let spec = kyu::ScheduleSpec::new(s.name.clone(), cron, job)
+            .zone(zone)
+            .overlap(s.overlap.parse()?)
+            .misfire(s.misfire.parse()?)
+            .enabled(s.enabled);
+        spec.validate(&kyu::Limits::default())?;
+        Ok(spec)
     }
 
     /// Applies kind `name`'s defaults (queue, priority, attempts, retry) to a

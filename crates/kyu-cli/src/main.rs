@@ -28,8 +28,9 @@ kyu jobs ls --state failed\n  \
 kyu jobs show 42\n  \
 kyu jobs retry --all-failed --queue mail\n  \
 kyu queues pause mail\n  \
+kyu schedules add nightly '0 3 * * *' report --tz Asia/Tokyo\n  \
 kyu bench --workload w1 --jobs 20000 --concurrency 10\n\n\
-Exit status: 0 success, 1 failure, 2 invalid input or usage, 3 a job or queue was not found."
+Exit status: 0 success, 1 failure, 2 invalid input or usage, 3 a job, queue or schedule was not found."
 )]
 struct Cli {
     /// Database URL, e.g. sqlite://kyu.db or sqlite:///var/lib/kyu/kyu.db
@@ -59,6 +60,9 @@ enum Command {
     /// List queues with their counts; pause and resume them.
     #[command(subcommand)]
     Queues(commands::queues::QueuesCommand),
+    /// Cron schedules: list, add, remove, enable, disable, trigger; preview an expression.
+    #[command(subcommand)]
+    Schedules(commands::schedules::SchedulesCommand),
     /// Run the scheduler, lease recovery, retention and workers for the
     /// configured command jobs, until SIGTERM or Ctrl-C.
     Serve(commands::serve::ServeArgs),
@@ -157,6 +161,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Enqueue(args) => commands::enqueue::run(&ctx, args).await,
         Command::Jobs(cmd) => commands::jobs::run(&ctx, cmd).await,
         Command::Queues(cmd) => commands::queues::run(&ctx, cmd).await,
+        Command::Schedules(cmd) => commands::schedules::run(&ctx, cmd).await,
         Command::Bench(args) => bench::run(&ctx, args).await,
         Command::BenchWorker(args) => bench::worker(&ctx, args).await,
     }

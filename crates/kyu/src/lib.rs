@@ -70,6 +70,8 @@ pub use kyu_core::job::check_name;
 pub use kyu_core::schedule::{
     FireResult, JobTemplate, MisfirePolicy, OverlapPolicy, ScheduleRecord, ScheduleSpec, SkipReason,
 };
+/// A refused request: the field, what was wrong and what is accepted.
+pub use kyu_core::InvalidInput;
 /// The job as stored (re-exported from kyu-core).
 pub use kyu_core::Job as JobRecord;
 /// The store contract and clocks, for backends and tests.

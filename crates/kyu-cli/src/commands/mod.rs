@@ -5,6 +5,7 @@ pub mod enqueue;
 pub mod jobs;
 pub mod progress;
 pub mod queues;
+pub mod schedules;
 pub mod serve;
 
 use std::path::{Path, PathBuf};

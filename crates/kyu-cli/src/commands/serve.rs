@@ -99,6 +99,15 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
     for (name, n) in &queues {
         worker = worker.queue(name.clone(), *n);
     }
+    // `kyu serve` declares the [[schedules]] of kyu.toml (upsert by name: a
+    // restart neither skips nor repeats a fire time) and runs the scheduler;
+    // any number of `kyu serve` processes may do so on one database.
+    let (scheduler, schedules) = if serve {
+        let (scheduler, line) = super::schedules::start_scheduler(&kyu, &config).await?;
+        (Some(scheduler), line)
+    } else {
+        (None, "none (kyu serve runs them)".to_string())
+    };
     let handle = worker.config(worker_config).start();
     let kinds: Vec<&String> = config.jobs.keys().collect();
     let queue_list: Vec<String> = queues.iter().map(|(q, n)| format!("{q}={n}")).collect();
@@ -115,11 +124,15 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
                 .collect::<Vec<_>>()
                 .join(", ")
         },
-        config.schedules.len(),
+        schedules,
     );
     tracing::info!("{line}");
     eprintln!("{line}");
-    handle.run_until_signal().await;
+    kyu::wait_for_signal().await;
+    if let Some(s) = scheduler {
+        s.shutdown().await;
+    }
+    handle.shutdown().await;
     eprintln!("kyu stopped");
     Ok(())
 }
