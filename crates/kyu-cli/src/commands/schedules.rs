@@ -19,7 +19,7 @@ pub enum SchedulesCommand {
     /// List schedules: next fire time, last fire time, last job and its state.
     Ls,
     /// Add a schedule, or replace the one with the same name.
-    Add(AddArgs),
+    Add(Box<AddArgs>),
     /// Remove a schedule (its jobs stay).
     Rm {
         /// The schedule.
@@ -142,7 +142,7 @@ fn fail(e: kyu::Error) -> Failure {
 pub async fn run(ctx: &Ctx, cmd: SchedulesCommand) -> CmdResult {
     match cmd {
         SchedulesCommand::Preview(a) => preview(ctx, a),
-        SchedulesCommand::Add(a) => add(ctx, a).await,
+        SchedulesCommand::Add(a) => add(ctx, *a).await,
         SchedulesCommand::Ls => {
             let kyu = ctx.connect().await?;
             let all = kyu.schedules().await?;
