@@ -229,12 +229,30 @@ impl SqliteStore {
         };
         conn.busy_timeout(options.busy_timeout).map_err(db)?;
         if let Location::File(path) = &location {
-            let mode: String = conn
-                .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
-                .map_err(|e| StoreError::BadUrl {
-                    url: url.to_string(),
-                    problem: format!("{} is not a usable SQLite database: {e}", path.display()),
-                })?;
+            // Switching a new file to WAL does not wait on the busy handler:
+            // when another process is creating the same file it fails at once
+            // with "database is locked". Retry within the busy timeout.
+            let deadline = std::time::Instant::now() + options.busy_timeout;
+            let mode: String = loop {
+                match conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)) {
+                    Ok(mode) => break mode,
+                    Err(rusqlite::Error::SqliteFailure(e, _))
+                        if e.code == rusqlite::ErrorCode::DatabaseBusy
+                            && std::time::Instant::now() < deadline =>
+                    {
+                        std::thread::sleep(std::time::Duration::from_millis(10));
+                    }
+                    Err(e) => {
+                        return Err(StoreError::BadUrl {
+                            url: url.to_string(),
+                            problem: format!(
+                                "{} is not a usable SQLite database: {e}",
+                                path.display()
+                            ),
+                        })
+                    }
+                }
+            };
             if !mode.eq_ignore_ascii_case("wal") {
                 tracing::warn!(path = %path.display(), mode, "kyu-sqlite: WAL mode not available");
             }
