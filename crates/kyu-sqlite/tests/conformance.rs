@@ -34,6 +34,7 @@ impl kyu_core::testkit::Harness for SqliteHarness {
 }
 
 kyu_core::store_conformance_tests!(harness());
+kyu_core::schedule_conformance_tests!(harness());
 
 /// The same suite against `sqlite::memory:` (reads go through the writer).
 mod memory {
@@ -52,4 +53,5 @@ mod memory {
     }
 
     kyu_core::store_conformance_tests!(MemoryHarness);
+    kyu_core::schedule_conformance_tests!(MemoryHarness);
 }

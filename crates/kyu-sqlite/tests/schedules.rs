@@ -1,58 +1,8 @@
-//! The schedule conformance suite, run against SQLite files and `:memory:`.
+//! Schedules on SQLite beyond the conformance suite (which runs in
+//! `conformance.rs`): migrating a database made before schedules existed.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-
-use kyu_core::{Clock, Store};
+use kyu_core::Store;
 use kyu_sqlite::{SqliteOptions, SqliteStore};
-
-struct FileHarness {
-    dir: tempfile::TempDir,
-    n: AtomicUsize,
-}
-
-fn harness() -> FileHarness {
-    FileHarness {
-        dir: tempfile::tempdir().expect("tempdir"),
-        n: AtomicUsize::new(0),
-    }
-}
-
-#[async_trait::async_trait]
-impl kyu_core::testkit::Harness for FileHarness {
-    async fn store(&self, clock: Arc<dyn Clock>) -> Arc<dyn Store> {
-        let n = self.n.fetch_add(1, Ordering::Relaxed);
-        let path = self.dir.path().join(format!("kyu-{n}.db"));
-        Arc::new(
-            SqliteStore::open(
-                path.to_str().expect("utf-8 path"),
-                SqliteOptions::with_clock(clock),
-            )
-            .expect("open"),
-        )
-    }
-}
-
-kyu_core::schedule_conformance_tests!(harness());
-
-/// The same suite against `sqlite::memory:`.
-mod memory {
-    use super::*;
-
-    struct MemoryHarness;
-
-    #[async_trait::async_trait]
-    impl kyu_core::testkit::Harness for MemoryHarness {
-        async fn store(&self, clock: Arc<dyn Clock>) -> Arc<dyn Store> {
-            Arc::new(
-                SqliteStore::open("sqlite::memory:", SqliteOptions::with_clock(clock))
-                    .expect("open"),
-            )
-        }
-    }
-
-    kyu_core::schedule_conformance_tests!(MemoryHarness);
-}
 
 /// A database made before schedules existed (schema version 1) gains the
 /// schedules table on open, its jobs kept.

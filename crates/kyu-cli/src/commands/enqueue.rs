@@ -5,9 +5,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use clap::Args;
-use kyu::{NewJob, RetryPolicy};
 
-use super::{print_json, Ctx};
+use super::{print_json, Ctx, JobFlags};
 use crate::{parse, CmdResult, Failure};
 
 /// Enqueue one job.
@@ -23,37 +22,20 @@ pub struct EnqueueArgs {
     /// The args as JSON text; `-` reads them from stdin. Default `{}`.
     #[arg(default_value = "{}")]
     args: String,
-    /// The queue [default: the kind's queue in kyu.toml, else "default"]
-    #[arg(long, short)]
-    queue: Option<String>,
-    /// Lower runs first [default: the kind's in kyu.toml, else 0]
-    #[arg(long, short, allow_negative_numbers = true)]
-    priority: Option<i32>,
     /// Run no earlier than this long from now, e.g. 30s, 5m, 1h.
     #[arg(long, value_parser = parse::duration, conflicts_with = "run_at")]
     delay: Option<Duration>,
     /// Run no earlier than this RFC 3339 time, e.g. 2026-11-25T09:00:00Z.
     #[arg(long, value_parser = parse::time)]
     run_at: Option<DateTime<Utc>>,
-    /// Attempts before the job fails for good [default: the kind's in kyu.toml, else 5]
-    #[arg(long)]
-    max_attempts: Option<u32>,
-    /// Retry policy: exponential:INITIAL:CAP or fixed:DELAY
-    /// [default: the kind's in kyu.toml, else exponential:1s:16s]
-    #[arg(long, value_parser = parse::retry)]
-    retry: Option<RetryPolicy>,
-    /// Fail an attempt that runs longer than this, e.g. 5m.
-    #[arg(long, value_parser = parse::duration)]
-    timeout: Option<Duration>,
     /// A second enqueue with this key returns the first job while it is unfinished.
     #[arg(long)]
     unique_key: Option<String>,
     /// With --unique-key: the key holds for this long after the first enqueue, finished or not.
     #[arg(long, value_parser = parse::duration, requires = "unique_key")]
     unique_for: Option<Duration>,
-    /// A tag to filter by later (repeat for more).
-    #[arg(long = "tag", short = 't')]
-    tags: Vec<String>,
+    #[command(flatten)]
+    job: JobFlags,
 }
 
 pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> CmdResult {
@@ -66,22 +48,7 @@ pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> CmdResult {
     } else {
         a.args
     };
-    let mut job = NewJob::from_json_text(a.kind.clone(), args);
-    if let Some((config, _)) = ctx.config()? {
-        job = config.apply_kind_defaults(&a.kind, job);
-    }
-    if let Some(q) = a.queue {
-        job = job.queue(q);
-    }
-    if let Some(p) = a.priority {
-        job = job.priority(p);
-    }
-    if let Some(n) = a.max_attempts {
-        job = job.max_attempts(n);
-    }
-    if let Some(r) = a.retry {
-        job = job.retry(r);
-    }
+    let mut job = a.job.build(ctx, &a.kind, args)?;
     if let Some(d) = a.delay {
         let d = chrono::Duration::from_std(d)
             .map_err(|_| Failure::invalid(format!("--delay {d:?} is too long")))?;
@@ -90,16 +57,10 @@ pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> CmdResult {
     if let Some(at) = a.run_at {
         job = job.run_at(at);
     }
-    if let Some(t) = a.timeout {
-        job = job.timeout(t);
-    }
     match (a.unique_key, a.unique_for) {
         (Some(k), Some(w)) => job = job.unique_for(k, w),
         (Some(k), None) => job = job.unique_key(k),
         _ => {}
-    }
-    for t in a.tags {
-        job = job.tag(t);
     }
     // Validate before opening the database: bad input never creates a file.
     job.validate(&kyu::Limits::default())

@@ -89,3 +89,57 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> Result<(), Failure> {
     println!("{text}");
     Ok(())
 }
+
+/// The job options `kyu enqueue` and `kyu schedules add` share. Each one not
+/// given falls back to the kind's setting in kyu.toml, then the default.
+#[derive(clap::Args, Debug)]
+pub struct JobFlags {
+    /// The queue [default: the kind's queue in kyu.toml, else "default"]
+    #[arg(long, short)]
+    queue: Option<String>,
+    /// Lower runs first [default: the kind's in kyu.toml, else 0]
+    #[arg(long, short, allow_negative_numbers = true)]
+    priority: Option<i32>,
+    /// Attempts before the job fails for good [default: the kind's in kyu.toml, else 5]
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// Retry policy: exponential:INITIAL:CAP or fixed:DELAY
+    /// [default: the kind's in kyu.toml, else exponential:1s:16s]
+    #[arg(long, value_parser = crate::parse::retry)]
+    retry: Option<kyu::RetryPolicy>,
+    /// Fail an attempt that runs longer than this, e.g. 5m.
+    #[arg(long, value_parser = crate::parse::duration)]
+    timeout: Option<std::time::Duration>,
+    /// A tag to filter by later (repeat for more).
+    #[arg(long = "tag", short = 't')]
+    tags: Vec<String>,
+}
+
+impl JobFlags {
+    /// A job of `kind` with `args`: the kind's kyu.toml defaults, then these flags.
+    pub fn build(self, ctx: &Ctx, kind: &str, args: String) -> Result<kyu::NewJob, Failure> {
+        let mut job = kyu::NewJob::from_json_text(kind, args);
+        if let Some((config, _)) = ctx.config()? {
+            job = config.apply_kind_defaults(kind, job);
+        }
+        if let Some(q) = self.queue {
+            job = job.queue(q);
+        }
+        if let Some(p) = self.priority {
+            job = job.priority(p);
+        }
+        if let Some(n) = self.max_attempts {
+            job = job.max_attempts(n);
+        }
+        if let Some(r) = self.retry {
+            job = job.retry(r);
+        }
+        if let Some(t) = self.timeout {
+            job = job.timeout(t);
+        }
+        for t in self.tags {
+            job = job.tag(t);
+        }
+        Ok(job)
+    }
+}

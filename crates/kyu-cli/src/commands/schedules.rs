@@ -1,15 +1,11 @@
 //! `kyu schedules`: list, add, remove, enable, disable, trigger and preview
 //! cron schedules.
 
-use std::time::Duration;
-
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use kyu::{
-    CronExpr, MisfirePolicy, NewJob, OverlapPolicy, RetryPolicy, ScheduleRecord, ScheduleSpec,
-};
+use kyu::{CronExpr, MisfirePolicy, OverlapPolicy, ScheduleRecord, ScheduleSpec};
 
-use super::{print_json, Ctx};
+use super::{print_json, Ctx, JobFlags};
 use crate::output::{opt_time, time, Table};
 use crate::{parse, CmdResult, Failure};
 
@@ -82,24 +78,8 @@ pub struct AddArgs {
     /// skip or run_once.
     #[arg(long, default_value = "skip")]
     misfire: String,
-    /// The queue [default: the kind's queue in kyu.toml, else "default"]
-    #[arg(long, short)]
-    queue: Option<String>,
-    /// Lower runs first [default: the kind's in kyu.toml, else 0]
-    #[arg(long, short, allow_negative_numbers = true)]
-    priority: Option<i32>,
-    /// Attempts of each job [default: the kind's in kyu.toml, else 5]
-    #[arg(long)]
-    max_attempts: Option<u32>,
-    /// Retry policy: exponential:INITIAL:CAP or fixed:DELAY.
-    #[arg(long, value_parser = parse::retry)]
-    retry: Option<RetryPolicy>,
-    /// Fail an attempt that runs longer than this, e.g. 5m.
-    #[arg(long, value_parser = parse::duration)]
-    timeout: Option<Duration>,
-    /// A tag of each job (repeat for more).
-    #[arg(long = "tag", short = 't')]
-    tags: Vec<String>,
+    #[command(flatten)]
+    job: JobFlags,
     /// Add it disabled.
     #[arg(long)]
     disabled: bool,
@@ -209,28 +189,7 @@ async fn add(ctx: &Ctx, a: AddArgs) -> CmdResult {
     let zone = kyu::parse_zone(&a.tz).map_err(invalid)?;
     let overlap: OverlapPolicy = a.overlap.parse().map_err(invalid)?;
     let misfire: MisfirePolicy = a.misfire.parse().map_err(invalid)?;
-    let mut job = NewJob::from_json_text(a.kind.clone(), a.args);
-    if let Some((config, _)) = ctx.config()? {
-        job = config.apply_kind_defaults(&a.kind, job);
-    }
-    if let Some(q) = a.queue {
-        job = job.queue(q);
-    }
-    if let Some(p) = a.priority {
-        job = job.priority(p);
-    }
-    if let Some(n) = a.max_attempts {
-        job = job.max_attempts(n);
-    }
-    if let Some(r) = a.retry {
-        job = job.retry(r);
-    }
-    if let Some(t) = a.timeout {
-        job = job.timeout(t);
-    }
-    for t in a.tags {
-        job = job.tag(t);
-    }
+    let job = a.job.build(ctx, &a.kind, a.args)?;
     let spec = ScheduleSpec::new(a.name, cron, job)
         .zone(zone)
         .overlap(overlap)
