@@ -1,0 +1,184 @@
+//! Complete: record how attempts ended, one statement per batch.
+//!
+//! The batch travels as parallel arrays (`unnest`). Every row is fenced by
+//! `(id, attempt, state = 'running')`, so a late finish from a worker whose
+//! lease expired (the job was rescued, and perhaps finished elsewhere)
+//! changes nothing and is reported [`FinishResult::Stale`].
+//!
+//! Completions, the hot path, need nothing from the row and are one plain
+//! `UPDATE … FROM unnest`. Every other outcome depends on the row (attempts
+//! left, a cancel asked for meanwhile), so those rows are first locked with
+//! `FOR UPDATE`, which reads their latest version, and the new state is
+//! decided from that version in the same statement.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use kyu_core::{Finish, FinishOutcome, FinishResult, JobId, StoreError};
+use sqlx::PgPool;
+
+use crate::row::{db, error_json, parse_state};
+
+/// Records every finish of `batch`, one result per item, in order.
+pub(crate) async fn finish(
+    pool: &PgPool,
+    schema: &str,
+    channel: &str,
+    now: DateTime<Utc>,
+    batch: &[Finish],
+) -> Result<Vec<FinishResult>, StoreError> {
+    let mut applied: HashMap<(JobId, u32), FinishResult> = HashMap::with_capacity(batch.len());
+    let (done, other): (Vec<&Finish>, Vec<&Finish>) = batch
+        .iter()
+        .partition(|f| matches!(f.outcome, FinishOutcome::Completed { .. }));
+    if !done.is_empty() {
+        complete(pool, schema, now, &done, &mut applied).await?;
+    }
+    if !other.is_empty() {
+        settle(pool, schema, channel, now, &other, &mut applied).await?;
+    }
+    Ok(batch
+        .iter()
+        .map(|f| {
+            applied
+                .get(&(f.lease.id, f.lease.attempt))
+                .copied()
+                .unwrap_or(FinishResult::Stale)
+        })
+        .collect())
+}
+
+/// Completions: one fenced update.
+async fn complete(
+    pool: &PgPool,
+    schema: &str,
+    now: DateTime<Utc>,
+    batch: &[&Finish],
+    applied: &mut HashMap<(JobId, u32), FinishResult>,
+) -> Result<(), StoreError> {
+    let mut ids = Vec::with_capacity(batch.len());
+    let mut attempts = Vec::with_capacity(batch.len());
+    let mut results: Vec<Option<&str>> = Vec::with_capacity(batch.len());
+    for f in batch {
+        ids.push(f.lease.id);
+        attempts.push(f.lease.attempt as i32);
+        results.push(match &f.outcome {
+            FinishOutcome::Completed { result } => result.as_deref(),
+            _ => None,
+        });
+    }
+    let sql = format!(
+        "UPDATE {schema}.jobs j SET state = 'completed', finished_at = $4, \
+           lease_expires_at = NULL, result = u.result \
+         FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, attempt, result) \
+         WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'running' \
+         RETURNING j.id, j.attempt"
+    );
+    let done: Vec<(i64, i32)> = sqlx::query_as(&sql)
+        .bind(ids)
+        .bind(attempts)
+        .bind(results)
+        .bind(now)
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
+    for (id, attempt) in done {
+        applied.insert(
+            (id, attempt as u32),
+            FinishResult::Applied(kyu_core::JobState::Completed),
+        );
+    }
+    Ok(())
+}
+
+/// Errors, snoozes, cancels and releases: lock, decide, update.
+async fn settle(
+    pool: &PgPool,
+    schema: &str,
+    channel: &str,
+    now: DateTime<Utc>,
+    batch: &[&Finish],
+    applied: &mut HashMap<(JobId, u32), FinishResult>,
+) -> Result<(), StoreError> {
+    let n = batch.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut attempts = Vec::with_capacity(n);
+    let mut outcomes = Vec::with_capacity(n);
+    let mut run_ats: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(n);
+    let mut permanent = Vec::with_capacity(n);
+    let mut errors: Vec<Option<String>> = Vec::with_capacity(n);
+    for f in batch {
+        ids.push(f.lease.id);
+        attempts.push(f.lease.attempt as i32);
+        let error = |message: &str| Some(error_json(now, f.lease.attempt, message, &f.worker));
+        let (outcome, run_at, perm, err) = match &f.outcome {
+            FinishOutcome::Completed { .. } => unreachable!("completions go to `complete`"),
+            FinishOutcome::Errored {
+                message,
+                retry_at,
+                permanent,
+            } => ("errored", Some(*retry_at), *permanent, error(message)),
+            FinishOutcome::Snoozed { until } => ("snoozed", Some(*until), false, None),
+            FinishOutcome::Cancelled { message } => ("cancelled", None, false, error(message)),
+            FinishOutcome::Released { message } => ("released", Some(now), false, error(message)),
+        };
+        outcomes.push(outcome);
+        run_ats.push(run_at);
+        permanent.push(perm);
+        errors.push(err);
+    }
+    // $1 ids, $2 attempts, $3 outcomes, $4 run_at, $5 permanent, $6 error json, $7 now, $8 channel.
+    let sql = format!(
+        "WITH u AS (\
+           SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::timestamptz[], \
+             $5::bool[], $6::text[]) AS u(id, attempt, outcome, run_at, permanent, error)), \
+         locked AS (\
+           SELECT j.id, j.max_attempts, j.cancel_requested, u.attempt, u.outcome, u.run_at, \
+             u.permanent, u.error \
+           FROM {schema}.jobs j JOIN u ON j.id = u.id \
+           WHERE j.attempt = u.attempt AND j.state = 'running' \
+           ORDER BY j.id FOR UPDATE OF j), \
+         decided AS (\
+           SELECT id, attempt, run_at, error, \
+             CASE \
+               WHEN outcome = 'cancelled' OR cancel_requested THEN 'cancelled' \
+               WHEN outcome = 'errored' AND (permanent OR attempt >= max_attempts) THEN 'failed' \
+               WHEN run_at > $7 THEN 'scheduled' \
+               ELSE 'available' END AS state, \
+             outcome IN ('snoozed', 'released') AS uncount \
+           FROM locked), \
+         updated AS (\
+           UPDATE {schema}.jobs j SET state = d.state, \
+             run_at = CASE WHEN d.state IN ('scheduled', 'available') THEN d.run_at ELSE j.run_at END, \
+             finished_at = CASE WHEN d.state IN ('completed', 'failed', 'cancelled') THEN $7 END, \
+             lease_expires_at = NULL, \
+             errors = CASE WHEN d.error IS NULL THEN j.errors \
+               ELSE j.errors || jsonb_build_array(d.error::jsonb) END, \
+             attempt = j.attempt - CASE WHEN d.uncount AND d.state IN ('scheduled', 'available') \
+               THEN 1 ELSE 0 END \
+           FROM decided d WHERE j.id = d.id \
+           RETURNING j.id, d.attempt, j.state) \
+         SELECT u.id, u.attempt, u.state, n.notified FROM updated u CROSS JOIN \
+           (SELECT max(pg_notify($8, '')::text) AS notified FROM updated \
+            WHERE state = 'available') AS n"
+    );
+    let rows: Vec<(i64, i32, String, Option<String>)> = sqlx::query_as(&sql)
+        .bind(ids)
+        .bind(attempts)
+        .bind(outcomes)
+        .bind(run_ats)
+        .bind(permanent)
+        .bind(errors)
+        .bind(now)
+        .bind(channel)
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
+    for (id, attempt, state, _) in rows {
+        applied.insert(
+            (id, attempt as u32),
+            FinishResult::Applied(parse_state(&state)?),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,220 @@
+//! Operator controls (cancel, retry, pause, resume) and housekeeping
+//! (retention, attempt logs).
+//!
+//! Cancel and retry lock the named rows, read the state they were in, and
+//! change them in one statement, so the reply says what each job was when the
+//! change was made.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use kyu_core::{AttemptLogs, CancelResult, JobId, JobState, RetryResult, StoreError};
+use sqlx::PgPool;
+
+use crate::row::{db, parse_state};
+
+/// The states of `ids` before the statement changed them.
+fn states(rows: Vec<(i64, String)>) -> Result<HashMap<i64, JobState>, StoreError> {
+    rows.into_iter()
+        .map(|(id, s)| Ok((id, parse_state(&s)?)))
+        .collect()
+}
+
+/// Cancels each id: see [`CancelResult`].
+pub(crate) async fn cancel(
+    pool: &PgPool,
+    schema: &str,
+    now: DateTime<Utc>,
+    ids: &[JobId],
+) -> Result<Vec<CancelResult>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "WITH old AS (\
+           SELECT id, state FROM {schema}.jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE), \
+         changed AS (\
+           UPDATE {schema}.jobs j SET \
+             state = CASE WHEN old.state IN ('scheduled', 'available') THEN 'cancelled' ELSE j.state END, \
+             finished_at = CASE WHEN old.state IN ('scheduled', 'available') THEN $2 ELSE j.finished_at END, \
+             cancel_requested = j.cancel_requested OR old.state = 'running' \
+           FROM old WHERE j.id = old.id AND old.state IN ('scheduled', 'available', 'running') \
+           RETURNING j.id) \
+         SELECT id, state FROM old"
+    );
+    let before = states(
+        sqlx::query_as(&sql)
+            .bind(ids)
+            .bind(now)
+            .fetch_all(pool)
+            .await
+            .map_err(db)?,
+    )?;
+    Ok(ids
+        .iter()
+        .map(|id| match before.get(id) {
+            None => CancelResult::NotFound,
+            Some(JobState::Scheduled | JobState::Available) => CancelResult::Cancelled,
+            Some(JobState::Running) => CancelResult::Requested,
+            Some(finished) => CancelResult::AlreadyFinished(*finished),
+        })
+        .collect())
+}
+
+/// What a retry sets: runnable now, with at least one attempt left.
+const RETRY_SET: &str = "state = 'available', run_at = $2, finished_at = NULL, \
+    lease_expires_at = NULL, cancel_requested = false, result = NULL, \
+    max_attempts = GREATEST(j.max_attempts, j.attempt + 1)";
+
+/// Retries each failed or cancelled id: see [`RetryResult`].
+pub(crate) async fn retry(
+    pool: &PgPool,
+    schema: &str,
+    channel: &str,
+    now: DateTime<Utc>,
+    ids: &[JobId],
+) -> Result<Vec<RetryResult>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "WITH old AS (\
+           SELECT id, state FROM {schema}.jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE), \
+         changed AS (\
+           UPDATE {schema}.jobs j SET {RETRY_SET} \
+           FROM old WHERE j.id = old.id AND old.state IN ('failed', 'cancelled') \
+           RETURNING j.id), \
+         notified AS (\
+           SELECT max(pg_notify($3, '')::text) AS n FROM changed) \
+         SELECT id, state FROM old, notified"
+    );
+    let before = states(
+        sqlx::query_as(&sql)
+            .bind(ids)
+            .bind(now)
+            .bind(channel)
+            .fetch_all(pool)
+            .await
+            .map_err(db)?,
+    )?;
+    Ok(ids
+        .iter()
+        .map(|id| match before.get(id) {
+            None => RetryResult::NotFound,
+            Some(JobState::Failed | JobState::Cancelled) => RetryResult::Retried,
+            Some(other) => RetryResult::NotRetryable(*other),
+        })
+        .collect())
+}
+
+/// Retries every failed job, of `queue` and/or `kind` if given.
+pub(crate) async fn retry_failed(
+    pool: &PgPool,
+    schema: &str,
+    channel: &str,
+    now: DateTime<Utc>,
+    queue: Option<&str>,
+    kind: Option<&str>,
+) -> Result<u64, StoreError> {
+    let sql = format!(
+        "WITH changed AS (\
+           UPDATE {schema}.jobs j SET {RETRY_SET} WHERE j.state = 'failed' \
+           AND ($3::text IS NULL OR j.queue = $3) AND ($4::text IS NULL OR j.kind = $4) \
+           RETURNING j.id) \
+         SELECT count(*), max(pg_notify($1, '')::text) FROM changed"
+    );
+    let (n, _): (i64, Option<String>) = sqlx::query_as(&sql)
+        .bind(channel)
+        .bind(now)
+        .bind(queue)
+        .bind(kind)
+        .fetch_one(pool)
+        .await
+        .map_err(db)?;
+    Ok(n as u64)
+}
+
+/// Pauses or resumes a queue; a resume wakes the workers of every process.
+pub(crate) async fn set_paused(
+    pool: &PgPool,
+    schema: &str,
+    channel: &str,
+    queue: &str,
+    paused: bool,
+) -> Result<(), StoreError> {
+    let sql = if paused {
+        format!(
+            "INSERT INTO {schema}.queues (name, paused) VALUES ($1, true) \
+             ON CONFLICT (name) DO UPDATE SET paused = true"
+        )
+    } else {
+        format!(
+            "WITH r AS (UPDATE {schema}.queues SET paused = false WHERE name = $1) \
+             SELECT pg_notify($2, '')"
+        )
+    };
+    let mut q = sqlx::query(&sql).bind(queue);
+    if !paused {
+        q = q.bind(channel);
+    }
+    q.execute(pool).await.map_err(db)?;
+    Ok(())
+}
+
+/// The condition of jobs retention deletes: `$1` completed before, `$2` failed
+/// or cancelled before. Unfinished jobs are never deleted.
+const DELETABLE: &str = "(state = 'completed' AND finished_at < $1) \
+    OR (state IN ('failed', 'cancelled') AND finished_at < $2)";
+
+/// Deletes finished jobs (and their logs) older than the cut-offs.
+pub(crate) async fn delete_finished(
+    pool: &PgPool,
+    schema: &str,
+    completed_before: DateTime<Utc>,
+    failed_before: DateTime<Utc>,
+) -> Result<u64, StoreError> {
+    let sql = format!(
+        "WITH gone AS (DELETE FROM {schema}.jobs WHERE {DELETABLE} RETURNING id), \
+         logs AS (DELETE FROM {schema}.job_logs WHERE job_id IN (SELECT id FROM gone)) \
+         SELECT count(*) FROM gone"
+    );
+    let n: i64 = sqlx::query_scalar(&sql)
+        .bind(completed_before)
+        .bind(failed_before)
+        .fetch_one(pool)
+        .await
+        .map_err(db)?;
+    Ok(n as u64)
+}
+
+/// Records (replaces) the logs of one attempt of job `id`.
+pub(crate) async fn set_logs(
+    pool: &PgPool,
+    schema: &str,
+    id: JobId,
+    logs: &AttemptLogs,
+) -> Result<(), StoreError> {
+    let sql = format!(
+        "INSERT INTO {schema}.job_logs (job_id, attempt, stdout, stderr, stdout_bytes, stderr_bytes) \
+         SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM {schema}.jobs WHERE id = $1) \
+         ON CONFLICT (job_id, attempt) DO UPDATE SET \
+           stdout = excluded.stdout, stderr = excluded.stderr, \
+           stdout_bytes = excluded.stdout_bytes, stderr_bytes = excluded.stderr_bytes"
+    );
+    let n = sqlx::query(&sql)
+        .bind(id)
+        .bind(logs.attempt as i32)
+        // PostgreSQL text cannot hold NUL bytes; a command may print them.
+        .bind(logs.stdout.replace('\0', "\u{fffd}"))
+        .bind(logs.stderr.replace('\0', "\u{fffd}"))
+        .bind(i64::try_from(logs.stdout_bytes).unwrap_or(i64::MAX))
+        .bind(i64::try_from(logs.stderr_bytes).unwrap_or(i64::MAX))
+        .execute(pool)
+        .await
+        .map_err(db)?
+        .rows_affected();
+    if n == 0 {
+        return Err(StoreError::NotFound(id));
+    }
+    Ok(())
+}

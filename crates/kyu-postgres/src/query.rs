@@ -1,0 +1,142 @@
+//! Reads: one job, pages of jobs, queue statistics, the next scheduled time,
+//! attempt logs.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use kyu_core::{AttemptLogs, Job, JobFilter, JobId, JobPage, QueueStats, StoreError};
+use sqlx::PgPool;
+
+use crate::row::{db, job_from_row, parse_state, JOB_COLUMNS};
+
+/// One job.
+pub(crate) async fn get(pool: &PgPool, schema: &str, id: JobId) -> Result<Option<Job>, StoreError> {
+    let sql = format!("SELECT {JOB_COLUMNS} FROM {schema}.jobs WHERE id = $1");
+    let row = sqlx::query(&sql)
+        .bind(id)
+        .fetch_optional(pool)
+        .await
+        .map_err(db)?;
+    row.as_ref().map(job_from_row).transpose()
+}
+
+/// A page of jobs, newest first. Every filter is a parameter that may be
+/// NULL, so the statement text is the same for every filter.
+pub(crate) async fn list(
+    pool: &PgPool,
+    schema: &str,
+    filter: &JobFilter,
+) -> Result<JobPage, StoreError> {
+    let limit = filter.limit.max(1);
+    let states: Option<Vec<&str>> =
+        (!filter.states.is_empty()).then(|| filter.states.iter().map(|s| s.as_str()).collect());
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM {schema}.jobs \
+         WHERE ($1::text[] IS NULL OR state = ANY($1)) \
+           AND ($2::text IS NULL OR queue = $2) \
+           AND ($3::text IS NULL OR kind = $3) \
+           AND ($4::text IS NULL OR $4 = ANY(tags)) \
+           AND ($5::bigint IS NULL OR id < $5) \
+         ORDER BY id DESC LIMIT $6"
+    );
+    let rows = sqlx::query(&sql)
+        .bind(states)
+        .bind(filter.queue.as_deref())
+        .bind(filter.kind.as_deref())
+        .bind(filter.tag.as_deref())
+        .bind(filter.before)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1)
+        .fetch_all(pool)
+        .await
+        .map_err(db)?;
+    let mut jobs = rows
+        .iter()
+        .map(job_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    let next = if jobs.len() > limit {
+        jobs.truncate(limit);
+        jobs.last().map(|j| j.id)
+    } else {
+        None
+    };
+    Ok(JobPage { jobs, next })
+}
+
+/// Counts by queue and state, and paused flags.
+pub(crate) async fn queue_stats(
+    pool: &PgPool,
+    schema: &str,
+) -> Result<Vec<QueueStats>, StoreError> {
+    let counts: Vec<(String, String, i64)> = sqlx::query_as(&format!(
+        "SELECT queue, state, count(*) FROM {schema}.jobs GROUP BY queue, state"
+    ))
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    let paused: Vec<String> =
+        sqlx::query_scalar(&format!("SELECT name FROM {schema}.queues WHERE paused"))
+            .fetch_all(pool)
+            .await
+            .map_err(db)?;
+    let mut by_queue: BTreeMap<String, QueueStats> = BTreeMap::new();
+    fn entry(m: &mut BTreeMap<String, QueueStats>, q: String) -> &mut QueueStats {
+        m.entry(q.clone()).or_insert_with(|| QueueStats {
+            queue: q,
+            paused: false,
+            counts: BTreeMap::new(),
+        })
+    }
+    for (queue, state, n) in counts {
+        entry(&mut by_queue, queue)
+            .counts
+            .insert(parse_state(&state)?, n as u64);
+    }
+    for q in paused {
+        entry(&mut by_queue, q).paused = true;
+    }
+    Ok(by_queue.into_values().collect())
+}
+
+/// The earliest run_at of a scheduled job in `queues`.
+pub(crate) async fn next_scheduled(
+    pool: &PgPool,
+    schema: &str,
+    queues: &[String],
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    if queues.is_empty() {
+        return Ok(None);
+    }
+    sqlx::query_scalar(&format!(
+        "SELECT min(run_at) FROM {schema}.jobs WHERE state = 'scheduled' AND queue = ANY($1)"
+    ))
+    .bind(queues)
+    .fetch_one(pool)
+    .await
+    .map_err(db)
+}
+
+/// The recorded output of every attempt of job `id`, oldest first.
+pub(crate) async fn logs(
+    pool: &PgPool,
+    schema: &str,
+    id: JobId,
+) -> Result<Vec<AttemptLogs>, StoreError> {
+    let rows: Vec<(i32, String, String, i64, i64)> = sqlx::query_as(&format!(
+        "SELECT attempt, stdout, stderr, stdout_bytes, stderr_bytes FROM {schema}.job_logs \
+         WHERE job_id = $1 ORDER BY attempt"
+    ))
+    .bind(id)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    Ok(rows
+        .into_iter()
+        .map(|(attempt, stdout, stderr, so, se)| AttemptLogs {
+            attempt: attempt as u32,
+            stdout,
+            stderr,
+            stdout_bytes: so.max(0) as u64,
+            stderr_bytes: se.max(0) as u64,
+        })
+        .collect())
+}

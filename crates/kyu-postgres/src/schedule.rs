@@ -1,0 +1,380 @@
+//! Schedules: the `schedules` table and the exactly-once fire.
+//!
+//! A fire is one transaction: the compare-and-set on `next_fire_at`, the
+//! overlap check and the job insert commit together or not at all. The
+//! compare-and-set is an `UPDATE … WHERE next_fire_at = expected`: schedulers
+//! racing for one fire time queue on the row lock, and when the first commits
+//! the others re-check the condition against the new row, find it changed
+//! and lose (invariant 3, across any number of hosts).
+
+use chrono::{DateTime, Utc};
+use kyu_core::schedule::{
+    self, Existing, Fire, FireResult, OverlapDecision, ScheduleRecord, ScheduleSpec, SkipReason,
+};
+use kyu_core::{JobId, JobState, Limits, StoreError};
+use sqlx::postgres::PgRow;
+use sqlx::{Connection, PgConnection, Row};
+
+use crate::row::{db, parse_state};
+use crate::PgStore;
+
+/// The columns [`record_from_row`] reads, in order (`s` is schedules, `j` the last job).
+fn columns(schema: &str) -> String {
+    format!(
+        "s.name, s.cron, s.zone, s.job, s.overlap, s.misfire, s.enabled, \
+         s.next_fire_at, s.last_fire_at, s.last_job_id, j.state, s.buffered_fire_at, \
+         s.created_at, s.updated_at \
+         FROM {schema}.schedules s LEFT JOIN {schema}.jobs j ON j.id = s.last_job_id"
+    )
+}
+
+fn record_from_row(r: &PgRow) -> Result<ScheduleRecord, StoreError> {
+    let name: String = r.try_get(0).map_err(db)?;
+    let text = |i: usize| -> Result<String, StoreError> { r.try_get(i).map_err(db) };
+    let spec = schedule::spec_from_stored(
+        name.clone(),
+        &text(1)?,
+        &text(2)?,
+        &text(3)?,
+        &text(4)?,
+        &text(5)?,
+        r.try_get(6).map_err(db)?,
+    )
+    .map_err(|e| StoreError::Database(format!("stored schedule {name:?} is unreadable: {e}")))?;
+    let last_job_state: Option<String> = r.try_get(10).map_err(db)?;
+    Ok(ScheduleRecord {
+        spec,
+        next_fire_at: r.try_get(7).map_err(db)?,
+        last_fire_at: r.try_get(8).map_err(db)?,
+        last_job_id: r.try_get(9).map_err(db)?,
+        last_job_state: last_job_state.as_deref().map(parse_state).transpose()?,
+        buffered_fire_at: r.try_get(11).map_err(db)?,
+        created_at: r.try_get(12).map_err(db)?,
+        updated_at: r.try_get(13).map_err(db)?,
+    })
+}
+
+async fn get(
+    conn: &mut PgConnection,
+    schema: &str,
+    name: &str,
+) -> Result<Option<ScheduleRecord>, StoreError> {
+    let sql = format!("SELECT {} WHERE s.name = $1", columns(schema));
+    let row = sqlx::query(&sql)
+        .bind(name)
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?;
+    row.as_ref().map(record_from_row).transpose()
+}
+
+/// The id and state of a job, if it still exists.
+async fn job_state(
+    conn: &mut PgConnection,
+    schema: &str,
+    id: Option<JobId>,
+) -> Result<Option<(JobId, JobState)>, StoreError> {
+    let Some(id) = id else { return Ok(None) };
+    let state: Option<String> =
+        sqlx::query_scalar(&format!("SELECT state FROM {schema}.jobs WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(conn)
+            .await
+            .map_err(db)?;
+    state.map(|s| Ok((id, parse_state(&s)?))).transpose()
+}
+
+/// Inserts the job of `fire_time` from the stored template, inside the
+/// caller's transaction, and records it as the schedule's last job.
+async fn insert_job(
+    conn: &mut PgConnection,
+    store: &PgStore,
+    limits: &Limits,
+    name: &str,
+    template: &str,
+    fire_time: DateTime<Utc>,
+) -> Result<JobId, StoreError> {
+    let template = schedule::JobTemplate::from_json(template)?;
+    let job = template.job_for(name, fire_time);
+    job.validate(limits)?;
+    let out = store.enqueue_in(conn, vec![job]).await?;
+    let id = out[0].id;
+    if out[0].duplicate {
+        tracing::warn!(schedule = name, fire_time = %fire_time, job_id = id, "a job for this fire time already exists; not enqueued again");
+    }
+    sqlx::query(&format!(
+        "UPDATE {}.schedules SET last_fire_at = $2, last_job_id = $3 WHERE name = $1",
+        store.schema()
+    ))
+    .bind(name)
+    .bind(fire_time)
+    .bind(id)
+    .execute(conn)
+    .await
+    .map_err(db)?;
+    Ok(id)
+}
+
+/// What the fire's compare-and-set returns: template, overlap policy, last
+/// job, buffered fire time.
+type FireRow = (String, String, Option<i64>, Option<DateTime<Utc>>);
+
+/// The schedule operations of [`PgStore`]; the `Store` impl delegates here.
+impl PgStore {
+    pub(crate) async fn sched_upsert(
+        &self,
+        spec: ScheduleSpec,
+    ) -> Result<ScheduleRecord, StoreError> {
+        spec.validate(&self.inner.limits)?;
+        let s = self.schema();
+        let now = self.now();
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(db)?;
+        let existing: Option<(String, String, bool, Option<DateTime<Utc>>)> = sqlx::query_as(
+            &format!("SELECT cron, zone, enabled, next_fire_at FROM {s}.schedules WHERE name = $1 FOR UPDATE"),
+        )
+        .bind(&spec.name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let next = schedule::next_fire_on_upsert(
+            existing
+                .as_ref()
+                .map(|(cron, zone, enabled, next)| Existing {
+                    cron,
+                    zone,
+                    enabled: *enabled,
+                    next_fire_at: *next,
+                }),
+            &spec,
+            now,
+        );
+        sqlx::query(&format!(
+            "INSERT INTO {s}.schedules (name, cron, zone, job, overlap, misfire, enabled, \
+             next_fire_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+             ON CONFLICT (name) DO UPDATE SET cron = excluded.cron, zone = excluded.zone, \
+             job = excluded.job, overlap = excluded.overlap, misfire = excluded.misfire, \
+             enabled = excluded.enabled, next_fire_at = excluded.next_fire_at, \
+             updated_at = excluded.updated_at"
+        ))
+        .bind(&spec.name)
+        .bind(spec.cron.as_str())
+        .bind(spec.zone.name())
+        .bind(spec.job.to_json())
+        .bind(spec.overlap.as_str())
+        .bind(spec.misfire.as_str())
+        .bind(spec.enabled)
+        .bind(next)
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let rec = get(&mut tx, s, &spec.name)
+            .await?
+            .ok_or_else(|| StoreError::Database("the upserted schedule is missing".into()))?;
+        tx.commit().await.map_err(db)?;
+        Ok(rec)
+    }
+
+    pub(crate) async fn sched_delete(&self, name: &str) -> Result<bool, StoreError> {
+        let n = sqlx::query(&format!(
+            "DELETE FROM {}.schedules WHERE name = $1",
+            self.schema()
+        ))
+        .bind(name)
+        .execute(self.pool())
+        .await
+        .map_err(db)?
+        .rows_affected();
+        Ok(n > 0)
+    }
+
+    pub(crate) async fn sched_set_enabled(
+        &self,
+        name: &str,
+        enabled: bool,
+    ) -> Result<bool, StoreError> {
+        let s = self.schema();
+        let now = self.now();
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(db)?;
+        sqlx::query(&format!(
+            "SELECT 1 FROM {s}.schedules WHERE name = $1 FOR UPDATE"
+        ))
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(rec) = get(&mut tx, s, name).await? else {
+            return Ok(false);
+        };
+        if rec.spec.enabled != enabled {
+            // Re-enabled: what was missed while disabled is not a misfire.
+            let next = if enabled {
+                rec.spec.first_fire_after(now)
+            } else {
+                rec.next_fire_at
+            };
+            sqlx::query(&format!(
+                "UPDATE {s}.schedules SET enabled = $2, next_fire_at = $3, updated_at = $4 WHERE name = $1"
+            ))
+            .bind(name)
+            .bind(enabled)
+            .bind(next)
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)?;
+        Ok(true)
+    }
+
+    pub(crate) async fn sched_get(&self, name: &str) -> Result<Option<ScheduleRecord>, StoreError> {
+        let mut conn = self.conn().await?;
+        get(&mut conn, self.schema(), name).await
+    }
+
+    pub(crate) async fn sched_list(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+        let sql = format!("SELECT {} ORDER BY s.name", columns(self.schema()));
+        let rows = sqlx::query(&sql).fetch_all(self.pool()).await.map_err(db)?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    pub(crate) async fn sched_due(
+        &self,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<ScheduleRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {} WHERE s.enabled AND (s.next_fire_at <= $1 OR (s.buffered_fire_at IS NOT NULL \
+             AND (j.state IS NULL OR j.state IN ('completed', 'failed', 'cancelled')))) \
+             ORDER BY s.next_fire_at, s.name",
+            columns(self.schema())
+        );
+        let rows = sqlx::query(&sql)
+            .bind(now)
+            .fetch_all(self.pool())
+            .await
+            .map_err(db)?;
+        rows.iter().map(record_from_row).collect()
+    }
+
+    pub(crate) async fn sched_fire(&self, f: Fire) -> Result<FireResult, StoreError> {
+        let s = self.schema();
+        let limits = self.inner.limits;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(db)?;
+        // The compare-and-set: only the scheduler that read the current next fire time wins.
+        let row: Option<FireRow> = sqlx::query_as(&format!(
+            "UPDATE {s}.schedules SET next_fire_at = $3 \
+             WHERE name = $1 AND next_fire_at = $2 AND enabled \
+             RETURNING job, overlap, last_job_id, buffered_fire_at"
+        ))
+        .bind(&f.name)
+        .bind(f.expected_next_fire_at)
+        .bind(f.new_next_fire_at)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some((template, overlap, last_job_id, buffered)) = row else {
+            return Ok(FireResult::Lost);
+        };
+        let result = if !f.enqueue {
+            FireResult::Skipped {
+                reason: SkipReason::Misfire,
+            }
+        } else {
+            let overlap: schedule::OverlapPolicy = overlap.parse()?;
+            let last = job_state(&mut tx, s, last_job_id).await?;
+            match overlap.decide(last, buffered.is_some()) {
+                OverlapDecision::Enqueue => {
+                    let job =
+                        insert_job(&mut tx, self, &limits, &f.name, &template, f.fire_time).await?;
+                    FireResult::Fired { job }
+                }
+                OverlapDecision::Buffer => {
+                    sqlx::query(&format!(
+                        "UPDATE {s}.schedules SET buffered_fire_at = $2 WHERE name = $1"
+                    ))
+                    .bind(&f.name)
+                    .bind(f.fire_time)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                    FireResult::Buffered
+                }
+                OverlapDecision::Skip(reason) => FireResult::Skipped { reason },
+            }
+        };
+        tx.commit().await.map_err(db)?;
+        if matches!(result, FireResult::Fired { .. }) {
+            self.wake();
+        }
+        Ok(result)
+    }
+
+    pub(crate) async fn sched_fire_buffered(
+        &self,
+        name: &str,
+        fire_time: DateTime<Utc>,
+    ) -> Result<FireResult, StoreError> {
+        let s = self.schema();
+        let limits = self.inner.limits;
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(db)?;
+        let row: Option<(String, Option<i64>)> = sqlx::query_as(&format!(
+            "SELECT job, last_job_id FROM {s}.schedules \
+             WHERE name = $1 AND buffered_fire_at = $2 AND enabled FOR UPDATE"
+        ))
+        .bind(name)
+        .bind(fire_time)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some((template, last_job_id)) = row else {
+            return Ok(FireResult::Lost);
+        };
+        if let Some((id, state)) = job_state(&mut tx, s, last_job_id)
+            .await?
+            .filter(|(_, st)| !st.is_finished())
+        {
+            return Ok(FireResult::Skipped {
+                reason: SkipReason::Overlap {
+                    last_job: id,
+                    state,
+                },
+            });
+        }
+        sqlx::query(&format!(
+            "UPDATE {s}.schedules SET buffered_fire_at = NULL WHERE name = $1"
+        ))
+        .bind(name)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        let job = insert_job(&mut tx, self, &limits, name, &template, fire_time).await?;
+        tx.commit().await.map_err(db)?;
+        self.wake();
+        Ok(FireResult::Fired { job })
+    }
+
+    pub(crate) async fn sched_trigger(&self, name: &str) -> Result<Option<JobId>, StoreError> {
+        let s = self.schema();
+        let limits = self.inner.limits;
+        let now = self.now();
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(db)?;
+        let template: Option<String> = sqlx::query_scalar(&format!(
+            "SELECT job FROM {s}.schedules WHERE name = $1 FOR UPDATE"
+        ))
+        .bind(name)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(t) = template else { return Ok(None) };
+        let job = insert_job(&mut tx, self, &limits, name, &t, now).await?;
+        tx.commit().await.map_err(db)?;
+        self.wake();
+        Ok(Some(job))
+    }
+}

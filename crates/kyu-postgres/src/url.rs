@@ -1,0 +1,116 @@
+//! Database URLs: `postgres://user:password@host:port/database?param=value`.
+//!
+//! The libpq parameters sqlx understands (`sslmode`, `application_name`,
+//! `options`, …) pass through; `schema=NAME` is kyu's own and chooses the
+//! schema kyu's tables live in.
+
+use std::str::FromStr;
+
+use kyu_core::StoreError;
+use sqlx::postgres::PgConnectOptions;
+
+/// Whether `url` names a PostgreSQL database.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+/// Splits `url` into sqlx connect options and kyu's `schema` parameter.
+///
+/// ```
+/// let (_, schema) = kyu_postgres::split_url("postgres://localhost/app?schema=jobs").unwrap();
+/// assert_eq!(schema.as_deref(), Some("jobs"));
+/// assert!(kyu_postgres::split_url("mysql://localhost/app").is_err());
+/// ```
+pub fn split_url(url: &str) -> Result<(PgConnectOptions, Option<String>), StoreError> {
+    let bad = |problem: String| StoreError::BadUrl {
+        url: redact(url),
+        problem,
+    };
+    if !is_postgres_url(url) {
+        return Err(bad(
+            "a PostgreSQL URL starts with postgres:// or postgresql://, e.g. \
+             postgres://user@localhost:5432/app?schema=kyu"
+                .into(),
+        ));
+    }
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let mut schema = None;
+    let mut rest: Vec<&str> = Vec::new();
+    for pair in query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|p| !p.is_empty())
+    {
+        match pair.split_once('=') {
+            Some(("schema", v)) => {
+                super::schema::check_schema(v)
+                    .map_err(|e| bad(format!("schema parameter: {}", e.problem)))?;
+                schema = Some(v.to_string());
+            }
+            _ => rest.push(pair),
+        }
+    }
+    let stripped = if rest.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", rest.join("&"))
+    };
+    let options = PgConnectOptions::from_str(&stripped).map_err(|e| bad(e.to_string()))?;
+    Ok((options, schema))
+}
+
+/// `url` with its password replaced by `***`.
+pub(crate) fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let (authority, tail) = match rest.find('/') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    match authority.rsplit_once('@') {
+        Some((userinfo, host)) => match userinfo.split_once(':') {
+            Some((user, _)) => format!("{scheme}://{user}:***@{host}{tail}"),
+            None => url.to_string(),
+        },
+        None => url.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_parameter_is_taken_out() {
+        let (o, s) = split_url("postgres://u@h:5433/db?schema=jobs&application_name=x").unwrap();
+        assert_eq!(s.as_deref(), Some("jobs"));
+        assert_eq!(o.get_port(), 5433);
+        let (_, s) = split_url("postgresql://u@h/db").unwrap();
+        assert_eq!(s, None);
+    }
+
+    #[test]
+    fn bad_urls_say_what_is_accepted() {
+        let e = split_url("mysql://h/db").unwrap_err().to_string();
+        assert!(e.contains("postgres://"), "{e}");
+        let e = split_url("postgres://h/db?schema=Bad-Name")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("schema parameter"), "{e}");
+        assert!(e.contains("lowercase"), "{e}");
+    }
+
+    #[test]
+    fn passwords_are_redacted() {
+        assert_eq!(redact("postgres://u:secret@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        let e = split_url("postgres://u:secret@h/db?schema=X")
+            .unwrap_err()
+            .to_string();
+        assert!(!e.contains("secret"), "{e}");
+    }
+}
