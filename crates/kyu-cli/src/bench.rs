@@ -39,9 +39,11 @@ pub enum Workload {
 /// Measure kyu the way the peer benchmark measures BullMQ, graphile-worker and pg-boss.
 #[derive(Args, Debug)]
 #[command(
-    after_help = "Each workload runs on a fresh SQLite database created in --dir \
+    after_help = "Each workload runs on a fresh SQLite database created in --dir, or with \
+--postgres in a fresh schema of that PostgreSQL database, dropped afterwards \
 (your --database is not touched). Output: one JSON line per workload, the peers' shape.\n\n\
 Examples:\n  kyu bench --workload w1 --jobs 20000 --concurrency 10\n  kyu bench --workload w2\n  \
+kyu bench --postgres postgres://postgres@127.0.0.1/bench --prefetch 100\n  \
 kyu bench                      # both"
 )]
 pub struct BenchArgs {
@@ -79,6 +81,11 @@ pub struct BenchArgs {
     /// Directory for the fresh databases (default: a new temporary directory).
     #[arg(long)]
     dir: Option<std::path::PathBuf>,
+    /// Run on this PostgreSQL database instead of SQLite, in a fresh schema
+    /// per workload (dropped afterwards), with the server's own durability
+    /// settings.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
 }
 
 /// The worker half, started by `kyu bench`.
@@ -166,19 +173,77 @@ pub async fn run(_ctx: &Ctx, a: BenchArgs) -> CmdResult {
         Some(w) => vec![w],
         None => vec![Workload::W1, Workload::W2],
     };
+    let server = match &a.postgres {
+        Some(base) => Some(postgres_settings(base).await?),
+        None => None,
+    };
     for w in workloads {
         let db = dir.join(format!("bench-{}-{}.db", name(w), std::process::id()));
-        let url = format!("sqlite://{}?synchronous={}", db.display(), a.synchronous);
-        let row = match w {
-            Workload::W1 => w1(&a, &url).await?,
-            Workload::W2 => w2(&a, &url).await?,
+        let schema = format!("kyu_bench_{}_{}", name(w), std::process::id());
+        let url = match &a.postgres {
+            Some(base) => {
+                let sep = if base.contains('?') { '&' } else { '?' };
+                format!("{base}{sep}schema={schema}")
+            }
+            None => format!("sqlite://{}?synchronous={}", db.display(), a.synchronous),
         };
-        println!("{row}");
-        for suffix in ["", "-wal", "-shm"] {
-            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        let settings = match &server {
+            Some(server) => format!(
+                "{server}; worker concurrency {}, prefetch {}",
+                a.concurrency, a.prefetch
+            ),
+            None => settings(&a),
+        };
+        let row = match w {
+            Workload::W1 => w1(&a, &url, settings).await,
+            Workload::W2 => w2(&a, &url, settings).await,
+        };
+        match &a.postgres {
+            Some(base) => drop_schema(base, &schema).await,
+            None => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+                }
+            }
         }
+        println!("{}", row?);
     }
     Ok(())
+}
+
+/// The server's version and durability settings, for the settings column.
+async fn postgres_settings(base: &str) -> anyhow::Result<String> {
+    use kyu::postgres::sqlx::{self, Connection};
+    let (options, _) = kyu::postgres::split_url(base)?;
+    let mut conn = sqlx::PgConnection::connect_with(&options)
+        .await
+        .with_context(|| format!("could not connect to {base}"))?;
+    let mut out = Vec::new();
+    for name in ["server_version", "fsync", "synchronous_commit"] {
+        let v: String = sqlx::query_scalar(&format!("SHOW {name}"))
+            .fetch_one(&mut conn)
+            .await?;
+        out.push(format!("{name}={v}"));
+    }
+    let _ = conn.close().await;
+    Ok(format!("PostgreSQL ({}), lease 30s", out.join(", ")))
+}
+
+/// Drops a bench schema; a failure is only reported.
+async fn drop_schema(base: &str, schema: &str) {
+    use kyu::postgres::sqlx::{self, Connection};
+    let result = async {
+        let (options, _) = kyu::postgres::split_url(base)?;
+        let mut conn = sqlx::PgConnection::connect_with(&options).await?;
+        sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .execute(&mut conn)
+            .await?;
+        anyhow::Ok(())
+    }
+    .await;
+    if let Err(e) = result {
+        eprintln!("warning: could not drop the bench schema {schema}: {e:#}");
+    }
 }
 
 fn name(w: Workload) -> &'static str {
@@ -287,7 +352,7 @@ fn settings(a: &BenchArgs) -> String {
     )
 }
 
-async fn w1(a: &BenchArgs, url: &str) -> anyhow::Result<serde_json::Value> {
+async fn w1(a: &BenchArgs, url: &str, settings: String) -> anyhow::Result<serde_json::Value> {
     let kyu = Kyu::connect(url).await?;
     let n = a.jobs;
     let mut worker = WorkerProcess::start(url, Workload::W1, n, 0, a).await?;
@@ -321,11 +386,11 @@ async fn w1(a: &BenchArgs, url: &str) -> anyhow::Result<serde_json::Value> {
         "last_handler_s": r.last_handler_s.map(|s| round(s, 3)),
         "completed": r.done, "timed_out": r.timed_out, "duplicates": r.duplicates,
         "worker_max_rss_mib": round(r.max_rss_mib, 1),
-        "settings": settings(a),
+        "settings": settings,
     }))
 }
 
-async fn w2(a: &BenchArgs, url: &str) -> anyhow::Result<serde_json::Value> {
+async fn w2(a: &BenchArgs, url: &str, settings: String) -> anyhow::Result<serde_json::Value> {
     let kyu = Kyu::connect(url).await?;
     let n = a.w2_jobs;
     let mut worker = WorkerProcess::start(url, Workload::W2, n, a.w2_warmup, a).await?;
@@ -360,7 +425,7 @@ async fn w2(a: &BenchArgs, url: &str) -> anyhow::Result<serde_json::Value> {
         "measured": lat.len(), "completed": r.done.saturating_sub(a.w2_warmup as u64),
         "timed_out": r.timed_out, "duplicates": r.duplicates,
         "worker_max_rss_mib": round(r.max_rss_mib, 1),
-        "settings": settings(a),
+        "settings": settings,
     });
     if !full {
         row["saturated"] = true.into();

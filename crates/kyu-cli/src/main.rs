@@ -71,6 +71,8 @@ enum Command {
     Worker(commands::serve::ServeArgs),
     /// Report progress from inside a command job: `kyu progress 40 "step 2 of 5"`.
     Progress(commands::progress::ProgressArgs),
+    /// Apply pending schema migrations (PostgreSQL: to the URL's schema, or --schema).
+    Migrate(commands::migrate::MigrateArgs),
     /// Check a config file and print what it understood.
     #[command(subcommand)]
     Config(commands::config::ConfigCommand),
@@ -158,6 +160,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Worker(args) => commands::serve::run(&ctx, args, false).await,
         Command::Progress(args) => commands::progress::run(&ctx, args).await,
         Command::Config(cmd) => commands::config::run(&ctx, cmd).await,
+        Command::Migrate(args) => commands::migrate::run(&ctx, args).await,
         Command::Enqueue(args) => commands::enqueue::run(&ctx, args).await,
         Command::Jobs(cmd) => commands::jobs::run(&ctx, cmd).await,
         Command::Queues(cmd) => commands::queues::run(&ctx, cmd).await,

@@ -68,11 +68,13 @@ use kyu_core::{
     NewJob, Progress, QueueStats, Reaped, RetryResult, Store, StoreError, SystemClock,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{Connection, PgConnection, PgPool};
 
 pub use lease::LEASE_EXPIRED;
 pub use schema::{check_schema, latest_version, DEFAULT_SCHEMA};
-pub use url::{is_postgres_url, split_url};
+/// The sqlx this crate is built with, for [`PgStore::enqueue_in`]'s transactions.
+pub use sqlx;
+pub use url::{is_postgres_url, split_url, UrlParams};
 
 use crate::notify::Notifier;
 use crate::row::db;
@@ -162,19 +164,25 @@ impl PgStore {
     /// URL chooses the schema.
     ///
     /// The first connection is made now, so a wrong host, user or database is
-    /// reported here, not at the first job.
-    pub async fn connect(url: &str, options: PgOptions) -> Result<PgStore, StoreError> {
-        let (connect, schema) = split_url(url)?;
-        let schema = schema.unwrap_or_else(|| options.schema.clone());
+    /// reported here, not at the first job. `migrate=false` in the URL
+    /// overrides [`PgOptions::migrate`].
+    pub async fn connect(url: &str, mut options: PgOptions) -> Result<PgStore, StoreError> {
+        let (connect, params) = split_url(url)?;
+        let schema = params.schema.unwrap_or_else(|| options.schema.clone());
+        if let Some(m) = params.migrate {
+            options.migrate = m;
+        }
+        // One connection first, outside the pool: its error is the real
+        // reason (refused, unknown database, bad password), where the pool
+        // would only report that it timed out.
+        let first = PgConnection::connect_with(&connect)
+            .await
+            .map_err(|e| cannot_connect(url, e))?;
+        let _ = first.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
-            .connect_with(connect.clone())
-            .await
-            .map_err(|e| StoreError::BadUrl {
-                url: url_for_errors(url),
-                problem: format!("cannot connect to PostgreSQL: {e}"),
-            })?;
+            .connect_lazy_with(connect.clone());
         PgStore::build(pool, Some(connect), schema, options).await
     }
 
@@ -226,20 +234,17 @@ impl PgStore {
     /// Applies pending migrations to `schema` of the database at `url`;
     /// returns the versions applied (empty when it was up to date).
     pub async fn migrate(url: &str, schema: Option<&str>) -> Result<Vec<i64>, StoreError> {
-        let (connect, from_url) = split_url(url)?;
+        let (connect, params) = split_url(url)?;
         let schema = schema
             .map(str::to_string)
-            .or(from_url)
+            .or(params.schema)
             .unwrap_or_else(|| DEFAULT_SCHEMA.to_string());
         check_schema(&schema)?;
         let pool = PgPoolOptions::new()
             .max_connections(1)
             .connect_with(connect)
             .await
-            .map_err(|e| StoreError::BadUrl {
-                url: url_for_errors(url),
-                problem: format!("cannot connect to PostgreSQL: {e}"),
-            })?;
+            .map_err(|e| cannot_connect(url, e))?;
         let applied = schema::migrate(&pool, &schema).await;
         pool.close().await;
         applied
@@ -324,9 +329,13 @@ impl PgStore {
     }
 }
 
-/// The URL with any password blanked, for error messages.
-fn url_for_errors(url: &str) -> String {
-    url::redact(url)
+/// The error of a first connection that failed (server down, wrong
+/// database, password refused), naming the URL without its password.
+fn cannot_connect(url: &str, e: sqlx::Error) -> StoreError {
+    StoreError::Database(format!(
+        "cannot connect to PostgreSQL at {}: {e}",
+        url::redact(url)
+    ))
 }
 
 #[async_trait]

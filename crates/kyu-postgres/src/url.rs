@@ -1,8 +1,9 @@
 //! Database URLs: `postgres://user:password@host:port/database?param=value`.
 //!
 //! The libpq parameters sqlx understands (`sslmode`, `application_name`,
-//! `options`, …) pass through; `schema=NAME` is kyu's own and chooses the
-//! schema kyu's tables live in.
+//! `options`, …) pass through. Two are kyu's own: `schema=NAME` chooses the
+//! schema kyu's tables live in, and `migrate=false` stops connect from
+//! applying migrations (run `kyu migrate` instead).
 
 use std::str::FromStr;
 
@@ -14,14 +15,24 @@ pub fn is_postgres_url(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
-/// Splits `url` into sqlx connect options and kyu's `schema` parameter.
+/// kyu's own parameters of a PostgreSQL URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UrlParams {
+    /// `schema=NAME`, if given.
+    pub schema: Option<String>,
+    /// `migrate=true|false`, if given.
+    pub migrate: Option<bool>,
+}
+
+/// Splits `url` into sqlx connect options and kyu's own parameters.
 ///
 /// ```
-/// let (_, schema) = kyu_postgres::split_url("postgres://localhost/app?schema=jobs").unwrap();
-/// assert_eq!(schema.as_deref(), Some("jobs"));
+/// let (_, kyu) = kyu_postgres::split_url("postgres://localhost/app?schema=jobs&migrate=false").unwrap();
+/// assert_eq!(kyu.schema.as_deref(), Some("jobs"));
+/// assert_eq!(kyu.migrate, Some(false));
 /// assert!(kyu_postgres::split_url("mysql://localhost/app").is_err());
 /// ```
-pub fn split_url(url: &str) -> Result<(PgConnectOptions, Option<String>), StoreError> {
+pub fn split_url(url: &str) -> Result<(PgConnectOptions, UrlParams), StoreError> {
     let bad = |problem: String| StoreError::BadUrl {
         url: redact(url),
         problem,
@@ -37,7 +48,7 @@ pub fn split_url(url: &str) -> Result<(PgConnectOptions, Option<String>), StoreE
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
     };
-    let mut schema = None;
+    let mut params = UrlParams::default();
     let mut rest: Vec<&str> = Vec::new();
     for pair in query
         .into_iter()
@@ -48,7 +59,18 @@ pub fn split_url(url: &str) -> Result<(PgConnectOptions, Option<String>), StoreE
             Some(("schema", v)) => {
                 super::schema::check_schema(v)
                     .map_err(|e| bad(format!("schema parameter: {}", e.problem)))?;
-                schema = Some(v.to_string());
+                params.schema = Some(v.to_string());
+            }
+            Some(("migrate", v)) => {
+                params.migrate = Some(match v {
+                    "true" | "1" | "on" => true,
+                    "false" | "0" | "off" => false,
+                    other => {
+                        return Err(bad(format!(
+                            "migrate parameter: {other:?} is not accepted; give true or false"
+                        )))
+                    }
+                });
             }
             _ => rest.push(pair),
         }
@@ -59,7 +81,7 @@ pub fn split_url(url: &str) -> Result<(PgConnectOptions, Option<String>), StoreE
         format!("{base}?{}", rest.join("&"))
     };
     let options = PgConnectOptions::from_str(&stripped).map_err(|e| bad(e.to_string()))?;
-    Ok((options, schema))
+    Ok((options, params))
 }
 
 /// `url` with its password replaced by `***`.
@@ -86,11 +108,16 @@ mod tests {
 
     #[test]
     fn schema_parameter_is_taken_out() {
-        let (o, s) = split_url("postgres://u@h:5433/db?schema=jobs&application_name=x").unwrap();
-        assert_eq!(s.as_deref(), Some("jobs"));
+        let (o, p) = split_url("postgres://u@h:5433/db?schema=jobs&application_name=x").unwrap();
+        assert_eq!(p.schema.as_deref(), Some("jobs"));
+        assert_eq!(p.migrate, None);
         assert_eq!(o.get_port(), 5433);
-        let (_, s) = split_url("postgresql://u@h/db").unwrap();
-        assert_eq!(s, None);
+        let (_, p) = split_url("postgresql://u@h/db").unwrap();
+        assert_eq!(p, UrlParams::default());
+        let e = split_url("postgres://h/db?migrate=maybe")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("true or false"), "{e}");
     }
 
     #[test]

@@ -28,6 +28,9 @@ use crate::{Error, Job, Result};
 pub struct Kyu {
     store: Arc<dyn Store>,
     limits: Limits,
+    /// The same store, when it is PostgreSQL: for [`Kyu::enqueue_in`].
+    #[cfg(feature = "postgres")]
+    pg: Option<kyu_postgres::PgStore>,
 }
 
 impl std::fmt::Debug for Kyu {
@@ -42,28 +45,40 @@ impl std::fmt::Debug for Kyu {
 impl Kyu {
     /// Opens the store named by `url`, creating and migrating it on first use.
     ///
-    /// Accepted: `sqlite://path/to/file.db` (relative to the current directory),
-    /// `sqlite:///absolute/path.db`. PostgreSQL (`postgres://…`) arrives with the
-    /// kyu-postgres crate.
+    /// Accepted:
+    /// - `sqlite://path/to/file.db` (relative to the current directory),
+    ///   `sqlite:///absolute/path.db`, `sqlite::memory:`;
+    /// - `postgres://user:password@host:port/database` (or `postgresql://`),
+    ///   with `?schema=NAME` to choose the schema kyu's tables live in
+    ///   (default `kyu`). Pending migrations are applied on connect.
     pub async fn connect(url: &str) -> Result<Kyu> {
-        let store: Arc<dyn Store> = if url.starts_with("sqlite:") {
-            Arc::new(SqliteStore::open(url, SqliteOptions::default())?)
-        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        if url.starts_with("sqlite:") {
+            let store = SqliteStore::open(url, SqliteOptions::default())?;
+            return Ok(Kyu::from_store(Arc::new(store)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
+            {
+                let store =
+                    kyu_postgres::PgStore::connect(url, kyu_postgres::PgOptions::default()).await?;
+                return Ok(Kyu::from_postgres(store));
+            }
+            #[cfg(not(feature = "postgres"))]
             return Err(StoreError::BadUrl {
                 url: url.to_string(),
-                problem: "this build of kyu has no PostgreSQL store yet; \
-                          accepted: sqlite://PATH"
+                problem: "this build of kyu has no PostgreSQL store (the `postgres` \
+                          feature is off); accepted: sqlite://PATH"
                     .into(),
             }
             .into());
-        } else {
-            return Err(StoreError::BadUrl {
-                url: url.to_string(),
-                problem: "unknown scheme; accepted: sqlite://PATH (e.g. sqlite://kyu.db)".into(),
-            }
-            .into());
-        };
-        Ok(Kyu::from_store(store))
+        }
+        Err(StoreError::BadUrl {
+            url: url.to_string(),
+            problem: "unknown scheme; accepted: sqlite://PATH (e.g. sqlite://kyu.db) or \
+                      postgres://USER@HOST:PORT/DATABASE"
+                .into(),
+        }
+        .into())
     }
 
     /// A client over a store you built yourself (e.g. with a test clock).
@@ -71,7 +86,66 @@ impl Kyu {
         Kyu {
             store,
             limits: Limits::default(),
+            #[cfg(feature = "postgres")]
+            pg: None,
         }
+    }
+
+    /// A client over a PostgreSQL store you built yourself; unlike
+    /// [`Kyu::from_store`] it offers [`Kyu::enqueue_in`].
+    #[cfg(feature = "postgres")]
+    pub fn from_postgres(store: kyu_postgres::PgStore) -> Kyu {
+        Kyu {
+            store: Arc::new(store.clone()),
+            limits: Limits::default(),
+            pg: Some(store),
+        }
+    }
+
+    /// The PostgreSQL store underneath, if it is one: its pool serves the
+    /// application's own queries and transactions.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(&self) -> Option<&kyu_postgres::PgStore> {
+        self.pg.as_ref()
+    }
+
+    /// Enqueues jobs inside the application's own PostgreSQL transaction: they
+    /// exist if and only if that transaction commits, and workers are woken
+    /// on commit. Fails with [`StoreError::Unsupported`] on other stores.
+    ///
+    /// ```no_run
+    /// # async fn demo(kyu: kyu::Kyu) -> Result<(), Box<dyn std::error::Error>> {
+    /// use kyu::postgres::sqlx;
+    ///
+    /// let pool = kyu.postgres().expect("a postgres:// store").pool();
+    /// let mut tx = pool.begin().await?;
+    /// let (user,): (i64,) = sqlx::query_as("INSERT INTO users (email) VALUES ($1) RETURNING id")
+    ///     .bind("ada@example.com")
+    ///     .fetch_one(&mut *tx)
+    ///     .await?;
+    /// kyu.enqueue_in(&mut tx, vec![kyu::NewJob::new("welcome_email", serde_json::json!({ "user": user }))])
+    ///     .await?;
+    /// tx.commit().await?; // the user and the job, or neither
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "postgres")]
+    pub async fn enqueue_in(
+        &self,
+        conn: &mut kyu_postgres::sqlx::PgConnection,
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<Enqueued>> {
+        let Some(pg) = &self.pg else {
+            return Err(StoreError::Unsupported {
+                backend: self.store.backend(),
+                operation: "enqueue_in (enqueue inside an application transaction)",
+            }
+            .into());
+        };
+        for (i, job) in jobs.iter().enumerate() {
+            job.validate(&self.limits)
+                .map_err(|e| if jobs.len() == 1 { e } else { e.in_batch(i) })?;
+        }
+        Ok(pg.enqueue_in(conn, jobs).await?)
     }
 
     /// Sets the limits enqueue requests are checked against (args size).

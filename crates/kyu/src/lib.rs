@@ -1,7 +1,8 @@
 //! # kyu
 //!
 //! Durable background jobs for Rust: typed jobs, a worker runtime and a client,
-//! on one SQLite file by default.
+//! on one SQLite file by default, or on PostgreSQL when many workers on many
+//! hosts share the work (`Kyu::connect("postgres://…")`).
 //!
 //! ```
 //! use std::time::Duration;
@@ -60,6 +61,10 @@ mod worker;
 pub use client::Kyu;
 pub use error::{Error, Result};
 pub use job::{Job, JobContext, JobError, JobResult, Outcome};
+/// The PostgreSQL store (feature `postgres`, on by default), and the sqlx it
+/// uses, for [`Kyu::enqueue_in`].
+#[cfg(feature = "postgres")]
+pub use kyu_postgres as postgres;
 pub use scheduler::{Scheduler, SchedulerConfig, SchedulerHandle, TickReport};
 pub use worker::{wait_for_signal, Worker, WorkerConfig, WorkerHandle};
 

@@ -3,6 +3,7 @@
 pub mod config;
 pub mod enqueue;
 pub mod jobs;
+pub mod migrate;
 pub mod progress;
 pub mod queues;
 pub mod schedules;
@@ -76,6 +77,8 @@ impl Ctx {
         match kyu {
             Ok(k) => Ok(k),
             Err(e @ kyu::Error::Store(kyu::StoreError::BadUrl { .. })) => Err(e.into()),
+            // The PostgreSQL store's message already names the server.
+            Err(e) if kyu::postgres::is_postgres_url(&url) => Err(e.into()),
             Err(e) => Err(Failure::from(
                 anyhow::Error::from(e).context(format!("could not open the database {url}")),
             )),
