@@ -74,7 +74,12 @@ CREATE TABLE {s}.jobs (
 -- The claim walks this index in (priority, run_at, id) order, one queue at a time.
 CREATE INDEX jobs_claim     ON {s}.jobs (queue, priority, run_at, id) WHERE state = 'available';
 CREATE INDEX jobs_scheduled ON {s}.jobs (run_at) WHERE state = 'scheduled';
-CREATE INDEX jobs_lease     ON {s}.jobs (lease_expires_at) WHERE state = 'running';
+-- The reaper's index. Its predicate is deliberately not state = 'running':
+-- batched finishes and heartbeats say state = 'running' too, and with stale
+-- statistics the planner would scan such an index for every row of the
+-- batch instead of looking each id up by primary key. lease_expires_at is set
+-- exactly while a job runs.
+CREATE INDEX jobs_lease     ON {s}.jobs (lease_expires_at) WHERE lease_expires_at IS NOT NULL;
 CREATE INDEX jobs_unique    ON {s}.jobs (unique_key, id) WHERE unique_key IS NOT NULL;
 CREATE INDEX jobs_finished  ON {s}.jobs (finished_at) WHERE finished_at IS NOT NULL;
 CREATE TABLE {s}.queues (
