@@ -61,52 +61,52 @@ fn bump(tx: &watch::Sender<u64>) {
 }
 
 async fn listen_loop(connect: PgConnectOptions, channel: String, tx: Arc<watch::Sender<u64>>) {
+    // Runs until the store drops its Notifier, which aborts this task.
     let mut pause = Duration::from_millis(100);
     loop {
-        match listen_once(&connect, &channel, &tx).await {
-            Ok(()) => return, // every subscriber is gone
-            Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?pause, "kyu-postgres: the wake-up listener lost its connection; workers poll meanwhile");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(5));
-            }
-        }
-        // Back after an outage: whatever was notified meanwhile is lost, so
-        // let workers look once.
-        bump(&tx);
-        if tx.is_closed() && tx.receiver_count() == 0 {
-            return;
-        }
+        let e = listen(&connect, &channel, &tx, &mut pause).await;
+        tracing::warn!(error = %e, retry_in = ?pause, "kyu-postgres: the wake-up listener lost its connection; workers poll meanwhile");
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
     }
 }
 
-/// Listens until the connection fails (Err) or the channel has no sender
-/// users left (Ok). A connection lost and re-made inside sqlx's listener is
-/// reported by `try_recv` as `None`; we then bump so nothing waits on a
-/// notification that was never delivered.
-async fn listen_once(
+/// Listens until the connection fails; returns why. sqlx's listener re-makes
+/// a dropped connection by itself (`try_recv` then yields `None`); every
+/// (re)connection bumps the channel, since notifications sent meanwhile are
+/// lost and workers should look once.
+async fn listen(
     connect: &PgConnectOptions,
     channel: &str,
     tx: &watch::Sender<u64>,
-) -> Result<(), sqlx::Error> {
-    let pool = PgPoolOptions::new()
+    pause: &mut Duration,
+) -> sqlx::Error {
+    let pool = match PgPoolOptions::new()
         .max_connections(1)
         .connect_with(connect.clone())
-        .await?;
-    let mut listener = PgListener::connect_with(&pool).await?;
-    listener.listen(channel).await?;
+        .await
+    {
+        Ok(p) => p,
+        Err(e) => return e,
+    };
+    let mut listener = match PgListener::connect_with(&pool).await {
+        Ok(l) => l,
+        Err(e) => return e,
+    };
+    if let Err(e) = listener.listen(channel).await {
+        return e;
+    }
     tracing::debug!(channel, "kyu-postgres: listening for wake-ups");
-    // A reconnect may have missed notifications.
+    *pause = Duration::from_millis(100);
     bump(tx);
     loop {
-        match listener.try_recv().await? {
-            Some(_) => bump(tx),
-            None => {
-                // The connection dropped; the next try_recv reconnects.
+        match listener.try_recv().await {
+            Ok(Some(_)) => bump(tx),
+            Ok(None) => {
                 tracing::debug!("kyu-postgres: listener connection lost, reconnecting");
                 bump(tx);
-                tokio::time::sleep(Duration::from_millis(100)).await;
             }
+            Err(e) => return e,
         }
     }
 }
