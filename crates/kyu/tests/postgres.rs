@@ -97,6 +97,7 @@ async fn child_worker() {
     };
     let worker_name = name.clone();
     let run_log = log.clone();
+    let (long_name, long_log) = (name.clone(), log.clone());
     let _worker = Worker::new(&kyu)
         .handle("work", move |ctx| {
             let log = run_log.clone();
@@ -106,6 +107,18 @@ async fn child_worker() {
                 if job_ms > 0 {
                     tokio::time::sleep(Duration::from_millis(job_ms)).await;
                 }
+                Ok(Outcome::Done)
+            }
+        })
+        .handle("long", move |ctx| {
+            let log = long_log.clone();
+            let name = long_name.clone();
+            async move {
+                log_line(&log, &format!("{} {} {name}", ctx.id(), ctx.attempt()));
+                let ms = ctx.args_as::<serde_json::Value>()?["ms"]
+                    .as_u64()
+                    .unwrap_or(0);
+                tokio::time::sleep(Duration::from_millis(ms)).await;
                 Ok(Outcome::Done)
             }
         })
@@ -405,8 +418,9 @@ impl Drop for PrivateCluster {
 }
 
 /// PostgreSQL stops (immediately: connections cut, no checkpoint) while two
-/// worker processes are in the middle of 20 000 jobs, and comes back two
-/// seconds later. Producers and workers reconnect by themselves; every job
+/// worker processes are in the middle of 20 000 jobs, and comes back a few
+/// seconds later. Producers and workers reconnect by themselves; a handler
+/// running through the outage finishes and its result is written; every job
 /// completes; none is lost; duplicates are counted and reported.
 #[tokio::test]
 async fn a_postgres_restart_mid_run_loses_nothing() {
@@ -419,6 +433,12 @@ async fn a_postgres_restart_mid_run_loses_nothing() {
     let log = log_dir.path().join("runs.log").display().to_string();
     let kyu = Kyu::connect(&url).await.expect("the private cluster");
     let n = 20_000;
+    // A handler that runs through the whole outage: it must not be killed,
+    // and its result must be written once the server is back.
+    let long = kyu
+        .insert(NewJob::new("long", serde_json::json!({ "ms": 8000 })).priority(-1))
+        .await
+        .unwrap();
     let ids = enqueue_n(&kyu, n).await;
     let _children = Children(
         ["a", "b"]
@@ -433,6 +453,10 @@ async fn a_postgres_restart_mid_run_loses_nothing() {
     )
     .await;
 
+    assert!(
+        runs(&log).iter().any(|(id, _, _)| *id == long.id),
+        "the long handler is running when the server stops"
+    );
     cluster.stop_immediately();
     let stopped_at = runs(&log).len();
     // Producers see the outage as errors, and carry on once it is over.
@@ -453,7 +477,8 @@ async fn a_postgres_restart_mid_run_loses_nothing() {
     eventually(
         Duration::from_secs(180),
         "every job completed after the restart",
-        || async { completed(&kyu).await == Some(n as u64) },
+        // n jobs and the long one
+        || async { completed(&kyu).await == Some(n as u64 + 1) },
     )
     .await;
     let after = kyu
@@ -462,7 +487,18 @@ async fn a_postgres_restart_mid_run_loses_nothing() {
         .expect("the producer reconnected");
     assert!(!after.duplicate);
 
-    let log = runs(&log);
+    let long = kyu
+        .wait_timeout(long.id, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(long.state, JobState::Completed);
+    assert_eq!(long.attempt, 1, "the long handler ran through the outage");
+    assert!(long.errors.is_empty(), "{:?}", long.errors);
+
+    let log: Vec<_> = runs(&log)
+        .into_iter()
+        .filter(|(id, _, _)| *id != long.id)
+        .collect();
     let mut per_job: BTreeMap<i64, Vec<u32>> = BTreeMap::new();
     for (id, attempt, _) in &log {
         per_job.entry(*id).or_default().push(*attempt);
