@@ -126,19 +126,7 @@ pub fn latest_version() -> i64 {
 ///
 /// Runs in one transaction holding `pg_advisory_xact_lock` on a key derived
 /// from the schema name, so concurrent starters apply each migration once.
-///
-/// Boxed as a `Send` future here, where its lifetimes are concrete: callers
-/// inside `async_trait` methods otherwise trip a rustc limitation with sqlx's
-/// `Executor` for `&mut PgConnection`.
-pub(crate) fn migrate<'a>(
-    pool: &'a PgPool,
-    schema: &'a str,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<i64>, StoreError>> + Send + 'a>>
-{
-    Box::pin(migrate_inner(pool, schema))
-}
-
-async fn migrate_inner(pool: &PgPool, schema: &str) -> Result<Vec<i64>, StoreError> {
+pub(crate) async fn migrate(pool: &PgPool, schema: &str) -> Result<Vec<i64>, StoreError> {
     let mut tx = pool.begin().await.map_err(db)?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
         .bind(format!("kyu-migrate:{schema}"))
