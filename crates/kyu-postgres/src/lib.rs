@@ -74,7 +74,7 @@ pub use lease::LEASE_EXPIRED;
 pub use schema::{check_schema, latest_version, DEFAULT_SCHEMA};
 /// The sqlx this crate is built with, for [`PgStore::enqueue_in`]'s transactions.
 pub use sqlx;
-pub use url::{is_postgres_url, split_url, UrlParams};
+pub use url::{is_postgres_url, redact as redact_url, split_url, UrlParams};
 
 use crate::notify::Notifier;
 use crate::row::db;

@@ -84,8 +84,12 @@ pub fn split_url(url: &str) -> Result<(PgConnectOptions, UrlParams), StoreError>
     Ok((options, params))
 }
 
-/// `url` with its password replaced by `***`.
-pub(crate) fn redact(url: &str) -> String {
+/// `url` with its password replaced by `***`, for logs and messages.
+///
+/// ```
+/// assert_eq!(kyu_postgres::redact_url("postgres://app:s3cret@db/app"), "postgres://app:***@db/app");
+/// ```
+pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_string();
     };

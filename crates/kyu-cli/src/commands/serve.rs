@@ -112,8 +112,9 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
     let kinds: Vec<&String> = config.jobs.keys().collect();
     let queue_list: Vec<String> = queues.iter().map(|(q, n)| format!("{q}={n}")).collect();
     let line = format!(
-        "kyu {} started: database {url}; queues {}; command kinds {}; schedules {}",
+        "kyu {} started: database {}; queues {}; command kinds {}; schedules {}",
         if serve { "serve" } else { "worker" },
+        kyu::postgres::redact_url(&url),
         queue_list.join(", "),
         if kinds.is_empty() {
             "none".to_string()
