@@ -256,6 +256,19 @@ impl JobTemplate {
         serde_json::from_str(text)
             .map_err(|e| InvalidInput::new("job", format!("stored job template unreadable: {e}")))
     }
+
+    /// What every backend enqueues for a fire: the job of `fire_time` from a
+    /// stored template, checked against `limits`.
+    pub fn stored_job_for(
+        text: &str,
+        schedule: &str,
+        fire_time: DateTime<Utc>,
+        limits: &Limits,
+    ) -> Result<NewJob, InvalidInput> {
+        let job = JobTemplate::from_json(text)?.job_for(schedule, fire_time);
+        job.validate(limits)?;
+        Ok(job)
+    }
 }
 
 impl From<NewJob> for JobTemplate {

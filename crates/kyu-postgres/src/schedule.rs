@@ -94,9 +94,7 @@ async fn insert_job(
     template: &str,
     fire_time: DateTime<Utc>,
 ) -> Result<JobId, StoreError> {
-    let template = schedule::JobTemplate::from_json(template)?;
-    let job = template.job_for(name, fire_time);
-    job.validate(limits)?;
+    let job = schedule::JobTemplate::stored_job_for(template, name, fire_time, limits)?;
     let out = store.enqueue_in(conn, vec![job]).await?;
     let id = out[0].id;
     if out[0].duplicate {

@@ -238,9 +238,7 @@ fn insert_job(
     template: &str,
     fire_time: DateTime<Utc>,
 ) -> Result<JobId, StoreError> {
-    let template = schedule::JobTemplate::from_json(template)?;
-    let job = template.job_for(name, fire_time);
-    job.validate(limits)?;
+    let job = schedule::JobTemplate::stored_job_for(template, name, fire_time, limits)?;
     let out = crate::enqueue::enqueue(conn, now, vec![job])?;
     let id = out[0].id;
     if out[0].duplicate {
