@@ -207,15 +207,6 @@ impl FieldSpec {
         )
     }
 
-    /// How many values the field has: the largest accepted step.
-    fn span(&self) -> u32 {
-        if self.name == DAY_OF_WEEK.name {
-            7
-        } else {
-            self.max - self.min + 1
-        }
-    }
-
     fn value(&self, field: &str, text: &str) -> Result<u32, InvalidInput> {
         if text.is_empty() {
             return Err(self.error(field, "a value is missing"));
@@ -237,13 +228,15 @@ impl FieldSpec {
         Err(self.error(field, format!("{text:?} {what}")))
     }
 
+    /// A step: any whole number from 1. A step larger than the field's range
+    /// selects only the first value (`*/15` in the month field is January),
+    /// as Vixie cron and croniter do, so crontabs copied from them work.
     fn step(&self, field: &str, text: &str) -> Result<u32, InvalidInput> {
-        let max = self.span();
         match text.parse::<u32>() {
-            Ok(s) if (1..=max).contains(&s) && text.bytes().all(|b| b.is_ascii_digit()) => Ok(s),
+            Ok(s) if s >= 1 && text.bytes().all(|b| b.is_ascii_digit()) => Ok(s),
             _ => Err(self.error(
                 field,
-                format!("step {text:?} is not accepted; a step is a whole number from 1 to {max}"),
+                format!("step {text:?} is not accepted; a step is a whole number from 1"),
             )),
         }
     }
@@ -930,6 +923,29 @@ mod tests {
     }
 
     #[test]
+    fn steps_larger_than_a_field_select_its_first_value() {
+        // Vixie cron and croniter accept these; crontabs copied from them must work.
+        check(
+            "0 0 1 */15 *",
+            "UTC",
+            "2026-02-01T00:00:00Z",
+            &["2027-01-01T00:00:00Z", "2028-01-01T00:00:00Z"],
+        );
+        check(
+            "0 */25 * * *",
+            "UTC",
+            "2026-02-01T00:30:00Z",
+            &["2026-02-02T00:00:00Z", "2026-02-03T00:00:00Z"],
+        );
+        check(
+            "5/100 * * * *",
+            "UTC",
+            "2026-02-01T00:30:00Z",
+            &["2026-02-01T01:05:00Z", "2026-02-01T02:05:00Z"],
+        );
+    }
+
+    #[test]
     fn other_zones_with_odd_transitions() {
         // Lord Howe moves by 30 minutes: 2026-10-04 02:00 +10:30 -> 02:30 +11.
         check(
@@ -1073,9 +1089,7 @@ mod tests {
             p.contains("minute field \"*/0\"") && p.contains("step \"0\""),
             "{p}"
         );
-        assert!(p.contains("from 1 to 60"), "{p}");
-        let p = err("0 */25 * * *");
-        assert!(p.contains("from 1 to 24"), "{p}");
+        assert!(p.contains("a whole number from 1"), "{p}");
         let p = err("*/ * * * *");
         assert!(p.contains("step \"\""), "{p}");
         let p = err("0 5-1 * * *");

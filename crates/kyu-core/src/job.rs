@@ -296,11 +296,8 @@ impl NewJob {
         if let Err(e) = serde_json::from_str::<serde::de::IgnoredAny>(&self.args) {
             return Err(InvalidInput::new(
                 "args",
-                format!(
-                    "not valid JSON: {e} (line {}, column {})",
-                    e.line(),
-                    e.column()
-                ),
+                // serde_json's message already ends "at line L column C".
+                format!("not valid JSON: {e}"),
             ));
         }
         if self.max_attempts == 0 {
