@@ -4,6 +4,8 @@
 //!
 //! - [`job`]: the job model ([`Job`], [`NewJob`], [`JobState`]) and the checks an
 //!   enqueue request must pass before anything is written;
+//! - [`lifecycle`]: what the end of an attempt does to its job, stated once for
+//!   every backend;
 //! - [`retry`]: when a failed attempt runs again ([`RetryPolicy`]);
 //! - [`cron`]: cron expressions and their fire times in any time zone ([`CronExpr`]);
 //! - [`clock`]: the one source of "now", so tests move time instead of sleeping;
@@ -20,6 +22,7 @@ pub mod clock;
 pub mod cron;
 pub mod error;
 pub mod job;
+pub mod lifecycle;
 pub mod retry;
 pub mod schedule;
 #[cfg(feature = "testkit")]

@@ -117,6 +117,43 @@ pub enum FinishOutcome {
     },
 }
 
+impl FinishOutcome {
+    /// Which [`Ending`](crate::lifecycle::Ending) of the lifecycle rule this is.
+    pub fn ending(&self) -> crate::lifecycle::Ending {
+        use crate::lifecycle::Ending;
+        match self {
+            FinishOutcome::Completed { .. } => Ending::Completed,
+            FinishOutcome::Errored { permanent, .. } => Ending::Errored {
+                permanent: *permanent,
+            },
+            FinishOutcome::Snoozed { .. } => Ending::Snoozed,
+            FinishOutcome::Cancelled { .. } => Ending::Cancelled,
+            FinishOutcome::Released { .. } => Ending::Released,
+        }
+    }
+
+    /// When the job runs again if it does (retry or snooze time; a release
+    /// runs again now), or `None` for endings that never run again.
+    pub fn run_again_at(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            FinishOutcome::Errored { retry_at, .. } => Some(*retry_at),
+            FinishOutcome::Snoozed { until } => Some(*until),
+            FinishOutcome::Released { .. } => Some(now),
+            FinishOutcome::Completed { .. } | FinishOutcome::Cancelled { .. } => None,
+        }
+    }
+
+    /// The attempt error's message, for endings that record one.
+    pub fn error_message(&self) -> Option<&str> {
+        match self {
+            FinishOutcome::Errored { message, .. }
+            | FinishOutcome::Cancelled { message }
+            | FinishOutcome::Released { message } => Some(message),
+            FinishOutcome::Completed { .. } | FinishOutcome::Snoozed { .. } => None,
+        }
+    }
+}
+
 /// One finished attempt, for [`Store::finish`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Finish {

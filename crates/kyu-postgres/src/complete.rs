@@ -9,11 +9,13 @@
 //! `UPDATE … FROM unnest`. Every other outcome depends on the row (attempts
 //! left, a cancel asked for meanwhile), so those rows are first locked with
 //! `FOR UPDATE`, which reads their latest version, and the new state is
-//! decided from that version in the same statement.
+//! decided from that version in the same statement, by kyu-core's lifecycle
+//! rule rendered as a SQL `CASE`.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use kyu_core::lifecycle::{self, Ending, SqlFacts};
 use kyu_core::{Finish, FinishOutcome, FinishResult, JobId, StoreError};
 use sqlx::PgPool;
 
@@ -110,23 +112,27 @@ async fn settle(
     for f in batch {
         ids.push(f.lease.id);
         attempts.push(f.lease.attempt as i32);
-        let error = |message: &str| Some(error_json(now, f.lease.attempt, message, &f.worker));
-        let (outcome, run_at, perm, err) = match &f.outcome {
-            FinishOutcome::Completed { .. } => unreachable!("completions go to `complete`"),
-            FinishOutcome::Errored {
-                message,
-                retry_at,
-                permanent,
-            } => ("errored", Some(*retry_at), *permanent, error(message)),
-            FinishOutcome::Snoozed { until } => ("snoozed", Some(*until), false, None),
-            FinishOutcome::Cancelled { message } => ("cancelled", None, false, error(message)),
-            FinishOutcome::Released { message } => ("released", Some(now), false, error(message)),
-        };
-        outcomes.push(outcome);
-        run_ats.push(run_at);
-        permanent.push(perm);
-        errors.push(err);
+        let ending = f.outcome.ending();
+        outcomes.push(ending.as_str());
+        run_ats.push(f.outcome.run_again_at(now));
+        permanent.push(matches!(ending, Ending::Errored { permanent: true }));
+        errors.push(
+            f.outcome
+                .error_message()
+                .filter(|_| ending.records_error())
+                .map(|m| error_json(now, f.lease.attempt, m, &f.worker)),
+        );
     }
+    // The lifecycle rule of kyu-core, rendered as SQL over the locked rows.
+    let next_state = lifecycle::sql_state_case(SqlFacts {
+        ending: "outcome",
+        cancel_requested: "cancel_requested",
+        permanent: "permanent",
+        attempt: "attempt",
+        max_attempts: "max_attempts",
+        run_at_in_future: "run_at > $7",
+    });
+    let give_back = lifecycle::sql_give_back_endings();
     // $1 ids, $2 attempts, $3 outcomes, $4 run_at, $5 permanent, $6 error json, $7 now, $8 channel.
     let sql = format!(
         "WITH u AS (\
@@ -139,13 +145,8 @@ async fn settle(
            WHERE j.attempt = u.attempt AND j.state = 'running' \
            ORDER BY j.id FOR UPDATE OF j), \
          decided AS (\
-           SELECT id, attempt, run_at, error, \
-             CASE \
-               WHEN outcome = 'cancelled' OR cancel_requested THEN 'cancelled' \
-               WHEN outcome = 'errored' AND (permanent OR attempt >= max_attempts) THEN 'failed' \
-               WHEN run_at > $7 THEN 'scheduled' \
-               ELSE 'available' END AS state, \
-             outcome IN ('snoozed', 'released') AS uncount \
+           SELECT id, attempt, run_at, error, {next_state} AS state, \
+             outcome IN ({give_back}) AS uncount \
            FROM locked), \
          updated AS (\
            UPDATE {schema}.jobs j SET state = d.state, \

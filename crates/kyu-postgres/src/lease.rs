@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use kyu_core::lifecycle::{self, EndingKind, SqlFacts};
 use kyu_core::{HeartbeatReply, JobId, LeaseRef, Progress, Reaped, StoreError};
 use sqlx::PgPool;
 
@@ -119,14 +120,24 @@ pub(crate) async fn reap_expired(
     // The attempt error is built in SQL (the worker differs per row), in the
     // same shape serde gives kyu_core::AttemptError.
     let at = serde_json::to_value(now).map_err(StoreError::database)?;
+    let next_state = lifecycle::sql_state_case_for(
+        EndingKind::LeaseExpired,
+        SqlFacts {
+            ending: "",
+            cancel_requested: "cancel_requested",
+            permanent: "false",
+            attempt: "attempt",
+            max_attempts: "max_attempts",
+            run_at_in_future: "false",
+        },
+    );
     let sql = format!(
         "WITH expired AS (\
            SELECT id, attempt, max_attempts, cancel_requested, worker FROM {schema}.jobs \
            WHERE state = 'running' AND lease_expires_at <= $1 \
            ORDER BY lease_expires_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
          decided AS (\
-           SELECT *, CASE WHEN cancel_requested THEN 'cancelled' \
-             WHEN attempt >= max_attempts THEN 'failed' ELSE 'available' END AS next \
+           SELECT *, {next_state} AS next \
            FROM expired), \
          updated AS (\
            UPDATE {schema}.jobs j SET state = d.next, \

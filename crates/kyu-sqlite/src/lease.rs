@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kyu_core::{HeartbeatReply, JobId, JobState, LeaseRef, Progress, Reaped, StoreError};
+use kyu_core::lifecycle::{self, Ending, Facts};
+use kyu_core::{HeartbeatReply, JobId, LeaseRef, Progress, Reaped, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::row::{db, dur_us, error_json, us};
@@ -118,13 +119,13 @@ pub(crate) fn reap_expired(
         .map_err(db)?;
     let mut out = Vec::with_capacity(expired.len());
     for (id, attempt, max_attempts, cancel_requested, worker) in expired {
-        let state = if cancel_requested {
-            JobState::Cancelled
-        } else if attempt >= max_attempts {
-            JobState::Failed
-        } else {
-            JobState::Available
+        let facts = Facts {
+            attempt,
+            max_attempts,
+            cancel_requested,
+            run_at_in_future: false,
         };
+        let state = lifecycle::end_running(Ending::LeaseExpired, facts).state;
         let error = error_json(now, attempt, LEASE_EXPIRED, worker.as_deref().unwrap_or(""));
         update
             .execute(params![state.as_str(), now_us, error, id, attempt])
