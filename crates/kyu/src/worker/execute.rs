@@ -41,6 +41,7 @@ pub(crate) fn spawn(
                 RunningJob {
                     attempt: job.attempt,
                     cancel: cancel.clone(),
+                    ended: false,
                 },
             );
             let outcome = tokio::select! {
@@ -59,6 +60,9 @@ pub(crate) fn spawn(
                 },
             };
             drop(held);
+            if let Some(r) = shared2.running.lock().expect("running lock").get_mut(&job.id) {
+                r.ended = true;
+            }
             let _ = shared2.finish_tx.send(complete::Message::Finish(Finish {
                 lease: job.lease(),
                 worker: shared2.config.id.clone(),

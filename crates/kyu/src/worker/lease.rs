@@ -4,6 +4,9 @@
 //! store call; every `cancel_poll` the store is asked (a read) which of them
 //! were cancelled. A job whose lease was lost (it expired and the job was
 //! taken over) is signalled like a cancel: its result would be discarded.
+//! Only jobs whose handler is still going are heartbeated; a "not running"
+//! answer for a job that ended meanwhile is its own result being written,
+//! not a take-over, and is not reported as one.
 
 use std::sync::Arc;
 
@@ -25,10 +28,11 @@ pub(crate) async fn lease_loop(shared: Arc<Shared>, stop: CancellationToken) {
                 if leases.is_empty() { continue; }
                 match shared.store.heartbeat(&shared.config.id, &leases, shared.config.lease).await {
                     Ok(reply) => {
-                        for id in &reply.lost {
+                        let taken_over = taken_over(&shared, &leases, &reply.lost);
+                        for id in &taken_over {
                             tracing::warn!(job_id = id, "lease lost: the job was taken over; stopping its handler");
                         }
-                        signal(&shared, reply.lost.iter().chain(&reply.cancel_requested));
+                        signal(&shared, taken_over.iter().chain(&reply.cancel_requested));
                     }
                     Err(e) => tracing::warn!(error = %e, jobs = leases.len(), "heartbeat failed; will retry"),
                 }
@@ -45,15 +49,38 @@ pub(crate) async fn lease_loop(shared: Arc<Shared>, stop: CancellationToken) {
     }
 }
 
+/// The leases of jobs whose handler has not ended (held jobs included): a job
+/// whose result is being written needs no longer lease.
 fn running_leases(shared: &Shared) -> Vec<LeaseRef> {
     shared
         .running
         .lock()
         .expect("running lock")
         .iter()
+        .filter(|(_, r)| !r.ended)
         .map(|(id, r)| LeaseRef {
             id: *id,
             attempt: r.attempt,
+        })
+        .collect()
+}
+
+/// Of the `lost` jobs the store no longer has running, those still running
+/// here: their lease expired and the job was rescued. The others ended while
+/// the heartbeat was on its way and their result was written meanwhile.
+fn taken_over(shared: &Shared, sent: &[LeaseRef], lost: &[i64]) -> Vec<i64> {
+    let running = shared.running.lock().expect("running lock");
+    lost.iter()
+        .copied()
+        .filter(|id| {
+            let attempt = sent.iter().find(|l| l.id == *id).map(|l| l.attempt);
+            match running.get(id) {
+                Some(r) if Some(r.attempt) == attempt && !r.ended => true,
+                _ => {
+                    tracing::debug!(job_id = id, "heartbeat found the job finished meanwhile");
+                    false
+                }
+            }
         })
         .collect()
 }

@@ -296,6 +296,10 @@ pub(crate) struct Shared {
 pub(crate) struct RunningJob {
     pub(crate) attempt: u32,
     pub(crate) cancel: CancellationToken,
+    /// The handler has ended and its result is on its way to the store: the
+    /// lease is no longer heartbeated, and a store that says the job is not
+    /// running any more is reporting that very result, not a take-over.
+    pub(crate) ended: bool,
 }
 
 /// A started worker. Call [`shutdown`](WorkerHandle::shutdown) to stop it
