@@ -63,3 +63,73 @@ fn a_bad_json_error_names_its_position_once() {
     assert_eq!(e.matches("column 2").count(), 1, "{e}");
     assert!(stdout(&o).is_empty());
 }
+
+fn kyu_stdin(dir: &Path, args: &[&str], input: &str) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kyu"))
+        .current_dir(dir)
+        .args(args)
+        .env_remove("KYU_DATABASE_URL")
+        .env_remove("KYU_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run kyu");
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_string();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(input.as_bytes());
+    });
+    let out = child.wait_with_output().expect("wait for kyu");
+    writer.join().unwrap();
+    out
+}
+
+#[test]
+fn bulk_enqueue_from_json_lines_on_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let lines: String = (0..2500).map(|i| format!("{{\"user\":{i}}}\n\n")).collect();
+    let o = kyu_stdin(
+        dir.path(),
+        &["--json", "enqueue", "sync", "--jsonl", "--queue", "batch"],
+        &lines,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["lines"], 2500);
+    assert_eq!(v["enqueued"], 2500);
+    assert_eq!(v["first_id"], 1);
+    assert_eq!(v["last_id"], 2500);
+    let o = kyu(dir.path(), &["--json", "jobs", "show", "2500"]);
+    let job: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(job["queue"], "batch");
+    assert_eq!(job["args"], "{\"user\":2499}");
+
+    // A bad line refuses the whole input, naming the line, before any write.
+    let o = kyu_stdin(
+        dir.path(),
+        &["enqueue", "sync", "--jsonl"],
+        "{\"user\":1}\n{\"user\":2}\n{user:3}\n",
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("stdin line 3"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not valid JSON"), "{}", stderr(&o));
+    let o = kyu(dir.path(), &["--json", "jobs", "ls", "--limit", "1"]);
+    let page: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(page["jobs"][0]["id"], 2500, "nothing was enqueued");
+
+    // The plain summary, and nothing to read.
+    let o = kyu_stdin(dir.path(), &["enqueue", "sync", "--jsonl"], "[1]\n[2]\n");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("enqueued 2 job(s) of kind sync on queue default"),
+        "{}",
+        stdout(&o)
+    );
+    let o = kyu_stdin(dir.path(), &["enqueue", "sync", "--jsonl"], "\n");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("read no lines"), "{}", stderr(&o));
+    let o = kyu(dir.path(), &["enqueue", "sync", "{}", "--jsonl"]);
+    assert_eq!(o.status.code(), Some(2));
+}

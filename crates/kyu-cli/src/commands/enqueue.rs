@@ -9,19 +9,26 @@ use clap::Args;
 use super::{print_json, Ctx, JobFlags};
 use crate::{parse, CmdResult, Failure};
 
-/// Enqueue one job.
+/// Enqueue one job, or many with --jsonl.
 #[derive(Args, Debug)]
 #[command(after_help = "Examples:\n  \
 kyu enqueue send_email '{\"to\":\"ada@example.com\"}'\n  \
 kyu enqueue report '{\"month\":\"2026-11\"}' --queue reports --delay 10m --priority -1\n  \
 echo '{\"user\":42}' | kyu enqueue sync -\n  \
-kyu enqueue sync '{\"user\":42}' --unique-key sync:42   # a second call returns the first job")]
+kyu enqueue sync '{\"user\":42}' --unique-key sync:42   # a second call returns the first job\n  \
+kyu enqueue sync --jsonl < users.jsonl                  # one job per line, in bulk")]
 pub struct EnqueueArgs {
     /// The job's kind: which handler runs it.
     kind: String,
     /// The args as JSON text; `-` reads them from stdin. Default `{}`.
-    #[arg(default_value = "{}")]
-    args: String,
+    #[arg(conflicts_with = "jsonl")]
+    args: Option<String>,
+    /// Enqueue one job per line of stdin, each line the args of one job (JSON
+    /// Lines; blank lines are skipped). Every line is checked before anything
+    /// is written; then the jobs go in, one transaction per 1,000 lines.
+    /// The other options apply to every job.
+    #[arg(long, conflicts_with_all = ["unique_key", "unique_for"])]
+    jsonl: bool,
     /// Run no earlier than this long from now, e.g. 30s, 5m, 1h.
     #[arg(long, value_parser = parse::duration, conflicts_with = "run_at")]
     delay: Option<Duration>,
@@ -39,14 +46,16 @@ pub struct EnqueueArgs {
 }
 
 pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> CmdResult {
-    let args = if a.args == "-" {
-        let mut s = String::new();
-        std::io::stdin()
-            .read_to_string(&mut s)
-            .map_err(|e| Failure::invalid(format!("could not read args from stdin: {e}")))?;
-        s
-    } else {
-        a.args
+    let args = match a.args.as_deref() {
+        Some("-") => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .map_err(|e| Failure::invalid(format!("could not read args from stdin: {e}")))?;
+            s
+        }
+        Some(args) => args.to_string(),
+        None => "{}".to_string(),
     };
     let mut job = a.job.build(ctx, &a.kind, args)?;
     if let Some(d) = a.delay {
@@ -61,6 +70,9 @@ pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> CmdResult {
         (Some(k), Some(w)) => job = job.unique_for(k, w),
         (Some(k), None) => job = job.unique_key(k),
         _ => {}
+    }
+    if a.jsonl {
+        return super::enqueue_jsonl::run(ctx, job, std::io::stdin().lock()).await;
     }
     // Validate before opening the database: bad input never creates a file.
     job.validate(&kyu::Limits::default())

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod enqueue;
+pub mod enqueue_jsonl;
 pub mod jobs;
 pub mod migrate;
 pub mod progress;

@@ -1,0 +1,118 @@
+//! `kyu enqueue KIND --jsonl`: many jobs from JSON Lines on stdin.
+//!
+//! Every line is read and checked first, so a bad line changes nothing; then
+//! the jobs are inserted one transaction per chunk, with a progress bar when
+//! stderr is a terminal.
+
+use std::io::BufRead;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+use super::{print_json, Ctx};
+use crate::{CmdResult, Failure};
+
+/// Jobs per transaction: large enough that a commit's cost is shared by many
+/// jobs, small enough that a failure loses little and progress moves.
+const CHUNK: usize = 1000;
+
+/// What `--json` prints at the end.
+#[derive(Serialize)]
+struct Summary {
+    /// Non-blank lines read.
+    lines: usize,
+    /// New jobs.
+    enqueued: usize,
+    /// Lines whose job already existed (only where a unique key applies).
+    duplicates: usize,
+    /// The first and last id of the jobs, new or existing.
+    first_id: Option<i64>,
+    last_id: Option<i64>,
+}
+
+/// Enqueues one job per line of `input`, each a copy of `template` with the
+/// line as its args.
+pub async fn run(ctx: &Ctx, template: kyu::NewJob, input: impl BufRead) -> CmdResult {
+    let limits = kyu::Limits::default();
+    let mut jobs = Vec::new();
+    for (i, line) in input.lines().enumerate() {
+        let line = line.map_err(|e| {
+            Failure::invalid(format!("could not read line {} of stdin: {e}", i + 1))
+        })?;
+        let args = line.trim();
+        if args.is_empty() {
+            continue;
+        }
+        let mut job = template.clone();
+        job.args = args.to_string();
+        // Bad input changes nothing: every line is checked before the first write.
+        job.validate(&limits)
+            .map_err(|e| Failure::invalid(format!("stdin line {}: {e}", i + 1)))?;
+        jobs.push(job);
+    }
+    if jobs.is_empty() {
+        return Err(Failure::invalid(
+            "--jsonl read no lines from stdin; give the args of one job per line, e.g. {\"user\":42}",
+        ));
+    }
+
+    let kyu = ctx.connect().await?;
+    let started = Instant::now();
+    let total = jobs.len();
+    let bar = ProgressBar::new(total as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} jobs  {per_sec}  eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let mut summary = Summary {
+        lines: total,
+        enqueued: 0,
+        duplicates: 0,
+        first_id: None,
+        last_id: None,
+    };
+    let mut rest = jobs;
+    while !rest.is_empty() {
+        let chunk: Vec<_> = rest.drain(..rest.len().min(CHUNK)).collect();
+        let n = chunk.len();
+        let done = kyu.insert_many(chunk).await.map_err(|e| {
+            bar.abandon();
+            Failure::from(anyhow::Error::from(e).context(format!(
+                "enqueued {} of {total} jobs, then the database refused the next {n}",
+                summary.enqueued + summary.duplicates
+            )))
+        })?;
+        for e in &done {
+            if e.duplicate {
+                summary.duplicates += 1;
+            } else {
+                summary.enqueued += 1;
+            }
+            summary.first_id.get_or_insert(e.id);
+            summary.last_id = Some(e.id);
+        }
+        bar.inc(n as u64);
+    }
+    bar.finish_and_clear();
+
+    if ctx.json {
+        print_json(&summary)?;
+    } else {
+        let kind = &template.kind;
+        let queue = &template.queue;
+        print!(
+            "enqueued {} job(s) of kind {kind} on queue {queue} in {:.2} s",
+            summary.enqueued,
+            started.elapsed().as_secs_f64()
+        );
+        if let (Some(first), Some(last)) = (summary.first_id, summary.last_id) {
+            print!(" (ids {first}..={last})");
+        }
+        if summary.duplicates > 0 {
+            print!("; {} already existed", summary.duplicates);
+        }
+        println!();
+    }
+    Ok(())
+}
