@@ -133,3 +133,24 @@ fn bulk_enqueue_from_json_lines_on_stdin() {
     let o = kyu(dir.path(), &["enqueue", "sync", "{}", "--jsonl"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn enqueue_of_a_kind_the_config_does_not_declare_warns_but_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("kyu.toml"),
+        "[jobs.known]\ncommand = [\"true\"]\n",
+    )
+    .unwrap();
+    let o = kyu(dir.path(), &["enqueue", "unknwon"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("enqueued job 1"), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("warning: the config file declares no [jobs.unknwon]"),
+        "{}",
+        stderr(&o)
+    );
+    let o = kyu(dir.path(), &["enqueue", "known"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
+}

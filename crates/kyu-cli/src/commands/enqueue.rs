@@ -71,6 +71,7 @@ pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> CmdResult {
         (Some(k), None) => job = job.unique_key(k),
         _ => {}
     }
+    warn_if_undeclared(ctx, &a.kind)?;
     if a.jsonl {
         return super::enqueue_jsonl::run(ctx, job, std::io::stdin().lock()).await;
     }
@@ -89,6 +90,21 @@ pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> CmdResult {
         );
     } else {
         println!("enqueued job {} on queue {queue}", enqueued.id);
+    }
+    Ok(())
+}
+
+/// A kind that kyu.toml does not declare is still accepted (a Rust worker or
+/// another host's kyu.toml may run it), but the user hears that `kyu serve`
+/// with this file will not.
+fn warn_if_undeclared(ctx: &Ctx, kind: &str) -> Result<(), Failure> {
+    if let Some((config, _)) = ctx.config()? {
+        if !config.jobs.contains_key(kind) {
+            eprintln!(
+                "warning: the config file declares no [jobs.{kind}]: `kyu serve` with it will not \
+                 run this job; it waits for a worker that handles kind {kind}"
+            );
+        }
     }
     Ok(())
 }
