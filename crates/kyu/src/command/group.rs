@@ -15,8 +15,8 @@
 //! attempt is abandoned (its future dropped). Both return only when no
 //! process of the group runs any more (a zombie waiting for its reaper no
 //! longer runs), so a job is never released or finished while part of its
-//! attempt lives on. The keeper, as leader, also holds the group id until
-//! then, so no unrelated group can take it while we may still signal it.
+//! attempt lives on. The group id stays taken while any member of the group
+//! exists (a zombie too), so no unrelated group takes it while we signal it.
 //!
 //! Not covered: a process that leaves the group (`setsid`, `setpgid`) is not
 //! tracked, and a keeper killed by hand leaves only the command's own
@@ -122,11 +122,17 @@ impl Group {
             return;
         }
         signal(self.pgid, libc::SIGKILL);
+        let _ = self.child.wait().await;
         let until = Instant::now() + END_WAIT;
+        // With the command and the keeper reaped, only what the command
+        // started is left in the group: usually nothing, which one kill(2)
+        // tells, without a /proc scan.
+        while !self.reap_keeper() && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
         while running(self.pgid) && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
-        let _ = self.child.wait().await;
         self.finish();
     }
 
@@ -135,6 +141,9 @@ impl Group {
     fn end_now(&mut self) {
         signal(self.pgid, libc::SIGKILL);
         let until = Instant::now() + END_WAIT;
+        while !self.reap_keeper() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(1));
+        }
         while running(self.pgid) && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -143,21 +152,30 @@ impl Group {
         self.finish();
     }
 
-    /// Reaps the keeper (which frees the group id) and marks the group ended.
+    /// Reaps the keeper if it has exited; true once it is reaped.
+    fn reap_keeper(&mut self) -> bool {
+        match self.keeper.as_mut().map(|k| k.try_wait()) {
+            Some(Ok(None)) => false,
+            _ => {
+                self.keeper = None;
+                true
+            }
+        }
+    }
+
+    /// Marks the group ended; says so if part of it would not die.
     fn finish(&mut self) {
+        self.live = false;
+        if let Some(mut keeper) = self.keeper.take() {
+            // Not dead within END_WAIT: reap it off the runtime, whenever.
+            std::thread::spawn(move || keeper.wait());
+        }
         if running(self.pgid) {
             tracing::warn!(
                 pgid = self.pgid,
                 waited = ?END_WAIT,
                 "a process of the command's group survived SIGKILL (stuck in the kernel?)"
             );
-        }
-        self.live = false;
-        if let Some(mut keeper) = self.keeper.take() {
-            if let Ok(None) = keeper.try_wait() {
-                // Still dying: reap it off the runtime.
-                std::thread::spawn(move || keeper.wait());
-            }
         }
     }
 }
