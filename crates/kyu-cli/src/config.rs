@@ -87,7 +87,8 @@ pub struct JobKindConfig {
     /// The queue its jobs go to. Default `default`.
     #[serde(default = "default_queue")]
     pub queue: String,
-    /// Time limit of one attempt, e.g. "1h".
+    /// Time limit of one attempt, e.g. "1h": stamped on each job of the kind
+    /// enqueued without one; a job's own timeout wins.
     #[serde(default, deserialize_with = "opt_duration")]
     pub timeout: Option<Duration>,
     /// Attempts. Default 5.
@@ -98,7 +99,7 @@ pub struct JobKindConfig {
     /// Priority of its jobs (lower first). Default 0.
     #[serde(default)]
     pub priority: i32,
-    /// SIGTERM → SIGKILL grace on cancel or timeout. Default "10s".
+    /// SIGTERM → SIGKILL grace on cancel, timeout or shutdown. Default "10s".
     #[serde(default, deserialize_with = "opt_duration")]
     pub stop_grace: Option<Duration>,
     /// Bytes of stdout and stderr kept. Default 65536.
@@ -148,8 +149,7 @@ pub struct ScheduleConfig {
     /// Retry policy; default: the kind's, else exponential:1s:16s.
     #[serde(default, deserialize_with = "opt_retry")]
     pub retry: Option<RetryPolicy>,
-    /// Time limit of one attempt, e.g. "10m"; default none (a command kind's
-    /// own timeout still applies).
+    /// Time limit of one attempt, e.g. "10m"; default: the kind's, else none.
     #[serde(default, deserialize_with = "opt_duration")]
     pub timeout: Option<Duration>,
     /// Tags of its jobs (each also gets `schedule:NAME`).
@@ -364,7 +364,7 @@ impl Config {
     }
 
     /// The `[[schedules]]` entry `s` as a validated spec: the kind's defaults
-    /// (queue, priority, attempts, retry) first, then the entry's own fields.
+    /// (queue, priority, attempts, retry, timeout) first, then the entry's own fields.
     pub fn schedule_spec(
         &self,
         s: &ScheduleConfig,
@@ -402,9 +402,10 @@ impl Config {
         Ok(spec)
     }
 
-    /// Applies kind `name`'s defaults (queue, priority, attempts, retry) to a
-    /// new job. The kind's timeout is enforced by the worker that runs the
-    /// command, so it is not copied onto the job.
+    /// Applies kind `name`'s defaults (queue, priority, attempts, retry,
+    /// timeout) to a new job. The timeout is stamped on the job so that every
+    /// reader (`kyu jobs show`, the API) sees the one that applies: the job's
+    /// own if given, else the kind's.
     pub fn apply_kind_defaults(&self, name: &str, job: kyu::NewJob) -> kyu::NewJob {
         let Some(j) = self.jobs.get(name) else {
             return job;
@@ -415,6 +416,9 @@ impl Config {
         }
         if let Some(r) = j.retry {
             job = job.retry(r);
+        }
+        if let Some(t) = j.timeout {
+            job = job.timeout(t);
         }
         job
     }

@@ -264,3 +264,175 @@ command = ["sh", "-c", "echo $KYU_JOB_ID $KYU_ATTEMPT >> {runs}; sleep 0.5; echo
         );
     }
 }
+
+/// True while `pid` runs: a zombie (dead, not yet reaped by whoever
+/// inherited it) counts as dead.
+fn alive(pid: i32) -> bool {
+    // SAFETY: signal 0 checks that the process exists.
+    if unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => !matches!(
+            stat.rsplit_once(") ").map(|(_, r)| r.as_bytes()[0]),
+            Some(b'Z')
+        ),
+        Err(_) => true,
+    }
+}
+
+fn read_pid(p: &Path) -> Option<i32> {
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+#[test]
+fn a_sigkilled_serve_leaves_nothing_of_its_command_to_run_beside_the_rescue() {
+    // The command's child (not exec'd: a grandchild of the worker) writes its
+    // attempt number after 5 s.
+    let toml = r#"[worker]
+lease = "2s"
+
+[jobs.w]
+command = ["sh", "-c", "sh -c 'echo $$ > gc.pid; sleep 5; echo $KYU_ATTEMPT >> side.log' & wait"]
+"#;
+    let site = Site::new(toml);
+    let mut first = site.spawn(&["serve"]);
+    site.run(&["enqueue", "w"]);
+    wait_until(Duration::from_secs(30), "the grandchild starts", || {
+        read_pid(&site.path("gc.pid")).is_some()
+    });
+    let grandchild = read_pid(&site.path("gc.pid")).unwrap();
+    signal(&mut first, libc::SIGKILL);
+    first.wait().unwrap();
+    wait_until(
+        Duration::from_secs(2),
+        "the grandchild dies with its worker",
+        || !alive(grandchild),
+    );
+
+    let mut second = site.spawn(&["serve"]);
+    wait_until(Duration::from_secs(60), "the rescued job completes", || {
+        site.json(&["jobs", "show", "1"])["state"] == "completed"
+    });
+    signal(&mut second, libc::SIGTERM);
+    second.wait().unwrap();
+    assert_eq!(
+        lines(&site.path("side.log")),
+        vec!["2"],
+        "only the rescued attempt's grandchild ran to its end"
+    );
+}
+
+#[test]
+fn a_stopped_serve_kills_its_commands_group_before_releasing_the_job() {
+    let toml = r#"[worker]
+shutdown_grace = "1s"
+
+[jobs.w]
+command = ["sh", "-c", "trap '' TERM; sleep 30 & echo $! > gc.pid; wait"]
+stop_grace = "1s"
+"#;
+    let site = Site::new(toml);
+    let mut serve = site.spawn(&["serve"]);
+    site.run(&["enqueue", "w"]);
+    wait_until(Duration::from_secs(30), "the grandchild starts", || {
+        read_pid(&site.path("gc.pid")).is_some()
+    });
+    let grandchild = read_pid(&site.path("gc.pid")).unwrap();
+    signal(&mut serve, libc::SIGTERM);
+    assert!(serve.wait().unwrap().success());
+    // No waiting: the job is released, so nothing of it may still run.
+    let still = alive(grandchild);
+    if still {
+        // SAFETY: the test's own leftover process.
+        unsafe { libc::kill(grandchild, libc::SIGKILL) };
+    }
+    assert!(
+        !still,
+        "the command's grandchild (ignoring SIGTERM) outlived kyu serve"
+    );
+    assert_eq!(site.json(&["jobs", "show", "1"])["state"], "available");
+}
+
+#[test]
+fn logs_follow_shows_non_ascii_and_invalid_utf8_as_plain_logs_does() {
+    // Written a byte at a time, so output is recorded mid-character.
+    let mut script = String::new();
+    for b in "日本語テキスト\n".bytes().chain(*b"ab\xffcd\n") {
+        script.push_str(&format!("printf '\\{b:03o}'; sleep 0.06\n"));
+    }
+    let site = Site::new("[jobs.w]\ncommand = [\"sh\", \"w.sh\"]\n");
+    std::fs::write(site.path("w.sh"), script).unwrap();
+    let mut serve = site.spawn(&["serve"]);
+    site.run(&["enqueue", "w"]);
+    wait_until(Duration::from_secs(30), "the job starts", || {
+        site.json(&["jobs", "show", "1"])["state"] == "running"
+    });
+    let follow = site.run(&["jobs", "logs", "1", "--follow"]);
+    assert!(follow.status.success());
+    let plain = site.run(&["jobs", "logs", "1"]);
+    signal(&mut serve, libc::SIGTERM);
+    serve.wait().unwrap();
+    let expected = "日本語テキスト\nab\u{FFFD}cd\n";
+    assert_eq!(String::from_utf8_lossy(&plain.stdout), expected);
+    assert_eq!(
+        String::from_utf8_lossy(&follow.stdout),
+        expected,
+        "--follow prints every character once"
+    );
+}
+
+#[test]
+fn jobs_show_states_the_timeout_that_applies() {
+    let site =
+        Site::new("[jobs.slow]\ncommand = [\"sh\", \"-c\", \"sleep $(cat)\"]\ntimeout = \"1s\"\n");
+    let show =
+        |id: &str| String::from_utf8_lossy(&site.run(&["jobs", "show", id]).stdout).into_owned();
+    // The kind's timeout, when the job gives none.
+    site.run(&["enqueue", "slow", "0"]);
+    let shown = show("1");
+    assert!(shown.contains("timeout      1s\n"), "{shown}");
+    // The job's own timeout wins, and it is the one the command gets.
+    site.run(&[
+        "enqueue",
+        "slow",
+        "2",
+        "--timeout",
+        "5s",
+        "--max-attempts",
+        "1",
+    ]);
+    let shown = show("2");
+    assert!(shown.contains("timeout      5s\n"), "{shown}");
+    // A job stored without a timeout (enqueued under another config, or by
+    // the library) gets the kind's from kyu.toml, and show says so.
+    std::fs::write(
+        site.path("bare.toml"),
+        "[jobs.slow]\ncommand = [\"true\"]\n",
+    )
+    .unwrap();
+    site.run(&["--config", "bare.toml", "enqueue", "slow", "0"]);
+    assert_eq!(
+        site.json(&["jobs", "show", "3"])["timeout"],
+        serde_json::Value::Null
+    );
+    let shown = show("3");
+    assert!(
+        shown.contains("timeout      1s (kind slow in kyu.toml)\n"),
+        "{shown}"
+    );
+
+    let mut serve = site.spawn(&["serve"]);
+    wait_until(Duration::from_secs(30), "job 2 finishes", || {
+        let state = site.json(&["jobs", "show", "2"])["state"].clone();
+        state == "completed" || state == "failed"
+    });
+    signal(&mut serve, libc::SIGTERM);
+    serve.wait().unwrap();
+    let job = site.json(&["jobs", "show", "2"]);
+    assert_eq!(
+        job["state"], "completed",
+        "the job's 5s applied, not the kind's 1s: {job}"
+    );
+}

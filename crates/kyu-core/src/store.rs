@@ -288,13 +288,15 @@ impl QueueStats {
 pub struct AttemptLogs {
     /// The attempt.
     pub attempt: u32,
-    /// The last bytes of stdout (lossy UTF-8).
+    /// The end of stdout's text: the output decoded as UTF-8 in order (an
+    /// undecodable sequence as U+FFFD), of which the last bytes are kept.
     pub stdout: String,
-    /// The last bytes of stderr (lossy UTF-8).
+    /// The end of stderr's text, as `stdout`.
     pub stderr: String,
-    /// All bytes written to stdout, kept or not.
+    /// Bytes of stdout's text so far, kept or not: the offset just past
+    /// `stdout`'s end, so a reader that printed N bytes prints what follows.
     pub stdout_bytes: u64,
-    /// All bytes written to stderr, kept or not.
+    /// Bytes of stderr's text so far, kept or not.
     pub stderr_bytes: u64,
 }
 

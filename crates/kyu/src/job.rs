@@ -145,6 +145,11 @@ pub struct JobContext {
     pub(crate) args: Arc<str>,
     pub(crate) max_attempts: u32,
     pub(crate) cancel: CancellationToken,
+    /// The job's own time limit per attempt, if it has one.
+    pub(crate) timeout: Option<Duration>,
+    /// Cancelled when the worker's shutdown grace ran out: a handler that
+    /// stops by itself (a command) stops now; others are dropped.
+    pub(crate) stopping: CancellationToken,
 }
 
 impl std::fmt::Debug for JobContext {

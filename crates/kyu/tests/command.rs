@@ -28,9 +28,25 @@ fn start(kyu: &Kyu, spec: CommandSpec) -> WorkerHandle {
         .start()
 }
 
+/// True while `pid` runs: a zombie (dead, not yet reaped by whoever
+/// inherited it) counts as dead.
 fn alive(pid: i32) -> bool {
     // SAFETY: signal 0 checks that the process exists.
-    unsafe { libc::kill(pid, 0) == 0 }
+    if unsafe { libc::kill(pid, 0) } != 0 {
+        return false;
+    }
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => !matches!(
+            stat.rsplit_once(") ").map(|(_, r)| r.as_bytes()[0]),
+            Some(b'Z')
+        ),
+        Err(_) => true,
+    }
+}
+
+fn read_pid(path: &std::path::Path) -> Option<i32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 #[tokio::test]
@@ -241,6 +257,138 @@ async fn a_missing_program_fails_permanently_with_its_name() {
         job.errors[0].message.contains("/no/such/program"),
         "{:?}",
         job.errors
+    );
+    worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_kills_the_whole_group_before_it_releases_the_job() {
+    let (kyu, dir) = fresh().await;
+    let mut spec = stubborn_family(dir.path());
+    spec.stop_grace = Duration::from_millis(300);
+    let worker = Worker::new(&kyu)
+        .command("cmd", spec)
+        .configure(|c| {
+            quick(c);
+            c.shutdown_grace = Duration::from_millis(300);
+        })
+        .start();
+    let e = kyu
+        .insert(NewJob::new("cmd", serde_json::json!({})))
+        .await
+        .unwrap();
+    let (child, grandchild) = pids(dir.path()).await;
+    worker.shutdown().await;
+    // No waiting here: once shutdown returns, the job may run elsewhere, so
+    // nothing of the old attempt may still be running.
+    assert!(!alive(child), "the command outlived the worker's shutdown");
+    assert!(
+        !alive(grandchild),
+        "the command's grandchild (which ignores SIGTERM) outlived the worker's shutdown"
+    );
+    let job = kyu.job(e.id).await.unwrap();
+    assert_eq!(
+        job.state,
+        JobState::Available,
+        "released for another worker"
+    );
+}
+
+#[tokio::test]
+async fn a_command_ends_when_it_exits_though_a_detached_process_holds_its_output() {
+    let (kyu, dir) = fresh().await;
+    let mut spec = sh(&format!(
+        "setsid sh -c 'echo $$ > {d}/detached; exec sleep 60' & echo started; exit 0",
+        d = dir.path().display()
+    ));
+    spec.timeout = Some(Duration::from_secs(3));
+    let worker = start(&kyu, spec);
+    let e = kyu
+        .insert(NewJob::new("cmd", serde_json::json!({})).max_attempts(1))
+        .await
+        .unwrap();
+    let job = kyu.wait_timeout(e.id, Duration::from_secs(20)).await;
+    let detached = read_pid(&dir.path().join("detached"));
+    if let Some(pid) = detached {
+        // SAFETY: the test's own detached process.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    let job = job.expect("the job ended while the detached process still ran");
+    assert_eq!(job.state, JobState::Completed, "{:?}", job.errors);
+    let logs = kyu.logs(e.id).await.unwrap();
+    assert_eq!(logs.last().unwrap().stdout, "started\n");
+    worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn args_too_big_for_the_environment_arrive_on_stdin() {
+    let (kyu, _dir) = fresh().await;
+    let worker = start(
+        &kyu,
+        sh(
+            r#"if [ -n "${KYU_ARGS+set}" ]; then echo "KYU_ARGS set"; else echo "KYU_ARGS unset"; fi; echo "stdin $(wc -c)""#,
+        ),
+    );
+    let big = "x".repeat(300 * 1024);
+    let e = kyu
+        .insert(NewJob::new("cmd", serde_json::json!(big)).max_attempts(1))
+        .await
+        .unwrap();
+    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    assert_eq!(job.state, JobState::Completed, "{:?}", job.errors);
+    let out = &kyu.logs(e.id).await.unwrap().last().unwrap().stdout.clone();
+    assert_eq!(
+        out,
+        &format!("KYU_ARGS unset\nstdin {}\n", big.len() + 2),
+        "the args came whole on stdin"
+    );
+    worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_jobs_own_timeout_wins_over_the_kinds() {
+    let (kyu, dir) = fresh().await;
+    // Longer than the kind's timeout: the job's wins, the command finishes.
+    let mut spec = sh(&format!(
+        "trap 'echo term > {d}/term; exit 1' TERM; n=$(cat); sleep $n & wait",
+        d = dir.path().display()
+    ));
+    spec.timeout = Some(Duration::from_millis(300));
+    let worker = start(&kyu, spec);
+    let longer = kyu
+        .insert(
+            NewJob::new("cmd", serde_json::json!(1))
+                .timeout(Duration::from_secs(10))
+                .max_attempts(1),
+        )
+        .await
+        .unwrap();
+    let job = kyu.wait_timeout(longer.id, WAIT).await.unwrap();
+    assert_eq!(job.state, JobState::Completed, "{:?}", job.errors);
+    worker.shutdown().await;
+
+    // Shorter than the kind's: the command is stopped the usual way (SIGTERM
+    // first) at the job's timeout.
+    let mut spec = sh(&format!(
+        "trap 'echo term > {d}/term; exit 1' TERM; n=$(cat); sleep $n & wait",
+        d = dir.path().display()
+    ));
+    spec.timeout = Some(Duration::from_secs(30));
+    let worker = start(&kyu, spec);
+    let shorter = kyu
+        .insert(
+            NewJob::new("cmd", serde_json::json!(20))
+                .timeout(Duration::from_millis(700))
+                .max_attempts(1),
+        )
+        .await
+        .unwrap();
+    let job = kyu.wait_timeout(shorter.id, WAIT).await.unwrap();
+    assert_eq!(job.state, JobState::Failed);
+    assert_eq!(job.errors[0].message, "timed out after 700ms");
+    assert!(
+        dir.path().join("term").exists(),
+        "the command was sent SIGTERM before it was killed"
     );
     worker.shutdown().await;
 }

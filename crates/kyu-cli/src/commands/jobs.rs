@@ -134,7 +134,17 @@ pub async fn run(ctx: &Ctx, cmd: JobsCommand) -> CmdResult {
             if ctx.json {
                 return print_json(&job);
             }
-            print!("{}", describe(&job));
+            // A job stored without a timeout gets its kind's from kyu.toml
+            // (the worker's rule); show the one that applies.
+            let kind_timeout = match job.timeout {
+                Some(_) => None,
+                None => ctx
+                    .config()
+                    .ok()
+                    .flatten()
+                    .and_then(|(c, _)| c.jobs.get(&job.kind).and_then(|k| k.timeout)),
+            };
+            print!("{}", describe(&job, kind_timeout));
         }
         JobsCommand::Logs {
             id,
@@ -213,8 +223,9 @@ fn report<R: serde::Serialize>(
     }
 }
 
-/// The `kyu jobs show` text.
-pub fn describe(j: &JobRecord) -> String {
+/// The `kyu jobs show` text. `kind_timeout`: the kind's timeout in kyu.toml,
+/// which applies when the job has none of its own.
+pub fn describe(j: &JobRecord, kind_timeout: Option<std::time::Duration>) -> String {
     let mut s = String::new();
     let mut line = |k: &str, v: String| s.push_str(&format!("{k:<13}{v}\n"));
     line("id", j.id.to_string());
@@ -225,11 +236,14 @@ pub fn describe(j: &JobRecord) -> String {
     line("priority", j.priority.to_string());
     line("attempt", format!("{} of {}", j.attempt, j.max_attempts));
     line("retry", serde_json::to_string(&j.retry).unwrap_or_default());
+    let human = |t: std::time::Duration| humantime::format_duration(t).to_string();
     line(
         "timeout",
-        j.timeout
-            .map(|t| humantime::format_duration(t).to_string())
-            .unwrap_or_else(|| "none".into()),
+        match (j.timeout, kind_timeout) {
+            (Some(t), _) => human(t),
+            (None, Some(t)) => format!("{} (kind {} in kyu.toml)", human(t), j.kind),
+            (None, None) => "none".into(),
+        },
     );
     if let Some(k) = &j.unique_key {
         line("unique key", k.clone());

@@ -104,12 +104,17 @@ async fn run(shared: &Arc<Shared>, job: &ClaimedJob, cancel: CancellationToken) 
         args: job.args.as_str().into(),
         max_attempts: job.max_attempts,
         cancel: cancel.clone(),
+        timeout: job.timeout,
+        stopping: shared.hard_stop.clone(),
     };
+    // A handler that stops by itself (a command: SIGTERM, then SIGKILL) gets
+    // that long after its timeout, a cancel or a hard stop before it is dropped.
+    let own_stop = handler.stop_grace();
 
     let handler_run = AssertUnwindSafe(handler.call(ctx)).catch_unwind();
     let timed = async {
         match job.timeout {
-            Some(limit) => match tokio::time::timeout(limit, handler_run).await {
+            Some(limit) => match tokio::time::timeout(limit + own_stop, handler_run).await {
                 Ok(r) => r.map_err(Some),
                 Err(_) => Err(None),
             },
@@ -118,7 +123,11 @@ async fn run(shared: &Arc<Shared>, job: &ClaimedJob, cancel: CancellationToken) 
     };
     let cancel_deadline = async {
         cancel.cancelled().await;
-        tokio::time::sleep(shared.config.cancel_grace).await;
+        tokio::time::sleep(shared.config.cancel_grace.max(own_stop)).await;
+    };
+    let stop_deadline = async {
+        shared.hard_stop.cancelled().await;
+        tokio::time::sleep(own_stop).await;
     };
     let ended = tokio::select! {
         r = timed => match r {
@@ -127,7 +136,7 @@ async fn run(shared: &Arc<Shared>, job: &ClaimedJob, cancel: CancellationToken) 
             Err(None) => Ended::TimedOut(job.timeout.unwrap_or_default()),
         },
         _ = cancel_deadline => Ended::StoppedAfterCancel,
-        _ = shared.hard_stop.cancelled() => Ended::ShutDown,
+        _ = stop_deadline => Ended::ShutDown,
     };
 
     let retry_at = || now() + to_chrono(job.retry.delay(job.attempt));
@@ -142,6 +151,10 @@ async fn run(shared: &Arc<Shared>, job: &ClaimedJob, cancel: CancellationToken) 
         Ended::Returned(Err(e)) if cancel.is_cancelled() => FinishOutcome::Cancelled {
             message: format!("cancelled: {}", e.message),
         },
+        // A handler that stopped itself for the shutdown: its job is released.
+        Ended::Returned(Err(_)) if shared.hard_stop.is_cancelled() && own_stop > Duration::ZERO => {
+            released(shared)
+        }
         Ended::Returned(Err(e)) => {
             tracing::debug!(error = %e.message, permanent = e.permanent, "attempt failed");
             FinishOutcome::Errored {
@@ -169,13 +182,17 @@ async fn run(shared: &Arc<Shared>, job: &ClaimedJob, cancel: CancellationToken) 
                 humanize(shared.config.cancel_grace)
             ),
         },
-        Ended::ShutDown => FinishOutcome::Released {
-            message: format!(
-                "worker {} shut down; the handler was stopped after the {} grace period",
-                shared.config.id,
-                humanize(shared.config.shutdown_grace)
-            ),
-        },
+        Ended::ShutDown => released(shared),
+    }
+}
+
+fn released(shared: &Shared) -> FinishOutcome {
+    FinishOutcome::Released {
+        message: format!(
+            "worker {} shut down; the handler was stopped after the {} grace period",
+            shared.config.id,
+            humanize(shared.config.shutdown_grace)
+        ),
     }
 }
 

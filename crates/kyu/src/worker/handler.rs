@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::time::Duration;
 
 use crate::{Job, JobContext, JobResult};
 
@@ -11,6 +12,13 @@ pub(crate) type BoxFuture = Pin<Box<dyn Future<Output = JobResult> + Send>>;
 /// Runs one attempt of one kind.
 pub(crate) trait Handler: Send + Sync + 'static {
     fn call(&self, ctx: JobContext) -> BoxFuture;
+
+    /// How long this handler takes to stop by itself after its timeout, a
+    /// cancel or the worker's hard stop; the worker waits that long before it
+    /// drops the handler. Zero: dropped at once.
+    fn stop_grace(&self) -> Duration {
+        Duration::ZERO
+    }
 }
 
 /// A [`Job`] type: parse the args, then run.
@@ -41,5 +49,22 @@ where
 {
     fn call(&self, ctx: JobContext) -> BoxFuture {
         Box::pin((self.0)(ctx))
+    }
+}
+
+/// A handler that stops by itself within `grace` (a command job: SIGTERM,
+/// SIGKILL after its stop grace, then its process group reaped).
+pub(crate) struct SelfStopping<H> {
+    pub(crate) inner: H,
+    pub(crate) grace: Duration,
+}
+
+impl<H: Handler> Handler for SelfStopping<H> {
+    fn call(&self, ctx: JobContext) -> BoxFuture {
+        self.inner.call(ctx)
+    }
+
+    fn stop_grace(&self) -> Duration {
+        self.grace
     }
 }

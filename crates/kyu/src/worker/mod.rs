@@ -157,10 +157,12 @@ impl Worker {
     /// Runs jobs of `kind` as a command (see [`crate::command`]). Output is
     /// recorded with the attempt as it comes (about twice a second) and can be
     /// read with [`Kyu::logs`](crate::Kyu::logs).
-    pub fn command(self, kind: impl Into<String>, spec: crate::command::CommandSpec) -> Worker {
+    pub fn command(mut self, kind: impl Into<String>, spec: crate::command::CommandSpec) -> Worker {
+        // SIGTERM, the stop grace, SIGKILL, reaping the group, draining output.
+        let grace = spec.stop_grace + Duration::from_secs(2);
         let spec = Arc::new(spec);
         let store = self.kyu.store().clone();
-        self.handle(kind, move |ctx| {
+        let run = FnHandler(move |ctx: JobContext| {
             let spec = spec.clone();
             let store = store.clone();
             async move {
@@ -190,7 +192,12 @@ impl Worker {
                 let _ = writer.await;
                 result
             }
-        })
+        });
+        self.handlers.insert(
+            kind.into(),
+            Arc::new(handler::SelfStopping { inner: run, grace }),
+        );
+        self
     }
 
     /// Works `queue`, running at most `concurrency` of its jobs at once.

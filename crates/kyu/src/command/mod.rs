@@ -2,22 +2,34 @@
 //!
 //! Each attempt runs the command as a child in its own process group, with
 //! the job in its environment (`KYU_JOB_ID`, `KYU_ATTEMPT`, `KYU_QUEUE`,
-//! `KYU_KIND`, `KYU_ARGS`) and the args as JSON on stdin. stdout and stderr
-//! are captured as they come; the last [`CommandSpec::log_limit`] bytes of
-//! each are kept. A stdout line `::kyu-progress 40 step 2 of 5` records
-//! progress.
+//! `KYU_KIND`, and `KYU_ARGS` when the args are at most [`ARGS_ENV_LIMIT`]
+//! bytes) and the args as JSON on stdin, whatever their size. stdout and
+//! stderr are captured as they come, as UTF-8 text; the last
+//! [`CommandSpec::log_limit`] bytes of each are kept. A stdout line
+//! `::kyu-progress 40 step 2 of 5` records progress.
 //!
 //! Outcome: exit 0 completes the job (with the last stdout line that is JSON
 //! as its result, if [`CommandSpec::result_from_stdout`]); an exit code in
 //! [`CommandSpec::permanent_exit_codes`] (default 65) fails it for good; any
-//! other exit fails the attempt, which is retried by the job's policy.
+//! other exit fails the attempt, which is retried by the job's policy. The
+//! attempt ends when the command exits: output still in flight is read for
+//! at most a moment more, even if a process that left the group holds the
+//! pipes open.
 //!
-//! Stop: on cancel the whole process group gets SIGTERM, then SIGKILL after
-//! [`CommandSpec::stop_grace`]. If the attempt is abandoned any other way
-//! (timeout, worker shutdown) the same happens from a drop guard. After the
-//! command exits, whatever it left running in its group is killed: a job
-//! leaves no orphans. If the worker process itself dies, the kernel kills the
-//! command (Linux: `PR_SET_PDEATHSIG`), since its job will run again elsewhere.
+//! Time limit: the job's own timeout if it has one, else
+//! [`CommandSpec::timeout`].
+//!
+//! Stop: on timeout, cancel or the worker's shutdown (once its grace ran
+//! out) the whole process group gets SIGTERM, then SIGKILL after
+//! [`CommandSpec::stop_grace`]. Whenever the attempt ends, whatever the
+//! command left running in its group is killed, and the attempt's result is
+//! written (or its job released) only once nothing of the group runs. If the
+//! worker process itself dies, a keeper process kills the group (Unix; see
+//! `group.rs`), so nothing of the attempt runs beside the job's next one.
+//! A process that leaves the group (`setsid`) is not tracked.
+
+mod group;
+mod output;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -25,11 +37,21 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use kyu_core::AttemptLogs;
 
 use crate::{JobContext, JobError, JobResult, Outcome};
+use group::Group;
+use output::{read_stream, Capture};
+
+/// Largest args (bytes of JSON) also passed in `KYU_ARGS`; larger ones arrive
+/// on stdin only, with `KYU_ARGS` unset. Linux refuses to start a program
+/// with one variable over 128 KiB, so half of that leaves room to spare.
+pub const ARGS_ENV_LIMIT: usize = 64 * 1024;
+
+/// After the command ends, how long its output pipes are still read.
+const DRAIN: Duration = Duration::from_millis(500);
 
 /// The exit code that marks a permanent failure by default (65, `EX_DATAERR`:
 /// "the input was wrong", so retrying cannot help).
@@ -81,73 +103,6 @@ pub fn parse_progress_line(line: &str) -> Option<(u8, String)> {
     Some((pct, msg.trim().to_string()))
 }
 
-#[derive(Default)]
-struct Capture {
-    stdout: Vec<u8>,
-    stderr: Vec<u8>,
-    stdout_bytes: u64,
-    stderr_bytes: u64,
-    last_json_line: Option<String>,
-    changed: bool,
-}
-
-impl Capture {
-    fn logs(&self, attempt: u32) -> AttemptLogs {
-        AttemptLogs {
-            attempt,
-            stdout: String::from_utf8_lossy(&self.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&self.stderr).into_owned(),
-            stdout_bytes: self.stdout_bytes,
-            stderr_bytes: self.stderr_bytes,
-        }
-    }
-}
-
-fn keep_tail(buf: &mut Vec<u8>, chunk: &[u8], limit: usize) {
-    buf.extend_from_slice(chunk);
-    if buf.len() > limit {
-        let cut = buf.len() - limit;
-        buf.drain(..cut);
-    }
-}
-
-/// Kills the process group when the attempt is abandoned without a clean end.
-struct GroupGuard {
-    pgid: i32,
-    grace: Duration,
-    armed: bool,
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
-        let (pgid, grace) = (self.pgid, self.grace);
-        signal_group(pgid, libc::SIGTERM);
-        // Not async: the runtime may be going away.
-        std::thread::spawn(move || {
-            let end = std::time::Instant::now() + grace;
-            while std::time::Instant::now() < end && group_alive(pgid) {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            signal_group(pgid, libc::SIGKILL);
-        });
-    }
-}
-
-fn signal_group(pgid: i32, sig: i32) {
-    // SAFETY: kill(2) with a negative pid signals the process group we created.
-    unsafe {
-        libc::kill(-pgid, sig);
-    }
-}
-
-fn group_alive(pgid: i32) -> bool {
-    // SAFETY: signal 0 only checks that the group exists.
-    unsafe { libc::kill(-pgid, 0) == 0 }
-}
-
 /// Runs one attempt of a command job. `on_logs` is called with the output so
 /// far about every `flush_every` while it changes, and once at the end.
 pub async fn run_command(
@@ -165,27 +120,32 @@ pub async fn run_command(
         .env("KYU_ATTEMPT", ctx.attempt().to_string())
         .env("KYU_QUEUE", ctx.queue())
         .env("KYU_KIND", ctx.kind())
-        .env("KYU_ARGS", ctx.args())
         .env("PYTHONUNBUFFERED", "1")
-        .envs(&spec.env)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
+        .stderr(Stdio::piped());
+    // A variable over 128 KiB cannot reach a program on Linux (the whole
+    // start fails with "Argument list too long"); stdin carries any size.
+    if ctx.args().len() <= ARGS_ENV_LIMIT {
+        cmd.env("KYU_ARGS", ctx.args());
+    } else {
+        cmd.env_remove("KYU_ARGS");
+    }
+    cmd.envs(&spec.env);
     if let Some(dir) = &spec.cwd {
         cmd.current_dir(dir);
     }
     #[cfg(target_os = "linux")]
     // SAFETY: prctl is async-signal-safe; the closure touches nothing else.
     unsafe {
-        // If the worker dies (even by SIGKILL), the kernel kills the command:
-        // its job is about to run again elsewhere.
+        // Besides the group's keeper (see `group`): should the keeper be
+        // gone, the command itself still dies with the worker.
         cmd.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
     }
-    let mut child = cmd.spawn().map_err(|e| {
+    let mut group = Group::spawn(cmd).map_err(|e| {
         let msg = format!("could not start {:?}: {e}", spec.command.join(" "));
         match e.kind() {
             std::io::ErrorKind::NotFound | std::io::ErrorKind::PermissionDenied => {
@@ -194,31 +154,25 @@ pub async fn run_command(
             _ => JobError::retryable(msg),
         }
     })?;
-    let pgid = child.id().map(|p| p as i32).unwrap_or(0);
-    let mut guard = GroupGuard {
-        pgid,
-        grace: spec.stop_grace,
-        armed: pgid > 0,
-    };
-    tracing::info!(pid = pgid, command = ?spec.command, "command started");
+    tracing::info!(pgid = group.pgid(), command = ?spec.command, "command started");
 
-    if let Some(mut stdin) = child.stdin.take() {
+    let stdin = group.child.stdin.take().map(|mut stdin| {
         let args = ctx.args().as_bytes().to_vec();
         tokio::spawn(async move {
             // A command that never reads stdin must not block the job.
             let _ = stdin.write_all(&args).await;
             let _ = stdin.shutdown().await;
-        });
-    }
+        })
+    });
     let capture = Arc::new(Mutex::new(Capture::default()));
-    let out = tokio::spawn(read_stream(
-        child.stdout.take().expect("piped stdout"),
+    let mut out = tokio::spawn(read_stream(
+        group.child.stdout.take().expect("piped stdout"),
         capture.clone(),
         spec.log_limit,
         Some(ctx.clone()),
     ));
-    let err = tokio::spawn(read_stream(
-        child.stderr.take().expect("piped stderr"),
+    let mut err = tokio::spawn(read_stream(
+        group.child.stderr.take().expect("piped stderr"),
         capture.clone(),
         spec.log_limit,
         None,
@@ -246,32 +200,55 @@ pub async fn run_command(
     };
 
     let mut stopped = None;
+    // One rule for every reader: the job's own timeout if it has one, else the kind's.
+    let limit = ctx.timeout.or(spec.timeout);
     let deadline = async {
-        match spec.timeout {
+        match limit {
             Some(t) => tokio::time::sleep(t).await,
             None => std::future::pending().await,
         }
     };
     let status = tokio::select! {
-        s = child.wait() => s,
+        s = group.child.wait() => s,
         _ = deadline => {
-            let limit = spec.timeout.unwrap_or_default();
+            let limit = limit.unwrap_or_default();
             stopped = Some(format!("timed out after {}", crate::worker::humanize(limit)));
-            stop(&mut child, pgid, spec.stop_grace).await
+            group.stop(spec.stop_grace).await
         }
         _ = ctx.cancelled() => {
             stopped = Some("stopped: the command was sent SIGTERM on cancel".to_string());
-            stop(&mut child, pgid, spec.stop_grace).await
+            group.stop(spec.stop_grace).await
+        }
+        _ = ctx.stopping.cancelled() => {
+            stopped = Some("stopped: the worker is shutting down".to_string());
+            group.stop(spec.stop_grace).await
         }
     };
-    // Whatever the command left behind in its group goes too.
-    signal_group(pgid, libc::SIGKILL);
-    guard.armed = false;
-    let _ = out.await;
-    let _ = err.await;
+    // The job ends with the command: whatever it left running in its group
+    // goes now, and is gone before the attempt's result is written.
+    group.end().await;
+    // Output still buffered in the pipes is read for a moment more; a
+    // process that left the group may hold them open, but not the job.
+    let drained = tokio::time::timeout(DRAIN, async {
+        let _ = (&mut out).await;
+        let _ = (&mut err).await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            "a process outside the command's group still holds its output open; output from it is not recorded"
+        );
+        out.abort();
+        err.abort();
+    }
+    if let Some(stdin) = stdin {
+        stdin.abort();
+    }
     flusher.abort();
     let (logs, last_json) = {
-        let c = capture.lock().expect("capture lock");
+        let mut c = capture.lock().expect("capture lock");
+        c.stdout.finish(spec.log_limit);
+        c.stderr.finish(spec.log_limit);
         (c.logs(attempt), c.last_json_line.clone())
     };
     let last_err_line = logs
@@ -311,79 +288,6 @@ pub async fn run_command(
     }
 }
 
-/// SIGTERM to the group, SIGKILL after `grace`; returns the exit status.
-async fn stop(
-    child: &mut tokio::process::Child,
-    pgid: i32,
-    grace: Duration,
-) -> std::io::Result<std::process::ExitStatus> {
-    tracing::info!(pid = pgid, "stopping the command: SIGTERM");
-    signal_group(pgid, libc::SIGTERM);
-    match tokio::time::timeout(grace, child.wait()).await {
-        Ok(s) => s,
-        Err(_) => {
-            tracing::warn!(pid = pgid, grace = ?grace, "the command ignored SIGTERM; SIGKILL");
-            signal_group(pgid, libc::SIGKILL);
-            child.wait().await
-        }
-    }
-}
-
-/// Reads one stream to its end into the capture. For stdout (`progress` is
-/// the job context), whole lines are also checked for progress and JSON.
-async fn read_stream(
-    mut stream: impl AsyncRead + Unpin,
-    capture: Arc<Mutex<Capture>>,
-    limit: usize,
-    progress: Option<JobContext>,
-) {
-    let mut buf = vec![0u8; 8192];
-    let mut line = Vec::new();
-    loop {
-        let n = match stream.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let chunk = &buf[..n];
-        let mut lines_done = Vec::new();
-        if progress.is_some() {
-            for &b in chunk {
-                if b == b'\n' {
-                    lines_done.push(String::from_utf8_lossy(&line).into_owned());
-                    line.clear();
-                } else if line.len() < 64 * 1024 {
-                    line.push(b);
-                }
-            }
-        }
-        {
-            let mut c = capture.lock().expect("capture lock");
-            c.changed = true;
-            if progress.is_some() {
-                keep_tail(&mut c.stdout, chunk, limit);
-                c.stdout_bytes += n as u64;
-                for l in &lines_done {
-                    if serde_json::from_str::<serde::de::IgnoredAny>(l).is_ok()
-                        && !l.trim().is_empty()
-                    {
-                        c.last_json_line = Some(l.clone());
-                    }
-                }
-            } else {
-                keep_tail(&mut c.stderr, chunk, limit);
-                c.stderr_bytes += n as u64;
-            }
-        }
-        if let Some(ctx) = &progress {
-            for l in &lines_done {
-                if let Some((pct, msg)) = parse_progress_line(l) {
-                    ctx.set_progress(pct, msg).await;
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,13 +309,5 @@ mod tests {
         );
         assert_eq!(parse_progress_line("progress 40"), None);
         assert_eq!(parse_progress_line("::kyu-progress abc"), None);
-    }
-
-    #[test]
-    fn tails_keep_the_last_bytes() {
-        let mut b = Vec::new();
-        keep_tail(&mut b, b"hello ", 8);
-        keep_tail(&mut b, b"world", 8);
-        assert_eq!(b, b"lo world");
     }
 }
