@@ -26,12 +26,12 @@
 //!
 //! | misfire | a fire time more than the scheduler's grace (default 60 s) in the past, e.g. after downtime |
 //! |---|---|
-//! | `skip` (default) | enqueue nothing for the missed fire times; go on from the next fire time after now |
-//! | `run_once` | enqueue one job (for the first missed fire time), then go on from the next fire time after now |
+//! | `skip` (default) | enqueue nothing for the fire times older than the grace; go on from the first fire time inside it |
+//! | `run_once` | enqueue one job (for the first missed fire time), then go on from the first fire time inside the grace |
 //!
-//! A fire time late by less than the grace is not a misfire: it fires
-//! normally, and a scheduler catches up on every such fire time, one at a
-//! time, so none is skipped.
+//! A fire time late by less than the grace is not a misfire, even after an
+//! outage far longer than the grace: it fires normally, and a scheduler
+//! catches up on every such fire time, one at a time, so none is skipped.
 
 use std::fmt;
 use std::str::FromStr;
