@@ -83,6 +83,29 @@ enum Command {
     BenchWorker(bench::WorkerArgs),
 }
 
+impl Command {
+    /// Whether the command prints its answer and exits (as opposed to running
+    /// until stopped and managing child processes: serve, worker, bench).
+    fn prints_and_exits(&self) -> bool {
+        !matches!(
+            self,
+            Command::Serve(_) | Command::Worker(_) | Command::Bench(_) | Command::BenchWorker(_)
+        )
+    }
+}
+
+/// `kyu jobs show 1 | head -c 300`: when the reader closes the pipe, end as
+/// Unix tools do, by SIGPIPE, silently. Rust ignores SIGPIPE, which turns the
+/// next print into a "failed printing to stdout: Broken pipe" panic (exit 101).
+fn die_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of one signal before any
+    // thread is started; no handler is installed.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// A failure with its exit status.
 #[derive(Debug)]
 pub struct Failure {
@@ -127,6 +150,9 @@ pub type CmdResult = Result<(), Failure>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.command.prints_and_exits() {
+        die_quietly_on_closed_pipe();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KYU_LOG")
