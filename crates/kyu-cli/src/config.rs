@@ -29,7 +29,8 @@ use serde::{Deserialize, Deserializer};
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Database URL. Default `sqlite://kyu.db`.
+    /// Database URL. A relative SQLite path is relative to this file's
+    /// directory. Default `sqlite://kyu.db` (beside this file).
     pub database: Option<String>,
     /// Queues by name.
     #[serde(default)]

@@ -3,6 +3,7 @@
 mod bench;
 mod commands;
 mod config;
+mod database;
 mod output;
 mod parse;
 
@@ -21,7 +22,10 @@ pub const DEFAULT_DATABASE: &str = "sqlite://kyu.db";
     long_about = "kyu is a durable background-job queue. It keeps jobs in one SQLite file by \
 default (no set-up) and runs them with at-least-once delivery.\n\n\
 The database is chosen by --database, else the KYU_DATABASE_URL environment variable, \
-else `database` in kyu.toml, else sqlite://kyu.db in the current directory.",
+else `database` in kyu.toml, else sqlite://kyu.db. A relative SQLite path is relative to \
+the current directory in --database and KYU_DATABASE_URL, and to the config file's \
+directory in kyu.toml (and for the default, when a kyu.toml is used). Commands that only \
+read or act on existing jobs and schedules never create a database.",
     after_help = "Examples:\n  \
 kyu enqueue send_email '{\"to\":\"ada@example.com\"}' --queue mail --max-attempts 3\n  \
 kyu jobs ls --state failed\n  \
@@ -33,8 +37,9 @@ kyu bench --workload w1 --jobs 20000 --concurrency 10\n\n\
 Exit status: 0 success, 1 failure, 2 invalid input or usage, 3 a job, queue or schedule was not found."
 )]
 struct Cli {
-    /// Database URL, e.g. sqlite://kyu.db or sqlite:///var/lib/kyu/kyu.db
-    /// [default: the config file's `database`, else sqlite://kyu.db]
+    /// Database URL, e.g. sqlite://kyu.db (relative to the current directory)
+    /// or sqlite:///var/lib/kyu/kyu.db [default: the config file's `database`,
+    /// relative to that file, else kyu.db beside it, else ./kyu.db]
     #[arg(long, global = true, env = "KYU_DATABASE_URL", value_name = "URL")]
     database: Option<String>,
 

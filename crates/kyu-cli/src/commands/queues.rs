@@ -25,7 +25,11 @@ pub enum QueuesCommand {
 }
 
 pub async fn run(ctx: &Ctx, cmd: QueuesCommand) -> CmdResult {
-    let kyu = ctx.connect().await?;
+    let kyu = match cmd {
+        QueuesCommand::Ls => ctx.connect_existing().await?,
+        // Pausing a queue before its first job is allowed.
+        _ => ctx.connect().await?,
+    };
     match cmd {
         QueuesCommand::Ls => {
             let queues = kyu.queues().await?;

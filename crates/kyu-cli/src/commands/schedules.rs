@@ -124,7 +124,7 @@ pub async fn run(ctx: &Ctx, cmd: SchedulesCommand) -> CmdResult {
         SchedulesCommand::Preview(a) => preview(ctx, a),
         SchedulesCommand::Add(a) => add(ctx, *a).await,
         SchedulesCommand::Ls => {
-            let kyu = ctx.connect().await?;
+            let kyu = ctx.connect_existing().await?;
             let all = kyu.schedules().await?;
             if ctx.json {
                 return print_json(&all);
@@ -137,7 +137,7 @@ pub async fn run(ctx: &Ctx, cmd: SchedulesCommand) -> CmdResult {
             Ok(())
         }
         SchedulesCommand::Rm { name } => {
-            let kyu = ctx.connect().await?;
+            let kyu = ctx.connect_existing().await?;
             if !kyu.unschedule(&name).await? {
                 return Err(fail(kyu::Error::ScheduleNotFound(name)));
             }
@@ -151,7 +151,7 @@ pub async fn run(ctx: &Ctx, cmd: SchedulesCommand) -> CmdResult {
         SchedulesCommand::Enable { name } => set_enabled(ctx, name, true).await,
         SchedulesCommand::Disable { name } => set_enabled(ctx, name, false).await,
         SchedulesCommand::Trigger { name } => {
-            let kyu = ctx.connect().await?;
+            let kyu = ctx.connect_existing().await?;
             let id = kyu.trigger(&name).await.map_err(fail)?;
             if ctx.json {
                 print_json(&serde_json::json!({"schedule": name, "job": id}))
@@ -164,7 +164,7 @@ pub async fn run(ctx: &Ctx, cmd: SchedulesCommand) -> CmdResult {
 }
 
 async fn set_enabled(ctx: &Ctx, name: String, enabled: bool) -> CmdResult {
-    let kyu = ctx.connect().await?;
+    let kyu = ctx.connect_existing().await?;
     let r = if enabled {
         kyu.enable_schedule(&name).await
     } else {
