@@ -33,7 +33,7 @@ fn parse_queue(s: &str) -> Result<(String, usize), String> {
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("{s:?}: {n:?} is not a concurrency; {accepted}"))?;
-    kyu::check_name("queue", name).map_err(|e| e.to_string())?;
+    kyu::validate::queue_name("--queue", name).map_err(|e| e.to_string())?;
     Ok((name.to_string(), n))
 }
 
@@ -108,7 +108,7 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
     } else {
         (None, "none (kyu serve runs them)".to_string())
     };
-    let handle = worker.config(worker_config).start();
+    let handle = worker.config(worker_config).try_start()?;
     let kinds: Vec<&String> = config.jobs.keys().collect();
     let queue_list: Vec<String> = queues.iter().map(|(q, n)| format!("{q}={n}")).collect();
     let line = format!(
