@@ -235,10 +235,11 @@ fn bad_urls_say_what_is_accepted() {
         }
     }
     let dir = tempfile::tempdir().unwrap();
-    // A directory is not a database file.
+    // A directory is not a database file: the URL is well formed, the file
+    // system says no (not a bad URL).
     match SqliteStore::open(dir.path().to_str().unwrap(), SqliteOptions::default()) {
-        Err(StoreError::BadUrl { problem, .. }) => {
-            assert!(problem.contains("cannot open"), "{problem}")
+        Err(StoreError::Database(problem)) => {
+            assert!(problem.contains("is a directory"), "{problem}")
         }
         other => panic!("a directory should be refused, got {other:?}"),
     }

@@ -50,7 +50,14 @@ impl Kyu {
     ///   `sqlite:///absolute/path.db`, `sqlite::memory:`;
     /// - `postgres://user:password@host:port/database` (or `postgresql://`),
     ///   with `?schema=NAME` to choose the schema kyu's tables live in
-    ///   (default `kyu`). Pending migrations are applied on connect.
+    ///   (default `kyu`). Pending migrations are applied on connect. The
+    ///   database must be named (in the path or `?dbname=`): kyu does not
+    ///   take libpq's default, a database named after the user.
+    ///
+    /// A SQLite file that cannot be created or written fails with
+    /// [`StoreError::Database`] saying so and naming the file or directory
+    /// ("permission denied: …"); [`StoreError::BadUrl`] is for URLs that
+    /// cannot be understood.
     pub async fn connect(url: &str) -> Result<Kyu> {
         if url.starts_with("sqlite:") {
             let store = SqliteStore::open(url, SqliteOptions::default())?;
