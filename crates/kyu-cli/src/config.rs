@@ -139,9 +139,11 @@ pub struct ScheduleConfig {
     /// `skip` or `run_once`. Default `skip`.
     #[serde(default = "default_misfire")]
     pub misfire: String,
-    /// Default true.
-    #[serde(default = "yes")]
-    pub enabled: bool,
+    /// `true` or `false` applies at every `kyu serve` start. Not given: a new
+    /// schedule starts enabled and a stored one keeps its state, so an
+    /// operator's `kyu schedules disable` survives restarts.
+    #[serde(default)]
+    pub enabled: Option<bool>,
     /// Priority of its jobs; default: the kind's, else 0.
     pub priority: Option<i32>,
     /// Attempts; default: the kind's, else 5.
@@ -169,9 +171,6 @@ fn default_overlap() -> String {
 }
 fn default_misfire() -> String {
     "skip".into()
-}
-fn yes() -> bool {
-    true
 }
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -447,7 +446,7 @@ impl Config {
             .zone(zone)
             .overlap(s.overlap.parse()?)
             .misfire(s.misfire.parse()?)
-            .enabled(s.enabled);
+            .enabled(s.enabled.unwrap_or(true));
         spec.validate(&kyu::Limits::default())?;
         Ok(spec)
     }

@@ -36,8 +36,8 @@ pub use error::{InvalidInput, StoreError};
 pub use job::{AttemptError, Enqueued, Job, JobId, JobState, Limits, NewJob, Progress, Uniqueness};
 pub use retry::RetryPolicy;
 pub use schedule::{
-    Fire, FireResult, JobTemplate, MisfirePolicy, OverlapPolicy, ScheduleRecord, ScheduleSpec,
-    SkipReason,
+    ConfigSchedule, ConfigSync, Fire, FireResult, JobTemplate, MisfirePolicy, OverlapPolicy,
+    ScheduleRecord, ScheduleSpec, SkipReason,
 };
 pub use store::{
     AttemptLogs, CancelResult, Claim, ClaimedJob, Finish, FinishOutcome, FinishResult,

@@ -421,6 +421,47 @@ pub struct ScheduleRecord {
     pub created_at: DateTime<Utc>,
     /// When it was last declared or changed.
     pub updated_at: DateTime<Utc>,
+    /// Declared by a config file (`[[schedules]]` of kyu.toml, through
+    /// [`Store::sync_config_schedules`](crate::Store::sync_config_schedules)):
+    /// removed when the file no longer declares it. False for schedules
+    /// declared any other way ([`Store::upsert_schedule`](crate::Store::upsert_schedule),
+    /// which also takes a config-declared schedule over).
+    #[serde(default)]
+    pub from_config: bool,
+}
+
+/// One `[[schedules]]` entry of a config file, for
+/// [`Store::sync_config_schedules`](crate::Store::sync_config_schedules).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigSchedule {
+    /// The schedule as the file declares it.
+    pub spec: ScheduleSpec,
+    /// Whether the file says `enabled = …` itself. If not, a stored
+    /// schedule keeps its enabled state (an operator's `disable` survives
+    /// restarts) and a new one takes `spec.enabled`.
+    pub enabled_explicit: bool,
+}
+
+impl ConfigSchedule {
+    /// The enabled state to store, given the stored one (`None`: new): the
+    /// file's when it says so explicitly, else the stored one, else the
+    /// file's default.
+    pub fn enabled_given(&self, stored: Option<bool>) -> bool {
+        match stored {
+            Some(stored) if !self.enabled_explicit => stored,
+            _ => self.spec.enabled,
+        }
+    }
+}
+
+/// What [`Store::sync_config_schedules`](crate::Store::sync_config_schedules) did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConfigSync {
+    /// The declared schedules as now stored, in the order given.
+    pub schedules: Vec<ScheduleRecord>,
+    /// Config-declared schedules the file no longer declares, now deleted
+    /// (their jobs stay), by name.
+    pub removed: Vec<String>,
 }
 
 /// What a backend stored about a schedule before an upsert, for [`next_fire_on_upsert`].

@@ -303,6 +303,20 @@ impl Kyu {
         Ok(self.store.upsert_schedule(spec).await?)
     }
 
+    /// Makes the stored schedules declared by a config file those of
+    /// `declared`, in one transaction: each is upserted and marked as the
+    /// file's; the file's schedules it no longer declares are deleted (their
+    /// jobs stay) and named in [`ConfigSync::removed`](kyu_core::ConfigSync::removed).
+    /// A stored schedule keeps its enabled state (an operator's disable)
+    /// unless the entry sets it explicitly. See
+    /// [`Store::sync_config_schedules`](kyu_core::Store::sync_config_schedules).
+    pub async fn sync_config_schedules(
+        &self,
+        declared: Vec<kyu_core::ConfigSchedule>,
+    ) -> Result<kyu_core::ConfigSync> {
+        Ok(self.store.sync_config_schedules(declared).await?)
+    }
+
     /// Deletes the schedule `name`; its jobs stay. False if there was none.
     pub async fn unschedule(&self, name: &str) -> Result<bool> {
         Ok(self.store.delete_schedule(name).await?)

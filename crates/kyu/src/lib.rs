@@ -74,7 +74,8 @@ pub use kyu_core::cron::{parse_zone, CronExpr, Tz};
 /// no leading or trailing whitespace).
 pub use kyu_core::job::check_name;
 pub use kyu_core::schedule::{
-    FireResult, JobTemplate, MisfirePolicy, OverlapPolicy, ScheduleRecord, ScheduleSpec, SkipReason,
+    ConfigSchedule, ConfigSync, FireResult, JobTemplate, MisfirePolicy, OverlapPolicy,
+    ScheduleRecord, ScheduleSpec, SkipReason,
 };
 /// The checks of names and durations every face shares (re-exported from kyu-core).
 pub use kyu_core::validate;
