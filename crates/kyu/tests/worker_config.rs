@@ -12,7 +12,8 @@ async fn worker_refuses_a_zero_lease_instead_of_panicking() {
     let kyu = Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display()))
         .await
         .expect("connect");
-    let cases: [(&str, fn(&mut WorkerConfig)); 4] = [
+    type Change = fn(&mut WorkerConfig);
+    let cases: [(&str, Change); 4] = [
         ("lease", |c| c.lease = Duration::ZERO),
         ("lease", |c| c.lease = Duration::from_millis(10)),
         ("heartbeat_every", |c| c.heartbeat_every = Duration::ZERO),
@@ -30,9 +31,11 @@ async fn worker_refuses_a_zero_lease_instead_of_panicking() {
             Ok(_) => panic!("{field}: a worker started with an unusable config"),
         }
     }
-    let mut ok = WorkerConfig::default();
-    ok.lease = Duration::from_secs(2);
-    ok.heartbeat_every = Duration::from_millis(500);
+    let ok = WorkerConfig {
+        lease: Duration::from_secs(2),
+        heartbeat_every: Duration::from_millis(500),
+        ..WorkerConfig::default()
+    };
     let handle = Worker::new(&kyu)
         .config(ok)
         .try_start()
