@@ -29,7 +29,8 @@ use serde::{Deserialize, Deserializer};
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// Database URL. Default `sqlite://kyu.db`.
+    /// Database URL. A relative SQLite path is relative to this file's
+    /// directory. Default `sqlite://kyu.db` (beside this file).
     pub database: Option<String>,
     /// Queues by name.
     #[serde(default)]
@@ -139,9 +140,11 @@ pub struct ScheduleConfig {
     /// `skip` or `run_once`. Default `skip`.
     #[serde(default = "default_misfire")]
     pub misfire: String,
-    /// Default true.
-    #[serde(default = "yes")]
-    pub enabled: bool,
+    /// `true` or `false` applies at every `kyu serve` start. Not given: a new
+    /// schedule starts enabled and a stored one keeps its state, so an
+    /// operator's `kyu schedules disable` survives restarts.
+    #[serde(default)]
+    pub enabled: Option<bool>,
     /// Priority of its jobs; default: the kind's, else 0.
     pub priority: Option<i32>,
     /// Attempts; default: the kind's, else 5.
@@ -168,9 +171,6 @@ fn default_overlap() -> String {
 }
 fn default_misfire() -> String {
     "skip".into()
-}
-fn yes() -> bool {
-    true
 }
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
@@ -223,6 +223,29 @@ fn find_line(text: &str, needle: &str) -> Option<usize> {
     text.find(needle).map(|o| line_of(text, o))
 }
 
+/// The line of the header of table `[prefix.name]` (`name` bare or quoted).
+fn table_line(text: &str, prefix: &str, name: &str) -> Option<usize> {
+    find_line(text, &format!("[{prefix}.{name}]"))
+        .or_else(|| find_line(text, &format!("[{prefix}.\"{name}\"]")))
+}
+
+/// The line of `key = …` in the table whose header is on line `header`
+/// (1-based), else the header's line.
+fn key_line_in_table(text: &str, header: Option<usize>, key: &str) -> Option<usize> {
+    let header = header?;
+    text.lines()
+        .enumerate()
+        .skip(header)
+        .take_while(|(_, l)| !l.trim_start().starts_with('['))
+        .find(|(_, l)| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|(i, _)| i + 1)
+        .or(Some(header))
+}
+
 /// The line of `key = …` in the `[[schedules]]` entry named `name`.
 fn find_key_line(text: &str, name: &str, key: &str) -> Option<usize> {
     let start = text.find(&format!("\"{name}\""))?;
@@ -266,7 +289,20 @@ impl Config {
     }
 
     fn check(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        use kyu::validate;
+        if let Some(lease) = self.worker.lease {
+            validate::lease("worker.lease", lease).map_err(|e| {
+                ConfigError::at(
+                    path,
+                    key_line_in_table(text, find_line(text, "[worker]"), "lease"),
+                    e.to_string(),
+                )
+            })?;
+        }
         for (name, q) in &self.queues {
+            validate::queue_name("queues", name).map_err(|e| {
+                ConfigError::at(path, table_line(text, "queues", name), e.to_string())
+            })?;
             if q.concurrency == 0 {
                 return Err(ConfigError::at(
                     path,
@@ -276,7 +312,22 @@ impl Config {
             }
         }
         for (name, j) in &self.jobs {
-            let line = find_line(text, &format!("[jobs.{name}]"));
+            let line = table_line(text, "jobs", name);
+            validate::kind_name("jobs", name).map_err(|e| {
+                ConfigError::at(path, line, format!("{e} (the table name is the kind)"))
+            })?;
+            validate::queue_name(&format!("jobs.{name}.queue"), &j.queue).map_err(|e| {
+                ConfigError::at(path, key_line_in_table(text, line, "queue"), e.to_string())
+            })?;
+            if let Some(t) = j.timeout {
+                validate::timeout(&format!("jobs.{name}.timeout"), t).map_err(|e| {
+                    ConfigError::at(
+                        path,
+                        key_line_in_table(text, line, "timeout"),
+                        e.to_string(),
+                    )
+                })?;
+            }
             if j.command.is_empty() || j.command[0].is_empty() {
                 return Err(ConfigError::at(
                     path,
@@ -291,8 +342,6 @@ impl Config {
                     format!("jobs.{name}.max_attempts: 0 is not accepted; give 1 or more"),
                 ));
             }
-            kyu::check_name("kind", name)
-                .map_err(|e| ConfigError::at(path, line, format!("jobs.{name}: {e}")))?;
         }
         let mut names = std::collections::BTreeSet::new();
         for s in &self.schedules {
@@ -397,7 +446,7 @@ impl Config {
             .zone(zone)
             .overlap(s.overlap.parse()?)
             .misfire(s.misfire.parse()?)
-            .enabled(s.enabled);
+            .enabled(s.enabled.unwrap_or(true));
         spec.validate(&kyu::Limits::default())?;
         Ok(spec)
     }

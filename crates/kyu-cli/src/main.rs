@@ -3,6 +3,7 @@
 mod bench;
 mod commands;
 mod config;
+mod database;
 mod output;
 mod parse;
 
@@ -21,7 +22,10 @@ pub const DEFAULT_DATABASE: &str = "sqlite://kyu.db";
     long_about = "kyu is a durable background-job queue. It keeps jobs in one SQLite file by \
 default (no set-up) and runs them with at-least-once delivery.\n\n\
 The database is chosen by --database, else the KYU_DATABASE_URL environment variable, \
-else `database` in kyu.toml, else sqlite://kyu.db in the current directory.",
+else `database` in kyu.toml, else sqlite://kyu.db. A relative SQLite path is relative to \
+the current directory in --database and KYU_DATABASE_URL, and to the config file's \
+directory in kyu.toml (and for the default, when a kyu.toml is used). Commands that only \
+read or act on existing jobs and schedules never create a database.",
     after_help = "Examples:\n  \
 kyu enqueue send_email '{\"to\":\"ada@example.com\"}' --queue mail --max-attempts 3\n  \
 kyu jobs ls --state failed\n  \
@@ -33,8 +37,9 @@ kyu bench --workload w1 --jobs 20000 --concurrency 10\n\n\
 Exit status: 0 success, 1 failure, 2 invalid input or usage, 3 a job, queue or schedule was not found."
 )]
 struct Cli {
-    /// Database URL, e.g. sqlite://kyu.db or sqlite:///var/lib/kyu/kyu.db
-    /// [default: the config file's `database`, else sqlite://kyu.db]
+    /// Database URL, e.g. sqlite://kyu.db (relative to the current directory)
+    /// or sqlite:///var/lib/kyu/kyu.db [default: the config file's `database`,
+    /// relative to that file, else kyu.db beside it, else ./kyu.db]
     #[arg(long, global = true, env = "KYU_DATABASE_URL", value_name = "URL")]
     database: Option<String>,
 
@@ -83,6 +88,29 @@ enum Command {
     BenchWorker(bench::WorkerArgs),
 }
 
+impl Command {
+    /// Whether the command prints its answer and exits (as opposed to running
+    /// until stopped and managing child processes: serve, worker, bench).
+    fn prints_and_exits(&self) -> bool {
+        !matches!(
+            self,
+            Command::Serve(_) | Command::Worker(_) | Command::Bench(_) | Command::BenchWorker(_)
+        )
+    }
+}
+
+/// `kyu jobs show 1 | head -c 300`: when the reader closes the pipe, end as
+/// Unix tools do, by SIGPIPE, silently. Rust ignores SIGPIPE, which turns the
+/// next print into a "failed printing to stdout: Broken pipe" panic (exit 101).
+fn die_quietly_on_closed_pipe() {
+    #[cfg(unix)]
+    // SAFETY: restores the default disposition of one signal before any
+    // thread is started; no handler is installed.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 /// A failure with its exit status.
 #[derive(Debug)]
 pub struct Failure {
@@ -127,6 +155,9 @@ pub type CmdResult = Result<(), Failure>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.command.prints_and_exits() {
+        die_quietly_on_closed_pipe();
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("KYU_LOG")

@@ -227,6 +227,11 @@ args = { user = 42 }
     let mut a = spawn();
     let mut b = spawn();
     let start = Instant::now();
+    // `jobs ls` never creates the database: wait for serve to.
+    while !d.join("kyu.db").exists() {
+        assert!(start.elapsed() < Duration::from_secs(20), "no database");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     loop {
         let jobs = json(d, &["jobs", "ls", "--kind", "ping", "--state", "completed"]);
         if jobs["jobs"].as_array().map_or(0, |j| j.len()) >= 3 {

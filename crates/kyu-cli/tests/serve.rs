@@ -109,7 +109,12 @@ fn config_check_prints_what_it_understood() {
     let o = site.run(&["config", "check"]);
     assert!(o.status.success());
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("database   sqlite://kyu.db"), "{out}");
+    // The default database is beside kyu.toml, shown by its absolute path.
+    let db = site.dir.path().canonicalize().unwrap().join("kyu.db");
+    assert!(
+        out.contains(&format!("database   sqlite://{}\n", db.display())),
+        "{out}"
+    );
     assert!(
         out.contains("job kind   sync")
             && out.contains("queue batch")

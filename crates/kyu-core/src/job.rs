@@ -281,8 +281,8 @@ impl NewJob {
     /// Checks the request against `limits`; nothing is written for a request
     /// that fails. The error names the field and what is accepted.
     pub fn validate(&self, limits: &Limits) -> Result<(), InvalidInput> {
-        check_name("kind", &self.kind)?;
-        check_name("queue", &self.queue)?;
+        crate::validate::kind_name("kind", &self.kind)?;
+        crate::validate::queue_name("queue", &self.queue)?;
         if self.args.len() > limits.max_args_bytes {
             return Err(InvalidInput::new(
                 "args",
@@ -307,11 +307,8 @@ impl NewJob {
             ));
         }
         self.retry.validate()?;
-        if self.timeout == Some(Duration::ZERO) {
-            return Err(InvalidInput::new(
-                "timeout",
-                "0 is not accepted; give a positive duration, or none for no timeout",
-            ));
+        if let Some(t) = self.timeout {
+            crate::validate::timeout("timeout", t)?;
         }
         if let Some(key) = &self.unique_key {
             if key.is_empty() || key.len() > 512 {
@@ -333,18 +330,11 @@ impl NewJob {
     }
 }
 
-/// Checks a queue or kind name: 1 to 128 characters, no control characters.
+/// Checks a queue or kind name named by `field` ("queue" or "kind"): 1 to
+/// 128 characters, no control characters, no leading or trailing whitespace
+/// (see [`crate::validate::name`]).
 pub fn check_name(field: &str, name: &str) -> Result<(), InvalidInput> {
-    if name.is_empty() || name.len() > 128 || name.chars().any(|c| c.is_control()) {
-        return Err(InvalidInput::new(
-            field,
-            format!(
-                "{name:?} is not accepted; a {field} name is 1 to 128 characters \
-                 without control characters"
-            ),
-        ));
-    }
-    Ok(())
+    crate::validate::name(field, field, name)
 }
 
 /// What an enqueue returned for one job.

@@ -11,6 +11,7 @@
 //! - [`clock`]: the one source of "now", so tests move time instead of sleeping;
 //! - [`schedule`]: cron schedules, their policies and the exactly-once firing rule;
 //! - [`store`]: the [`Store`] trait, the only place that talks to a database;
+//! - [`validate`]: the checks of names and durations every face shares;
 //! - [`error`]: the typed errors of the library crates.
 //!
 //! With the `testkit` feature, [`testkit`] holds the store conformance suite that
@@ -30,6 +31,7 @@ pub mod schedule_suite;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod validate;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cron::{parse_zone, CronExpr, FireTimes, Tz};
@@ -37,8 +39,8 @@ pub use error::{InvalidInput, StoreError};
 pub use job::{AttemptError, Enqueued, Job, JobId, JobState, Limits, NewJob, Progress, Uniqueness};
 pub use retry::RetryPolicy;
 pub use schedule::{
-    Fire, FireResult, JobTemplate, MisfirePolicy, OverlapPolicy, ScheduleRecord, ScheduleSpec,
-    SkipReason,
+    ConfigSchedule, ConfigSync, Fire, FireResult, JobTemplate, MisfirePolicy, OverlapPolicy,
+    ScheduleRecord, ScheduleSpec, SkipReason,
 };
 pub use store::{
     AttemptLogs, CancelResult, Claim, ClaimedJob, Finish, FinishOutcome, FinishResult,

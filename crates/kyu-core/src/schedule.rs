@@ -26,12 +26,12 @@
 //!
 //! | misfire | a fire time more than the scheduler's grace (default 60 s) in the past, e.g. after downtime |
 //! |---|---|
-//! | `skip` (default) | enqueue nothing for the missed fire times; go on from the next fire time after now |
-//! | `run_once` | enqueue one job (for the first missed fire time), then go on from the next fire time after now |
+//! | `skip` (default) | enqueue nothing for the fire times older than the grace; go on from the first fire time inside it |
+//! | `run_once` | enqueue one job (for the first missed fire time), then go on from the first fire time inside the grace |
 //!
-//! A fire time late by less than the grace is not a misfire: it fires
-//! normally, and a scheduler catches up on every such fire time, one at a
-//! time, so none is skipped.
+//! A fire time late by less than the grace is not a misfire, even after an
+//! outage far longer than the grace: it fires normally, and a scheduler
+//! catches up on every such fire time, one at a time, so none is skipped.
 
 use std::fmt;
 use std::str::FromStr;
@@ -421,6 +421,47 @@ pub struct ScheduleRecord {
     pub created_at: DateTime<Utc>,
     /// When it was last declared or changed.
     pub updated_at: DateTime<Utc>,
+    /// Declared by a config file (`[[schedules]]` of kyu.toml, through
+    /// [`Store::sync_config_schedules`](crate::Store::sync_config_schedules)):
+    /// removed when the file no longer declares it. False for schedules
+    /// declared any other way ([`Store::upsert_schedule`](crate::Store::upsert_schedule),
+    /// which also takes a config-declared schedule over).
+    #[serde(default)]
+    pub from_config: bool,
+}
+
+/// One `[[schedules]]` entry of a config file, for
+/// [`Store::sync_config_schedules`](crate::Store::sync_config_schedules).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigSchedule {
+    /// The schedule as the file declares it.
+    pub spec: ScheduleSpec,
+    /// Whether the file says `enabled = …` itself. If not, a stored
+    /// schedule keeps its enabled state (an operator's `disable` survives
+    /// restarts) and a new one takes `spec.enabled`.
+    pub enabled_explicit: bool,
+}
+
+impl ConfigSchedule {
+    /// The enabled state to store, given the stored one (`None`: new): the
+    /// file's when it says so explicitly, else the stored one, else the
+    /// file's default.
+    pub fn enabled_given(&self, stored: Option<bool>) -> bool {
+        match stored {
+            Some(stored) if !self.enabled_explicit => stored,
+            _ => self.spec.enabled,
+        }
+    }
+}
+
+/// What [`Store::sync_config_schedules`](crate::Store::sync_config_schedules) did.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ConfigSync {
+    /// The declared schedules as now stored, in the order given.
+    pub schedules: Vec<ScheduleRecord>,
+    /// Config-declared schedules the file no longer declares, now deleted
+    /// (their jobs stay), by name.
+    pub removed: Vec<String>,
 }
 
 /// What a backend stored about a schedule before an upsert, for [`next_fire_on_upsert`].

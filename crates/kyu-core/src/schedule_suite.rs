@@ -517,6 +517,106 @@ pub async fn schedule_fire_wakes_workers(h: &dyn Harness) {
         .expect("sender alive");
 }
 
+fn declared(name: &str, cron: &str) -> crate::ConfigSchedule {
+    crate::ConfigSchedule {
+        spec: spec(name, cron),
+        enabled_explicit: false,
+    }
+}
+
+async fn sync(c: &Ctx, d: Vec<crate::ConfigSchedule>) -> crate::ConfigSync {
+    c.store
+        .sync_config_schedules(d)
+        .await
+        .expect("sync_config_schedules")
+}
+
+/// A config file's schedules and the stored ones agree after each sync:
+/// schedules it no longer declares are removed (only those it declared); an
+/// operator's disable survives a sync unless the file says `enabled`
+/// itself; a schedule upserted any other way is taken over and left alone.
+pub async fn schedule_config_sync_removes_undeclared_and_keeps_operator_disable(h: &dyn Harness) {
+    let c = Ctx::new(h).await;
+    let api = upsert(&c, spec("api", "0 3 * * *")).await;
+    assert!(!api.from_config);
+
+    let r = sync(
+        &c,
+        vec![declared("a", "0 * * * *"), declared("b", "0 * * * *")],
+    )
+    .await;
+    assert_eq!(r.removed, Vec::<String>::new());
+    let names: Vec<&str> = r.schedules.iter().map(|s| s.spec.name.as_str()).collect();
+    assert_eq!(names, ["a", "b"]);
+    assert!(r.schedules.iter().all(|s| s.from_config && s.spec.enabled));
+    let next_a = r.schedules[0].next_fire_at;
+
+    // The operator disables a; the next start (same file) keeps it disabled.
+    assert!(c
+        .store
+        .set_schedule_enabled("a", false)
+        .await
+        .expect("disable"));
+    c.advance(60);
+    let r = sync(
+        &c,
+        vec![declared("a", "0 * * * *"), declared("b", "0 * * * *")],
+    )
+    .await;
+    assert!(
+        !r.schedules[0].spec.enabled,
+        "an operator's disable survives"
+    );
+    assert_eq!(r.schedules[0].next_fire_at, next_a);
+    assert!(r.removed.is_empty());
+
+    // b leaves the file; a says `enabled = true` itself.
+    let mut a = declared("a", "0 * * * *");
+    a.enabled_explicit = true;
+    let r = sync(&c, vec![a]).await;
+    assert_eq!(r.removed, ["b"]);
+    assert!(
+        r.schedules[0].spec.enabled,
+        "the file's explicit enabled wins"
+    );
+    assert!(c.store.get_schedule("b").await.expect("get").is_none());
+
+    // An explicit `enabled = false` disables.
+    let mut a = declared("a", "0 * * * *");
+    a.enabled_explicit = true;
+    a.spec.enabled = false;
+    assert!(!sync(&c, vec![a]).await.schedules[0].spec.enabled);
+
+    // Taken over by an upsert: no longer the file's, so not removed with it.
+    assert!(!upsert(&c, spec("a", "0 * * * *")).await.from_config);
+    let r = sync(&c, vec![declared("c", "0 * * * *")]).await;
+    assert!(r.removed.is_empty(), "{:?}", r.removed);
+    let r = sync(&c, vec![]).await;
+    assert_eq!(r.removed, ["c"]);
+    let left: Vec<String> = c
+        .store
+        .list_schedules()
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|s| s.spec.name)
+        .collect();
+    assert_eq!(left, ["a", "api"], "schedules not from the file stay");
+
+    // An invalid entry writes nothing.
+    let mut bad = declared("d", "0 * * * *");
+    bad.spec.job.args = "{".into();
+    match c
+        .store
+        .sync_config_schedules(vec![declared("e", "0 * * * *"), bad])
+        .await
+    {
+        Err(StoreError::Invalid(e)) => assert_eq!(e.field, "job.args", "{e}"),
+        other => panic!("expected an invalid-input error, got {other:?}"),
+    }
+    assert!(c.store.get_schedule("e").await.expect("get").is_none());
+}
+
 /// Makes one `#[test]` per schedule conformance case, each with a fresh
 /// harness from `$harness` (an expression that builds a
 /// [`Harness`](crate::testkit::Harness)).
@@ -537,6 +637,7 @@ macro_rules! schedule_conformance_tests {
             schedule_trigger,
             schedule_last_job_state_follows_job,
             schedule_fire_wakes_workers,
+            schedule_config_sync_removes_undeclared_and_keeps_operator_disable,
         );
     };
     (@cases $harness:expr; $($case:ident),* $(,)?) => {

@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::schedule::{Fire, FireResult, ScheduleRecord, ScheduleSpec};
+use crate::schedule::{ConfigSchedule, ConfigSync, Fire, FireResult, ScheduleRecord, ScheduleSpec};
 use crate::{Clock, Enqueued, Job, JobId, JobState, NewJob, Progress, RetryPolicy, StoreError};
 
 /// A worker's request for up to `limit` jobs.
@@ -422,10 +422,30 @@ pub trait Store: Send + Sync + 'static {
     /// [`ScheduleSpec::validate`](crate::schedule::ScheduleSpec::validate)
     /// (nothing is written for an invalid spec). The stored next fire time is
     /// kept or reset by [`next_fire_on_upsert`](crate::schedule::next_fire_on_upsert);
-    /// the last fire, last job and buffered fire time are kept.
+    /// the last fire, last job and buffered fire time are kept. The schedule
+    /// is no longer [`from_config`](crate::schedule::ScheduleRecord::from_config):
+    /// whoever declares it this way takes it over from the config file.
     async fn upsert_schedule(&self, spec: ScheduleSpec) -> Result<ScheduleRecord, StoreError> {
         let _ = spec;
         Err(unsupported(self.backend(), "upsert_schedule"))
+    }
+
+    /// Makes the stored config-declared schedules those of a config file,
+    /// in ONE transaction: each of `declared` is upserted as by
+    /// [`upsert_schedule`](Self::upsert_schedule) (validated first; nothing
+    /// is written if one fails) and marked
+    /// [`from_config`](crate::schedule::ScheduleRecord::from_config), its
+    /// enabled state decided by
+    /// [`ConfigSchedule::enabled_given`](crate::schedule::ConfigSchedule::enabled_given);
+    /// then every schedule marked `from_config` whose name is not in
+    /// `declared` is deleted (its jobs stay). Schedules not marked are
+    /// never touched.
+    async fn sync_config_schedules(
+        &self,
+        declared: Vec<ConfigSchedule>,
+    ) -> Result<ConfigSync, StoreError> {
+        let _ = declared;
+        Err(unsupported(self.backend(), "sync_config_schedules"))
     }
 
     /// Deletes a schedule (its jobs stay). False if there was none.

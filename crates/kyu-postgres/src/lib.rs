@@ -538,6 +538,13 @@ impl Store for PgStore {
         self.sched_upsert(spec).await
     }
 
+    async fn sync_config_schedules(
+        &self,
+        declared: Vec<kyu_core::ConfigSchedule>,
+    ) -> Result<kyu_core::ConfigSync, StoreError> {
+        self.sched_sync_config(declared).await
+    }
+
     async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
         self.sched_delete(name).await
     }

@@ -23,7 +23,7 @@ fn columns(schema: &str) -> String {
     format!(
         "s.name, s.cron, s.zone, s.job, s.overlap, s.misfire, s.enabled, \
          s.next_fire_at, s.last_fire_at, s.last_job_id, j.state, s.buffered_fire_at, \
-         s.created_at, s.updated_at \
+         s.created_at, s.updated_at, s.from_config \
          FROM {schema}.schedules s LEFT JOIN {schema}.jobs j ON j.id = s.last_job_id"
     )
 }
@@ -51,6 +51,7 @@ fn record_from_row(r: &PgRow) -> Result<ScheduleRecord, StoreError> {
         buffered_fire_at: r.try_get(11).map_err(db)?,
         created_at: r.try_get(12).map_err(db)?,
         updated_at: r.try_get(13).map_err(db)?,
+        from_config: r.try_get(14).map_err(db)?,
     })
 }
 
@@ -113,6 +114,61 @@ async fn insert_job(
     Ok(id)
 }
 
+/// Upserts `spec` inside the caller's transaction, marked as declared by a
+/// config file or not; returns the stored record.
+async fn upsert_in(
+    tx: &mut PgConnection,
+    s: &str,
+    now: DateTime<Utc>,
+    spec: &ScheduleSpec,
+    from_config: bool,
+) -> Result<ScheduleRecord, StoreError> {
+    let existing: Option<(String, String, bool, Option<DateTime<Utc>>)> = sqlx::query_as(&format!(
+        "SELECT cron, zone, enabled, next_fire_at FROM {s}.schedules WHERE name = $1 FOR UPDATE"
+    ))
+    .bind(&spec.name)
+    .fetch_optional(&mut *tx)
+    .await
+    .map_err(db)?;
+    let next = schedule::next_fire_on_upsert(
+        existing
+            .as_ref()
+            .map(|(cron, zone, enabled, next)| Existing {
+                cron,
+                zone,
+                enabled: *enabled,
+                next_fire_at: *next,
+            }),
+        spec,
+        now,
+    );
+    sqlx::query(&format!(
+        "INSERT INTO {s}.schedules (name, cron, zone, job, overlap, misfire, enabled, \
+         next_fire_at, created_at, updated_at, from_config) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) \
+         ON CONFLICT (name) DO UPDATE SET cron = excluded.cron, zone = excluded.zone, \
+         job = excluded.job, overlap = excluded.overlap, misfire = excluded.misfire, \
+         enabled = excluded.enabled, next_fire_at = excluded.next_fire_at, \
+         updated_at = excluded.updated_at, from_config = excluded.from_config"
+    ))
+    .bind(&spec.name)
+    .bind(spec.cron.as_str())
+    .bind(spec.zone.name())
+    .bind(spec.job.to_json())
+    .bind(spec.overlap.as_str())
+    .bind(spec.misfire.as_str())
+    .bind(spec.enabled)
+    .bind(next)
+    .bind(now)
+    .bind(from_config)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    get(tx, s, &spec.name)
+        .await?
+        .ok_or_else(|| StoreError::Database("the upserted schedule is missing".into()))
+}
+
 /// What the fire's compare-and-set returns: template, overlap policy, last
 /// job, buffered fire time.
 type FireRow = (String, String, Option<i64>, Option<DateTime<Utc>>);
@@ -124,56 +180,58 @@ impl PgStore {
         spec: ScheduleSpec,
     ) -> Result<ScheduleRecord, StoreError> {
         spec.validate(&self.inner.limits)?;
-        let s = self.schema();
         let now = self.now();
         let mut conn = self.conn().await?;
         let mut tx = conn.begin().await.map_err(db)?;
-        let existing: Option<(String, String, bool, Option<DateTime<Utc>>)> = sqlx::query_as(
-            &format!("SELECT cron, zone, enabled, next_fire_at FROM {s}.schedules WHERE name = $1 FOR UPDATE"),
-        )
-        .bind(&spec.name)
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
-        let next = schedule::next_fire_on_upsert(
-            existing
-                .as_ref()
-                .map(|(cron, zone, enabled, next)| Existing {
-                    cron,
-                    zone,
-                    enabled: *enabled,
-                    next_fire_at: *next,
-                }),
-            &spec,
-            now,
-        );
-        sqlx::query(&format!(
-            "INSERT INTO {s}.schedules (name, cron, zone, job, overlap, misfire, enabled, \
-             next_fire_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
-             ON CONFLICT (name) DO UPDATE SET cron = excluded.cron, zone = excluded.zone, \
-             job = excluded.job, overlap = excluded.overlap, misfire = excluded.misfire, \
-             enabled = excluded.enabled, next_fire_at = excluded.next_fire_at, \
-             updated_at = excluded.updated_at"
-        ))
-        .bind(&spec.name)
-        .bind(spec.cron.as_str())
-        .bind(spec.zone.name())
-        .bind(spec.job.to_json())
-        .bind(spec.overlap.as_str())
-        .bind(spec.misfire.as_str())
-        .bind(spec.enabled)
-        .bind(next)
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        let rec = get(&mut tx, s, &spec.name)
-            .await?
-            .ok_or_else(|| StoreError::Database("the upserted schedule is missing".into()))?;
+        let rec = upsert_in(&mut tx, self.schema(), now, &spec, false).await?;
         tx.commit().await.map_err(db)?;
         Ok(rec)
     }
 
+    pub(crate) async fn sched_sync_config(
+        &self,
+        declared: Vec<schedule::ConfigSchedule>,
+    ) -> Result<schedule::ConfigSync, StoreError> {
+        for d in &declared {
+            d.spec.validate(&self.inner.limits)?;
+        }
+        let s = self.schema();
+        let now = self.now();
+        let mut conn = self.conn().await?;
+        let mut tx = conn.begin().await.map_err(db)?;
+        // Rows are locked in name order, so processes syncing at once queue
+        // instead of deadlocking.
+        let mut order: Vec<&schedule::ConfigSchedule> = declared.iter().collect();
+        order.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        let mut by_name = std::collections::HashMap::new();
+        for d in order {
+            let stored: Option<bool> = sqlx::query_scalar(&format!(
+                "SELECT enabled FROM {s}.schedules WHERE name = $1 FOR UPDATE"
+            ))
+            .bind(&d.spec.name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            let spec = d.spec.clone().enabled(d.enabled_given(stored));
+            let rec = upsert_in(&mut tx, s, now, &spec, true).await?;
+            by_name.insert(d.spec.name.clone(), rec);
+        }
+        let names: Vec<String> = declared.iter().map(|d| d.spec.name.clone()).collect();
+        let mut removed: Vec<String> = sqlx::query_scalar(&format!(
+            "DELETE FROM {s}.schedules WHERE from_config AND NOT (name = ANY($1)) RETURNING name"
+        ))
+        .bind(&names)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        removed.sort();
+        let schedules = declared
+            .iter()
+            .filter_map(|d| by_name.remove(&d.spec.name))
+            .collect();
+        Ok(schedule::ConfigSync { schedules, removed })
+    }
     pub(crate) async fn sched_delete(&self, name: &str) -> Result<bool, StoreError> {
         let n = sqlx::query(&format!(
             "DELETE FROM {}.schedules WHERE name = $1",

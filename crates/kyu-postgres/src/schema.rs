@@ -115,6 +115,10 @@ CREATE TABLE {s}.schedules (
 );
 CREATE INDEX schedules_due ON {s}.schedules (next_fire_at) WHERE enabled;
 "#,
+    // 3: schedules declared by a config file.
+    r#"
+ALTER TABLE {s}.schedules ADD COLUMN from_config boolean NOT NULL DEFAULT false;
+"#,
 ];
 
 /// The latest schema version this build knows.

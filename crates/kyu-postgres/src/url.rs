@@ -48,6 +48,7 @@ pub fn split_url(url: &str) -> Result<(PgConnectOptions, UrlParams), StoreError>
         Some((b, q)) => (b, Some(q)),
         None => (url, None),
     };
+    check_database_named(base, query).map_err(bad)?;
     let mut params = UrlParams::default();
     let mut rest: Vec<&str> = Vec::new();
     for pair in query
@@ -82,6 +83,29 @@ pub fn split_url(url: &str) -> Result<(PgConnectOptions, UrlParams), StoreError>
     };
     let options = PgConnectOptions::from_str(&stripped).map_err(|e| bad(e.to_string()))?;
     Ok((options, params))
+}
+
+/// The rule: a URL must name its database, in the path
+/// (`postgres://app@db/app`) or as `?dbname=app`. Without one, libpq's
+/// default is a database named after the user, and kyu would create its
+/// schema there without a word.
+fn check_database_named(base: &str, query: Option<&str>) -> Result<(), String> {
+    let after_scheme = base.split_once("://").map_or("", |(_, rest)| rest);
+    let path = after_scheme.split_once('/').map_or("", |(_, p)| p);
+    let in_query = query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .any(|p| p.strip_prefix("dbname=").is_some_and(|v| !v.is_empty()));
+    if path.is_empty() && !in_query {
+        return Err(
+            "the URL has no database name; kyu will not guess one (PostgreSQL \
+                    would pick the one named after the user); accepted: \
+                    postgres://USER@HOST:PORT/DATABASE, e.g. \
+                    postgres://app@localhost:5432/app?schema=kyu"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// `url` with its password replaced by `***`, for logs and messages.
@@ -133,6 +157,21 @@ mod tests {
             .to_string();
         assert!(e.contains("schema parameter"), "{e}");
         assert!(e.contains("lowercase"), "{e}");
+    }
+
+    #[test]
+    fn a_url_without_a_database_name_is_refused() {
+        for url in [
+            "postgres://u@h:5432",
+            "postgres://u@h:5432/",
+            "postgresql://h/?schema=kyu",
+        ] {
+            let e = split_url(url).unwrap_err().to_string();
+            assert!(e.contains("no database name"), "{url}: {e}");
+        }
+        assert!(split_url("postgres://u@h/app").is_ok());
+        assert!(split_url("postgres://u@h?dbname=app").is_ok());
+        assert!(split_url("postgres:///app?host=/var/run/postgresql").is_ok());
     }
 
     #[test]

@@ -43,6 +43,7 @@ mod control;
 mod enqueue;
 mod lease;
 mod notify;
+mod open_error;
 mod query;
 mod retention;
 mod row;
@@ -215,16 +216,19 @@ impl SqliteStore {
         let conn = match &location {
             Location::Memory => Connection::open_in_memory().map_err(db)?,
             Location::File(path) => {
+                // Failures below are the file system's, not the URL's: say
+                // what happened and where (open_error).
                 if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(parent).map_err(|e| StoreError::BadUrl {
-                        url: url.to_string(),
-                        problem: format!("cannot create the directory {}: {e}", parent.display()),
-                    })?;
+                    std::fs::create_dir_all(parent)
+                        .map_err(|e| open_error::create_dir_failed(path, parent, e))?;
                 }
-                Connection::open(path).map_err(|e| StoreError::BadUrl {
-                    url: url.to_string(),
-                    problem: format!("cannot open {} as a SQLite database: {e}", path.display()),
-                })?
+                let conn = Connection::open(path).map_err(|e| open_error::open_failed(path, e))?;
+                // SQLite opens a file it may not write read-only, without a
+                // word; kyu would then fail at its first write.
+                if conn.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+                    return Err(open_error::open_failed(path, "opened read-only"));
+                }
+                conn
             }
         };
         conn.busy_timeout(options.busy_timeout).map_err(db)?;
@@ -242,15 +246,7 @@ impl SqliteStore {
                     {
                         std::thread::sleep(std::time::Duration::from_millis(10));
                     }
-                    Err(e) => {
-                        return Err(StoreError::BadUrl {
-                            url: url.to_string(),
-                            problem: format!(
-                                "{} is not a usable SQLite database: {e}",
-                                path.display()
-                            ),
-                        })
-                    }
+                    Err(e) => return Err(open_error::open_failed(path, e)),
                 }
             };
             if !mode.eq_ignore_ascii_case("wal") {
@@ -265,7 +261,13 @@ impl SqliteStore {
         ))
         .map_err(db)?;
         conn.set_prepared_statement_cache_capacity(64);
-        schema::migrate(&conn)?;
+        schema::migrate(&conn).map_err(|e| match &location {
+            // A file SQLite opened read-only fails here, on the first write.
+            Location::File(path) if open_error::permission_problem(path).is_some() => {
+                open_error::open_failed(path, e)
+            }
+            _ => e,
+        })?;
 
         let (readers, wake_dir) = match &location {
             Location::Memory => (None, None),
@@ -564,6 +566,13 @@ impl Store for SqliteStore {
         spec: kyu_core::ScheduleSpec,
     ) -> Result<kyu_core::ScheduleRecord, StoreError> {
         self.sched_upsert(spec).await
+    }
+
+    async fn sync_config_schedules(
+        &self,
+        declared: Vec<kyu_core::ConfigSchedule>,
+    ) -> Result<kyu_core::ConfigSync, StoreError> {
+        self.sched_sync_config(declared).await
     }
 
     async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {

@@ -37,10 +37,15 @@ CREATE TABLE schedules (
 CREATE INDEX schedules_due ON schedules (next_fire_at) WHERE enabled = 1;
 "#;
 
+/// Migration 3: which schedules a config file declared (appended to
+/// `schema::MIGRATIONS`).
+pub(crate) const MIGRATION_FROM_CONFIG: &str =
+    "ALTER TABLE schedules ADD COLUMN from_config INTEGER NOT NULL DEFAULT 0;";
+
 /// The columns [`record_from_row`] reads, in order (`s` is schedules, `j` the last job).
 const COLUMNS: &str = "s.name, s.cron, s.zone, s.job, s.overlap, s.misfire, s.enabled, \
     s.next_fire_at, s.last_fire_at, s.last_job_id, j.state, s.buffered_fire_at, \
-    s.created_at, s.updated_at \
+    s.created_at, s.updated_at, s.from_config \
     FROM schedules s LEFT JOIN jobs j ON j.id = s.last_job_id";
 
 /// A row as read, before its text columns are parsed.
@@ -59,6 +64,7 @@ struct Raw {
     buffered_fire_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
+    from_config: bool,
 }
 
 fn raw_from_row(r: &Row<'_>) -> rusqlite::Result<Raw> {
@@ -77,6 +83,7 @@ fn raw_from_row(r: &Row<'_>) -> rusqlite::Result<Raw> {
         buffered_fire_at: r.get(11)?,
         created_at: r.get(12)?,
         updated_at: r.get(13)?,
+        from_config: r.get(14)?,
     })
 }
 
@@ -110,6 +117,7 @@ impl Raw {
             buffered_fire_at: self.buffered_fire_at.map(from_us),
             created_at: from_us(self.created_at),
             updated_at: from_us(self.updated_at),
+            from_config: self.from_config,
         })
     }
 }
@@ -139,6 +147,16 @@ fn upsert(
     now: DateTime<Utc>,
     spec: &ScheduleSpec,
 ) -> Result<ScheduleRecord, StoreError> {
+    upsert_from(conn, now, spec, false)
+}
+
+/// Upserts `spec`, marked as declared by a config file or not.
+fn upsert_from(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    spec: &ScheduleSpec,
+    from_config: bool,
+) -> Result<ScheduleRecord, StoreError> {
     let existing: Option<(String, String, bool, Option<i64>)> = conn
         .prepare_cached("SELECT cron, zone, enabled, next_fire_at FROM schedules WHERE name = ?1")
         .and_then(|mut s| {
@@ -162,11 +180,11 @@ fn upsert(
     );
     conn.prepare_cached(
         "INSERT INTO schedules (name, cron, zone, job, overlap, misfire, enabled, next_fire_at, \
-         created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) \
+         created_at, updated_at, from_config) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10) \
          ON CONFLICT (name) DO UPDATE SET cron = excluded.cron, zone = excluded.zone, \
          job = excluded.job, overlap = excluded.overlap, misfire = excluded.misfire, \
          enabled = excluded.enabled, next_fire_at = excluded.next_fire_at, \
-         updated_at = excluded.updated_at",
+         updated_at = excluded.updated_at, from_config = excluded.from_config",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -179,11 +197,43 @@ fn upsert(
             spec.enabled,
             next.map(us),
             us(now),
+            from_config,
         ])
     })
     .map_err(db)?;
     get(conn, &spec.name)?
         .ok_or_else(|| StoreError::Database("the upserted schedule is missing".into()))
+}
+
+/// [`Store::sync_config_schedules`](kyu_core::Store::sync_config_schedules),
+/// inside one write (the writer's savepoint makes it all or nothing).
+fn sync_config(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    declared: &[schedule::ConfigSchedule],
+) -> Result<schedule::ConfigSync, StoreError> {
+    let mut out = schedule::ConfigSync::default();
+    for d in declared {
+        let stored: Option<bool> = conn
+            .prepare_cached("SELECT enabled FROM schedules WHERE name = ?1")
+            .and_then(|mut s| s.query_row([&d.spec.name], |r| r.get(0)).optional())
+            .map_err(db)?;
+        let spec = d.spec.clone().enabled(d.enabled_given(stored));
+        out.schedules.push(upsert_from(conn, now, &spec, true)?);
+    }
+    let mut stale: Vec<String> = conn
+        .prepare_cached("SELECT name FROM schedules WHERE from_config = 1 ORDER BY name")
+        .and_then(|mut s| {
+            s.query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .map_err(db)?;
+    stale.retain(|n| !declared.iter().any(|d| &d.spec.name == n));
+    for name in &stale {
+        conn_execute(conn, "DELETE FROM schedules WHERE name = ?1", name)?;
+    }
+    out.removed = stale;
+    Ok(out)
 }
 
 fn set_enabled(
@@ -367,6 +417,18 @@ impl SqliteStore {
         spec.validate(&self.inner.limits)?;
         let clock = self.now_fn();
         self.write(never, move |c| upsert(c, clock.now(), &spec))
+            .await
+    }
+
+    pub(crate) async fn sched_sync_config(
+        &self,
+        declared: Vec<schedule::ConfigSchedule>,
+    ) -> Result<schedule::ConfigSync, StoreError> {
+        for d in &declared {
+            d.spec.validate(&self.inner.limits)?;
+        }
+        let clock = self.now_fn();
+        self.write(never, move |c| sync_config(c, clock.now(), &declared))
             .await
     }
 

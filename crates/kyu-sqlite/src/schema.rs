@@ -59,6 +59,8 @@ CREATE TABLE job_logs (
 "#,
     // 2: schedules.
     crate::schedule::MIGRATION,
+    // 3: schedules declared by a config file.
+    crate::schedule::MIGRATION_FROM_CONFIG,
 ];
 
 /// Brings the database up to the latest schema, in one `BEGIN IMMEDIATE`

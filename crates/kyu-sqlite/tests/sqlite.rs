@@ -189,7 +189,10 @@ async fn reopening_keeps_jobs_and_migrations_are_idempotent() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2, "migrations: 1 jobs, 2 schedules");
+    assert_eq!(
+        version, 3,
+        "migrations: 1 jobs, 2 schedules, 3 schedules declared by config"
+    );
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
@@ -235,10 +238,11 @@ fn bad_urls_say_what_is_accepted() {
         }
     }
     let dir = tempfile::tempdir().unwrap();
-    // A directory is not a database file.
+    // A directory is not a database file: the URL is well formed, the file
+    // system says no (not a bad URL).
     match SqliteStore::open(dir.path().to_str().unwrap(), SqliteOptions::default()) {
-        Err(StoreError::BadUrl { problem, .. }) => {
-            assert!(problem.contains("cannot open"), "{problem}")
+        Err(StoreError::Database(problem)) => {
+            assert!(problem.contains("is a directory"), "{problem}")
         }
         other => panic!("a directory should be refused, got {other:?}"),
     }

@@ -50,7 +50,14 @@ impl Kyu {
     ///   `sqlite:///absolute/path.db`, `sqlite::memory:`;
     /// - `postgres://user:password@host:port/database` (or `postgresql://`),
     ///   with `?schema=NAME` to choose the schema kyu's tables live in
-    ///   (default `kyu`). Pending migrations are applied on connect.
+    ///   (default `kyu`). Pending migrations are applied on connect. The
+    ///   database must be named (in the path or `?dbname=`): kyu does not
+    ///   take libpq's default, a database named after the user.
+    ///
+    /// A SQLite file that cannot be created or written fails with
+    /// [`StoreError::Database`] saying so and naming the file or directory
+    /// ("permission denied: …"); [`StoreError::BadUrl`] is for URLs that
+    /// cannot be understood.
     pub async fn connect(url: &str) -> Result<Kyu> {
         if url.starts_with("sqlite:") {
             let store = SqliteStore::open(url, SqliteOptions::default())?;
@@ -294,6 +301,20 @@ impl Kyu {
     pub async fn schedule(&self, spec: ScheduleSpec) -> Result<ScheduleRecord> {
         spec.validate(&self.limits)?;
         Ok(self.store.upsert_schedule(spec).await?)
+    }
+
+    /// Makes the stored schedules declared by a config file those of
+    /// `declared`, in one transaction: each is upserted and marked as the
+    /// file's; the file's schedules it no longer declares are deleted (their
+    /// jobs stay) and named in [`ConfigSync::removed`](kyu_core::ConfigSync::removed).
+    /// A stored schedule keeps its enabled state (an operator's disable)
+    /// unless the entry sets it explicitly. See
+    /// [`Store::sync_config_schedules`](kyu_core::Store::sync_config_schedules).
+    pub async fn sync_config_schedules(
+        &self,
+        declared: Vec<kyu_core::ConfigSchedule>,
+    ) -> Result<kyu_core::ConfigSync> {
+        Ok(self.store.sync_config_schedules(declared).await?)
     }
 
     /// Deletes the schedule `name`; its jobs stay. False if there was none.

@@ -70,11 +70,15 @@ pub use worker::{wait_for_signal, Worker, WorkerConfig, WorkerHandle};
 
 /// Schedules and cron (re-exported from kyu-core).
 pub use kyu_core::cron::{parse_zone, CronExpr, Tz};
-/// Checks a queue or kind name (1 to 128 characters, no control characters).
+/// Checks a queue or kind name (1 to 128 characters, no control characters,
+/// no leading or trailing whitespace).
 pub use kyu_core::job::check_name;
 pub use kyu_core::schedule::{
-    FireResult, JobTemplate, MisfirePolicy, OverlapPolicy, ScheduleRecord, ScheduleSpec, SkipReason,
+    ConfigSchedule, ConfigSync, FireResult, JobTemplate, MisfirePolicy, OverlapPolicy,
+    ScheduleRecord, ScheduleSpec, SkipReason,
 };
+/// The checks of names and durations every face shares (re-exported from kyu-core).
+pub use kyu_core::validate;
 /// A refused request: the field, what was wrong and what is accepted.
 pub use kyu_core::InvalidInput;
 /// The job as stored (re-exported from kyu-core).

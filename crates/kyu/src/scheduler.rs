@@ -12,13 +12,16 @@
 //! 1. enqueues its buffered fire time (overlap `buffer_one`) if the previous
 //!    job has finished;
 //! 2. if its next fire time is more than [`SchedulerConfig::misfire_grace`]
-//!    in the past, it **misfired** (no scheduler ran then): with misfire
-//!    `skip` the next fire time moves to the first after now and no job is
-//!    enqueued; with `run_once` one job is enqueued, for the first missed fire
-//!    time, and the next fire time moves to the first after now;
-//! 3. otherwise it fires each due fire time in order, one compare-and-set
-//!    each, so a scheduler that was late by less than the grace catches up
-//!    without skipping any fire time; the overlap policy decides each fire.
+//!    in the past, it **misfired** (no scheduler ran then): the misfire
+//!    policy applies to the fire times older than the grace, in one step:
+//!    with `skip` no job is enqueued for them, with `run_once` one job is
+//!    enqueued, for the first of them; either way the next fire time moves to
+//!    the first fire time inside the grace (or after now if there is none);
+//! 3. the fire times inside the grace fire in order, one compare-and-set
+//!    each, so a scheduler back after any outage catches up on every fire
+//!    time late by less than the grace; the overlap policy decides each fire.
+//!    (`*/10 * * * * *` stopped at 08:51:45 and restarted at 08:53:05 with
+//!    the 60 s grace: 08:51:50 and 08:52:00 misfired, 08:52:10 … 08:53:00 fire.)
 //!
 //! Between ticks the loop sleeps to the next whole
 //! [`poll_interval`](SchedulerConfig::poll_interval) (default 1 s) of the
@@ -180,7 +183,11 @@ impl Scheduler {
                     misfire = %rec.spec.misfire,
                     "schedule misfired (no scheduler ran at its fire time)"
                 );
-                (cron.next_after(now, zone), enqueue)
+                // The policy covers only the fire times older than the grace:
+                // go on from the first one inside it (late by seconds after a
+                // long outage), which then fires normally.
+                let oldest_in_grace = now - grace - chrono::Duration::microseconds(1);
+                (cron.next_after(oldest_in_grace, zone), enqueue)
             } else {
                 (cron.next_after(expected, zone), true)
             };

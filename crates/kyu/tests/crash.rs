@@ -103,6 +103,9 @@ async fn rescue_worker(kyu: &Kyu, log: String) -> kyu::WorkerHandle {
             quick(c);
             c.id = "rescuer".into();
             c.lease = LEASE;
+            // Heartbeats must come more often than the lease runs out
+            // (WorkerConfig::validate).
+            c.heartbeat_every = Duration::from_millis(500);
             let m = c.maintenance.as_mut().unwrap();
             m.reap_every = Duration::from_millis(200);
         })

@@ -175,7 +175,8 @@ async fn three_schedulers_fire_each_time_exactly_once() {
 
 /// A scheduler stopped for an hour: on restart, misfire `skip` enqueues
 /// nothing for the hour and `run_once` exactly one job (for the first missed
-/// fire time); both then fire every minute again with no gap.
+/// fire time); both fire the fire time inside the grace and then every
+/// minute again with no gap.
 #[tokio::test]
 async fn stopped_for_an_hour_follows_each_misfire_policy() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -210,12 +211,20 @@ async fn stopped_for_an_hour_follows_each_misfire_policy() {
     let kyu = open(&path, &clock);
     let report = Scheduler::new(&kyu).tick().await.expect("tick");
     assert_eq!(report.skipped, 1, "skip: one misfire step, no job");
-    assert_eq!(report.fired.len(), 1, "run_once: exactly one job");
-    assert_eq!(report.fired[0].0, "catcher");
+    // run_once: one job for the missed hour; then 01:10:00 (5 s late, inside
+    // the grace) fires for both.
+    let fired: Vec<(&str, DateTime<Utc>)> = report
+        .fired
+        .iter()
+        .map(|(n, t, _)| (n.as_str(), *t))
+        .collect();
     assert_eq!(
-        report.fired[0].1,
-        at("2030-01-01T00:11:00Z"),
-        "the first missed fire time"
+        fired,
+        [
+            ("catcher", at("2030-01-01T00:11:00Z")),
+            ("catcher", at("2030-01-01T01:10:00Z")),
+            ("skipper", at("2030-01-01T01:10:00Z")),
+        ]
     );
     for name in ["skipper", "catcher"] {
         let s = kyu.get_schedule(name).await.expect("schedule");
@@ -229,9 +238,9 @@ async fn stopped_for_an_hour_follows_each_misfire_policy() {
     }
     let now = clock.now(); // 01:15:05
     let before = expected("* * * * *", kyu::Tz::UTC, t0, running_until);
-    let after = expected("* * * * *", kyu::Tz::UTC, at("2030-01-01T01:10:05Z"), now);
+    let after = expected("* * * * *", kyu::Tz::UTC, at("2030-01-01T01:09:05Z"), now);
     assert_eq!(before.len(), 10);
-    assert_eq!(after.len(), 5);
+    assert_eq!(after.len(), 6, "01:10 (inside the grace) … 01:15");
 
     let skipper = fire_times_of(&kyu, "skipper").await;
     assert_eq!(skipper, [before.clone(), after.clone()].concat());
@@ -240,6 +249,71 @@ async fn stopped_for_an_hour_follows_each_misfire_policy() {
         catcher,
         [before, vec![at("2030-01-01T00:11:00Z")], after].concat()
     );
+}
+
+/// After an outage longer than the grace, the misfire policy applies only to
+/// the fire times older than the grace; those inside it (late by seconds)
+/// fire. `*/10 * * * * *`, stopped at 08:51:45, restarted at 08:53:05: with a
+/// 60 s grace 08:51:50 and 08:52:00 misfired, 08:52:10 … 08:53:00 fire.
+#[tokio::test]
+async fn misfire_policy_spares_fire_times_inside_the_grace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("kyu.db");
+    let t0 = at("2030-01-01T08:50:00Z");
+    let clock = ManualClock::new(t0);
+    let kyu = open(&path, &clock);
+    for (name, misfire) in [
+        ("skipper", MisfirePolicy::Skip),
+        ("catcher", MisfirePolicy::RunOnce),
+    ] {
+        kyu.schedule(
+            spec(name, "*/10 * * * * *")
+                .overlap(OverlapPolicy::Allow)
+                .misfire(misfire),
+        )
+        .await
+        .expect("schedule");
+    }
+    let scheduler = Scheduler::new(&kyu);
+    for _ in 0..21 {
+        clock.advance(Duration::from_secs(5));
+        scheduler.tick().await.expect("tick");
+    }
+    assert_eq!(clock.now(), at("2030-01-01T08:51:45Z"));
+    drop(scheduler);
+    drop(kyu);
+
+    clock.set(at("2030-01-01T08:53:05Z"));
+    let kyu = open(&path, &clock);
+    Scheduler::new(&kyu).tick().await.expect("tick");
+    let before = expected(
+        "*/10 * * * * *",
+        kyu::Tz::UTC,
+        t0,
+        at("2030-01-01T08:51:45Z"),
+    );
+    let inside = expected(
+        "*/10 * * * * *",
+        kyu::Tz::UTC,
+        at("2030-01-01T08:52:05Z"),
+        at("2030-01-01T08:53:05Z"),
+    );
+    assert_eq!(inside.first(), Some(&at("2030-01-01T08:52:10Z")));
+    assert_eq!(inside.last(), Some(&at("2030-01-01T08:53:00Z")));
+    assert_eq!(
+        fire_times_of(&kyu, "skipper").await,
+        [before.clone(), inside.clone()].concat(),
+        "skip: the fire times older than the grace dropped, the ones inside it fired"
+    );
+    assert_eq!(
+        fire_times_of(&kyu, "catcher").await,
+        [before, vec![at("2030-01-01T08:51:50Z")], inside].concat(),
+        "run_once: one job for the misfired ones, then the ones inside the grace"
+    );
+    for name in ["skipper", "catcher"] {
+        let s = kyu.get_schedule(name).await.expect("schedule");
+        assert_eq!(s.next_fire_at, Some(at("2030-01-01T08:53:10Z")), "{name}");
+    }
 }
 
 /// A scheduler stopped for less than the grace is not a misfire: on restart

@@ -84,7 +84,11 @@ pub async fn run(ctx: &Ctx, cmd: ConfigCommand) -> CmdResult {
                     s.kind,
                     s.overlap,
                     s.misfire,
-                    if s.enabled { "" } else { ", disabled" }
+                    match s.enabled {
+                        Some(true) => ", enabled",
+                        Some(false) => ", disabled",
+                        None => "",
+                    }
                 );
             }
             println!("ok");

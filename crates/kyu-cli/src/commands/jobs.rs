@@ -83,7 +83,7 @@ kyu jobs retry --all-failed --queue mail --kind send_email")]
 }
 
 pub async fn run(ctx: &Ctx, cmd: JobsCommand) -> CmdResult {
-    let kyu = ctx.connect().await?;
+    let kyu = ctx.connect_existing().await?;
     match cmd {
         JobsCommand::Ls {
             states,

@@ -60,20 +60,51 @@ impl Ctx {
         Ok(Some((config, dir)))
     }
 
-    /// The database URL: flag, then environment, then kyu.toml, then the default.
+    /// The database URL: flag, then environment, then kyu.toml, then the
+    /// default; a SQLite path made absolute by the rule of [`crate::database`]
+    /// (kyu.toml's relative to the file, the flag's to the current directory).
     pub fn database(&self) -> Result<String, Failure> {
+        let cwd = Path::new(".");
         if let Some(d) = &self.database_flag {
-            return Ok(d.clone());
+            return Ok(crate::database::absolute(d, cwd));
         }
-        Ok(self
-            .config()?
-            .and_then(|(c, _)| c.database)
-            .unwrap_or_else(|| crate::DEFAULT_DATABASE.to_string()))
+        Ok(match self.config()? {
+            Some((c, dir)) => crate::database::absolute(
+                c.database.as_deref().unwrap_or(crate::DEFAULT_DATABASE),
+                &dir,
+            ),
+            None => crate::database::absolute(crate::DEFAULT_DATABASE, cwd),
+        })
     }
 
-    /// Opens the database (creating it on first use).
+    /// Opens the database (creating it on first use): for commands that
+    /// write something new (enqueue, schedules add, serve, …).
     pub async fn connect(&self) -> Result<Kyu, Failure> {
         let url = self.database()?;
+        self.open(&url).await
+    }
+
+    /// Opens the database only if it exists: for commands that read or act
+    /// on what is there (`jobs ls`, `queues ls`, …), which must not leave an
+    /// empty database behind when pointed at the wrong place.
+    pub async fn connect_existing(&self) -> Result<Kyu, Failure> {
+        let url = self.database()?;
+        if let Some(file) = crate::database::sqlite_file(&url) {
+            if !file.exists() {
+                return Err(anyhow::anyhow!(
+                    "no kyu database at {}; it is made by `kyu serve`, `kyu enqueue` or \
+                     `kyu schedules add`; choose another with --database, KYU_DATABASE_URL \
+                     or `database` in kyu.toml",
+                    file.display()
+                )
+                .into());
+            }
+        }
+        self.open(&url).await
+    }
+
+    async fn open(&self, url: &str) -> Result<Kyu, Failure> {
+        let url = url.to_string();
         let kyu = Kyu::connect(&url).await;
         match kyu {
             Ok(k) => Ok(k),

@@ -25,7 +25,15 @@ pub enum QueuesCommand {
 }
 
 pub async fn run(ctx: &Ctx, cmd: QueuesCommand) -> CmdResult {
-    let kyu = ctx.connect().await?;
+    let kyu = match &cmd {
+        QueuesCommand::Ls => ctx.connect_existing().await?,
+        // Pausing a queue before its first job is allowed; a bad name is
+        // refused before the database is opened (or created).
+        QueuesCommand::Pause { queue } | QueuesCommand::Resume { queue } => {
+            kyu::validate::queue_name("queue", queue).map_err(kyu::Error::from)?;
+            ctx.connect().await?
+        }
+    };
     match cmd {
         QueuesCommand::Ls => {
             let queues = kyu.queues().await?;

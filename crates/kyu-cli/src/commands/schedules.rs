@@ -124,7 +124,7 @@ pub async fn run(ctx: &Ctx, cmd: SchedulesCommand) -> CmdResult {
         SchedulesCommand::Preview(a) => preview(ctx, a),
         SchedulesCommand::Add(a) => add(ctx, *a).await,
         SchedulesCommand::Ls => {
-            let kyu = ctx.connect().await?;
+            let kyu = ctx.connect_existing().await?;
             let all = kyu.schedules().await?;
             if ctx.json {
                 return print_json(&all);
@@ -137,7 +137,7 @@ pub async fn run(ctx: &Ctx, cmd: SchedulesCommand) -> CmdResult {
             Ok(())
         }
         SchedulesCommand::Rm { name } => {
-            let kyu = ctx.connect().await?;
+            let kyu = ctx.connect_existing().await?;
             if !kyu.unschedule(&name).await? {
                 return Err(fail(kyu::Error::ScheduleNotFound(name)));
             }
@@ -151,7 +151,7 @@ pub async fn run(ctx: &Ctx, cmd: SchedulesCommand) -> CmdResult {
         SchedulesCommand::Enable { name } => set_enabled(ctx, name, true).await,
         SchedulesCommand::Disable { name } => set_enabled(ctx, name, false).await,
         SchedulesCommand::Trigger { name } => {
-            let kyu = ctx.connect().await?;
+            let kyu = ctx.connect_existing().await?;
             let id = kyu.trigger(&name).await.map_err(fail)?;
             if ctx.json {
                 print_json(&serde_json::json!({"schedule": name, "job": id}))
@@ -164,7 +164,7 @@ pub async fn run(ctx: &Ctx, cmd: SchedulesCommand) -> CmdResult {
 }
 
 async fn set_enabled(ctx: &Ctx, name: String, enabled: bool) -> CmdResult {
-    let kyu = ctx.connect().await?;
+    let kyu = ctx.connect_existing().await?;
     let r = if enabled {
         kyu.enable_schedule(&name).await
     } else {
@@ -247,6 +247,7 @@ fn print_table(all: &[ScheduleRecord]) {
         "LAST FIRE",
         "LAST JOB",
         "STATE",
+        "DECLARED BY",
     ]);
     for s in all {
         t.row(vec![
@@ -270,6 +271,12 @@ fn print_table(all: &[ScheduleRecord]) {
                 (Some(_), None) => "deleted".into(),
                 (None, None) => "-".into(),
             },
+            if s.from_config {
+                "kyu.toml"
+            } else {
+                "command/API"
+            }
+            .into(),
         ]);
     }
     t.print();
@@ -313,27 +320,55 @@ fn preview(ctx: &Ctx, a: PreviewArgs) -> CmdResult {
     Ok(())
 }
 
-/// Declares the `[[schedules]]` of kyu.toml and starts the scheduler (for
-/// `kyu serve`). Returns its handle and the schedules with their next fire
-/// times, for the start line.
+/// Makes the database's kyu.toml schedules those of `config` and starts the
+/// scheduler (for `kyu serve`). Returns its handle and, for the start line,
+/// the schedules with their next fire times and the ones removed.
+///
+/// The rule (README, "Schedules"): each `[[schedules]]` entry is upserted
+/// and marked as kyu.toml's; a schedule kyu.toml declared before and no
+/// longer does is removed (its jobs stay); `enabled` applies only when the
+/// entry says it, so `kyu schedules disable` survives restarts; schedules
+/// made with `kyu schedules add` or the library are never touched.
 pub async fn start_scheduler(
     kyu: &kyu::Kyu,
     config: &crate::config::Config,
 ) -> Result<(kyu::SchedulerHandle, String), Failure> {
-    let mut parts = Vec::new();
+    let mut declared = Vec::new();
     for s in &config.schedules {
         // Checked when the file was loaded; checked again for the message.
         let spec = config
             .schedule_spec(s)
             .map_err(|e| Failure::invalid(format!("schedules.{}: {e}", s.name)))?;
-        let rec = kyu.schedule(spec).await?;
-        parts.push(format!("{} next {}", rec.spec.name, next_fire(&rec)));
+        declared.push(kyu::ConfigSchedule {
+            spec,
+            enabled_explicit: s.enabled.is_some(),
+        });
+    }
+    let synced = kyu.sync_config_schedules(declared).await?;
+    for name in &synced.removed {
+        tracing::info!(schedule = %name, "schedule removed: no longer in kyu.toml");
     }
     let scheduler = kyu::Scheduler::new(kyu).start();
-    let line = if parts.is_empty() {
+    let parts: Vec<String> = synced
+        .schedules
+        .iter()
+        .map(|rec| format!("{} next {}", rec.spec.name, next_fire(rec)))
+        .collect();
+    let mut line = if parts.is_empty() {
         "none".to_string()
     } else {
         parts.join(", ")
     };
+    if !synced.removed.is_empty() {
+        let removed = format!(
+            "removed {} (no longer in kyu.toml)",
+            synced.removed.join(", ")
+        );
+        line = if parts.is_empty() {
+            format!("none ({removed})")
+        } else {
+            format!("{line}; {removed}")
+        };
+    }
     Ok((scheduler, line))
 }

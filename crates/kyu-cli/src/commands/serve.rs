@@ -33,7 +33,7 @@ fn parse_queue(s: &str) -> Result<(String, usize), String> {
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("{s:?}: {n:?} is not a concurrency; {accepted}"))?;
-    kyu::check_name("queue", name).map_err(|e| e.to_string())?;
+    kyu::validate::queue_name("--queue", name).map_err(|e| e.to_string())?;
     Ok((name.to_string(), n))
 }
 
@@ -77,9 +77,9 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
             m.retention = false;
         }
     }
-    // Commands run in their own directory: give them a URL that does not
-    // depend on ours.
-    let child_url = absolute_sqlite_url(&url);
+    // Commands run in their own directory: the URL is absolute
+    // (`Ctx::database`), so they open the same database.
+    let child_url = url.clone();
     let mut worker = Worker::new(&kyu);
     let mut longest_stop = std::time::Duration::ZERO;
     for name in config.jobs.keys() {
@@ -108,7 +108,7 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
     } else {
         (None, "none (kyu serve runs them)".to_string())
     };
-    let handle = worker.config(worker_config).start();
+    let handle = worker.config(worker_config).try_start()?;
     let kinds: Vec<&String> = config.jobs.keys().collect();
     let queue_list: Vec<String> = queues.iter().map(|(q, n)| format!("{q}={n}")).collect();
     let line = format!(
@@ -136,19 +136,4 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
     handle.shutdown().await;
     eprintln!("kyu stopped");
     Ok(())
-}
-
-/// `sqlite://relative.db` made absolute against the current directory, so a
-/// command running elsewhere opens the same file; other URLs as they are.
-fn absolute_sqlite_url(url: &str) -> String {
-    let Some(rest) = url.strip_prefix("sqlite://") else {
-        return url.to_string();
-    };
-    if rest.starts_with('/') || rest.starts_with(":memory:") {
-        return url.to_string();
-    }
-    match std::env::current_dir() {
-        Ok(dir) => format!("sqlite://{}", dir.join(rest).display()),
-        Err(_) => url.to_string(),
-    }
 }

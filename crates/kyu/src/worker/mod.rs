@@ -85,6 +85,30 @@ impl Default for WorkerConfig {
     }
 }
 
+impl WorkerConfig {
+    /// Checks the settings a worker cannot run with, with the words of
+    /// [`kyu_core::validate`]: a lease of at least 1 s, a heartbeat more
+    /// often than the lease runs out, positive poll intervals.
+    pub fn validate(&self) -> Result<(), kyu_core::InvalidInput> {
+        use kyu_core::validate;
+        validate::lease("lease", self.lease)?;
+        validate::interval("heartbeat_every", self.heartbeat_every)?;
+        if self.heartbeat_every >= self.lease {
+            return Err(kyu_core::InvalidInput::new(
+                "heartbeat_every",
+                format!(
+                    "{:?} is not accepted with a lease of {:?}; accepted: shorter than the \
+                     lease (default: a third of it), or every lease runs out",
+                    self.heartbeat_every, self.lease
+                ),
+            ));
+        }
+        validate::interval("cancel_poll", self.cancel_poll)?;
+        validate::interval("poll_interval", self.poll_interval)?;
+        Ok(())
+    }
+}
+
 fn default_worker_id() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
@@ -219,8 +243,30 @@ impl Worker {
         self
     }
 
+    /// Starts the worker's tasks on the current tokio runtime, after
+    /// checking its config ([`WorkerConfig::validate`]): a config it cannot
+    /// run with is refused with [`Error::Invalid`](crate::Error::Invalid)
+    /// before any job is claimed.
+    pub fn try_start(self) -> crate::Result<WorkerHandle> {
+        self.config.validate()?;
+        Ok(self.start_checked())
+    }
+
     /// Starts the worker's tasks on the current tokio runtime.
+    ///
+    /// # Panics
+    ///
+    /// If the config is one a worker cannot run with (e.g. a zero lease),
+    /// here and before any job is claimed, with the reason; use
+    /// [`try_start`](Self::try_start) to get it as an error instead.
     pub fn start(self) -> WorkerHandle {
+        if let Err(e) = self.config.validate() {
+            panic!("kyu worker config refused: {e}");
+        }
+        self.start_checked()
+    }
+
+    fn start_checked(self) -> WorkerHandle {
         let Worker {
             kyu,
             handlers,
