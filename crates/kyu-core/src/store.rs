@@ -350,6 +350,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Retention: deletes completed jobs finished before `completed_before`
     /// and failed or cancelled jobs finished before `failed_before`. Returns how many.
+    /// A job enqueued with a `unique_for` window is kept until the window has
+    /// closed (created_at + window <= now), whatever its age: its row is what
+    /// makes its key hold, so deleting it would let a duplicate in.
     async fn delete_finished(
         &self,
         completed_before: DateTime<Utc>,

@@ -1401,6 +1401,68 @@ pub async fn delete_finished_retention(h: &dyn Harness) {
     }
 }
 
+/// Retention keeps a finished job while its `unique_for` window is open, so
+/// the key keeps holding: deleting it would let the same enqueue insert a
+/// second job inside the window. Once the window closes it is deleted.
+pub async fn retention_keeps_job_inside_unique_window(h: &dyn Harness) {
+    let c = Ctx::new(h).await;
+    let week = Duration::from_secs(7 * 24 * 3600);
+    let first = c.add(job("ok").unique_for("wk", week)).await;
+    let cl = c.claim_one("default").await;
+    c.finish(cl.lease(), completed()).await;
+    let failed = c.add(job("f").unique_for("wk-f", week).max_attempts(1)).await;
+    let cl = c.claim_one("default").await;
+    c.finish(cl.lease(), errored(c.now())).await;
+    let plain = c.add(job("p")).await;
+    let cl = c.claim_one("default").await;
+    c.finish(cl.lease(), completed()).await;
+    // Two days on: past the default keep of completed jobs (24 h); with
+    // failed jobs kept for one day here, past theirs too.
+    c.advance(2 * 24 * 3600);
+    let day_ago = c.now() - secs(24 * 3600);
+    assert_eq!(
+        c.store
+            .delete_finished(day_ago, day_ago)
+            .await
+            .expect("delete"),
+        1,
+        "only the job without a window is deleted"
+    );
+    assert!(c.store.get(plain).await.expect("get").is_none());
+    for id in [first, failed] {
+        assert!(
+            c.store.get(id).await.expect("get").is_some(),
+            "job {id} is kept while its unique window is open"
+        );
+    }
+    let again = c
+        .store
+        .enqueue(vec![job("ok").unique_for("wk", week)])
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        (again[0].id, again[0].duplicate),
+        (first, true),
+        "the key still holds inside the window"
+    );
+    // Past the window: deleted, and the key is free.
+    c.advance(5 * 24 * 3600 + 1);
+    let day_ago = c.now() - secs(24 * 3600);
+    assert_eq!(
+        c.store
+            .delete_finished(day_ago, day_ago)
+            .await
+            .expect("delete"),
+        2
+    );
+    let fresh = c
+        .store
+        .enqueue(vec![job("ok").unique_for("wk", week)])
+        .await
+        .expect("enqueue");
+    assert!(!fresh[0].duplicate);
+}
+
 // ---------------------------------------------------------------- unique
 
 /// A unique key returns the first job while it is unfinished; after it
@@ -1547,6 +1609,7 @@ macro_rules! store_conformance_tests {
             queue_stats_counts,
             next_scheduled_earliest,
             delete_finished_retention,
+            retention_keeps_job_inside_unique_window,
             unique_while_unfinished,
             unique_within_window,
             subscribe_sees_enqueue,

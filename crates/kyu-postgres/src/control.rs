@@ -162,14 +162,18 @@ pub(crate) async fn set_paused(
 }
 
 /// The condition of jobs retention deletes: `$1` completed before, `$2` failed
-/// or cancelled before. Unfinished jobs are never deleted.
-const DELETABLE: &str = "(state = 'completed' AND finished_at < $1) \
-    OR (state IN ('failed', 'cancelled') AND finished_at < $2)";
+/// or cancelled before, `$3` now. Unfinished jobs are never deleted, nor a job
+/// whose `unique_for` window is still open: its row is what makes the key hold.
+const DELETABLE: &str = "((state = 'completed' AND finished_at < $1) \
+    OR (state IN ('failed', 'cancelled') AND finished_at < $2)) \
+    AND (unique_window_ms IS NULL \
+      OR created_at + unique_window_ms * interval '1 millisecond' <= $3)";
 
 /// Deletes finished jobs (and their logs) older than the cut-offs.
 pub(crate) async fn delete_finished(
     pool: &PgPool,
     schema: &str,
+    now: DateTime<Utc>,
     completed_before: DateTime<Utc>,
     failed_before: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
@@ -181,6 +185,7 @@ pub(crate) async fn delete_finished(
     let n: i64 = sqlx::query_scalar(&sql)
         .bind(completed_before)
         .bind(failed_before)
+        .bind(now)
         .fetch_one(pool)
         .await
         .map_err(db)?;

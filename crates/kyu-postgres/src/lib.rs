@@ -518,7 +518,14 @@ impl Store for PgStore {
         completed_before: DateTime<Utc>,
         failed_before: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        control::delete_finished(&self.inner.pool, self.s(), completed_before, failed_before).await
+        control::delete_finished(
+            &self.inner.pool,
+            self.s(),
+            self.now(),
+            completed_before,
+            failed_before,
+        )
+        .await
     }
 
     async fn set_logs(&self, id: JobId, logs: AttemptLogs) -> Result<(), StoreError> {

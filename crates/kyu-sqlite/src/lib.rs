@@ -542,8 +542,9 @@ impl Store for SqliteStore {
         completed_before: DateTime<Utc>,
         failed_before: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
+        let clock = self.now_fn();
         self.write(never, move |c| {
-            retention::delete_finished(c, completed_before, failed_before)
+            retention::delete_finished(c, clock.now(), completed_before, failed_before)
         })
         .await
     }
