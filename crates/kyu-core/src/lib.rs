@@ -39,5 +39,6 @@ pub use schedule::{
 };
 pub use store::{
     AttemptLogs, CancelResult, Claim, ClaimedJob, Finish, FinishOutcome, FinishResult,
-    HeartbeatReply, JobFilter, JobPage, LeaseRef, QueueStats, Reaped, RetryResult, Store,
+    HeartbeatReply, JobFilter, JobPage, KeyHeld, LeaseRef, QueueStats, Reaped, RetriedFailed,
+    RetryResult, Store,
 };

@@ -176,7 +176,7 @@ pub enum CancelResult {
 }
 
 /// What [`Store::retry`] did with one id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "result", content = "state")]
 pub enum RetryResult {
     /// It was failed or cancelled and is now `available` again, with at least
@@ -184,8 +184,38 @@ pub enum RetryResult {
     Retried,
     /// It is in this state, which cannot be retried; nothing changed.
     NotRetryable(JobState),
+    /// It was failed or cancelled, but another unfinished job holds its
+    /// unique key (an enqueue with the key would return that job), so it was
+    /// left as it was: retrying it would make two unfinished jobs with one key.
+    KeyHeld {
+        /// The unique key.
+        key: String,
+        /// The unfinished job holding it.
+        holder: JobId,
+    },
     /// No job has this id.
     NotFound,
+}
+
+/// A failed job [`Store::retry_failed`] left failed because another
+/// unfinished job holds its unique key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyHeld {
+    /// The failed job, left failed.
+    pub id: JobId,
+    /// Its unique key.
+    pub key: String,
+    /// The unfinished job holding the key.
+    pub holder: JobId,
+}
+
+/// What [`Store::retry_failed`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetriedFailed {
+    /// How many failed jobs are `available` again.
+    pub retried: u64,
+    /// The failed jobs left failed because their unique key is held, by id.
+    pub key_held: Vec<KeyHeld>,
 }
 
 /// Which jobs [`Store::list`] returns: newest first, `limit` at a time.
@@ -318,15 +348,22 @@ pub trait Store: Send + Sync + 'static {
     /// Cancels jobs: see [`CancelResult`]. One result per id, in order.
     async fn cancel(&self, ids: &[JobId]) -> Result<Vec<CancelResult>, StoreError>;
 
-    /// Retries failed or cancelled jobs: see [`RetryResult`]. One result per id.
+    /// Retries failed or cancelled jobs: see [`RetryResult`]. One result per
+    /// id, in order. Unique keys hold as they do for enqueue: a job whose key
+    /// is held by another unfinished job (scheduled, available or running,
+    /// including one retried earlier in the same call) is not retried
+    /// ([`RetryResult::KeyHeld`]), so no two unfinished jobs share a key.
     async fn retry(&self, ids: &[JobId]) -> Result<Vec<RetryResult>, StoreError>;
 
-    /// Retries every failed job, of one queue and/or kind if given. Returns how many.
+    /// Retries every failed job, of one queue and/or kind if given. Unique
+    /// keys hold as in [`retry`](Store::retry): of several failed jobs with
+    /// one key only the lowest id is retried, and none if an unfinished job
+    /// holds the key; the others stay failed and are reported.
     async fn retry_failed(
         &self,
         queue: Option<&str>,
         kind: Option<&str>,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<RetriedFailed, StoreError>;
 
     /// One job, or `None`.
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError>;

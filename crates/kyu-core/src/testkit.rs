@@ -1111,25 +1111,179 @@ pub async fn retry_failed_by_queue_and_kind(h: &dyn Harness) {
         c.store
             .retry_failed(Some("a"), Some("x"))
             .await
-            .expect("retry"),
+            .expect("retry")
+            .retried,
         1
     );
     assert_eq!(
-        c.store.retry_failed(Some("a"), None).await.expect("retry"),
+        c.store
+            .retry_failed(Some("a"), None)
+            .await
+            .expect("retry")
+            .retried,
         1
     );
     assert_eq!(
-        c.store.retry_failed(None, Some("y")).await.expect("retry"),
+        c.store
+            .retry_failed(None, Some("y"))
+            .await
+            .expect("retry")
+            .retried,
         2
     );
-    assert_eq!(c.store.retry_failed(None, None).await.expect("retry"), 1);
-    assert_eq!(c.store.retry_failed(None, None).await.expect("retry"), 0);
+    assert_eq!(
+        c.store
+            .retry_failed(None, None)
+            .await
+            .expect("retry")
+            .retried,
+        1
+    );
+    assert_eq!(
+        c.store
+            .retry_failed(None, None)
+            .await
+            .expect("retry")
+            .retried,
+        0
+    );
     assert_eq!(
         c.state(cancelled).await,
         JobState::Cancelled,
         "only failed jobs"
     );
     assert_eq!(c.claim(&["a", "b"], 10).await.len(), 5);
+}
+
+/// Fails one attempt of the next claimable job of `default` for good.
+async fn fail_next(c: &Ctx) -> JobId {
+    let cl = c.claim_one("default").await;
+    c.finish(
+        cl.lease(),
+        FinishOutcome::Errored {
+            message: "boom".into(),
+            retry_at: c.now(),
+            permanent: true,
+        },
+    )
+    .await;
+    cl.id
+}
+
+/// The unfinished jobs holding each unique key, by key.
+async fn unfinished_by_key(c: &Ctx) -> std::collections::BTreeMap<String, Vec<JobId>> {
+    let mut by_key = std::collections::BTreeMap::<String, Vec<JobId>>::new();
+    for j in c.all().await {
+        if let (Some(k), false) = (j.unique_key, j.state.is_finished()) {
+            by_key.entry(k).or_default().push(j.id);
+        }
+    }
+    by_key
+}
+
+/// A retry never makes two unfinished jobs with one key: a failed job whose
+/// key another unfinished job holds is refused, naming the holder, and left
+/// failed; once the holder finishes it can be retried. In one call, the
+/// first of two jobs with one key is retried and the second refused.
+pub async fn retry_refuses_while_another_job_holds_the_key(h: &dyn Harness) {
+    let c = Ctx::new(h).await;
+    let first = c.add(job("k").unique_key("U1").max_attempts(1)).await;
+    assert_eq!(fail_next(&c).await, first);
+    let second = c.add(job("k").unique_key("U1")).await;
+    let out = c.store.retry(&[first]).await.expect("retry");
+    assert_eq!(
+        out,
+        vec![RetryResult::KeyHeld {
+            key: "U1".into(),
+            holder: second
+        }]
+    );
+    assert_eq!(c.state(first).await, JobState::Failed, "left as it was");
+    assert_eq!(unfinished_by_key(&c).await["U1"], vec![second]);
+    // The holder finishes: the key is free, the retry goes through.
+    let cl = c.claim_one("default").await;
+    assert_eq!(cl.id, second);
+    c.finish(cl.lease(), completed()).await;
+    assert_eq!(
+        c.store.retry(&[first]).await.expect("retry"),
+        vec![RetryResult::Retried]
+    );
+    let dup = c
+        .store
+        .enqueue(vec![job("k").unique_key("U1")])
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        (dup[0].id, dup[0].duplicate),
+        (first, true),
+        "the retried job holds its key again"
+    );
+    // Two failed jobs with one key, retried in one call.
+    let a = c.add(job("k").unique_key("U3").max_attempts(1)).await;
+    c.claim_one("default").await; // `first`, now running, out of the way
+    assert_eq!(fail_next(&c).await, a);
+    let b = c.add(job("k").unique_key("U3").max_attempts(1)).await;
+    assert_eq!(fail_next(&c).await, b);
+    let out = c.store.retry(&[a, b]).await.expect("retry");
+    assert_eq!(
+        out,
+        vec![
+            RetryResult::Retried,
+            RetryResult::KeyHeld {
+                key: "U3".into(),
+                holder: a
+            }
+        ]
+    );
+    assert_eq!(c.state(b).await, JobState::Failed);
+    for (key, ids) in unfinished_by_key(&c).await {
+        assert_eq!(ids.len(), 1, "one unfinished job per key {key}: {ids:?}");
+    }
+}
+
+/// retry_failed keeps one unfinished job per key: of failed jobs sharing a
+/// key only the lowest id is retried, none when an unfinished job holds the
+/// key, and those left failed are reported with their holder.
+pub async fn retry_failed_keeps_one_unfinished_job_per_key(h: &dyn Harness) {
+    let c = Ctx::new(h).await;
+    let mut failed = Vec::new();
+    for key in [Some("U1"), Some("U1"), Some("U2"), None] {
+        let mut j = job("k").max_attempts(1);
+        if let Some(k) = key {
+            j = j.unique_key(k);
+        }
+        let id = c.add(j).await;
+        assert_eq!(fail_next(&c).await, id);
+        failed.push(id);
+    }
+    let holder = c.add(job("k").unique_key("U2")).await;
+    let out = c.store.retry_failed(None, None).await.expect("retry");
+    assert_eq!(out.retried, 2, "{out:?}");
+    assert_eq!(
+        out.key_held,
+        vec![
+            crate::KeyHeld {
+                id: failed[1],
+                key: "U1".into(),
+                holder: failed[0]
+            },
+            crate::KeyHeld {
+                id: failed[2],
+                key: "U2".into(),
+                holder
+            },
+        ]
+    );
+    assert_eq!(c.state(failed[0]).await, JobState::Available);
+    assert_eq!(c.state(failed[1]).await, JobState::Failed);
+    assert_eq!(c.state(failed[2]).await, JobState::Failed);
+    assert_eq!(c.state(failed[3]).await, JobState::Available);
+    for (key, ids) in unfinished_by_key(&c).await {
+        assert_eq!(ids.len(), 1, "one unfinished job per key {key}: {ids:?}");
+    }
+    // Nothing changes on a second call: the same two are still held.
+    let again = c.store.retry_failed(None, None).await.expect("retry");
+    assert_eq!((again.retried, again.key_held.len()), (0, 2));
 }
 
 // ---------------------------------------------------------------- reads
@@ -1410,7 +1564,9 @@ pub async fn retention_keeps_job_inside_unique_window(h: &dyn Harness) {
     let first = c.add(job("ok").unique_for("wk", week)).await;
     let cl = c.claim_one("default").await;
     c.finish(cl.lease(), completed()).await;
-    let failed = c.add(job("f").unique_for("wk-f", week).max_attempts(1)).await;
+    let failed = c
+        .add(job("f").unique_for("wk-f", week).max_attempts(1))
+        .await;
     let cl = c.claim_one("default").await;
     c.finish(cl.lease(), errored(c.now())).await;
     let plain = c.add(job("p")).await;
@@ -1603,6 +1759,8 @@ macro_rules! store_conformance_tests {
             cancel_running_then_finish,
             retry_each_state,
             retry_failed_by_queue_and_kind,
+            retry_refuses_while_another_job_holds_the_key,
+            retry_failed_keeps_one_unfinished_job_per_key,
             get_unknown_is_none,
             list_filters,
             list_pages,

@@ -52,6 +52,7 @@ mod enqueue;
 mod lease;
 mod notify;
 mod query;
+mod retry;
 mod row;
 mod schedule;
 mod schema;
@@ -65,7 +66,8 @@ use chrono::{DateTime, Utc};
 use kyu_core::{
     job::check_name, AttemptLogs, CancelResult, Claim, ClaimedJob, Clock, Enqueued, Finish,
     FinishResult, HeartbeatReply, Job, JobFilter, JobId, JobPage, JobState, LeaseRef, Limits,
-    NewJob, Progress, QueueStats, Reaped, RetryResult, Store, StoreError, SystemClock,
+    NewJob, Progress, QueueStats, Reaped, RetriedFailed, RetryResult, Store, StoreError,
+    SystemClock,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -444,7 +446,7 @@ impl Store for PgStore {
     }
 
     async fn retry(&self, ids: &[JobId]) -> Result<Vec<RetryResult>, StoreError> {
-        let out = control::retry(
+        let out = retry::retry(
             &self.inner.pool,
             self.s(),
             &self.inner.channel,
@@ -462,8 +464,8 @@ impl Store for PgStore {
         &self,
         queue: Option<&str>,
         kind: Option<&str>,
-    ) -> Result<u64, StoreError> {
-        let n = control::retry_failed(
+    ) -> Result<RetriedFailed, StoreError> {
+        let out = retry::retry_failed(
             &self.inner.pool,
             self.s(),
             &self.inner.channel,
@@ -472,10 +474,10 @@ impl Store for PgStore {
             kind,
         )
         .await?;
-        if n > 0 {
+        if out.retried > 0 {
             self.wake();
         }
-        Ok(n)
+        Ok(out)
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {

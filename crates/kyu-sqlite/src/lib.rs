@@ -60,7 +60,7 @@ use chrono::{DateTime, Utc};
 use kyu_core::{
     job::check_name, AttemptLogs, CancelResult, Claim, ClaimedJob, Clock, Enqueued, Finish,
     FinishResult, HeartbeatReply, Job, JobFilter, JobId, JobPage, LeaseRef, Limits, NewJob,
-    Progress, QueueStats, Reaped, RetryResult, Store, StoreError, SystemClock,
+    Progress, QueueStats, Reaped, RetriedFailed, RetryResult, Store, StoreError, SystemClock,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -494,12 +494,12 @@ impl Store for SqliteStore {
         &self,
         queue: Option<&str>,
         kind: Option<&str>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<RetriedFailed, StoreError> {
         let clock = self.now_fn();
         let queue = queue.map(str::to_string);
         let kind = kind.map(str::to_string);
         self.write(
-            |n: &u64| *n > 0,
+            |r: &RetriedFailed| r.retried > 0,
             move |c| control::retry_failed(c, clock.now(), queue.as_deref(), kind.as_deref()),
         )
         .await

@@ -224,14 +224,22 @@ impl Kyu {
         Ok(self.store.cancel(ids).await?)
     }
 
-    /// Runs failed or cancelled jobs again.
+    /// Runs failed or cancelled jobs again. A job whose unique key another
+    /// unfinished job holds is not retried ([`RetryResult::KeyHeld`] names
+    /// the holder): a retry never makes two unfinished jobs with one key.
     pub async fn retry(&self, ids: &[JobId]) -> Result<Vec<RetryResult>> {
         Ok(self.store.retry(ids).await?)
     }
 
-    /// Runs every failed job again, of one queue and/or kind if given.
-    /// Returns how many.
-    pub async fn retry_failed(&self, queue: Option<&str>, kind: Option<&str>) -> Result<u64> {
+    /// Runs every failed job again, of one queue and/or kind if given. Of
+    /// failed jobs sharing a unique key only the first is retried, none if an
+    /// unfinished job holds the key; the reply counts the retried and lists
+    /// those left failed with their key's holder.
+    pub async fn retry_failed(
+        &self,
+        queue: Option<&str>,
+        kind: Option<&str>,
+    ) -> Result<kyu_core::RetriedFailed> {
         Ok(self.store.retry_failed(queue, kind).await?)
     }
 

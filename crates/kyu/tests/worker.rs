@@ -572,7 +572,13 @@ async fn retry_by_hand_runs_a_failed_job_again() {
         JobState::Failed
     );
     fail.store(false, Ordering::SeqCst);
-    assert_eq!(kyu.retry_failed(None, Some("fix_me")).await.unwrap(), 1);
+    assert_eq!(
+        kyu.retry_failed(None, Some("fix_me"))
+            .await
+            .unwrap()
+            .retried,
+        1
+    );
     eventually(WAIT, "the retried job completes", || async {
         kyu.job(e.id).await.unwrap().state == JobState::Completed
     })

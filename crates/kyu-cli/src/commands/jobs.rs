@@ -159,12 +159,17 @@ pub async fn run(ctx: &Ctx, cmd: JobsCommand) -> CmdResult {
             kind,
         } => {
             if all_failed {
-                let n = kyu.retry_failed(queue.as_deref(), kind.as_deref()).await?;
+                let out = kyu.retry_failed(queue.as_deref(), kind.as_deref()).await?;
+                let n = out.retried;
                 if ctx.json {
-                    print_json(&serde_json::json!({"retried": n}))?;
+                    print_json(&out)?;
                 } else {
                     println!("retried {n} failed job{}", if n == 1 { "" } else { "s" });
+                    for h in &out.key_held {
+                        println!("job {}: not retried: {}", h.id, key_held(&h.key, h.holder));
+                    }
                 }
+                refused(out.key_held.len())?;
             } else {
                 let results = kyu.retry(&ids).await?;
                 report(ctx, &ids, &results, |r| match r {
@@ -172,12 +177,44 @@ pub async fn run(ctx: &Ctx, cmd: JobsCommand) -> CmdResult {
                     RetryResult::NotRetryable(s) => Ok(format!(
                         "is {s}; only failed or cancelled jobs can be retried"
                     )),
+                    RetryResult::KeyHeld { key, holder } => {
+                        Ok(format!("not retried: {}", key_held(key, *holder)))
+                    }
                     RetryResult::NotFound => Err(()),
                 })?;
+                refused(
+                    results
+                        .iter()
+                        .filter(|r| matches!(r, RetryResult::KeyHeld { .. }))
+                        .count(),
+                )?;
             }
         }
     }
     Ok(())
+}
+
+/// Why a job was not retried: its unique key is held.
+fn key_held(key: &str, holder: JobId) -> String {
+    format!(
+        "unfinished job {holder} holds its unique key {key} \
+         (retry it once job {holder} has finished, or cancel job {holder})"
+    )
+}
+
+/// Exit 1 when a retry left jobs as they were because their key is held.
+fn refused(n: usize) -> CmdResult {
+    if n == 0 {
+        return Ok(());
+    }
+    Err(Failure {
+        code: 1,
+        error: anyhow::anyhow!(
+            "{n} job{} not retried: {} unique key is held by another unfinished job",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "its" } else { "each one's" }
+        ),
+    })
 }
 
 /// Prints one line per id; exits 3 if any id was not found.
