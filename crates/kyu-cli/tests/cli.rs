@@ -216,6 +216,7 @@ fn fail_job(db: &Db, id: i64) {
             .claim(kyu::store::Claim {
                 worker: "test".into(),
                 queues: vec!["default".into()],
+                kinds: None,
                 limit: 1,
                 lease: std::time::Duration::from_secs(30),
             })
@@ -280,6 +281,77 @@ fn retry_refuses_while_another_job_holds_the_unique_key() {
         .map(|j| j["id"].as_i64().unwrap())
         .collect();
     assert_eq!(ids, vec![3, 1], "one unfinished job per key");
+}
+
+/// Polls `f` every 50 ms until it is true; panics after `limit`.
+fn wait_until(limit: std::time::Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("timed out after {limit:?} waiting for: {what}");
+}
+
+#[test]
+fn queues_ls_and_jobs_show_say_when_no_live_worker_handles_a_kind() {
+    let db = db();
+    let toml = db._dir.path().join("kyu.toml");
+    std::fs::write(&toml, "[jobs.a]\ncommand = [\"true\"]\n").unwrap();
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_kyu"))
+        .arg("--database")
+        .arg(&db.url)
+        .arg("--config")
+        .arg(&toml)
+        .arg("worker")
+        .env_remove("KYU_DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(kyu(&db, &["enqueue", "t", "{}"]).status.success()); // job 1
+    assert!(kyu(&db, &["enqueue", "a", "{}"]).status.success()); // job 2
+    wait_until(
+        std::time::Duration::from_secs(20),
+        "the worker runs job 2",
+        || json(&kyu(&db, &["--json", "jobs", "show", "2"]))["state"] == "completed",
+    );
+    let shown = stdout(&kyu(&db, &["jobs", "show", "1"]));
+    assert!(shown.contains("state        available"), "{shown}");
+    assert!(
+        shown.contains("attempt      0 of 5"),
+        "never claimed: {shown}"
+    );
+    assert!(
+        shown.contains("waiting      no live worker handles kind t on queue default"),
+        "{shown}"
+    );
+    let done = stdout(&kyu(&db, &["jobs", "show", "2"]));
+    assert!(!done.contains("no live worker"), "{done}");
+    let ls = stdout(&kyu(&db, &["queues", "ls"]));
+    assert!(ls.contains("NO WORKER"), "{ls}");
+    assert!(
+        ls.contains("queue default: 1 job of kind t waits: no live worker handles kind t"),
+        "{ls}"
+    );
+    // A worker that shut down no longer counts.
+    // SAFETY: signalling a child we started.
+    assert_eq!(unsafe { libc::kill(worker.id() as i32, libc::SIGTERM) }, 0);
+    assert!(worker.wait().unwrap().success());
+    assert!(kyu(&db, &["enqueue", "a", "{}"]).status.success()); // job 3
+    let shown = stdout(&kyu(&db, &["jobs", "show", "3"]));
+    assert!(
+        shown.contains("no live worker handles kind a on queue default"),
+        "{shown}"
+    );
+    let queues = json(&kyu(&db, &["--json", "queues", "ls"]));
+    assert_eq!(
+        queues[0]["no_worker"],
+        serde_json::json!({"a": 1, "t": 1}),
+        "{queues}"
+    );
 }
 
 #[test]

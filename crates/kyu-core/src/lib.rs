@@ -9,6 +9,7 @@
 //! - [`clock`]: the one source of "now", so tests move time instead of sleeping;
 //! - [`schedule`]: cron schedules, their policies and the exactly-once firing rule;
 //! - [`store`]: the [`Store`] trait, the only place that talks to a database;
+//! - [`workers`]: the worker registry (who runs which kinds where);
 //! - [`error`]: the typed errors of the library crates.
 //!
 //! With the `testkit` feature, [`testkit`] holds the store conformance suite that
@@ -27,6 +28,7 @@ pub mod schedule_suite;
 pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod workers;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cron::{parse_zone, CronExpr, FireTimes, Tz};
@@ -42,3 +44,4 @@ pub use store::{
     HeartbeatReply, JobFilter, JobPage, KeyHeld, LeaseRef, QueueStats, Reaped, RetriedFailed,
     RetryResult, Store,
 };
+pub use workers::{LiveWorker, WaitingKind, WorkerInfo};

@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::schedule::{Fire, FireResult, ScheduleRecord, ScheduleSpec};
+use crate::workers::{LiveWorker, WaitingKind, WorkerInfo};
 use crate::{Clock, Enqueued, Job, JobId, JobState, NewJob, Progress, RetryPolicy, StoreError};
 
 /// A worker's request for up to `limit` jobs.
@@ -28,6 +29,11 @@ pub struct Claim {
     pub worker: String,
     /// Claim only from these queues. Paused queues are skipped.
     pub queues: Vec<String>,
+    /// Claim only jobs of these kinds: the kinds the worker has a handler
+    /// for, so a job is never taken (and its attempts used up) by a worker
+    /// that cannot run it. `None` claims every kind: only for a worker that
+    /// opted in to failing the kinds it has no handler for.
+    pub kinds: Option<Vec<String>>,
     /// At most this many jobs.
     pub limit: usize,
     /// The lease: the claimed jobs are the worker's until now + lease,
@@ -317,8 +323,10 @@ pub trait Store: Send + Sync + 'static {
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError>;
 
     /// Claims up to `claim.limit` runnable jobs (available, or scheduled with
-    /// run_at reached) from unpaused queues, in priority, then run_at, then id
-    /// order, and makes them `running` under a lease with their attempt counted.
+    /// run_at reached) of `claim.kinds` from unpaused queues, in priority,
+    /// then run_at, then id order, and makes them `running` under a lease
+    /// with their attempt counted. Jobs of other kinds are left as they are
+    /// and do not slow the claim down (it walks an index by queue and kind).
     async fn claim(&self, claim: Claim) -> Result<Vec<ClaimedJob>, StoreError>;
 
     /// Records how attempts ended, one result per item, in order.
@@ -395,6 +403,21 @@ pub trait Store: Send + Sync + 'static {
         completed_before: DateTime<Utc>,
         failed_before: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+
+    /// Records that worker `info.id` is alive and what it claims, replacing
+    /// what it recorded before; it counts as alive until now + `ttl` unless
+    /// it is seen again. Registrations expired for a while are removed.
+    async fn worker_seen(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Removes worker `id`'s registration (it shut down).
+    async fn worker_gone(&self, id: &str) -> Result<(), StoreError>;
+
+    /// The workers alive now (registration not expired), by id.
+    async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError>;
+
+    /// The jobs runnable now (available, or scheduled with run_at reached),
+    /// counted by queue and kind, by queue then kind.
+    async fn waiting_kinds(&self) -> Result<Vec<WaitingKind>, StoreError>;
 
     /// Records the output of attempt `logs.attempt` of job `id`, replacing
     /// what was recorded for that attempt before. Written while the attempt

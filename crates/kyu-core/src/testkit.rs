@@ -156,13 +156,22 @@ impl Ctx {
     }
 }
 
-/// A claim request with the suite's lease.
+/// A claim request with the suite's lease, for every kind.
 pub fn claim_of(worker: &str, queues: &[&str], limit: usize) -> Claim {
     Claim {
         worker: worker.into(),
         queues: queues.iter().map(|q| q.to_string()).collect(),
+        kinds: None,
         limit,
         lease: LEASE,
+    }
+}
+
+/// A claim request with the suite's lease, for the kinds `kinds` only.
+pub fn claim_kinds(worker: &str, queues: &[&str], kinds: &[&str], limit: usize) -> Claim {
+    Claim {
+        kinds: Some(kinds.iter().map(|k| k.to_string()).collect()),
+        ..claim_of(worker, queues, limit)
     }
 }
 
@@ -455,6 +464,78 @@ pub async fn concurrent_claims_are_disjoint(h: &dyn Harness) {
         ids,
         "every job claimed once"
     );
+}
+
+/// A claim takes only the kinds it names, in claim order across queues and
+/// kinds; jobs of other kinds are left as they are (available, attempt 0),
+/// even when they are first in line. `Some(empty)` claims nothing; `None`
+/// claims every kind. A due scheduled job of another kind does not stay
+/// due-and-scheduled (an idle worker would wake for it at once, forever).
+pub async fn claim_only_listed_kinds(h: &dyn Harness) {
+    let c = Ctx::new(h).await;
+    let b = c.add(job("b").priority(-5)).await;
+    let a = c.add(job("a")).await;
+    let x = c.add(job("x").queue("q2").priority(-1)).await;
+    let a2 = c.add(job("a").queue("q2")).await;
+    let late_b = c.add(job("b").run_at(c.now() + secs(10))).await;
+    let claim = |kinds: &[&str], limit| claim_kinds("w1", &["default", "q2"], kinds, limit);
+    assert!(c
+        .store
+        .claim(claim(&[], 10))
+        .await
+        .expect("claim")
+        .is_empty());
+    let got: Vec<JobId> = c
+        .store
+        .claim(claim(&["a", "x"], 2))
+        .await
+        .expect("claim")
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(got, vec![x, a], "claim order across queues and kinds");
+    c.advance(20);
+    let got: Vec<JobId> = c
+        .store
+        .claim(claim(&["a", "zzz"], 10))
+        .await
+        .expect("claim")
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(got, vec![a2]);
+    for id in [b, late_b] {
+        let j = c.job(id).await;
+        assert_eq!(j.attempt, 0, "never claimed: {j:?}");
+        assert!(
+            matches!(j.state, JobState::Available | JobState::Scheduled),
+            "{j:?}"
+        );
+    }
+    assert_eq!(
+        c.store
+            .next_scheduled(&["default".into()])
+            .await
+            .expect("next"),
+        None,
+        "no due job is left scheduled for a worker to wake for"
+    );
+    // More kinds than the claim walks one by one.
+    let many: Vec<String> = (0..50).map(|i| format!("k{i:02}")).collect();
+    let mut kinds: Vec<&str> = many.iter().map(String::as_str).collect();
+    kinds.push("b");
+    let got: Vec<JobId> = c
+        .store
+        .claim(claim(&kinds, 10))
+        .await
+        .expect("claim")
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(got, vec![b, late_b]);
+    // Every kind.
+    let other = c.add(job("other")).await;
+    assert_eq!(c.claim_ids(&["default"], 10).await, vec![other]);
 }
 
 /// A claim counts the attempt, sets the lease and records the worker.
@@ -1702,6 +1783,79 @@ pub async fn unique_within_window(h: &dyn Harness) {
     assert!(fresh[0].id > first);
 }
 
+// ---------------------------------------------------------------- workers
+
+fn info(id: &str, queues: &[&str], kinds: Option<&[&str]>) -> crate::WorkerInfo {
+    crate::WorkerInfo {
+        id: id.into(),
+        queues: queues.iter().map(|q| q.to_string()).collect(),
+        kinds: kinds.map(|ks| ks.iter().map(|k| k.to_string()).collect()),
+    }
+}
+
+/// Workers record themselves and count as alive until their registration
+/// expires or they say they are gone; seeing one again replaces what it
+/// claims.
+pub async fn workers_register_expire_and_leave(h: &dyn Harness) {
+    let c = Ctx::new(h).await;
+    let ttl = Duration::from_secs(90);
+    let w1 = info("w1", &["default"], Some(&["a", "b"]));
+    let w2 = info("w2", &["mail"], None);
+    c.store.worker_seen(&w2, ttl).await.expect("seen");
+    c.store.worker_seen(&w1, ttl).await.expect("seen");
+    let live = c.store.live_workers().await.expect("live");
+    let infos: Vec<_> = live.iter().map(|l| l.info.clone()).collect();
+    assert_eq!(infos, vec![w1.clone(), w2.clone()], "by id");
+    assert_eq!(live[0].last_seen, c.now());
+    c.store.worker_gone("w2").await.expect("gone");
+    c.advance(60);
+    let w1b = info("w1", &["default", "mail"], Some(&["c"]));
+    c.store.worker_seen(&w1b, ttl).await.expect("seen");
+    let live = c.store.live_workers().await.expect("live");
+    assert_eq!(live.len(), 1);
+    assert_eq!((live[0].info.clone(), live[0].last_seen), (w1b, c.now()));
+    c.advance(91);
+    assert!(
+        c.store.live_workers().await.expect("live").is_empty(),
+        "a worker not seen within its ttl is not alive"
+    );
+    c.store
+        .worker_gone("nobody")
+        .await
+        .expect("gone is idempotent");
+}
+
+/// waiting_kinds counts runnable jobs (available, or scheduled and due) by
+/// queue and kind; running, finished and future jobs are not waiting.
+pub async fn waiting_kinds_counts_runnable_jobs(h: &dyn Harness) {
+    let c = Ctx::new(h).await;
+    c.add(job("a")).await;
+    c.add(job("a")).await;
+    c.add(job("b")).await;
+    c.add(job("c").queue("mail").run_at(c.now() + secs(10)))
+        .await;
+    let run = c.add(job("r").queue("q")).await;
+    assert_eq!(c.claim_one("q").await.id, run);
+    let w = |q: &str, k: &str, n| crate::WaitingKind {
+        queue: q.into(),
+        kind: k.into(),
+        count: n,
+    };
+    assert_eq!(
+        c.store.waiting_kinds().await.expect("waiting"),
+        vec![w("default", "a", 2), w("default", "b", 1)]
+    );
+    c.advance(10);
+    assert_eq!(
+        c.store.waiting_kinds().await.expect("waiting"),
+        vec![
+            w("default", "a", 2),
+            w("default", "b", 1),
+            w("mail", "c", 1)
+        ]
+    );
+}
+
 // ---------------------------------------------------------------- notify
 
 /// subscribe() changes after an enqueue and after a retry.
@@ -1742,6 +1896,7 @@ macro_rules! store_conformance_tests {
             claim_only_listed_queues,
             paused_queue_is_skipped,
             concurrent_claims_are_disjoint,
+            claim_only_listed_kinds,
             claim_counts_attempt_and_sets_lease,
             finish_completed,
             finish_errored_retries,
@@ -1770,6 +1925,8 @@ macro_rules! store_conformance_tests {
             retention_keeps_job_inside_unique_window,
             unique_while_unfinished,
             unique_within_window,
+            workers_register_expire_and_leave,
+            waiting_kinds_counts_runnable_jobs,
             subscribe_sees_enqueue,
         );
     };

@@ -57,6 +57,7 @@ mod row;
 mod schedule;
 mod schema;
 mod url;
+mod workers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -66,8 +67,8 @@ use chrono::{DateTime, Utc};
 use kyu_core::{
     job::check_name, AttemptLogs, CancelResult, Claim, ClaimedJob, Clock, Enqueued, Finish,
     FinishResult, HeartbeatReply, Job, JobFilter, JobId, JobPage, JobState, LeaseRef, Limits,
-    NewJob, Progress, QueueStats, Reaped, RetriedFailed, RetryResult, Store, StoreError,
-    SystemClock,
+    LiveWorker, NewJob, Progress, QueueStats, Reaped, RetriedFailed, RetryResult, Store,
+    StoreError, SystemClock, WaitingKind, WorkerInfo,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -364,7 +365,10 @@ impl Store for PgStore {
     }
 
     async fn claim(&self, claim: Claim) -> Result<Vec<ClaimedJob>, StoreError> {
-        if claim.limit == 0 || claim.queues.is_empty() {
+        if claim.limit == 0
+            || claim.queues.is_empty()
+            || claim.kinds.as_ref().is_some_and(Vec::is_empty)
+        {
             return Ok(Vec::new());
         }
         claim::claim(&self.inner.pool, self.s(), self.now(), &claim).await
@@ -528,6 +532,22 @@ impl Store for PgStore {
             failed_before,
         )
         .await
+    }
+
+    async fn worker_seen(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), StoreError> {
+        workers::seen(&self.inner.pool, self.s(), self.now(), info, ttl).await
+    }
+
+    async fn worker_gone(&self, id: &str) -> Result<(), StoreError> {
+        workers::gone(&self.inner.pool, self.s(), id).await
+    }
+
+    async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError> {
+        workers::live(&self.inner.pool, self.s(), self.now()).await
+    }
+
+    async fn waiting_kinds(&self) -> Result<Vec<WaitingKind>, StoreError> {
+        workers::waiting(&self.inner.pool, self.s(), self.now()).await
     }
 
     async fn set_logs(&self, id: JobId, logs: AttemptLogs) -> Result<(), StoreError> {

@@ -39,6 +39,7 @@ fn claim(worker: &str, limit: usize) -> Claim {
     Claim {
         worker: worker.into(),
         queues: vec!["default".into()],
+        kinds: None,
         limit,
         lease: Duration::from_secs(60),
     }

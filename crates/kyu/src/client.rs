@@ -278,6 +278,26 @@ impl Kyu {
         Ok(self.store.queue_stats().await?)
     }
 
+    /// The workers alive now (seen within a few lease periods and not shut
+    /// down), with the queues they work and the kinds they claim.
+    pub async fn workers(&self) -> Result<Vec<kyu_core::LiveWorker>> {
+        Ok(self.store.live_workers().await?)
+    }
+
+    /// The runnable jobs no live worker claims, counted by queue and kind:
+    /// they wait until a worker that runs their kind on their queue starts.
+    pub async fn unhandled(&self) -> Result<Vec<kyu_core::WaitingKind>> {
+        let workers = self.store.live_workers().await?;
+        let waiting = self.store.waiting_kinds().await?;
+        Ok(kyu_core::workers::unhandled(waiting, &workers))
+    }
+
+    /// Whether a live worker claims jobs of `kind` from `queue`.
+    pub async fn handled(&self, queue: &str, kind: &str) -> Result<bool> {
+        let workers = self.store.live_workers().await?;
+        Ok(kyu_core::workers::handled(&workers, queue, kind))
+    }
+
     /// Pauses a queue: nothing new starts from it until it is resumed.
     pub async fn pause(&self, queue: &str) -> Result<()> {
         kyu_core::job::check_name("queue", queue)?;

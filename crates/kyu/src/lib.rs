@@ -83,6 +83,6 @@ pub use kyu_core::Job as JobRecord;
 pub use kyu_core::{clock, store, Clock, ManualClock, Store, StoreError, SystemClock};
 pub use kyu_core::{
     AttemptError, AttemptLogs, CancelResult, Enqueued, JobFilter, JobId, JobPage, JobState,
-    KeyHeld, Limits, NewJob, Progress, QueueStats, RetriedFailed, RetryPolicy, RetryResult,
-    Uniqueness,
+    KeyHeld, Limits, LiveWorker, NewJob, Progress, QueueStats, RetriedFailed, RetryPolicy,
+    RetryResult, Uniqueness, WaitingKind, WorkerInfo,
 };

@@ -134,7 +134,12 @@ pub async fn run(ctx: &Ctx, cmd: JobsCommand) -> CmdResult {
             if ctx.json {
                 return print_json(&job);
             }
-            print!("{}", describe(&job));
+            let waiting = if runnable(&job) && !kyu.handled(&job.queue, &job.kind).await? {
+                Some(no_worker(&job.queue, &job.kind))
+            } else {
+                None
+            };
+            print!("{}", describe(&job, waiting.as_deref()));
         }
         JobsCommand::Logs {
             id,
@@ -250,12 +255,26 @@ fn report<R: serde::Serialize>(
     }
 }
 
-/// The `kyu jobs show` text.
-pub fn describe(j: &JobRecord) -> String {
+/// Whether a job is waiting to be claimed now (available, or scheduled and due).
+fn runnable(j: &JobRecord) -> bool {
+    j.state == JobState::Available
+        || (j.state == JobState::Scheduled && j.run_at <= chrono::Utc::now())
+}
+
+/// Why a runnable job waits: no live worker claims its kind on its queue.
+pub fn no_worker(queue: &str, kind: &str) -> String {
+    format!("no live worker handles kind {kind} on queue {queue}")
+}
+
+/// The `kyu jobs show` text; `waiting` says why a runnable job is not taken.
+pub fn describe(j: &JobRecord, waiting: Option<&str>) -> String {
     let mut s = String::new();
     let mut line = |k: &str, v: String| s.push_str(&format!("{k:<13}{v}\n"));
     line("id", j.id.to_string());
     line("state", j.state.to_string());
+    if let Some(w) = waiting {
+        line("waiting", w.to_string());
+    }
     line("queue", j.queue.clone());
     line("kind", j.kind.clone());
     line("args", j.args.clone());
