@@ -30,7 +30,7 @@ impl WorkerInfo {
             && self
                 .kinds
                 .as_ref()
-                .is_none_or(|ks| ks.iter().any(|k| k == kind))
+                .map_or(true, |ks| ks.iter().any(|k| k == kind))
     }
 }
 

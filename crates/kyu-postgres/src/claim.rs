@@ -71,7 +71,7 @@ pub(crate) async fn claim(
         _ => present_pairs(pool, schema, &queues)
             .await?
             .into_iter()
-            .filter(|(_, k)| kinds.as_ref().is_none_or(|ks| ks.contains(k)))
+            .filter(|(_, k)| kinds.as_ref().map_or(true, |ks| ks.contains(k)))
             .collect(),
     };
     let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);

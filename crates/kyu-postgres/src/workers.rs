@@ -55,21 +55,23 @@ pub(crate) async fn gone(pool: &PgPool, schema: &str, id: &str) -> Result<(), St
     Ok(())
 }
 
+/// A row of the registry: id, queues, kinds (NULL: every kind), last seen.
+type WorkerRow = (String, Vec<String>, Option<Vec<String>>, DateTime<Utc>);
+
 /// The workers whose registration has not expired, by id.
 pub(crate) async fn live(
     pool: &PgPool,
     schema: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<LiveWorker>, StoreError> {
-    let rows: Vec<(String, Vec<String>, Option<Vec<String>>, DateTime<Utc>)> =
-        sqlx::query_as(&format!(
-            "SELECT id, queues, kinds, last_seen FROM {schema}.workers \
+    let rows: Vec<WorkerRow> = sqlx::query_as(&format!(
+        "SELECT id, queues, kinds, last_seen FROM {schema}.workers \
              WHERE expires_at > $1 ORDER BY id"
-        ))
-        .bind(now)
-        .fetch_all(pool)
-        .await
-        .map_err(db)?;
+    ))
+    .bind(now)
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
     Ok(rows
         .into_iter()
         .map(|(id, queues, kinds, last_seen)| LiveWorker {

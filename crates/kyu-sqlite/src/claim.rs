@@ -83,7 +83,7 @@ fn pairs(
     let mut out = Vec::new();
     for q in queues {
         for k in present_kinds(conn, q)? {
-            if named.as_ref().is_none_or(|n| n.contains(k.as_str())) {
+            if named.as_ref().map_or(true, |n| n.contains(k.as_str())) {
                 out.push((q.clone(), k));
             }
         }
