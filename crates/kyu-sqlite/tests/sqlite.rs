@@ -190,7 +190,10 @@ async fn reopening_keeps_jobs_and_migrations_are_idempotent() {
     let version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2, "migrations: 1 jobs, 2 schedules");
+    assert_eq!(
+        version, 3,
+        "migrations: 1 jobs, 2 schedules, 3 claim by kind and workers"
+    );
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
