@@ -201,9 +201,161 @@ fn retry_all_failed_needs_no_ids() {
         &db,
         &["--json", "jobs", "retry", "--all-failed", "--queue", "mail"],
     );
-    assert_eq!(json(&o), serde_json::json!({"retried": 0}));
+    assert_eq!(json(&o), serde_json::json!({"retried": 0, "key_held": []}));
     let o = kyu(&db, &["jobs", "retry"]);
     assert_eq!(o.status.code(), Some(2), "ids or --all-failed are required");
+}
+
+/// Fails job `id` for good as a worker would (the job must be the next
+/// claimable one of `default`).
+fn fail_job(db: &Db, id: i64) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let kyu = kyu::Kyu::connect(&db.url).await.unwrap();
+        let store = kyu.store();
+        let claimed = store
+            .claim(kyu::store::Claim {
+                worker: "test".into(),
+                queues: vec!["default".into()],
+                kinds: None,
+                limit: 1,
+                lease: std::time::Duration::from_secs(30),
+            })
+            .await
+            .unwrap();
+        assert_eq!(claimed[0].id, id);
+        store
+            .finish(vec![kyu::store::Finish {
+                lease: claimed[0].lease(),
+                worker: "test".into(),
+                outcome: kyu::store::FinishOutcome::Errored {
+                    message: "boom".into(),
+                    retry_at: chrono::Utc::now(),
+                    permanent: true,
+                },
+            }])
+            .await
+            .unwrap();
+    });
+}
+
+#[test]
+fn retry_refuses_while_another_job_holds_the_unique_key() {
+    let db = db();
+    let enqueue = |key: &str| {
+        let o = kyu(&db, &["enqueue", "ok", "{}", "--unique-key", key]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    };
+    enqueue("U1"); // job 1
+    fail_job(&db, 1);
+    enqueue("U1"); // job 2: the failed job 1 no longer holds the key
+    let o = kyu(&db, &["jobs", "retry", "1"]);
+    assert_eq!(o.status.code(), Some(1), "a refused id fails the command");
+    assert!(
+        stdout(&o).contains("job 1: not retried: unfinished job 2 holds its unique key U1"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stderr(&o).contains("1 job not retried"), "{}", stderr(&o));
+    let shown = stdout(&kyu(&db, &["jobs", "show", "1"]));
+    assert!(shown.contains("state        failed"), "{shown}");
+
+    // In bulk: job 3 (U2) and job 4 (U2) both failed; only job 3 comes back.
+    kyu(&db, &["jobs", "cancel", "2"]);
+    enqueue("U2");
+    fail_job(&db, 3);
+    enqueue("U2");
+    fail_job(&db, 4);
+    let o = kyu(&db, &["jobs", "retry", "--all-failed"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(out.contains("retried 2 failed jobs"), "{out}");
+    assert!(
+        out.contains("job 4: not retried: unfinished job 3 holds its unique key U2"),
+        "{out}"
+    );
+    let unfinished = json(&kyu(&db, &["--json", "jobs", "ls", "--state", "available"]));
+    let ids: Vec<i64> = unfinished["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![3, 1], "one unfinished job per key");
+}
+
+/// Polls `f` every 50 ms until it is true; panics after `limit`.
+fn wait_until(limit: std::time::Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let end = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < end {
+        if f() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("timed out after {limit:?} waiting for: {what}");
+}
+
+#[test]
+fn queues_ls_and_jobs_show_say_when_no_live_worker_handles_a_kind() {
+    let db = db();
+    let toml = db._dir.path().join("kyu.toml");
+    std::fs::write(&toml, "[jobs.a]\ncommand = [\"true\"]\n").unwrap();
+    let mut worker = std::process::Command::new(env!("CARGO_BIN_EXE_kyu"))
+        .arg("--database")
+        .arg(&db.url)
+        .arg("--config")
+        .arg(&toml)
+        .arg("worker")
+        .env_remove("KYU_DATABASE_URL")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(kyu(&db, &["enqueue", "t", "{}"]).status.success()); // job 1
+    assert!(kyu(&db, &["enqueue", "a", "{}"]).status.success()); // job 2
+    wait_until(
+        std::time::Duration::from_secs(20),
+        "the worker runs job 2",
+        || json(&kyu(&db, &["--json", "jobs", "show", "2"]))["state"] == "completed",
+    );
+    let shown = stdout(&kyu(&db, &["jobs", "show", "1"]));
+    assert!(shown.contains("state        available"), "{shown}");
+    assert!(
+        shown.contains("attempt      0 of 5"),
+        "never claimed: {shown}"
+    );
+    assert!(
+        shown.contains("waiting      no live worker handles kind t on queue default"),
+        "{shown}"
+    );
+    let done = stdout(&kyu(&db, &["jobs", "show", "2"]));
+    assert!(!done.contains("no live worker"), "{done}");
+    let ls = stdout(&kyu(&db, &["queues", "ls"]));
+    assert!(ls.contains("NO WORKER"), "{ls}");
+    assert!(
+        ls.contains("queue default: 1 job of kind t waits: no live worker handles kind t"),
+        "{ls}"
+    );
+    // A worker that shut down no longer counts.
+    // SAFETY: signalling a child we started.
+    assert_eq!(unsafe { libc::kill(worker.id() as i32, libc::SIGTERM) }, 0);
+    assert!(worker.wait().unwrap().success());
+    assert!(kyu(&db, &["enqueue", "a", "{}"]).status.success()); // job 3
+    let shown = stdout(&kyu(&db, &["jobs", "show", "3"]));
+    assert!(
+        shown.contains("no live worker handles kind a on queue default"),
+        "{shown}"
+    );
+    let queues = json(&kyu(&db, &["--json", "queues", "ls"]));
+    assert_eq!(
+        queues[0]["no_worker"],
+        serde_json::json!({"a": 1, "t": 1}),
+        "{queues}"
+    );
 }
 
 #[test]

@@ -12,6 +12,7 @@
 //! - [`schedule`]: cron schedules, their policies and the exactly-once firing rule;
 //! - [`store`]: the [`Store`] trait, the only place that talks to a database;
 //! - [`validate`]: the checks of names and durations every face shares;
+//! - [`workers`]: the worker registry (who runs which kinds where);
 //! - [`error`]: the typed errors of the library crates.
 //!
 //! With the `testkit` feature, [`testkit`] holds the store conformance suite that
@@ -32,6 +33,7 @@ pub mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 pub mod validate;
+pub mod workers;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cron::{parse_zone, CronExpr, FireTimes, Tz};
@@ -44,5 +46,7 @@ pub use schedule::{
 };
 pub use store::{
     AttemptLogs, CancelResult, Claim, ClaimedJob, Finish, FinishOutcome, FinishResult,
-    HeartbeatReply, JobFilter, JobPage, LeaseRef, QueueStats, Reaped, RetryResult, Store,
+    HeartbeatReply, JobFilter, JobPage, KeyHeld, LeaseRef, QueueStats, Reaped, RetriedFailed,
+    RetryResult, Store,
 };
+pub use workers::{LiveWorker, WaitingKind, WorkerInfo};

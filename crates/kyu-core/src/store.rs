@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::schedule::{ConfigSchedule, ConfigSync, Fire, FireResult, ScheduleRecord, ScheduleSpec};
+use crate::workers::{LiveWorker, WaitingKind, WorkerInfo};
 use crate::{Clock, Enqueued, Job, JobId, JobState, NewJob, Progress, RetryPolicy, StoreError};
 
 /// A worker's request for up to `limit` jobs.
@@ -28,6 +29,11 @@ pub struct Claim {
     pub worker: String,
     /// Claim only from these queues. Paused queues are skipped.
     pub queues: Vec<String>,
+    /// Claim only jobs of these kinds: the kinds the worker has a handler
+    /// for, so a job is never taken (and its attempts used up) by a worker
+    /// that cannot run it. `None` claims every kind: only for a worker that
+    /// opted in to failing the kinds it has no handler for.
+    pub kinds: Option<Vec<String>>,
     /// At most this many jobs.
     pub limit: usize,
     /// The lease: the claimed jobs are the worker's until now + lease,
@@ -213,7 +219,7 @@ pub enum CancelResult {
 }
 
 /// What [`Store::retry`] did with one id.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "result", content = "state")]
 pub enum RetryResult {
     /// It was failed or cancelled and is now `available` again, with at least
@@ -221,8 +227,38 @@ pub enum RetryResult {
     Retried,
     /// It is in this state, which cannot be retried; nothing changed.
     NotRetryable(JobState),
+    /// It was failed or cancelled, but another unfinished job holds its
+    /// unique key (an enqueue with the key would return that job), so it was
+    /// left as it was: retrying it would make two unfinished jobs with one key.
+    KeyHeld {
+        /// The unique key.
+        key: String,
+        /// The unfinished job holding it.
+        holder: JobId,
+    },
     /// No job has this id.
     NotFound,
+}
+
+/// A failed job [`Store::retry_failed`] left failed because another
+/// unfinished job holds its unique key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyHeld {
+    /// The failed job, left failed.
+    pub id: JobId,
+    /// Its unique key.
+    pub key: String,
+    /// The unfinished job holding the key.
+    pub holder: JobId,
+}
+
+/// What [`Store::retry_failed`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetriedFailed {
+    /// How many failed jobs are `available` again.
+    pub retried: u64,
+    /// The failed jobs left failed because their unique key is held, by id.
+    pub key_held: Vec<KeyHeld>,
 }
 
 /// Which jobs [`Store::list`] returns: newest first, `limit` at a time.
@@ -326,8 +362,10 @@ pub trait Store: Send + Sync + 'static {
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError>;
 
     /// Claims up to `claim.limit` runnable jobs (available, or scheduled with
-    /// run_at reached) from unpaused queues, in priority, then run_at, then id
-    /// order, and makes them `running` under a lease with their attempt counted.
+    /// run_at reached) of `claim.kinds` from unpaused queues, in priority,
+    /// then run_at, then id order, and makes them `running` under a lease
+    /// with their attempt counted. Jobs of other kinds are left as they are
+    /// and do not slow the claim down (it walks an index by queue and kind).
     async fn claim(&self, claim: Claim) -> Result<Vec<ClaimedJob>, StoreError>;
 
     /// Records how attempts ended, one result per item, in order.
@@ -357,15 +395,22 @@ pub trait Store: Send + Sync + 'static {
     /// Cancels jobs: see [`CancelResult`]. One result per id, in order.
     async fn cancel(&self, ids: &[JobId]) -> Result<Vec<CancelResult>, StoreError>;
 
-    /// Retries failed or cancelled jobs: see [`RetryResult`]. One result per id.
+    /// Retries failed or cancelled jobs: see [`RetryResult`]. One result per
+    /// id, in order. Unique keys hold as they do for enqueue: a job whose key
+    /// is held by another unfinished job (scheduled, available or running,
+    /// including one retried earlier in the same call) is not retried
+    /// ([`RetryResult::KeyHeld`]), so no two unfinished jobs share a key.
     async fn retry(&self, ids: &[JobId]) -> Result<Vec<RetryResult>, StoreError>;
 
-    /// Retries every failed job, of one queue and/or kind if given. Returns how many.
+    /// Retries every failed job, of one queue and/or kind if given. Unique
+    /// keys hold as in [`retry`](Store::retry): of several failed jobs with
+    /// one key only the lowest id is retried, and none if an unfinished job
+    /// holds the key; the others stay failed and are reported.
     async fn retry_failed(
         &self,
         queue: Option<&str>,
         kind: Option<&str>,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<RetriedFailed, StoreError>;
 
     /// One job, or `None`.
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError>;
@@ -389,11 +434,29 @@ pub trait Store: Send + Sync + 'static {
 
     /// Retention: deletes completed jobs finished before `completed_before`
     /// and failed or cancelled jobs finished before `failed_before`. Returns how many.
+    /// A job enqueued with a `unique_for` window is kept until the window has
+    /// closed (created_at + window <= now), whatever its age: its row is what
+    /// makes its key hold, so deleting it would let a duplicate in.
     async fn delete_finished(
         &self,
         completed_before: DateTime<Utc>,
         failed_before: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+
+    /// Records that worker `info.id` is alive and what it claims, replacing
+    /// what it recorded before; it counts as alive until now + `ttl` unless
+    /// it is seen again. Registrations expired for a while are removed.
+    async fn worker_seen(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Removes worker `id`'s registration (it shut down).
+    async fn worker_gone(&self, id: &str) -> Result<(), StoreError>;
+
+    /// The workers alive now (registration not expired), by id.
+    async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError>;
+
+    /// The jobs runnable now (available, or scheduled with run_at reached),
+    /// counted by queue and kind, by queue then kind.
+    async fn waiting_kinds(&self) -> Result<Vec<WaitingKind>, StoreError>;
 
     /// Records the output of attempt `logs.attempt` of job `id`, replacing
     /// what was recorded for that attempt before. Written while the attempt

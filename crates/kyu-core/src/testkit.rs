@@ -156,13 +156,22 @@ impl Ctx {
     }
 }
 
-/// A claim request with the suite's lease.
+/// A claim request with the suite's lease, for every kind.
 pub fn claim_of(worker: &str, queues: &[&str], limit: usize) -> Claim {
     Claim {
         worker: worker.into(),
         queues: queues.iter().map(|q| q.to_string()).collect(),
+        kinds: None,
         limit,
         lease: LEASE,
+    }
+}
+
+/// A claim request with the suite's lease, for the kinds `kinds` only.
+pub fn claim_kinds(worker: &str, queues: &[&str], kinds: &[&str], limit: usize) -> Claim {
+    Claim {
+        kinds: Some(kinds.iter().map(|k| k.to_string()).collect()),
+        ..claim_of(worker, queues, limit)
     }
 }
 
@@ -455,6 +464,78 @@ pub async fn concurrent_claims_are_disjoint(h: &dyn Harness) {
         ids,
         "every job claimed once"
     );
+}
+
+/// A claim takes only the kinds it names, in claim order across queues and
+/// kinds; jobs of other kinds are left as they are (available, attempt 0),
+/// even when they are first in line. `Some(empty)` claims nothing; `None`
+/// claims every kind. A due scheduled job of another kind does not stay
+/// due-and-scheduled (an idle worker would wake for it at once, forever).
+pub async fn claim_only_listed_kinds(h: &dyn Harness) {
+    let c = Ctx::new(h).await;
+    let b = c.add(job("b").priority(-5)).await;
+    let a = c.add(job("a")).await;
+    let x = c.add(job("x").queue("q2").priority(-1)).await;
+    let a2 = c.add(job("a").queue("q2")).await;
+    let late_b = c.add(job("b").run_at(c.now() + secs(10))).await;
+    let claim = |kinds: &[&str], limit| claim_kinds("w1", &["default", "q2"], kinds, limit);
+    assert!(c
+        .store
+        .claim(claim(&[], 10))
+        .await
+        .expect("claim")
+        .is_empty());
+    let got: Vec<JobId> = c
+        .store
+        .claim(claim(&["a", "x"], 2))
+        .await
+        .expect("claim")
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(got, vec![x, a], "claim order across queues and kinds");
+    c.advance(20);
+    let got: Vec<JobId> = c
+        .store
+        .claim(claim(&["a", "zzz"], 10))
+        .await
+        .expect("claim")
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(got, vec![a2]);
+    for id in [b, late_b] {
+        let j = c.job(id).await;
+        assert_eq!(j.attempt, 0, "never claimed: {j:?}");
+        assert!(
+            matches!(j.state, JobState::Available | JobState::Scheduled),
+            "{j:?}"
+        );
+    }
+    assert_eq!(
+        c.store
+            .next_scheduled(&["default".into()])
+            .await
+            .expect("next"),
+        None,
+        "no due job is left scheduled for a worker to wake for"
+    );
+    // More kinds than the claim walks one by one.
+    let many: Vec<String> = (0..50).map(|i| format!("k{i:02}")).collect();
+    let mut kinds: Vec<&str> = many.iter().map(String::as_str).collect();
+    kinds.push("b");
+    let got: Vec<JobId> = c
+        .store
+        .claim(claim(&kinds, 10))
+        .await
+        .expect("claim")
+        .iter()
+        .map(|j| j.id)
+        .collect();
+    assert_eq!(got, vec![b, late_b]);
+    // Every kind.
+    let other = c.add(job("other")).await;
+    assert_eq!(c.claim_ids(&["default"], 10).await, vec![other]);
 }
 
 /// A claim counts the attempt, sets the lease and records the worker.
@@ -1111,25 +1192,179 @@ pub async fn retry_failed_by_queue_and_kind(h: &dyn Harness) {
         c.store
             .retry_failed(Some("a"), Some("x"))
             .await
-            .expect("retry"),
+            .expect("retry")
+            .retried,
         1
     );
     assert_eq!(
-        c.store.retry_failed(Some("a"), None).await.expect("retry"),
+        c.store
+            .retry_failed(Some("a"), None)
+            .await
+            .expect("retry")
+            .retried,
         1
     );
     assert_eq!(
-        c.store.retry_failed(None, Some("y")).await.expect("retry"),
+        c.store
+            .retry_failed(None, Some("y"))
+            .await
+            .expect("retry")
+            .retried,
         2
     );
-    assert_eq!(c.store.retry_failed(None, None).await.expect("retry"), 1);
-    assert_eq!(c.store.retry_failed(None, None).await.expect("retry"), 0);
+    assert_eq!(
+        c.store
+            .retry_failed(None, None)
+            .await
+            .expect("retry")
+            .retried,
+        1
+    );
+    assert_eq!(
+        c.store
+            .retry_failed(None, None)
+            .await
+            .expect("retry")
+            .retried,
+        0
+    );
     assert_eq!(
         c.state(cancelled).await,
         JobState::Cancelled,
         "only failed jobs"
     );
     assert_eq!(c.claim(&["a", "b"], 10).await.len(), 5);
+}
+
+/// Fails one attempt of the next claimable job of `default` for good.
+async fn fail_next(c: &Ctx) -> JobId {
+    let cl = c.claim_one("default").await;
+    c.finish(
+        cl.lease(),
+        FinishOutcome::Errored {
+            message: "boom".into(),
+            retry_at: c.now(),
+            permanent: true,
+        },
+    )
+    .await;
+    cl.id
+}
+
+/// The unfinished jobs holding each unique key, by key.
+async fn unfinished_by_key(c: &Ctx) -> std::collections::BTreeMap<String, Vec<JobId>> {
+    let mut by_key = std::collections::BTreeMap::<String, Vec<JobId>>::new();
+    for j in c.all().await {
+        if let (Some(k), false) = (j.unique_key, j.state.is_finished()) {
+            by_key.entry(k).or_default().push(j.id);
+        }
+    }
+    by_key
+}
+
+/// A retry never makes two unfinished jobs with one key: a failed job whose
+/// key another unfinished job holds is refused, naming the holder, and left
+/// failed; once the holder finishes it can be retried. In one call, the
+/// first of two jobs with one key is retried and the second refused.
+pub async fn retry_refuses_while_another_job_holds_the_key(h: &dyn Harness) {
+    let c = Ctx::new(h).await;
+    let first = c.add(job("k").unique_key("U1").max_attempts(1)).await;
+    assert_eq!(fail_next(&c).await, first);
+    let second = c.add(job("k").unique_key("U1")).await;
+    let out = c.store.retry(&[first]).await.expect("retry");
+    assert_eq!(
+        out,
+        vec![RetryResult::KeyHeld {
+            key: "U1".into(),
+            holder: second
+        }]
+    );
+    assert_eq!(c.state(first).await, JobState::Failed, "left as it was");
+    assert_eq!(unfinished_by_key(&c).await["U1"], vec![second]);
+    // The holder finishes: the key is free, the retry goes through.
+    let cl = c.claim_one("default").await;
+    assert_eq!(cl.id, second);
+    c.finish(cl.lease(), completed()).await;
+    assert_eq!(
+        c.store.retry(&[first]).await.expect("retry"),
+        vec![RetryResult::Retried]
+    );
+    let dup = c
+        .store
+        .enqueue(vec![job("k").unique_key("U1")])
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        (dup[0].id, dup[0].duplicate),
+        (first, true),
+        "the retried job holds its key again"
+    );
+    // Two failed jobs with one key, retried in one call.
+    let a = c.add(job("k").unique_key("U3").max_attempts(1)).await;
+    c.claim_one("default").await; // `first`, now running, out of the way
+    assert_eq!(fail_next(&c).await, a);
+    let b = c.add(job("k").unique_key("U3").max_attempts(1)).await;
+    assert_eq!(fail_next(&c).await, b);
+    let out = c.store.retry(&[a, b]).await.expect("retry");
+    assert_eq!(
+        out,
+        vec![
+            RetryResult::Retried,
+            RetryResult::KeyHeld {
+                key: "U3".into(),
+                holder: a
+            }
+        ]
+    );
+    assert_eq!(c.state(b).await, JobState::Failed);
+    for (key, ids) in unfinished_by_key(&c).await {
+        assert_eq!(ids.len(), 1, "one unfinished job per key {key}: {ids:?}");
+    }
+}
+
+/// retry_failed keeps one unfinished job per key: of failed jobs sharing a
+/// key only the lowest id is retried, none when an unfinished job holds the
+/// key, and those left failed are reported with their holder.
+pub async fn retry_failed_keeps_one_unfinished_job_per_key(h: &dyn Harness) {
+    let c = Ctx::new(h).await;
+    let mut failed = Vec::new();
+    for key in [Some("U1"), Some("U1"), Some("U2"), None] {
+        let mut j = job("k").max_attempts(1);
+        if let Some(k) = key {
+            j = j.unique_key(k);
+        }
+        let id = c.add(j).await;
+        assert_eq!(fail_next(&c).await, id);
+        failed.push(id);
+    }
+    let holder = c.add(job("k").unique_key("U2")).await;
+    let out = c.store.retry_failed(None, None).await.expect("retry");
+    assert_eq!(out.retried, 2, "{out:?}");
+    assert_eq!(
+        out.key_held,
+        vec![
+            crate::KeyHeld {
+                id: failed[1],
+                key: "U1".into(),
+                holder: failed[0]
+            },
+            crate::KeyHeld {
+                id: failed[2],
+                key: "U2".into(),
+                holder
+            },
+        ]
+    );
+    assert_eq!(c.state(failed[0]).await, JobState::Available);
+    assert_eq!(c.state(failed[1]).await, JobState::Failed);
+    assert_eq!(c.state(failed[2]).await, JobState::Failed);
+    assert_eq!(c.state(failed[3]).await, JobState::Available);
+    for (key, ids) in unfinished_by_key(&c).await {
+        assert_eq!(ids.len(), 1, "one unfinished job per key {key}: {ids:?}");
+    }
+    // Nothing changes on a second call: the same two are still held.
+    let again = c.store.retry_failed(None, None).await.expect("retry");
+    assert_eq!((again.retried, again.key_held.len()), (0, 2));
 }
 
 // ---------------------------------------------------------------- reads
@@ -1401,6 +1636,70 @@ pub async fn delete_finished_retention(h: &dyn Harness) {
     }
 }
 
+/// Retention keeps a finished job while its `unique_for` window is open, so
+/// the key keeps holding: deleting it would let the same enqueue insert a
+/// second job inside the window. Once the window closes it is deleted.
+pub async fn retention_keeps_job_inside_unique_window(h: &dyn Harness) {
+    let c = Ctx::new(h).await;
+    let week = Duration::from_secs(7 * 24 * 3600);
+    let first = c.add(job("ok").unique_for("wk", week)).await;
+    let cl = c.claim_one("default").await;
+    c.finish(cl.lease(), completed()).await;
+    let failed = c
+        .add(job("f").unique_for("wk-f", week).max_attempts(1))
+        .await;
+    let cl = c.claim_one("default").await;
+    c.finish(cl.lease(), errored(c.now())).await;
+    let plain = c.add(job("p")).await;
+    let cl = c.claim_one("default").await;
+    c.finish(cl.lease(), completed()).await;
+    // Two days on: past the default keep of completed jobs (24 h); with
+    // failed jobs kept for one day here, past theirs too.
+    c.advance(2 * 24 * 3600);
+    let day_ago = c.now() - secs(24 * 3600);
+    assert_eq!(
+        c.store
+            .delete_finished(day_ago, day_ago)
+            .await
+            .expect("delete"),
+        1,
+        "only the job without a window is deleted"
+    );
+    assert!(c.store.get(plain).await.expect("get").is_none());
+    for id in [first, failed] {
+        assert!(
+            c.store.get(id).await.expect("get").is_some(),
+            "job {id} is kept while its unique window is open"
+        );
+    }
+    let again = c
+        .store
+        .enqueue(vec![job("ok").unique_for("wk", week)])
+        .await
+        .expect("enqueue");
+    assert_eq!(
+        (again[0].id, again[0].duplicate),
+        (first, true),
+        "the key still holds inside the window"
+    );
+    // Past the window: deleted, and the key is free.
+    c.advance(5 * 24 * 3600 + 1);
+    let day_ago = c.now() - secs(24 * 3600);
+    assert_eq!(
+        c.store
+            .delete_finished(day_ago, day_ago)
+            .await
+            .expect("delete"),
+        2
+    );
+    let fresh = c
+        .store
+        .enqueue(vec![job("ok").unique_for("wk", week)])
+        .await
+        .expect("enqueue");
+    assert!(!fresh[0].duplicate);
+}
+
 // ---------------------------------------------------------------- unique
 
 /// A unique key returns the first job while it is unfinished; after it
@@ -1484,6 +1783,79 @@ pub async fn unique_within_window(h: &dyn Harness) {
     assert!(fresh[0].id > first);
 }
 
+// ---------------------------------------------------------------- workers
+
+fn info(id: &str, queues: &[&str], kinds: Option<&[&str]>) -> crate::WorkerInfo {
+    crate::WorkerInfo {
+        id: id.into(),
+        queues: queues.iter().map(|q| q.to_string()).collect(),
+        kinds: kinds.map(|ks| ks.iter().map(|k| k.to_string()).collect()),
+    }
+}
+
+/// Workers record themselves and count as alive until their registration
+/// expires or they say they are gone; seeing one again replaces what it
+/// claims.
+pub async fn workers_register_expire_and_leave(h: &dyn Harness) {
+    let c = Ctx::new(h).await;
+    let ttl = Duration::from_secs(90);
+    let w1 = info("w1", &["default"], Some(&["a", "b"]));
+    let w2 = info("w2", &["mail"], None);
+    c.store.worker_seen(&w2, ttl).await.expect("seen");
+    c.store.worker_seen(&w1, ttl).await.expect("seen");
+    let live = c.store.live_workers().await.expect("live");
+    let infos: Vec<_> = live.iter().map(|l| l.info.clone()).collect();
+    assert_eq!(infos, vec![w1.clone(), w2.clone()], "by id");
+    assert_eq!(live[0].last_seen, c.now());
+    c.store.worker_gone("w2").await.expect("gone");
+    c.advance(60);
+    let w1b = info("w1", &["default", "mail"], Some(&["c"]));
+    c.store.worker_seen(&w1b, ttl).await.expect("seen");
+    let live = c.store.live_workers().await.expect("live");
+    assert_eq!(live.len(), 1);
+    assert_eq!((live[0].info.clone(), live[0].last_seen), (w1b, c.now()));
+    c.advance(91);
+    assert!(
+        c.store.live_workers().await.expect("live").is_empty(),
+        "a worker not seen within its ttl is not alive"
+    );
+    c.store
+        .worker_gone("nobody")
+        .await
+        .expect("gone is idempotent");
+}
+
+/// waiting_kinds counts runnable jobs (available, or scheduled and due) by
+/// queue and kind; running, finished and future jobs are not waiting.
+pub async fn waiting_kinds_counts_runnable_jobs(h: &dyn Harness) {
+    let c = Ctx::new(h).await;
+    c.add(job("a")).await;
+    c.add(job("a")).await;
+    c.add(job("b")).await;
+    c.add(job("c").queue("mail").run_at(c.now() + secs(10)))
+        .await;
+    let run = c.add(job("r").queue("q")).await;
+    assert_eq!(c.claim_one("q").await.id, run);
+    let w = |q: &str, k: &str, n| crate::WaitingKind {
+        queue: q.into(),
+        kind: k.into(),
+        count: n,
+    };
+    assert_eq!(
+        c.store.waiting_kinds().await.expect("waiting"),
+        vec![w("default", "a", 2), w("default", "b", 1)]
+    );
+    c.advance(10);
+    assert_eq!(
+        c.store.waiting_kinds().await.expect("waiting"),
+        vec![
+            w("default", "a", 2),
+            w("default", "b", 1),
+            w("mail", "c", 1)
+        ]
+    );
+}
+
 // ---------------------------------------------------------------- notify
 
 /// subscribe() changes after an enqueue and after a retry.
@@ -1524,6 +1896,7 @@ macro_rules! store_conformance_tests {
             claim_only_listed_queues,
             paused_queue_is_skipped,
             concurrent_claims_are_disjoint,
+            claim_only_listed_kinds,
             claim_counts_attempt_and_sets_lease,
             finish_completed,
             finish_errored_retries,
@@ -1541,14 +1914,19 @@ macro_rules! store_conformance_tests {
             cancel_running_then_finish,
             retry_each_state,
             retry_failed_by_queue_and_kind,
+            retry_refuses_while_another_job_holds_the_key,
+            retry_failed_keeps_one_unfinished_job_per_key,
             get_unknown_is_none,
             list_filters,
             list_pages,
             queue_stats_counts,
             next_scheduled_earliest,
             delete_finished_retention,
+            retention_keeps_job_inside_unique_window,
             unique_while_unfinished,
             unique_within_window,
+            workers_register_expire_and_leave,
+            waiting_kinds_counts_runnable_jobs,
             subscribe_sees_enqueue,
         );
     };

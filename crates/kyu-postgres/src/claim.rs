@@ -1,13 +1,17 @@
-//! Claim: take up to N runnable jobs in (priority, run_at, id) order with
-//! `FOR UPDATE SKIP LOCKED`, and make them `running`, in one statement.
+//! Claim: take up to N runnable jobs of the claim's kinds in (priority,
+//! run_at, id) order with `FOR UPDATE SKIP LOCKED`, and make them `running`,
+//! in one statement.
 //!
 //! Runnable means `available`, or `scheduled` with run_at reached: the second
 //! kind is promoted by the claim itself, so a delayed job needs no background
-//! sweep to become claimable. Each kind is read from its own partial index
-//! (`jobs_claim` walks one queue in claim order; `jobs_scheduled` finds due
-//! jobs) and the two candidate lists are merged. Rows another worker is
+//! sweep to become claimable. Each is read from its own partial index
+//! (`jobs_claim`, on (queue, kind, priority, run_at, id), walks one queue and
+//! kind in claim order; `jobs_scheduled` finds due jobs) and the candidate
+//! lists are merged. Jobs of kinds the claim does not take are never read
+//! from `jobs_claim`. Rows another worker is
 //! claiming right now are skipped, never waited on.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -16,7 +20,34 @@ use sqlx::{PgPool, Row};
 
 use crate::row::{db, parse_json, plus};
 
-/// Claims jobs for `claim` (limit > 0, at least one queue).
+/// The most (queue, kind) pairs a claim names outright. Beyond it the claim
+/// first narrows the pairs to the kinds that have available jobs.
+const MAX_WALKS: usize = 32;
+
+/// The (queue, kind) pairs with available jobs in `queues`: a loose scan
+/// of the claim index, one seek per distinct kind however many jobs each has.
+async fn present_pairs(
+    pool: &PgPool,
+    schema: &str,
+    queues: &[String],
+) -> Result<Vec<(String, String)>, StoreError> {
+    sqlx::query_as(&format!(
+        "WITH RECURSIVE k(queue, kind) AS (\
+           SELECT q, (SELECT kind FROM {schema}.jobs WHERE state = 'available' AND queue = q \
+                      ORDER BY kind LIMIT 1) FROM unnest($1::text[]) AS q \
+           UNION ALL \
+           SELECT k.queue, (SELECT kind FROM {schema}.jobs WHERE state = 'available' \
+                      AND queue = k.queue AND kind > k.kind ORDER BY kind LIMIT 1) \
+           FROM k WHERE k.kind IS NOT NULL) \
+         SELECT queue, kind FROM k WHERE kind IS NOT NULL"
+    ))
+    .bind(queues)
+    .fetch_all(pool)
+    .await
+    .map_err(db)
+}
+
+/// Claims jobs for `claim` (limit > 0, at least one queue, kinds not empty).
 pub(crate) async fn claim(
     pool: &PgPool,
     schema: &str,
@@ -26,29 +57,74 @@ pub(crate) async fn claim(
     let mut queues = claim.queues.clone();
     queues.sort();
     queues.dedup();
+    let kinds: Option<Vec<String>> = claim.kinds.as_ref().map(|ks| {
+        let set: BTreeSet<&String> = ks.iter().collect();
+        set.into_iter().cloned().collect()
+    });
+    // The (queue, kind) pairs to walk: all of them when few, else only
+    // those with available jobs.
+    let pairs: Vec<(String, String)> = match &kinds {
+        Some(ks) if queues.len() * ks.len() <= MAX_WALKS => queues
+            .iter()
+            .flat_map(|q| ks.iter().map(move |k| (q.clone(), k.clone())))
+            .collect(),
+        _ => present_pairs(pool, schema, &queues)
+            .await?
+            .into_iter()
+            .filter(|(_, k)| kinds.as_ref().map_or(true, |ks| ks.contains(k)))
+            .collect(),
+    };
     let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
-    // $1 queues, $2 now, $3 limit, $4 worker, $5 lease expiry.
-    // One queue is the hot path (a worker runs one fetch loop per queue): an
-    // equality lets the planner walk jobs_claim in order and stop at $3 rows.
+    // $1 queues, $2 now, $3 limit, $4 worker, $5 lease expiry, $6 kinds
+    // (NULL: every kind), $7 and $8 the pairs' queues and kinds.
+    // One pair is the hot path (a worker runs one fetch loop per queue, and
+    // often one kind): equalities let the planner walk jobs_claim in order
+    // and stop at $3 rows. Several pairs each take their first $3 rows.
     let queue_match = if queues.len() == 1 {
         "queue = (SELECT qs[1] FROM live)"
     } else {
         "queue = ANY((SELECT qs FROM live)::text[])"
     };
+    let available = if pairs.len() == 1 {
+        format!(
+            "SELECT id, priority, run_at FROM {schema}.jobs \
+             WHERE state = 'available' AND queue = $7 AND kind = $8 \
+               AND $7 = ANY((SELECT qs FROM live)::text[]) \
+             ORDER BY priority, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED"
+        )
+    } else {
+        format!(
+            "SELECT c.id, c.priority, c.run_at \
+             FROM unnest($7::text[], $8::text[]) AS p(q, k) CROSS JOIN LATERAL (\
+               SELECT id, priority, run_at FROM {schema}.jobs \
+               WHERE state = 'available' AND queue = p.q AND kind = p.k \
+               ORDER BY priority, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) AS c \
+             WHERE p.q = ANY((SELECT qs FROM live)::text[])"
+        )
+    };
     // `live` drops paused queues once, before any row is read: a paused
-    // queue's jobs are never scanned or locked.
+    // queue's jobs are never scanned or locked. Due scheduled jobs of kinds
+    // this claim does not take are made `available` (`stray`), so they
+    // wait on the claim index, where other claims skip them unread, instead
+    // of staying due-and-scheduled, which would wake idle workers for them
+    // at every turn.
     let sql = format!(
         "WITH live AS (\
            SELECT ARRAY(SELECT q FROM unnest($1::text[]) AS q WHERE NOT EXISTS \
              (SELECT 1 FROM {schema}.queues p WHERE p.name = q AND p.paused)) AS qs), \
-         available AS (\
-           SELECT id, priority, run_at FROM {schema}.jobs \
-           WHERE state = 'available' AND {queue_match} \
-           ORDER BY priority, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED), \
+         available AS ({available}), \
          due AS (\
            SELECT id, priority, run_at FROM {schema}.jobs \
            WHERE state = 'scheduled' AND run_at <= $2 AND {queue_match} \
+             AND ($6::text[] IS NULL OR kind = ANY($6)) \
            ORDER BY priority, run_at, id LIMIT $3 FOR UPDATE SKIP LOCKED), \
+         stray AS (\
+           SELECT id FROM {schema}.jobs \
+           WHERE state = 'scheduled' AND run_at <= $2 AND {queue_match} \
+             AND $6::text[] IS NOT NULL AND kind <> ALL($6) \
+           FOR UPDATE SKIP LOCKED), \
+         promoted AS (\
+           UPDATE {schema}.jobs j SET state = 'available' FROM stray WHERE j.id = stray.id), \
          picked AS (\
            SELECT id FROM (SELECT * FROM available UNION ALL SELECT * FROM due) AS c \
            ORDER BY priority, run_at, id LIMIT $3) \
@@ -59,15 +135,20 @@ pub(crate) async fn claim(
          RETURNING j.id, j.queue, j.kind, j.args, j.attempt, j.max_attempts, j.retry, \
            j.timeout_ms, j.priority, j.run_at, j.lease_expires_at"
     );
-    let rows = sqlx::query(&sql)
+    let mut q = sqlx::query(&sql)
         .bind(&queues)
         .bind(now)
         .bind(limit)
         .bind(&claim.worker)
         .bind(plus(now, claim.lease))
-        .fetch_all(pool)
-        .await
-        .map_err(db)?;
+        .bind(&kinds);
+    q = if let [(pq, pk)] = pairs.as_slice() {
+        q.bind(pq.clone()).bind(pk.clone())
+    } else {
+        let (pq, pk): (Vec<String>, Vec<String>) = pairs.into_iter().unzip();
+        q.bind(pq).bind(pk)
+    };
+    let rows = q.fetch_all(pool).await.map_err(db)?;
     let mut out: Vec<(i32, DateTime<Utc>, ClaimedJob)> = Vec::with_capacity(rows.len());
     for r in rows {
         let retry: String = r.try_get(6).map_err(db)?;

@@ -1,14 +1,14 @@
-//! Operator controls (cancel, retry, pause, resume) and housekeeping
+//! Operator controls (cancel, pause, resume; retry is in `retry`) and housekeeping
 //! (retention, attempt logs).
 //!
-//! Cancel and retry lock the named rows, read the state they were in, and
+//! Cancel locks the named rows, read the state they were in, and
 //! change them in one statement, so the reply says what each job was when the
 //! change was made.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use kyu_core::{AttemptLogs, CancelResult, JobId, JobState, RetryResult, StoreError};
+use kyu_core::{AttemptLogs, CancelResult, JobId, JobState, StoreError};
 use sqlx::PgPool;
 
 use crate::row::{db, parse_state};
@@ -61,79 +61,6 @@ pub(crate) async fn cancel(
         .collect())
 }
 
-/// What a retry sets: runnable now, with at least one attempt left.
-const RETRY_SET: &str = "state = 'available', run_at = $2, finished_at = NULL, \
-    lease_expires_at = NULL, cancel_requested = false, result = NULL, \
-    max_attempts = GREATEST(j.max_attempts, j.attempt + 1)";
-
-/// Retries each failed or cancelled id: see [`RetryResult`].
-pub(crate) async fn retry(
-    pool: &PgPool,
-    schema: &str,
-    channel: &str,
-    now: DateTime<Utc>,
-    ids: &[JobId],
-) -> Result<Vec<RetryResult>, StoreError> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "WITH old AS (\
-           SELECT id, state FROM {schema}.jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE), \
-         changed AS (\
-           UPDATE {schema}.jobs j SET {RETRY_SET} \
-           FROM old WHERE j.id = old.id AND old.state IN ('failed', 'cancelled') \
-           RETURNING j.id), \
-         notified AS (\
-           SELECT max(pg_notify($3, '')::text) AS n FROM changed) \
-         SELECT id, state FROM old, notified"
-    );
-    let before = states(
-        sqlx::query_as(&sql)
-            .bind(ids)
-            .bind(now)
-            .bind(channel)
-            .fetch_all(pool)
-            .await
-            .map_err(db)?,
-    )?;
-    Ok(ids
-        .iter()
-        .map(|id| match before.get(id) {
-            None => RetryResult::NotFound,
-            Some(JobState::Failed | JobState::Cancelled) => RetryResult::Retried,
-            Some(other) => RetryResult::NotRetryable(*other),
-        })
-        .collect())
-}
-
-/// Retries every failed job, of `queue` and/or `kind` if given.
-pub(crate) async fn retry_failed(
-    pool: &PgPool,
-    schema: &str,
-    channel: &str,
-    now: DateTime<Utc>,
-    queue: Option<&str>,
-    kind: Option<&str>,
-) -> Result<u64, StoreError> {
-    let sql = format!(
-        "WITH changed AS (\
-           UPDATE {schema}.jobs j SET {RETRY_SET} WHERE j.state = 'failed' \
-           AND ($3::text IS NULL OR j.queue = $3) AND ($4::text IS NULL OR j.kind = $4) \
-           RETURNING j.id) \
-         SELECT count(*), max(pg_notify($1, '')::text) FROM changed"
-    );
-    let (n, _): (i64, Option<String>) = sqlx::query_as(&sql)
-        .bind(channel)
-        .bind(now)
-        .bind(queue)
-        .bind(kind)
-        .fetch_one(pool)
-        .await
-        .map_err(db)?;
-    Ok(n as u64)
-}
-
 /// Pauses or resumes a queue; a resume wakes the workers of every process.
 pub(crate) async fn set_paused(
     pool: &PgPool,
@@ -162,14 +89,18 @@ pub(crate) async fn set_paused(
 }
 
 /// The condition of jobs retention deletes: `$1` completed before, `$2` failed
-/// or cancelled before. Unfinished jobs are never deleted.
-const DELETABLE: &str = "(state = 'completed' AND finished_at < $1) \
-    OR (state IN ('failed', 'cancelled') AND finished_at < $2)";
+/// or cancelled before, `$3` now. Unfinished jobs are never deleted, nor a job
+/// whose `unique_for` window is still open: its row is what makes the key hold.
+const DELETABLE: &str = "((state = 'completed' AND finished_at < $1) \
+    OR (state IN ('failed', 'cancelled') AND finished_at < $2)) \
+    AND (unique_window_ms IS NULL \
+      OR created_at + unique_window_ms * interval '1 millisecond' <= $3)";
 
 /// Deletes finished jobs (and their logs) older than the cut-offs.
 pub(crate) async fn delete_finished(
     pool: &PgPool,
     schema: &str,
+    now: DateTime<Utc>,
     completed_before: DateTime<Utc>,
     failed_before: DateTime<Utc>,
 ) -> Result<u64, StoreError> {
@@ -181,6 +112,7 @@ pub(crate) async fn delete_finished(
     let n: i64 = sqlx::query_scalar(&sql)
         .bind(completed_before)
         .bind(failed_before)
+        .bind(now)
         .fetch_one(pool)
         .await
         .map_err(db)?;

@@ -141,6 +141,30 @@ pub(crate) async fn enqueue_plain(
         .collect())
 }
 
+/// Takes the transaction-scoped advisory locks of unique `keys` (hashed, in
+/// hash order, so two lockers cannot deadlock). Every writer that can make a
+/// job with a key unfinished (enqueue, retry) takes them first, so a
+/// concurrent one waits and then sees the committed job.
+pub(crate) async fn lock_keys(
+    conn: &mut PgConnection,
+    schema: &str,
+    keys: &[&str],
+) -> Result<(), StoreError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "SELECT count(pg_advisory_xact_lock(h)) FROM \
+         (SELECT DISTINCT hashtextextended($1 || k, 0) AS h FROM unnest($2::text[]) AS k ORDER BY h) AS x",
+    )
+    .bind(format!("kyu-unique:{schema}:"))
+    .bind(keys)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
 /// Inserts a batch with unique keys in a transaction (a savepoint when `conn`
 /// is already in one): lock the keys, look them up, insert the rest.
 pub(crate) async fn enqueue_keyed(
@@ -155,15 +179,7 @@ pub(crate) async fn enqueue_keyed(
         .iter()
         .filter_map(|j| j.unique_key.as_deref())
         .collect();
-    sqlx::query(
-        "SELECT count(pg_advisory_xact_lock(h)) FROM \
-         (SELECT DISTINCT hashtextextended($1 || k, 0) AS h FROM unnest($2::text[]) AS k ORDER BY h) AS x",
-    )
-    .bind(format!("kyu-unique:{schema}:"))
-    .bind(&keys)
-    .execute(&mut *tx)
-    .await
-    .map_err(db)?;
+    lock_keys(&mut tx, schema, &keys).await?;
 
     let unfinished = format!(
         "SELECT id FROM {schema}.jobs WHERE unique_key = $1 \

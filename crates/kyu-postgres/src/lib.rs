@@ -52,10 +52,12 @@ mod enqueue;
 mod lease;
 mod notify;
 mod query;
+mod retry;
 mod row;
 mod schedule;
 mod schema;
 mod url;
+mod workers;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,7 +67,8 @@ use chrono::{DateTime, Utc};
 use kyu_core::{
     job::check_name, AttemptLogs, CancelResult, Claim, ClaimedJob, Clock, Enqueued, Finish,
     FinishResult, HeartbeatReply, Job, JobFilter, JobId, JobPage, JobState, LeaseRef, Limits,
-    NewJob, Progress, QueueStats, Reaped, RetryResult, Store, StoreError, SystemClock,
+    LiveWorker, NewJob, Progress, QueueStats, Reaped, RetriedFailed, RetryResult, Store,
+    StoreError, SystemClock, WaitingKind, WorkerInfo,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -362,7 +365,10 @@ impl Store for PgStore {
     }
 
     async fn claim(&self, claim: Claim) -> Result<Vec<ClaimedJob>, StoreError> {
-        if claim.limit == 0 || claim.queues.is_empty() {
+        if claim.limit == 0
+            || claim.queues.is_empty()
+            || claim.kinds.as_ref().is_some_and(Vec::is_empty)
+        {
             return Ok(Vec::new());
         }
         claim::claim(&self.inner.pool, self.s(), self.now(), &claim).await
@@ -444,7 +450,7 @@ impl Store for PgStore {
     }
 
     async fn retry(&self, ids: &[JobId]) -> Result<Vec<RetryResult>, StoreError> {
-        let out = control::retry(
+        let out = retry::retry(
             &self.inner.pool,
             self.s(),
             &self.inner.channel,
@@ -462,8 +468,8 @@ impl Store for PgStore {
         &self,
         queue: Option<&str>,
         kind: Option<&str>,
-    ) -> Result<u64, StoreError> {
-        let n = control::retry_failed(
+    ) -> Result<RetriedFailed, StoreError> {
+        let out = retry::retry_failed(
             &self.inner.pool,
             self.s(),
             &self.inner.channel,
@@ -472,10 +478,10 @@ impl Store for PgStore {
             kind,
         )
         .await?;
-        if n > 0 {
+        if out.retried > 0 {
             self.wake();
         }
-        Ok(n)
+        Ok(out)
     }
 
     async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
@@ -518,7 +524,30 @@ impl Store for PgStore {
         completed_before: DateTime<Utc>,
         failed_before: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        control::delete_finished(&self.inner.pool, self.s(), completed_before, failed_before).await
+        control::delete_finished(
+            &self.inner.pool,
+            self.s(),
+            self.now(),
+            completed_before,
+            failed_before,
+        )
+        .await
+    }
+
+    async fn worker_seen(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), StoreError> {
+        workers::seen(&self.inner.pool, self.s(), self.now(), info, ttl).await
+    }
+
+    async fn worker_gone(&self, id: &str) -> Result<(), StoreError> {
+        workers::gone(&self.inner.pool, self.s(), id).await
+    }
+
+    async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError> {
+        workers::live(&self.inner.pool, self.s(), self.now()).await
+    }
+
+    async fn waiting_kinds(&self) -> Result<Vec<WaitingKind>, StoreError> {
+        workers::waiting(&self.inner.pool, self.s(), self.now()).await
     }
 
     async fn set_logs(&self, id: JobId, logs: AttemptLogs) -> Result<(), StoreError> {

@@ -119,6 +119,20 @@ CREATE INDEX schedules_due ON {s}.schedules (next_fire_at) WHERE enabled;
     r#"
 ALTER TABLE {s}.schedules ADD COLUMN from_config boolean NOT NULL DEFAULT false;
 "#,
+    // 4: claim by kind (the claim index gains the kind, so a claim walks
+    //    each (queue, kind) in claim order and skips other kinds unread), and
+    //    the worker registry.
+    r#"
+DROP INDEX {s}.jobs_claim;
+CREATE INDEX jobs_claim ON {s}.jobs (queue, kind, priority, run_at, id) WHERE state = 'available';
+CREATE TABLE {s}.workers (
+    id         text        PRIMARY KEY,
+    queues     text[]      NOT NULL,
+    kinds      text[],
+    last_seen  timestamptz NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+"#,
 ];
 
 /// The latest schema version this build knows.

@@ -1,6 +1,10 @@
-//! Claim: promote due scheduled jobs, then take up to N available jobs from
-//! unpaused queues in (priority, run_at, id) order, all in one transaction.
+//! Claim: promote due scheduled jobs, then take up to N available jobs of
+//! the claim's kinds from unpaused queues in (priority, run_at, id) order,
+//! all in one transaction. The claim index is (queue, kind, priority,
+//! run_at, id) over available jobs, so each (queue, kind) is walked in claim
+//! order and jobs of kinds the worker cannot run are never read.
 
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::time::Duration;
 
@@ -38,6 +42,55 @@ fn unpaused(conn: &Connection, names: &[String]) -> Result<Vec<String>, StoreErr
     Ok(out)
 }
 
+/// The most (queue, kind) pairs a claim walks one by one. Beyond it the
+/// claim first narrows the pairs to the kinds that have available jobs, and
+/// if there are still more, reads them all in one statement and sorts.
+const MAX_WALKS: usize = 32;
+
+/// The kinds with available jobs in `queue`: a loose scan of the claim
+/// index, one seek per distinct kind however many jobs each has.
+fn present_kinds(conn: &Connection, queue: &str) -> Result<Vec<String>, StoreError> {
+    conn.prepare_cached(
+        "WITH RECURSIVE k(kind) AS (\
+           SELECT (SELECT kind FROM jobs WHERE state = 'available' AND queue = ?1 \
+                   ORDER BY kind LIMIT 1) \
+           UNION ALL \
+           SELECT (SELECT kind FROM jobs WHERE state = 'available' AND queue = ?1 \
+                   AND kind > k.kind ORDER BY kind LIMIT 1) FROM k WHERE k.kind IS NOT NULL) \
+         SELECT kind FROM k WHERE kind IS NOT NULL",
+    )
+    .and_then(|mut s| s.query_map([queue], |r| r.get(0))?.collect())
+    .map_err(db)
+}
+
+/// The (queue, kind) pairs a claim reads: every queue with every kind it
+/// names when they are few; otherwise only the kinds that have available
+/// jobs in each queue (and that it names, unless it takes every kind).
+fn pairs(
+    conn: &Connection,
+    queues: &[String],
+    kinds: Option<&Vec<String>>,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let named: Option<BTreeSet<&str>> = kinds.map(|ks| ks.iter().map(String::as_str).collect());
+    if let Some(named) = &named {
+        if queues.len() * named.len() <= MAX_WALKS {
+            return Ok(queues
+                .iter()
+                .flat_map(|q| named.iter().map(move |k| (q.clone(), k.to_string())))
+                .collect());
+        }
+    }
+    let mut out = Vec::new();
+    for q in queues {
+        for k in present_kinds(conn, q)? {
+            if named.as_ref().map_or(true, |n| n.contains(k.as_str())) {
+                out.push((q.clone(), k));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Claims jobs for `claim`.
 pub(crate) fn claim(
     conn: &Connection,
@@ -53,31 +106,49 @@ pub(crate) fn claim(
     if queues.is_empty() {
         return Ok(Vec::new());
     }
+    let pairs = pairs(conn, &queues, claim.kinds.as_ref())?;
+    if pairs.is_empty() {
+        return Ok(Vec::new());
+    }
     let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
-    // ?1 worker, ?2 now, ?3 lease expiry, ?4 limit, ?5.. queues.
-    // One queue walks the claim index in order and stops after `limit` rows;
-    // several queues each take their first `limit` rows and the union is sorted.
+    // ?1 worker, ?2 now, ?3 lease expiry, ?4 limit, then the pairs.
+    // One (queue, kind) walks the claim index in order and stops after
+    // `limit` rows; a few each take their first `limit` rows and the union
+    // is sorted; many are read at once (jobs of other kinds never are).
     let mut pick = String::new();
-    if queues.len() == 1 {
+    let mut values: Vec<Value> = Vec::new();
+    if pairs.len() == 1 {
         pick.push_str(
-            "SELECT id FROM jobs WHERE state = 'available' AND queue = ?5 \
+            "SELECT id FROM jobs WHERE state = 'available' AND queue = ?5 AND kind = ?6 \
              ORDER BY priority, run_at, id LIMIT ?4",
         );
-    } else {
+        values.extend(pairs.into_iter().flat_map(|(q, k)| [q, k]).map(Value::Text));
+    } else if pairs.len() <= MAX_WALKS {
         pick.push_str("SELECT id FROM (");
-        for i in 0..queues.len() {
+        for i in 0..pairs.len() {
             if i > 0 {
                 pick.push_str(" UNION ALL ");
             }
             let _ = write!(
                 pick,
                 "SELECT * FROM (SELECT id, priority, run_at FROM jobs \
-                 WHERE state = 'available' AND queue = ?{} \
+                 WHERE state = 'available' AND queue = ?{} AND kind = ?{} \
                  ORDER BY priority, run_at, id LIMIT ?4)",
-                i + 5
+                2 * i + 5,
+                2 * i + 6
             );
         }
         pick.push_str(") ORDER BY priority, run_at, id LIMIT ?4");
+        values.extend(pairs.into_iter().flat_map(|(q, k)| [q, k]).map(Value::Text));
+    } else {
+        pick.push_str(
+            "SELECT id FROM jobs WHERE state = 'available' AND (queue, kind) IN \
+             (SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]') FROM json_each(?5)) \
+             ORDER BY priority, run_at, id LIMIT ?4",
+        );
+        values.push(Value::Text(
+            serde_json::to_string(&pairs).map_err(StoreError::database)?,
+        ));
     }
     let sql = format!(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, worker = ?1, \
@@ -88,13 +159,14 @@ pub(crate) fn claim(
          priority, run_at, lease_expires_at"
     );
     let lease_until = now_us.saturating_add(dur_us(claim.lease));
-    let mut values: Vec<Value> = vec![
+    let mut head: Vec<Value> = vec![
         Value::Text(claim.worker.clone()),
         Value::Integer(now_us),
         Value::Integer(lease_until),
         Value::Integer(limit),
     ];
-    values.extend(queues.into_iter().map(Value::Text));
+    head.append(&mut values);
+    let values = head;
     let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
     let mut rows: Vec<(i32, i64, ClaimedJob)> = stmt
         .query_map(params_from_iter(values), |r| {

@@ -1,7 +1,7 @@
 //! Operator controls: cancel, retry, pause and resume.
 
 use chrono::{DateTime, Utc};
-use kyu_core::{CancelResult, JobId, JobState, RetryResult, StoreError};
+use kyu_core::{CancelResult, JobId, JobState, KeyHeld, RetriedFailed, RetryResult, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::row::{db, parse_state, us};
@@ -54,7 +54,30 @@ const RETRY_SET: &str = "state = 'available', run_at = ?1, finished_at = NULL, \
     lease_expires_at = NULL, cancel_requested = 0, result = NULL, \
     max_attempts = MAX(max_attempts, attempt + 1)";
 
-/// Retries each failed or cancelled id: see [`RetryResult`].
+/// The unfinished job holding `key`, other than `id`: the job an enqueue
+/// with the key would return.
+fn key_holder(conn: &Connection, key: &str, id: JobId) -> Result<Option<JobId>, StoreError> {
+    conn.prepare_cached(
+        "SELECT id FROM jobs WHERE unique_key = ?1 AND id <> ?2 \
+         AND state IN ('scheduled', 'available', 'running') ORDER BY id LIMIT 1",
+    )
+    .and_then(|mut s| s.query_row(params![key, id], |r| r.get(0)).optional())
+    .map_err(db)
+}
+
+/// Makes one failed or cancelled job available again.
+fn retry_one(conn: &Connection, now_us: i64, id: JobId) -> Result<(), StoreError> {
+    conn.prepare_cached(&format!(
+        "UPDATE jobs SET {RETRY_SET} WHERE id = ?2 AND state IN ('failed', 'cancelled')"
+    ))
+    .and_then(|mut s| s.execute(params![now_us, id]))
+    .map(|_| ())
+    .map_err(db)
+}
+
+/// Retries each failed or cancelled id: see [`RetryResult`]. The ids are
+/// taken in order inside one write transaction (the only writer), so a job
+/// retried earlier in the call holds its key for the ones after it.
 pub(crate) fn retry(
     conn: &Connection,
     now: DateTime<Utc>,
@@ -62,38 +85,80 @@ pub(crate) fn retry(
 ) -> Result<Vec<RetryResult>, StoreError> {
     let now_us = us(now);
     let mut out = Vec::with_capacity(ids.len());
+    let mut lookup = conn
+        .prepare_cached("SELECT state, unique_key FROM jobs WHERE id = ?1")
+        .map_err(db)?;
     for &id in ids {
-        let r = match state_of(conn, id)? {
+        let found: Option<(JobState, Option<String>)> = lookup
+            .query_row([id], |r| {
+                Ok((parse_state(&r.get::<_, String>(0)?)?, r.get(1)?))
+            })
+            .optional()
+            .map_err(db)?;
+        let r = match found {
             None => RetryResult::NotFound,
-            Some(JobState::Failed | JobState::Cancelled) => {
-                conn.prepare_cached(&format!(
-                    "UPDATE jobs SET {RETRY_SET} WHERE id = ?2 AND state IN ('failed', 'cancelled')"
-                ))
-                .and_then(|mut s| s.execute(params![now_us, id]))
-                .map_err(db)?;
-                RetryResult::Retried
+            Some((JobState::Failed | JobState::Cancelled, key)) => {
+                let holder = match &key {
+                    Some(k) => key_holder(conn, k, id)?,
+                    None => None,
+                };
+                match (key, holder) {
+                    (Some(key), Some(holder)) => RetryResult::KeyHeld { key, holder },
+                    _ => {
+                        retry_one(conn, now_us, id)?;
+                        RetryResult::Retried
+                    }
+                }
             }
-            Some(other) => RetryResult::NotRetryable(other),
+            Some((other, _)) => RetryResult::NotRetryable(other),
         };
         out.push(r);
     }
     Ok(out)
 }
 
-/// Retries every failed job, of `queue` and/or `kind` if given.
+/// Retries every failed job, of `queue` and/or `kind` if given. Jobs
+/// without a unique key in one statement; keyed ones one by one in id order,
+/// each left failed if its key is held (by an unfinished job, or by one
+/// retried just before it).
 pub(crate) fn retry_failed(
     conn: &Connection,
     now: DateTime<Utc>,
     queue: Option<&str>,
     kind: Option<&str>,
-) -> Result<u64, StoreError> {
-    conn.prepare_cached(&format!(
-        "UPDATE jobs SET {RETRY_SET} WHERE state = 'failed' \
-         AND (?2 IS NULL OR queue = ?2) AND (?3 IS NULL OR kind = ?3)"
-    ))
-    .and_then(|mut s| s.execute(params![us(now), queue, kind]))
-    .map(|n| n as u64)
-    .map_err(db)
+) -> Result<RetriedFailed, StoreError> {
+    let now_us = us(now);
+    let filter = "state = 'failed' AND (?2 IS NULL OR queue = ?2) AND (?3 IS NULL OR kind = ?3)";
+    let plain = conn
+        .prepare_cached(&format!(
+            "UPDATE jobs SET {RETRY_SET} WHERE {filter} AND unique_key IS NULL"
+        ))
+        .and_then(|mut s| s.execute(params![now_us, queue, kind]))
+        .map_err(db)?;
+    let keyed: Vec<(JobId, String)> = conn
+        .prepare_cached(&format!(
+            "SELECT id, unique_key FROM jobs WHERE {filter} AND unique_key IS NOT NULL \
+             ORDER BY id"
+        ))
+        .and_then(|mut s| {
+            s.query_map(params![now_us, queue, kind], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect()
+        })
+        .map_err(db)?;
+    let mut out = RetriedFailed {
+        retried: plain as u64,
+        key_held: Vec::new(),
+    };
+    for (id, key) in keyed {
+        match key_holder(conn, &key, id)? {
+            Some(holder) => out.key_held.push(KeyHeld { id, key, holder }),
+            None => {
+                retry_one(conn, now_us, id)?;
+                out.retried += 1;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// Pauses or resumes a queue.

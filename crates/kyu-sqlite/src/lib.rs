@@ -50,6 +50,7 @@ mod row;
 mod schedule;
 mod schema;
 mod url;
+mod workers;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -60,8 +61,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kyu_core::{
     job::check_name, AttemptLogs, CancelResult, Claim, ClaimedJob, Clock, Enqueued, Finish,
-    FinishResult, HeartbeatReply, Job, JobFilter, JobId, JobPage, LeaseRef, Limits, NewJob,
-    Progress, QueueStats, Reaped, RetryResult, Store, StoreError, SystemClock,
+    FinishResult, HeartbeatReply, Job, JobFilter, JobId, JobPage, LeaseRef, Limits, LiveWorker,
+    NewJob, Progress, QueueStats, Reaped, RetriedFailed, RetryResult, Store, StoreError,
+    SystemClock, WaitingKind, WorkerInfo,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -412,7 +414,10 @@ impl Store for SqliteStore {
     }
 
     async fn claim(&self, claim: Claim) -> Result<Vec<ClaimedJob>, StoreError> {
-        if claim.limit == 0 || claim.queues.is_empty() {
+        if claim.limit == 0
+            || claim.queues.is_empty()
+            || claim.kinds.as_ref().is_some_and(Vec::is_empty)
+        {
             return Ok(Vec::new());
         }
         let clock = self.now_fn();
@@ -496,12 +501,12 @@ impl Store for SqliteStore {
         &self,
         queue: Option<&str>,
         kind: Option<&str>,
-    ) -> Result<u64, StoreError> {
+    ) -> Result<RetriedFailed, StoreError> {
         let clock = self.now_fn();
         let queue = queue.map(str::to_string);
         let kind = kind.map(str::to_string);
         self.write(
-            |n: &u64| *n > 0,
+            |r: &RetriedFailed| r.retried > 0,
             move |c| control::retry_failed(c, clock.now(), queue.as_deref(), kind.as_deref()),
         )
         .await
@@ -544,10 +549,33 @@ impl Store for SqliteStore {
         completed_before: DateTime<Utc>,
         failed_before: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
+        let clock = self.now_fn();
         self.write(never, move |c| {
-            retention::delete_finished(c, completed_before, failed_before)
+            retention::delete_finished(c, clock.now(), completed_before, failed_before)
         })
         .await
+    }
+
+    async fn worker_seen(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), StoreError> {
+        let clock = self.now_fn();
+        let info = info.clone();
+        self.write(never, move |c| workers::seen(c, clock.now(), &info, ttl))
+            .await
+    }
+
+    async fn worker_gone(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.write(never, move |c| workers::gone(c, &id)).await
+    }
+
+    async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError> {
+        let clock = self.now_fn();
+        self.read(move |c| workers::live(c, clock.now())).await
+    }
+
+    async fn waiting_kinds(&self) -> Result<Vec<WaitingKind>, StoreError> {
+        let clock = self.now_fn();
+        self.read(move |c| workers::waiting(c, clock.now())).await
     }
 
     async fn set_logs(&self, id: JobId, logs: AttemptLogs) -> Result<(), StoreError> {

@@ -61,6 +61,20 @@ CREATE TABLE job_logs (
     crate::schedule::MIGRATION,
     // 3: schedules declared by a config file.
     crate::schedule::MIGRATION_FROM_CONFIG,
+    // 4: claim by kind (the claim index gains the kind, so a claim walks
+    //    each (queue, kind) in claim order and skips other kinds unread), and
+    //    the worker registry.
+    r#"
+DROP INDEX jobs_claim;
+CREATE INDEX jobs_claim ON jobs (queue, kind, priority, run_at, id) WHERE state = 'available';
+CREATE TABLE workers (
+    id         TEXT    PRIMARY KEY,
+    queues     TEXT    NOT NULL,
+    kinds      TEXT,
+    last_seen  INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+"#,
 ];
 
 /// Brings the database up to the latest schema, in one `BEGIN IMMEDIATE`

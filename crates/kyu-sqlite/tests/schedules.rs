@@ -22,11 +22,20 @@ async fn version_1_database_is_migrated() {
     // Back to what migration 1 alone made.
     rusqlite::Connection::open(&path)
         .expect("open raw")
-        .execute_batch("DROP TABLE schedules; PRAGMA user_version = 1;")
+        .execute_batch(
+            "DROP TABLE schedules; DROP TABLE workers; DROP INDEX jobs_claim; \
+             CREATE INDEX jobs_claim ON jobs (queue, priority, run_at, id) \
+             WHERE state = 'available'; PRAGMA user_version = 1;",
+        )
         .expect("downgrade");
     let store = SqliteStore::open(&url, SqliteOptions::default()).expect("reopen");
     assert!(store.get(id).await.expect("get").is_some(), "jobs kept");
     let spec = kyu_core::schedule_suite::spec("s", "* * * * *");
     store.upsert_schedule(spec).await.expect("schedules work");
     assert_eq!(store.list_schedules().await.expect("list").len(), 1);
+    let claimed = store
+        .claim(kyu_core::testkit::claim_kinds("w", &["default"], &["k"], 1))
+        .await
+        .expect("claim on the migrated claim index");
+    assert_eq!(claimed[0].id, id);
 }

@@ -39,6 +39,7 @@ fn claim(worker: &str, limit: usize) -> Claim {
     Claim {
         worker: worker.into(),
         queues: vec!["default".into()],
+        kinds: None,
         limit,
         lease: Duration::from_secs(60),
     }
@@ -190,8 +191,8 @@ async fn reopening_keeps_jobs_and_migrations_are_idempotent() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(
-        version, 3,
-        "migrations: 1 jobs, 2 schedules, 3 schedules declared by config"
+        version, 4,
+        "migrations: 1 jobs, 2 schedules, 3 schedules declared by config, 4 claim by kind and workers"
     );
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))

@@ -231,14 +231,22 @@ impl Kyu {
         Ok(self.store.cancel(ids).await?)
     }
 
-    /// Runs failed or cancelled jobs again.
+    /// Runs failed or cancelled jobs again. A job whose unique key another
+    /// unfinished job holds is not retried ([`RetryResult::KeyHeld`] names
+    /// the holder): a retry never makes two unfinished jobs with one key.
     pub async fn retry(&self, ids: &[JobId]) -> Result<Vec<RetryResult>> {
         Ok(self.store.retry(ids).await?)
     }
 
-    /// Runs every failed job again, of one queue and/or kind if given.
-    /// Returns how many.
-    pub async fn retry_failed(&self, queue: Option<&str>, kind: Option<&str>) -> Result<u64> {
+    /// Runs every failed job again, of one queue and/or kind if given. Of
+    /// failed jobs sharing a unique key only the first is retried, none if an
+    /// unfinished job holds the key; the reply counts the retried and lists
+    /// those left failed with their key's holder.
+    pub async fn retry_failed(
+        &self,
+        queue: Option<&str>,
+        kind: Option<&str>,
+    ) -> Result<kyu_core::RetriedFailed> {
         Ok(self.store.retry_failed(queue, kind).await?)
     }
 
@@ -275,6 +283,26 @@ impl Kyu {
     /// Every queue with its counts by state and paused flag.
     pub async fn queues(&self) -> Result<Vec<QueueStats>> {
         Ok(self.store.queue_stats().await?)
+    }
+
+    /// The workers alive now (seen within a few lease periods and not shut
+    /// down), with the queues they work and the kinds they claim.
+    pub async fn workers(&self) -> Result<Vec<kyu_core::LiveWorker>> {
+        Ok(self.store.live_workers().await?)
+    }
+
+    /// The runnable jobs no live worker claims, counted by queue and kind:
+    /// they wait until a worker that runs their kind on their queue starts.
+    pub async fn unhandled(&self) -> Result<Vec<kyu_core::WaitingKind>> {
+        let workers = self.store.live_workers().await?;
+        let waiting = self.store.waiting_kinds().await?;
+        Ok(kyu_core::workers::unhandled(waiting, &workers))
+    }
+
+    /// Whether a live worker claims jobs of `kind` from `queue`.
+    pub async fn handled(&self, queue: &str, kind: &str) -> Result<bool> {
+        let workers = self.store.live_workers().await?;
+        Ok(kyu_core::workers::handled(&workers, queue, kind))
     }
 
     /// Pauses a queue: nothing new starts from it until it is resumed.

@@ -86,6 +86,7 @@ pub use kyu_core::Job as JobRecord;
 /// The store contract and clocks, for backends and tests.
 pub use kyu_core::{clock, store, Clock, ManualClock, Store, StoreError, SystemClock};
 pub use kyu_core::{
-    AttemptError, AttemptLogs, CancelResult, Enqueued, JobFilter, JobId, JobPage, JobState, Limits,
-    NewJob, Progress, QueueStats, RetryPolicy, RetryResult, Uniqueness,
+    AttemptError, AttemptLogs, CancelResult, Enqueued, JobFilter, JobId, JobPage, JobState,
+    KeyHeld, Limits, LiveWorker, NewJob, Progress, QueueStats, RetriedFailed, RetryPolicy,
+    RetryResult, Uniqueness, WaitingKind, WorkerInfo,
 };

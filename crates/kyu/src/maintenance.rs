@@ -54,7 +54,8 @@ pub async fn reap_once(store: &dyn Store) -> Result<usize, kyu_core::StoreError>
     }
 }
 
-/// Deletes finished jobs older than the config keeps. Returns how many.
+/// Deletes finished jobs older than the config keeps, except those whose
+/// `unique_for` window is still open (see [`Store::delete_finished`]). Returns how many.
 pub async fn retention_once(
     store: &dyn Store,
     config: &MaintenanceConfig,

@@ -352,6 +352,7 @@ async fn claim(kyu: &Kyu, kind: &str) -> kyu_core::ClaimedJob {
         .claim(Claim {
             worker: "slow".into(),
             queues: vec![kind.into()],
+            kinds: None,
             limit: 10,
             lease: Duration::from_secs(24 * 3600),
         })

@@ -522,12 +522,17 @@ async fn bad_input_is_refused_and_changes_nothing() {
     );
 }
 
+/// River's behaviour, opted in: the worker claims every kind and fails the
+/// attempts of kinds it has no handler for, with a clear error.
 #[tokio::test]
-async fn a_job_without_a_handler_fails_its_attempt_with_a_clear_error() {
+async fn a_worker_that_opts_in_fails_unknown_kinds_with_a_clear_error() {
     let (kyu, _dir) = fresh().await;
     let worker = Worker::new(&kyu)
         .handle("known", |_| async { Ok(Outcome::Done) })
-        .configure(quick)
+        .configure(|c| {
+            quick(c);
+            c.fail_unknown_kinds = true;
+        })
         .start();
     let e = kyu
         .insert(NewJob::new("unknown", serde_json::json!({})).max_attempts(1))
@@ -543,6 +548,55 @@ async fn a_job_without_a_handler_fails_its_attempt_with_a_clear_error() {
         job.errors
     );
     worker.shutdown().await;
+}
+
+/// A job is never failed because the worker that took it lacks its handler:
+/// a worker claims only the kinds it can run. Kind B waits, attempt 0, while
+/// the worker runs kind A jobs queued behind it on the same queue.
+#[tokio::test]
+async fn a_worker_never_claims_kinds_it_has_no_handler_for() {
+    let (kyu, _dir) = fresh().await;
+    let b = kyu
+        .insert(NewJob::new("b", serde_json::json!({})).priority(-1))
+        .await
+        .unwrap();
+    let worker = Worker::new(&kyu)
+        .handle("a", |_| async { Ok(Outcome::Done) })
+        .configure(quick)
+        .start();
+    for _ in 0..3 {
+        let a = kyu
+            .insert(NewJob::new("a", serde_json::json!({})))
+            .await
+            .unwrap();
+        let done = kyu.wait_timeout(a.id, WAIT).await.unwrap();
+        assert_eq!(done.state, JobState::Completed);
+        // A few idle polls (50 ms each) with B first in line.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let job = kyu.job(b.id).await.unwrap();
+    assert_eq!(
+        (job.state, job.attempt),
+        (JobState::Available, 0),
+        "never claimed: {:?}",
+        job.errors
+    );
+    let live = kyu.store().live_workers().await.unwrap();
+    assert_eq!(live.len(), 1, "the worker is registered: {live:?}");
+    assert_eq!(live[0].info.kinds, Some(vec!["a".to_string()]));
+    assert_eq!(
+        kyu.unhandled().await.unwrap(),
+        vec![kyu::WaitingKind {
+            queue: "default".into(),
+            kind: "b".into(),
+            count: 1
+        }]
+    );
+    worker.shutdown().await;
+    assert!(
+        kyu.store().live_workers().await.unwrap().is_empty(),
+        "a worker that shut down is no longer registered"
+    );
 }
 
 #[tokio::test]
@@ -572,7 +626,13 @@ async fn retry_by_hand_runs_a_failed_job_again() {
         JobState::Failed
     );
     fail.store(false, Ordering::SeqCst);
-    assert_eq!(kyu.retry_failed(None, Some("fix_me")).await.unwrap(), 1);
+    assert_eq!(
+        kyu.retry_failed(None, Some("fix_me"))
+            .await
+            .unwrap()
+            .retried,
+        1
+    );
     eventually(WAIT, "the retried job completes", || async {
         kyu.job(e.id).await.unwrap().state == JobState::Completed
     })

@@ -144,7 +144,12 @@ pub async fn run(ctx: &Ctx, cmd: JobsCommand) -> CmdResult {
                     .flatten()
                     .and_then(|(c, _)| c.jobs.get(&job.kind).and_then(|k| k.timeout)),
             };
-            print!("{}", describe(&job, kind_timeout));
+            let waiting = if runnable(&job) && !kyu.handled(&job.queue, &job.kind).await? {
+                Some(no_worker(&job.queue, &job.kind))
+            } else {
+                None
+            };
+            print!("{}", describe(&job, waiting.as_deref(), kind_timeout));
         }
         JobsCommand::Logs {
             id,
@@ -169,12 +174,17 @@ pub async fn run(ctx: &Ctx, cmd: JobsCommand) -> CmdResult {
             kind,
         } => {
             if all_failed {
-                let n = kyu.retry_failed(queue.as_deref(), kind.as_deref()).await?;
+                let out = kyu.retry_failed(queue.as_deref(), kind.as_deref()).await?;
+                let n = out.retried;
                 if ctx.json {
-                    print_json(&serde_json::json!({"retried": n}))?;
+                    print_json(&out)?;
                 } else {
                     println!("retried {n} failed job{}", if n == 1 { "" } else { "s" });
+                    for h in &out.key_held {
+                        println!("job {}: not retried: {}", h.id, key_held(&h.key, h.holder));
+                    }
                 }
+                refused(out.key_held.len())?;
             } else {
                 let results = kyu.retry(&ids).await?;
                 report(ctx, &ids, &results, |r| match r {
@@ -182,12 +192,44 @@ pub async fn run(ctx: &Ctx, cmd: JobsCommand) -> CmdResult {
                     RetryResult::NotRetryable(s) => Ok(format!(
                         "is {s}; only failed or cancelled jobs can be retried"
                     )),
+                    RetryResult::KeyHeld { key, holder } => {
+                        Ok(format!("not retried: {}", key_held(key, *holder)))
+                    }
                     RetryResult::NotFound => Err(()),
                 })?;
+                refused(
+                    results
+                        .iter()
+                        .filter(|r| matches!(r, RetryResult::KeyHeld { .. }))
+                        .count(),
+                )?;
             }
         }
     }
     Ok(())
+}
+
+/// Why a job was not retried: its unique key is held.
+fn key_held(key: &str, holder: JobId) -> String {
+    format!(
+        "unfinished job {holder} holds its unique key {key} \
+         (retry it once job {holder} has finished, or cancel job {holder})"
+    )
+}
+
+/// Exit 1 when a retry left jobs as they were because their key is held.
+fn refused(n: usize) -> CmdResult {
+    if n == 0 {
+        return Ok(());
+    }
+    Err(Failure {
+        code: 1,
+        error: anyhow::anyhow!(
+            "{n} job{} not retried: {} unique key is held by another unfinished job",
+            if n == 1 { "" } else { "s" },
+            if n == 1 { "its" } else { "each one's" }
+        ),
+    })
 }
 
 /// Prints one line per id; exits 3 if any id was not found.
@@ -223,13 +265,32 @@ fn report<R: serde::Serialize>(
     }
 }
 
-/// The `kyu jobs show` text. `kind_timeout`: the kind's timeout in kyu.toml,
-/// which applies when the job has none of its own.
-pub fn describe(j: &JobRecord, kind_timeout: Option<std::time::Duration>) -> String {
+/// Whether a job is waiting to be claimed now (available, or scheduled and due).
+fn runnable(j: &JobRecord) -> bool {
+    j.state == JobState::Available
+        || (j.state == JobState::Scheduled && j.run_at <= chrono::Utc::now())
+}
+
+/// Why a runnable job waits: no live worker claims its kind on its queue.
+pub fn no_worker(queue: &str, kind: &str) -> String {
+    format!("no live worker handles kind {kind} on queue {queue}")
+}
+
+/// The `kyu jobs show` text. `waiting` says why a runnable job is not taken;
+/// `kind_timeout` is the kind's timeout in kyu.toml, which applies when the
+/// job has none of its own.
+pub fn describe(
+    j: &JobRecord,
+    waiting: Option<&str>,
+    kind_timeout: Option<std::time::Duration>,
+) -> String {
     let mut s = String::new();
     let mut line = |k: &str, v: String| s.push_str(&format!("{k:<13}{v}\n"));
     line("id", j.id.to_string());
     line("state", j.state.to_string());
+    if let Some(w) = waiting {
+        line("waiting", w.to_string());
+    }
     line("queue", j.queue.clone());
     line("kind", j.kind.clone());
     line("args", j.args.clone());

@@ -1,5 +1,7 @@
 //! `kyu queues ls|pause|resume`.
 
+use std::collections::BTreeMap;
+
 use clap::Subcommand;
 use kyu::JobState;
 
@@ -10,7 +12,9 @@ use crate::CmdResult;
 /// Queue commands.
 #[derive(Subcommand, Debug)]
 pub enum QueuesCommand {
-    /// List queues with job counts by state.
+    /// List queues with job counts by state, and the runnable jobs no live
+    /// worker handles (NO WORKER: they wait until a worker that runs their
+    /// kind on their queue starts).
     Ls,
     /// Pause a queue: workers start nothing new from it; running jobs go on.
     Pause {
@@ -37,8 +41,27 @@ pub async fn run(ctx: &Ctx, cmd: QueuesCommand) -> CmdResult {
     match cmd {
         QueuesCommand::Ls => {
             let queues = kyu.queues().await?;
+            // Runnable jobs no live worker claims, by queue then kind.
+            let mut unhandled: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+            for w in kyu.unhandled().await? {
+                unhandled
+                    .entry(w.queue)
+                    .or_default()
+                    .insert(w.kind, w.count);
+            }
             if ctx.json {
-                return print_json(&queues);
+                let rows: Vec<serde_json::Value> = queues
+                    .iter()
+                    .map(|q| {
+                        let mut v = serde_json::to_value(q).unwrap_or_default();
+                        v["no_worker"] = serde_json::to_value(
+                            unhandled.get(&q.queue).cloned().unwrap_or_default(),
+                        )
+                        .unwrap_or_default();
+                        v
+                    })
+                    .collect();
+                return print_json(&rows);
             }
             if queues.is_empty() {
                 println!("no queues yet: enqueue a job with `kyu enqueue KIND '{{...}}'`");
@@ -53,13 +76,29 @@ pub async fn run(ctx: &Ctx, cmd: QueuesCommand) -> CmdResult {
                 "COMPLETED",
                 "FAILED",
                 "CANCELLED",
+                "NO WORKER",
             ]);
             for q in &queues {
                 let mut row = vec![q.queue.clone(), if q.paused { "yes" } else { "no" }.into()];
                 row.extend(JobState::ALL.iter().map(|s| q.count(*s).to_string()));
+                let waiting: u64 = unhandled.get(&q.queue).map_or(0, |k| k.values().sum());
+                row.push(waiting.to_string());
                 t.row(row);
             }
             t.print();
+            for (queue, kinds) in &unhandled {
+                for (kind, n) in kinds {
+                    let (s, verb) = if *n == 1 {
+                        ("", "waits")
+                    } else {
+                        ("s", "wait")
+                    };
+                    println!(
+                        "queue {queue}: {n} job{s} of kind {kind} {verb}: \
+                         no live worker handles kind {kind}"
+                    );
+                }
+            }
         }
         QueuesCommand::Pause { queue } => {
             kyu.pause(&queue).await?;

@@ -1,5 +1,6 @@
-//! The fetch loop: one per queue. Claims as many jobs as the queue has free
-//! slots (plus the [prefetch](super::WorkerConfig::prefetch), if any), hands
+//! The fetch loop: one per queue. Claims jobs of the kinds the worker has a
+//! handler for (every kind if it opted in to failing unknown ones), as many
+//! as the queue has free slots (plus the [prefetch](super::WorkerConfig::prefetch), if any), hands
 //! each to [`execute`](super::execute), and sleeps while there is nothing to do.
 //!
 //! An idle loop wakes on the first of: the store's wake-up (a job enqueued here
@@ -21,6 +22,11 @@ pub(crate) async fn fetch_loop(shared: Arc<Shared>, queue: String, concurrency: 
     let run_slots = Arc::new(Semaphore::new(concurrency));
     let mut wake = shared.store.subscribe();
     let queues = vec![queue.clone()];
+    let kinds = shared.claim_kinds();
+    if kinds.as_ref().is_some_and(Vec::is_empty) {
+        // Nothing to claim: no handlers (warned at start).
+        return;
+    }
     let mut backoff = Duration::from_millis(100);
     loop {
         // Wait for one free slot, then take every other free one: one claim
@@ -44,6 +50,7 @@ pub(crate) async fn fetch_loop(shared: Arc<Shared>, queue: String, concurrency: 
         let claim = Claim {
             worker: shared.config.id.clone(),
             queues: queues.clone(),
+            kinds: kinds.clone(),
             limit: wanted,
             lease: shared.config.lease,
         };

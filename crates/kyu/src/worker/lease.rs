@@ -1,4 +1,5 @@
-//! Keeps running jobs' leases fresh and passes cancel requests to handlers.
+//! Keeps running jobs' leases fresh and passes cancel requests to handlers,
+//! and keeps the worker's registration (queues, kinds) alive in the store.
 //!
 //! Every `heartbeat_every` the leases of all running jobs are extended in one
 //! store call; every `cancel_poll` the store is asked (a read) which of them
@@ -9,13 +10,25 @@
 //! not a take-over, and is not reported as one.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use kyu_core::LeaseRef;
+use kyu_core::{LeaseRef, WorkerInfo};
 use tokio_util::sync::CancellationToken;
 
 use super::Shared;
 
-pub(crate) async fn lease_loop(shared: Arc<Shared>, stop: CancellationToken) {
+/// How long a worker's registration lasts without a heartbeat: a few lease
+/// periods (and heartbeat periods), after which the worker counts as dead.
+fn registration_ttl(shared: &Shared) -> Duration {
+    (shared.config.lease * 3).max(shared.config.heartbeat_every * 3)
+}
+
+pub(crate) async fn lease_loop(
+    shared: Arc<Shared>,
+    registration: WorkerInfo,
+    stop: CancellationToken,
+) {
+    let ttl = registration_ttl(&shared);
     let mut heartbeat = tokio::time::interval(shared.config.heartbeat_every);
     let mut cancel_poll = tokio::time::interval(shared.config.cancel_poll);
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -24,6 +37,10 @@ pub(crate) async fn lease_loop(shared: Arc<Shared>, stop: CancellationToken) {
         tokio::select! {
             _ = stop.cancelled() => return,
             _ = heartbeat.tick() => {
+                // The first tick is at once: the worker is known as soon as it starts.
+                if let Err(e) = shared.store.worker_seen(&registration, ttl).await {
+                    tracing::warn!(error = %e, "could not record this worker as alive; will retry");
+                }
                 let leases = running_leases(&shared);
                 if leases.is_empty() { continue; }
                 match shared.store.heartbeat(&shared.config.id, &leases, shared.config.lease).await {

@@ -65,6 +65,12 @@ pub struct WorkerConfig {
     /// Lease reaper and retention; `None` turns them off in this worker.
     /// Default on.
     pub maintenance: Option<MaintenanceConfig>,
+    /// Claim jobs of every kind in the worker's queues and fail the attempts
+    /// of kinds it has no handler for ("no handler registered for kind …"),
+    /// as River does. Default false: the worker claims only the kinds it has
+    /// a handler for, and jobs of other kinds wait for a worker that runs
+    /// them (`kyu queues ls` and `kyu jobs show` say so).
+    pub fail_unknown_kinds: bool,
 }
 
 impl Default for WorkerConfig {
@@ -81,6 +87,7 @@ impl Default for WorkerConfig {
             prefetch: 0,
             finish_batch: 512,
             maintenance: Some(MaintenanceConfig::default()),
+            fail_unknown_kinds: false,
         }
     }
 }
@@ -297,6 +304,14 @@ impl Worker {
             "worker started"
         );
 
+        if shared.handlers.is_empty() && !config.fail_unknown_kinds {
+            tracing::warn!(
+                worker = %config.id,
+                "this worker has no handlers: it claims no jobs (register a kind, or declare \
+                 [jobs.KIND] in kyu.toml for `kyu worker`)"
+            );
+        }
+        let registration = shared.registration(&queues);
         let fetchers = queues
             .into_iter()
             .map(|(queue, concurrency)| {
@@ -305,7 +320,11 @@ impl Worker {
             .collect();
         let completer = tokio::spawn(complete::completer(shared.clone(), finish_rx));
         let background = CancellationToken::new();
-        let lease = tokio::spawn(lease::lease_loop(shared.clone(), background.clone()));
+        let lease = tokio::spawn(lease::lease_loop(
+            shared.clone(),
+            registration,
+            background.clone(),
+        ));
         let maintenance = config.maintenance.clone().map(|m| {
             let shared = shared.clone();
             let stop = background.clone();
@@ -343,6 +362,28 @@ pub(crate) struct Shared {
     pub(crate) local_wake: Notify,
     /// Every running attempt.
     pub(crate) executing: TaskTracker,
+}
+
+impl Shared {
+    /// The kinds this worker claims: those it has a handler for, or every
+    /// kind (`None`) when it opted in to failing unknown kinds.
+    pub(crate) fn claim_kinds(&self) -> Option<Vec<String>> {
+        if self.config.fail_unknown_kinds {
+            return None;
+        }
+        let mut kinds: Vec<String> = self.handlers.keys().cloned().collect();
+        kinds.sort();
+        Some(kinds)
+    }
+
+    /// What this worker records in the store's worker registry.
+    fn registration(&self, queues: &[(String, usize)]) -> kyu_core::WorkerInfo {
+        kyu_core::WorkerInfo {
+            id: self.config.id.clone(),
+            queues: queues.iter().map(|(q, _)| q.clone()).collect(),
+            kinds: self.claim_kinds(),
+        }
+    }
 }
 
 /// A job this worker runs (or has run and not yet written).
@@ -405,6 +446,10 @@ impl WorkerHandle {
         complete::flush(shared).await;
         self.background.cancel();
         let _ = self.lease.await;
+        // No longer counted as a worker that runs these kinds.
+        if let Err(e) = shared.store.worker_gone(&shared.config.id).await {
+            tracing::warn!(worker = %shared.config.id, error = %e, "could not remove the worker's registration; it expires by itself");
+        }
         if let Some(m) = self.maintenance {
             let _ = m.await;
         }

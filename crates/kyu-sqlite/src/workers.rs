@@ -1,0 +1,110 @@
+//! The worker registry (see `kyu_core::workers`): one row per live worker,
+//! its queues and kinds as JSON text, and the runnable-job counts by queue
+//! and kind it is compared against.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kyu_core::{LiveWorker, StoreError, WaitingKind, WorkerInfo};
+use rusqlite::{params, Connection};
+
+use crate::row::{db, dur_us, from_us, parse_json, us};
+
+/// How long an expired registration is kept before it is removed: expired
+/// rows are never read, this only keeps the table small.
+const FORGET_AFTER: Duration = Duration::from_secs(3600);
+
+/// Records (replaces) a worker's registration, alive until now + `ttl`.
+pub(crate) fn seen(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    info: &WorkerInfo,
+    ttl: Duration,
+) -> Result<(), StoreError> {
+    let now_us = us(now);
+    let queues = serde_json::to_string(&info.queues).map_err(StoreError::database)?;
+    let kinds = info
+        .kinds
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(StoreError::database)?;
+    conn.prepare_cached(
+        "INSERT INTO workers (id, queues, kinds, last_seen, expires_at) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT (id) DO UPDATE SET queues = excluded.queues, kinds = excluded.kinds, \
+         last_seen = excluded.last_seen, expires_at = excluded.expires_at",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            info.id,
+            queues,
+            kinds,
+            now_us,
+            now_us.saturating_add(dur_us(ttl))
+        ])
+    })
+    .map_err(db)?;
+    conn.prepare_cached("DELETE FROM workers WHERE expires_at < ?1")
+        .and_then(|mut s| s.execute([now_us.saturating_sub(dur_us(FORGET_AFTER))]))
+        .map_err(db)?;
+    Ok(())
+}
+
+/// Removes a worker's registration.
+pub(crate) fn gone(conn: &Connection, id: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM workers WHERE id = ?1")
+        .and_then(|mut s| s.execute([id]))
+        .map(|_| ())
+        .map_err(db)
+}
+
+/// The workers whose registration has not expired, by id.
+pub(crate) fn live(conn: &Connection, now: DateTime<Utc>) -> Result<Vec<LiveWorker>, StoreError> {
+    conn.prepare_cached(
+        "SELECT id, queues, kinds, last_seen FROM workers WHERE expires_at > ?1 ORDER BY id",
+    )
+    .and_then(|mut s| {
+        s.query_map([us(now)], |r| {
+            let kinds: Option<String> = r.get(2)?;
+            Ok(LiveWorker {
+                info: WorkerInfo {
+                    id: r.get(0)?,
+                    queues: parse_json(1, &r.get::<_, String>(1)?)?,
+                    kinds: kinds.map(|k| parse_json(2, &k)).transpose()?,
+                },
+                last_seen: from_us(r.get(3)?),
+            })
+        })?
+        .collect()
+    })
+    .map_err(db)
+}
+
+/// Runnable jobs by queue and kind: available ones off the claim index, due
+/// scheduled ones off the scheduled index.
+pub(crate) fn waiting(
+    conn: &Connection,
+    now: DateTime<Utc>,
+) -> Result<Vec<WaitingKind>, StoreError> {
+    let rows: Vec<(String, String, i64)> = conn
+        .prepare_cached(
+            "SELECT queue, kind, COUNT(*) FROM jobs WHERE state = 'available' GROUP BY queue, kind \
+             UNION ALL \
+             SELECT queue, kind, COUNT(*) FROM jobs WHERE state = 'scheduled' AND run_at <= ?1 \
+             GROUP BY queue, kind",
+        )
+        .and_then(|mut s| {
+            s.query_map([us(now)], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .map_err(db)?;
+    let mut counts: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for (queue, kind, n) in rows {
+        *counts.entry((queue, kind)).or_default() += n as u64;
+    }
+    Ok(counts
+        .into_iter()
+        .map(|((queue, kind), count)| WaitingKind { queue, kind, count })
+        .collect())
+}
