@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use kyu::command::{CommandSpec, DEFAULT_PERMANENT_EXIT};
+use kyu::command_job::{CommandSpec, DEFAULT_PERMANENT_EXIT};
 use kyu::RetryPolicy;
 use serde::{Deserialize, Deserializer};
 
@@ -108,7 +108,7 @@ pub struct JobKindConfig {
     /// Take the last stdout line that is JSON as the result. Default false.
     #[serde(default)]
     pub result_from_stdout: bool,
-    /// Exit codes that fail without retry. Default [65].
+    /// Exit codes that fail without retry. Default `[65]`.
     pub permanent_exit_codes: Option<Vec<i32>>,
 }
 

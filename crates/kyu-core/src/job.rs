@@ -348,7 +348,7 @@ pub struct Enqueued {
 
 /// A job as stored, with everything known about it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Job {
+pub struct JobRecord {
     /// The id.
     pub id: JobId,
     /// The queue.

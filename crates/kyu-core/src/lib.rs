@@ -2,7 +2,7 @@
 //!
 //! The vocabulary every other kyu crate speaks:
 //!
-//! - [`job`]: the job model ([`Job`], [`NewJob`], [`JobState`]) and the checks an
+//! - [`job`]: the job model ([`JobRecord`], [`NewJob`], [`JobState`]) and the checks an
 //!   enqueue request must pass before anything is written;
 //! - [`lifecycle`]: what the end of an attempt does to its job, stated once for
 //!   every backend;
@@ -38,7 +38,9 @@ pub mod workers;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cron::{parse_zone, CronExpr, FireTimes, Tz};
 pub use error::{InvalidInput, StoreError};
-pub use job::{AttemptError, Enqueued, Job, JobId, JobState, Limits, NewJob, Progress, Uniqueness};
+pub use job::{
+    AttemptError, Enqueued, JobId, JobRecord, JobState, Limits, NewJob, Progress, Uniqueness,
+};
 pub use retry::RetryPolicy;
 pub use schedule::{
     ConfigSchedule, ConfigSync, Fire, FireResult, JobTemplate, MisfirePolicy, OverlapPolicy,

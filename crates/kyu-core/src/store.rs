@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::schedule::{ConfigSchedule, ConfigSync, Fire, FireResult, ScheduleRecord, ScheduleSpec};
 use crate::workers::{LiveWorker, WaitingKind, WorkerInfo};
-use crate::{Clock, Enqueued, Job, JobId, JobState, NewJob, Progress, RetryPolicy, StoreError};
+use crate::{
+    Clock, Enqueued, JobId, JobRecord, JobState, NewJob, Progress, RetryPolicy, StoreError,
+};
 
 /// A worker's request for up to `limit` jobs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,7 +297,7 @@ impl Default for JobFilter {
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobPage {
     /// The jobs, newest (highest id) first.
-    pub jobs: Vec<Job>,
+    pub jobs: Vec<JobRecord>,
     /// The cursor for the next page, `None` on the last page.
     pub next: Option<JobId>,
 }
@@ -413,7 +415,7 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<RetriedFailed, StoreError>;
 
     /// One job, or `None`.
-    async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError>;
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
 
     /// A page of jobs matching `filter`, newest first.
     async fn list(&self, filter: &JobFilter) -> Result<JobPage, StoreError>;

@@ -26,8 +26,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use crate::{
-    CancelResult, Claim, ClaimedJob, Clock, Finish, FinishOutcome, FinishResult, Job, JobFilter,
-    JobId, JobState, LeaseRef, Limits, ManualClock, NewJob, Progress, RetryPolicy, RetryResult,
+    CancelResult, Claim, ClaimedJob, Clock, Finish, FinishOutcome, FinishResult, JobFilter, JobId,
+    JobRecord, JobState, LeaseRef, Limits, ManualClock, NewJob, Progress, RetryPolicy, RetryResult,
     Store, StoreError,
 };
 
@@ -91,7 +91,7 @@ impl Ctx {
     }
 
     /// The job, which must exist.
-    pub async fn job(&self, id: JobId) -> Job {
+    pub async fn job(&self, id: JobId) -> JobRecord {
         self.store
             .get(id)
             .await
@@ -144,7 +144,7 @@ impl Ctx {
     }
 
     /// Every job in the store (up to 10 000), newest first.
-    pub async fn all(&self) -> Vec<Job> {
+    pub async fn all(&self) -> Vec<JobRecord> {
         self.store
             .list(&JobFilter {
                 limit: 10_000,

@@ -24,7 +24,7 @@
 //! - **Claims** (module `claim`) are one statement: `SELECT … ORDER BY priority,
 //!   run_at, id LIMIT n FOR UPDATE SKIP LOCKED` on a partial index of available
 //!   jobs, feeding an `UPDATE … RETURNING`. Workers never wait on each other's rows.
-//! - **Finishes and heartbeats** (modules `complete`, `lease`) are one
+//! - **Finishes and heartbeats** (modules `finish`, `lease`) are one
 //!   statement per batch over `unnest` arrays, each row fenced by
 //!   `(id, attempt, state = 'running')`: a late write from a worker whose lease
 //!   expired changes nothing.
@@ -46,9 +46,9 @@
 #![warn(missing_docs)]
 
 mod claim;
-mod complete;
 mod control;
 mod enqueue;
+mod finish;
 mod lease;
 mod notify;
 mod query;
@@ -66,7 +66,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kyu_core::{
     job::check_name, AttemptLogs, CancelResult, Claim, ClaimedJob, Clock, Enqueued, Finish,
-    FinishResult, HeartbeatReply, Job, JobFilter, JobId, JobPage, JobState, LeaseRef, Limits,
+    FinishResult, HeartbeatReply, JobFilter, JobId, JobPage, JobRecord, JobState, LeaseRef, Limits,
     LiveWorker, NewJob, Progress, QueueStats, Reaped, RetriedFailed, RetryResult, Store,
     StoreError, SystemClock, WaitingKind, WorkerInfo,
 };
@@ -378,7 +378,7 @@ impl Store for PgStore {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let out = complete::finish(
+        let out = finish::finish(
             &self.inner.pool,
             self.s(),
             &self.inner.channel,
@@ -484,7 +484,7 @@ impl Store for PgStore {
         Ok(out)
     }
 
-    async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
         query::get(&self.inner.pool, self.s(), id).await
     }
 

@@ -4,13 +4,17 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use kyu_core::{AttemptLogs, Job, JobFilter, JobId, JobPage, QueueStats, StoreError};
+use kyu_core::{AttemptLogs, JobFilter, JobId, JobPage, JobRecord, QueueStats, StoreError};
 use sqlx::PgPool;
 
 use crate::row::{db, job_from_row, parse_state, JOB_COLUMNS};
 
 /// One job.
-pub(crate) async fn get(pool: &PgPool, schema: &str, id: JobId) -> Result<Option<Job>, StoreError> {
+pub(crate) async fn get(
+    pool: &PgPool,
+    schema: &str,
+    id: JobId,
+) -> Result<Option<JobRecord>, StoreError> {
     let sql = format!("SELECT {JOB_COLUMNS} FROM {schema}.jobs WHERE id = $1");
     let row = sqlx::query(&sql)
         .bind(id)

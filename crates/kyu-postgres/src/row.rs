@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kyu_core::{AttemptError, Job, JobState, Progress, RetryPolicy, StoreError};
+use kyu_core::{AttemptError, JobRecord, JobState, Progress, RetryPolicy, StoreError};
 use sqlx::postgres::PgRow;
 use sqlx::Row;
 
@@ -66,7 +66,7 @@ pub(crate) const JOB_COLUMNS: &str = "id, queue, kind, args, priority, state, at
     progress_message, result, errors::text";
 
 /// A job from a row of [`JOB_COLUMNS`].
-pub(crate) fn job_from_row(r: &PgRow) -> Result<Job, StoreError> {
+pub(crate) fn job_from_row(r: &PgRow) -> Result<JobRecord, StoreError> {
     let g = |e: sqlx::Error| StoreError::database(e);
     let timeout_ms: Option<i64> = r.try_get(9).map_err(g)?;
     let percent: Option<i16> = r.try_get(19).map_err(g)?;
@@ -74,7 +74,7 @@ pub(crate) fn job_from_row(r: &PgRow) -> Result<Job, StoreError> {
     let state: String = r.try_get(5).map_err(g)?;
     let retry: String = r.try_get(8).map_err(g)?;
     let errors: String = r.try_get(22).map_err(g)?;
-    Ok(Job {
+    Ok(JobRecord {
         id: r.try_get(0).map_err(g)?,
         queue: r.try_get(1).map_err(g)?,
         kind: r.try_get(2).map_err(g)?,

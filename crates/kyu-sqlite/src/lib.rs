@@ -38,9 +38,9 @@
 #![warn(missing_docs)]
 
 mod claim;
-mod complete;
 mod control;
 mod enqueue;
+mod finish;
 mod lease;
 mod notify;
 mod open_error;
@@ -61,9 +61,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kyu_core::{
     job::check_name, AttemptLogs, CancelResult, Claim, ClaimedJob, Clock, Enqueued, Finish,
-    FinishResult, HeartbeatReply, Job, JobFilter, JobId, JobPage, LeaseRef, Limits, LiveWorker,
-    NewJob, Progress, QueueStats, Reaped, RetriedFailed, RetryResult, Store, StoreError,
-    SystemClock, WaitingKind, WorkerInfo,
+    FinishResult, HeartbeatReply, JobFilter, JobId, JobPage, JobRecord, LeaseRef, Limits,
+    LiveWorker, NewJob, Progress, QueueStats, Reaped, RetriedFailed, RetryResult, Store,
+    StoreError, SystemClock, WaitingKind, WorkerInfo,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -432,7 +432,7 @@ impl Store for SqliteStore {
         // A job made runnable again (retry soon, release) should be picked up at once.
         let clock = self.now_fn();
         self.write(runnable_again, move |c| {
-            complete::finish(c, clock.now(), &batch)
+            finish::finish(c, clock.now(), &batch)
         })
         .await
     }
@@ -512,7 +512,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn get(&self, id: JobId) -> Result<Option<Job>, StoreError> {
+    async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
         self.read(move |c| query::get(c, id)).await
     }
 

@@ -4,14 +4,14 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use kyu_core::{AttemptLogs, Job, JobFilter, JobId, JobPage, QueueStats, StoreError};
+use kyu_core::{AttemptLogs, JobFilter, JobId, JobPage, JobRecord, QueueStats, StoreError};
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 
 use crate::row::{db, from_us, job_from_row, parse_state, JOB_COLUMNS};
 
 /// One job.
-pub(crate) fn get(conn: &Connection, id: JobId) -> Result<Option<Job>, StoreError> {
+pub(crate) fn get(conn: &Connection, id: JobId) -> Result<Option<JobRecord>, StoreError> {
     conn.prepare_cached(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"))
         .and_then(|mut s| s.query_row([id], job_from_row).optional())
         .map_err(db)
@@ -59,7 +59,7 @@ pub(crate) fn list(conn: &Connection, filter: &JobFilter) -> Result<JobPage, Sto
         Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1),
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
-    let mut jobs: Vec<Job> = stmt
+    let mut jobs: Vec<JobRecord> = stmt
         .query_map(params_from_iter(values), job_from_row)
         .and_then(|rows| rows.collect())
         .map_err(db)?;

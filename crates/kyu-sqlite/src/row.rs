@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kyu_core::{AttemptError, Job, JobState, Progress, RetryPolicy, StoreError};
+use kyu_core::{AttemptError, JobRecord, JobState, Progress, RetryPolicy, StoreError};
 use rusqlite::Row;
 
 /// A time as stored: microseconds since the Unix epoch, UTC.
@@ -61,11 +61,11 @@ pub(crate) const JOB_COLUMNS: &str = "id, queue, kind, args, priority, state, at
     progress_message, result, errors";
 
 /// A job from a row of [`JOB_COLUMNS`].
-pub(crate) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<Job> {
+pub(crate) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
     let timeout_ms: Option<i64> = r.get(9)?;
     let percent: Option<i64> = r.get(19)?;
     let message: Option<String> = r.get(20)?;
-    Ok(Job {
+    Ok(JobRecord {
         id: r.get(0)?,
         queue: r.get(1)?,
         kind: r.get(2)?,

@@ -9,7 +9,7 @@
 
 use std::time::Duration;
 
-use kyu::command::CommandSpec;
+use kyu::command_job::CommandSpec;
 use kyu::{JobState, Kyu, NewJob, Worker};
 
 #[tokio::main]

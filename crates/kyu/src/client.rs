@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kyu_core::{
-    CancelResult, Enqueued, Job as StoredJob, JobFilter, JobId, JobPage, Limits, NewJob,
-    QueueStats, RetryResult, Store, StoreError,
+    CancelResult, Enqueued, JobFilter, JobId, JobPage, JobRecord, Limits, NewJob, QueueStats,
+    RetryResult, Store, StoreError,
 };
 use kyu_core::{ScheduleRecord, ScheduleSpec};
 use kyu_sqlite::{SqliteOptions, SqliteStore};
@@ -195,7 +195,7 @@ impl Kyu {
     }
 
     /// One job, with everything known about it.
-    pub async fn job(&self, id: JobId) -> Result<StoredJob> {
+    pub async fn job(&self, id: JobId) -> Result<JobRecord> {
         self.store.get(id).await?.ok_or(Error::NotFound(id))
     }
 
@@ -205,7 +205,7 @@ impl Kyu {
     }
 
     /// Waits until the job is completed, failed or cancelled, and returns it.
-    pub async fn wait(&self, id: JobId) -> Result<StoredJob> {
+    pub async fn wait(&self, id: JobId) -> Result<JobRecord> {
         let mut pause = Duration::from_millis(2);
         loop {
             let job = self.job(id).await?;
@@ -218,7 +218,7 @@ impl Kyu {
     }
 
     /// [`wait`](Self::wait), giving up after `limit`.
-    pub async fn wait_timeout(&self, id: JobId, limit: Duration) -> Result<StoredJob> {
+    pub async fn wait_timeout(&self, id: JobId, limit: Duration) -> Result<JobRecord> {
         match tokio::time::timeout(limit, self.wait(id)).await {
             Ok(r) => r,
             Err(_) => Err(Error::WaitTimedOut { id, waited: limit }),

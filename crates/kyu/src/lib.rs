@@ -51,8 +51,9 @@
 #![warn(missing_docs)]
 
 mod client;
-pub mod command;
+pub mod command_job;
 mod error;
+mod humanize;
 mod job;
 pub mod maintenance;
 pub mod scheduler;
@@ -82,7 +83,7 @@ pub use kyu_core::validate;
 /// A refused request: the field, what was wrong and what is accepted.
 pub use kyu_core::InvalidInput;
 /// The job as stored (re-exported from kyu-core).
-pub use kyu_core::Job as JobRecord;
+pub use kyu_core::JobRecord;
 /// The store contract and clocks, for backends and tests.
 pub use kyu_core::{clock, store, Clock, ManualClock, Store, StoreError, SystemClock};
 pub use kyu_core::{

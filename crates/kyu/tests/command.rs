@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{eventually, fresh, quick};
-use kyu::command::CommandSpec;
+use kyu::command_job::CommandSpec;
 use kyu::{CancelResult, JobState, Kyu, NewJob, Worker, WorkerHandle};
 
 const WAIT: Duration = Duration::from_secs(30);

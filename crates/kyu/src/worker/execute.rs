@@ -12,7 +12,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{complete, RunningJob, Shared};
+use super::{finish, RunningJob, Shared};
+use crate::humanize::humanize;
 use crate::{JobContext, JobError, Outcome};
 
 /// Starts the attempt on its own task once one of `run_slots` is free. `held`
@@ -63,7 +64,7 @@ pub(crate) fn spawn(
             if let Some(r) = shared2.running.lock().expect("running lock").get_mut(&job.id) {
                 r.ended = true;
             }
-            let _ = shared2.finish_tx.send(complete::Message::Finish(Finish {
+            let _ = shared2.finish_tx.send(finish::Message::Finish(Finish {
                 lease: job.lease(),
                 worker: shared2.config.id.clone(),
                 outcome,
@@ -207,42 +208,5 @@ fn panic_message(payload: &Box<dyn std::any::Any + Send>) -> String {
         s.clone()
     } else {
         "a non-string panic payload".to_string()
-    }
-}
-
-/// `1.5s`, `250ms`, `2m 5s`: durations as people write them.
-pub(crate) fn humanize(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms < 1000 {
-        format!("{ms}ms")
-    } else if ms < 60_000 {
-        let s = d.as_secs_f64();
-        if ms % 1000 == 0 {
-            format!("{}s", ms / 1000)
-        } else {
-            format!("{s:.1}s")
-        }
-    } else {
-        let s = d.as_secs();
-        if s % 60 == 0 {
-            format!("{}m", s / 60)
-        } else {
-            format!("{}m {}s", s / 60, s % 60)
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::humanize;
-    use std::time::Duration;
-
-    #[test]
-    fn durations_read_naturally() {
-        assert_eq!(humanize(Duration::from_millis(250)), "250ms");
-        assert_eq!(humanize(Duration::from_secs(5)), "5s");
-        assert_eq!(humanize(Duration::from_millis(1500)), "1.5s");
-        assert_eq!(humanize(Duration::from_secs(125)), "2m 5s");
-        assert_eq!(humanize(Duration::from_secs(3600)), "60m");
     }
 }

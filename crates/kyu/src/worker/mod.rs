@@ -5,14 +5,13 @@
 //! - [`claim`]: one fetch loop per queue; claims as many jobs as the queue has
 //!   free slots, then sleeps until a wake-up, a poll, or the next scheduled job;
 //! - [`execute`]: runs one attempt: timeout, panic, cancellation, shutdown;
-//! - [`complete`]: the completer; writes finished attempts in batches;
+//! - [`finish`]: writes finished attempts in batches ([`Store::finish`](kyu_core::Store::finish));
 //! - [`lease`]: heartbeats the leases of running jobs and passes on cancel requests;
 //! - [`crate::maintenance`]: the lease reaper and retention, on by default.
 
 mod claim;
-mod complete;
 mod execute;
-pub(crate) use execute::humanize;
+mod finish;
 mod handler;
 mod lease;
 
@@ -185,10 +184,14 @@ impl Worker {
         self
     }
 
-    /// Runs jobs of `kind` as a command (see [`crate::command`]). Output is
+    /// Runs jobs of `kind` as a command (see [`crate::command_job`]). Output is
     /// recorded with the attempt as it comes (about twice a second) and can be
     /// read with [`Kyu::logs`](crate::Kyu::logs).
-    pub fn command(mut self, kind: impl Into<String>, spec: crate::command::CommandSpec) -> Worker {
+    pub fn command(
+        mut self,
+        kind: impl Into<String>,
+        spec: crate::command_job::CommandSpec,
+    ) -> Worker {
         // SIGTERM, the stop grace, SIGKILL, reaping the group, draining output.
         let grace = spec.stop_grace + Duration::from_secs(2);
         let spec = Arc::new(spec);
@@ -211,7 +214,7 @@ impl Worker {
                         }
                     }
                 });
-                let result = crate::command::run_command(
+                let result = crate::command_job::run_command(
                     &spec,
                     &ctx,
                     Duration::from_millis(500),
@@ -318,7 +321,7 @@ impl Worker {
                 tokio::spawn(claim::fetch_loop(shared.clone(), queue, concurrency))
             })
             .collect();
-        let completer = tokio::spawn(complete::completer(shared.clone(), finish_rx));
+        let completer = tokio::spawn(finish::completer(shared.clone(), finish_rx));
         let background = CancellationToken::new();
         let lease = tokio::spawn(lease::lease_loop(
             shared.clone(),
@@ -353,7 +356,7 @@ pub(crate) struct Shared {
     pub(crate) config: WorkerConfig,
     /// Jobs whose attempt has not been written yet, with their cancel signal.
     pub(crate) running: Mutex<HashMap<JobId, RunningJob>>,
-    pub(crate) finish_tx: mpsc::UnboundedSender<complete::Message>,
+    pub(crate) finish_tx: mpsc::UnboundedSender<finish::Message>,
     /// Set on shutdown: fetch loops stop claiming.
     pub(crate) stop_claiming: CancellationToken,
     /// Set when the shutdown grace runs out: handlers are stopped, jobs released.
@@ -443,7 +446,7 @@ impl WorkerHandle {
             shared.hard_stop.cancel();
             shared.executing.wait().await;
         }
-        complete::flush(shared).await;
+        finish::flush(shared).await;
         self.background.cancel();
         let _ = self.lease.await;
         // No longer counted as a worker that runs these kinds.

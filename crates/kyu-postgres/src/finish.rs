@@ -1,4 +1,4 @@
-//! Complete: record how attempts ended, one statement per batch.
+//! Finish: record how attempts ended, one statement per batch.
 //!
 //! The batch travels as parallel arrays (`unnest`). Every row is fenced by
 //! `(id, attempt, state = 'running')`, so a late finish from a worker whose

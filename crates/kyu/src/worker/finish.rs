@@ -1,4 +1,4 @@
-//! The completer: writes finished attempts in batches. Every attempt that
+//! Finish: writes finished attempts in batches (River calls this the completer). Every attempt that
 //! ended while the previous batch was being written goes into the next one, so
 //! one round trip serves many jobs under load and one job when idle.
 

@@ -212,7 +212,7 @@ pub async fn run_command(
         s = group.child.wait() => s,
         _ = deadline => {
             let limit = limit.unwrap_or_default();
-            stopped = Some(format!("timed out after {}", crate::worker::humanize(limit)));
+            stopped = Some(format!("timed out after {}", crate::humanize::humanize(limit)));
             group.stop(spec.stop_grace).await
         }
         _ = ctx.cancelled() => {

@@ -1,4 +1,4 @@
-//! Complete: record how attempts ended. Every write is fenced by the attempt
+//! Finish: record how attempts ended. Every write is fenced by the attempt
 //! (`WHERE id = ? AND attempt = ? AND state = 'running'`), so a late finish
 //! from a worker whose lease expired changes nothing. What each ending does to
 //! the job is decided by `kyu_core::lifecycle`.
