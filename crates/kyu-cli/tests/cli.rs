@@ -259,7 +259,11 @@ fn retry_refuses_while_another_job_holds_the_unique_key() {
         "{}",
         stdout(&o)
     );
-    assert!(stderr(&o).contains("1 job not retried"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("1 of 1 job(s) not retried: 1"),
+        "{}",
+        stderr(&o)
+    );
     let shown = stdout(&kyu(&db, &["jobs", "show", "1"]));
     assert!(shown.contains("state        failed"), "{shown}");
 

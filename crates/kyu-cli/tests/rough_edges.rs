@@ -154,3 +154,52 @@ fn enqueue_of_a_kind_the_config_does_not_declare_warns_but_is_accepted() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(!stderr(&o).contains("warning"), "{}", stderr(&o));
 }
+
+#[test]
+fn actions_on_several_ids_exit_non_zero_when_any_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    for _ in 0..3 {
+        assert!(kyu(d, &["enqueue", "t"]).status.success());
+    }
+    // Job 1 is cancelled; job 2 stays available.
+    assert!(kyu(d, &["jobs", "cancel", "1"]).status.success());
+
+    // Retrying an available job is refused: exit 1, and the reason is said.
+    let o = kyu(d, &["jobs", "retry", "1", "2"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stdout(&o).contains("job 1: retried"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("job 2: not retried: it is available; only failed or cancelled"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stderr(&o).contains("1 of 2 job(s) not retried: 2"),
+        "{}",
+        stderr(&o)
+    );
+
+    // --json says which ids were refused and why.
+    let o = kyu(d, &["--json", "jobs", "retry", "2"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["id"], 2);
+    assert_eq!(v[0]["done"], false);
+    assert!(v[0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("only failed or cancelled"));
+
+    // Cancelling twice is fine; cancelling what cannot be cancelled is not.
+    let o = kyu(d, &["jobs", "cancel", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = kyu(d, &["jobs", "cancel", "3"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("already cancelled"), "{}", stdout(&o));
+
+    // A missing id is exit 3, whatever else happened.
+    let o = kyu(d, &["jobs", "retry", "2", "99"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("no job with id 99"), "{}", stderr(&o));
+}

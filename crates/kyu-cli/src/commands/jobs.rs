@@ -158,13 +158,19 @@ pub async fn run(ctx: &Ctx, cmd: JobsCommand) -> CmdResult {
         } => logs(ctx, &kyu, id, follow, attempt).await?,
         JobsCommand::Cancel { ids } => {
             let results = kyu.cancel(&ids).await?;
-            report(ctx, &ids, &results, |r| match r {
-                CancelResult::Cancelled => Ok("cancelled".into()),
+            report(ctx, "cancelled", &ids, &results, |r| match r {
+                CancelResult::Cancelled => Said::Done("cancelled".into()),
                 CancelResult::Requested => {
-                    Ok("running: cancel requested, its worker stops it".into())
+                    Said::Done("running: cancel requested, its worker stops it".into())
                 }
-                CancelResult::AlreadyFinished(s) => Ok(format!("already {s}; nothing to do")),
-                CancelResult::NotFound => Err(()),
+                // Cancelling twice is not an error: the job is where it was asked to be.
+                CancelResult::AlreadyFinished(JobState::Cancelled) => {
+                    Said::Done("already cancelled; nothing to do".into())
+                }
+                CancelResult::AlreadyFinished(s) => Said::Refused(format!(
+                    "not cancelled: it is already {s}; only unfinished jobs can be cancelled"
+                )),
+                CancelResult::NotFound => Said::NotFound,
             })?;
         }
         JobsCommand::Retry {
@@ -187,22 +193,16 @@ pub async fn run(ctx: &Ctx, cmd: JobsCommand) -> CmdResult {
                 refused(out.key_held.len())?;
             } else {
                 let results = kyu.retry(&ids).await?;
-                report(ctx, &ids, &results, |r| match r {
-                    RetryResult::Retried => Ok("retried: available again".into()),
-                    RetryResult::NotRetryable(s) => Ok(format!(
-                        "is {s}; only failed or cancelled jobs can be retried"
+                report(ctx, "retried", &ids, &results, |r| match r {
+                    RetryResult::Retried => Said::Done("retried: available again".into()),
+                    RetryResult::NotRetryable(s) => Said::Refused(format!(
+                        "not retried: it is {s}; only failed or cancelled jobs can be retried"
                     )),
                     RetryResult::KeyHeld { key, holder } => {
-                        Ok(format!("not retried: {}", key_held(key, *holder)))
+                        Said::Refused(format!("not retried: {}", key_held(key, *holder)))
                     }
-                    RetryResult::NotFound => Err(()),
+                    RetryResult::NotFound => Said::NotFound,
                 })?;
-                refused(
-                    results
-                        .iter()
-                        .filter(|r| matches!(r, RetryResult::KeyHeld { .. }))
-                        .count(),
-                )?;
             }
         }
     }
@@ -232,37 +232,70 @@ fn refused(n: usize) -> CmdResult {
     })
 }
 
-/// Prints one line per id; exits 3 if any id was not found.
+/// What an action did with one id.
+enum Said {
+    /// Done (or already so): the line to print.
+    Done(String),
+    /// Refused: why, naming what is accepted.
+    Refused(String),
+    /// No job has the id.
+    NotFound,
+}
+
+/// Prints one line per id (`--json`: one object per id with `"done"` and the
+/// reason); exits 3 if any id was not found, else 1 if any was refused, so a
+/// script can tell.
 fn report<R: serde::Serialize>(
     ctx: &Ctx,
+    verb: &str,
     ids: &[JobId],
     results: &[R],
-    say: impl Fn(&R) -> Result<String, ()>,
+    say: impl Fn(&R) -> Said,
 ) -> CmdResult {
     let mut missing = Vec::new();
-    if ctx.json {
-        let rows: Vec<_> = ids
-            .iter()
-            .zip(results)
-            .map(|(id, r)| serde_json::json!({"id": id, "outcome": r}))
-            .collect();
-        print_json(&rows)?;
-    }
+    let mut refused = Vec::new();
+    let mut rows = Vec::new();
     for (id, r) in ids.iter().zip(results) {
-        match say(r) {
-            Ok(line) if !ctx.json => println!("job {id}: {line}"),
-            Ok(_) => {}
-            Err(()) => missing.push(id.to_string()),
+        let (done, message) = match say(r) {
+            Said::Done(line) => (true, line),
+            Said::Refused(why) => {
+                refused.push(id.to_string());
+                (false, why)
+            }
+            Said::NotFound => {
+                missing.push(id.to_string());
+                (false, format!("no job with id {id}"))
+            }
+        };
+        if ctx.json {
+            rows.push(
+                serde_json::json!({"id": id, "done": done, "outcome": r, "message": message}),
+            );
+        } else if !missing.last().is_some_and(|m| *m == id.to_string()) {
+            println!("job {id}: {message}");
         }
     }
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(Failure::not_found(format!(
+    if ctx.json {
+        print_json(&rows)?;
+    }
+    if !missing.is_empty() {
+        return Err(Failure::not_found(format!(
             "no job with id {}",
             missing.join(", ")
-        )))
+        )));
     }
+    if !refused.is_empty() {
+        return Err(Failure {
+            code: 1,
+            error: anyhow::anyhow!(
+                "{} of {} job(s) not {verb}: {} (see above)",
+                refused.len(),
+                ids.len(),
+                refused.join(", ")
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// Whether a job is waiting to be claimed now (available, or scheduled and due).
