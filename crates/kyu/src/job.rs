@@ -88,14 +88,39 @@ impl From<()> for Outcome {
 /// A failed attempt: retried with backoff while attempts are left, unless
 /// [`permanent`](JobError::permanent).
 ///
-/// Any `std::error::Error` converts into a retryable `JobError`, so `?` works
-/// in handlers.
+/// `?` works on any error in a handler: every `std::error::Error`, a
+/// `Box<dyn Error + Send + Sync>`, an `anyhow::Error`, a `String`: anything
+/// that converts into `Box<dyn Error + Send + Sync>` becomes a retryable
+/// `JobError` whose message is the error and its chain of sources. To say how
+/// it should be retried, use [`ResultExt`]: `.permanent()?` or `.retryable()?`.
+///
+/// ```
+/// use std::time::Duration;
+/// use kyu::{JobError, JobResult, Outcome, ResultExt};
+///
+/// fn parse(text: &str) -> JobResult {
+///     let n: u32 = text.parse().permanent()?; // bad input: never retried
+///     let _file = std::fs::read("/no/such/file")?; // an io::Error: retried
+///     Ok(Outcome::Result(serde_json::json!(n)))
+/// }
+/// let e = parse("x").unwrap_err();
+/// assert!(e.permanent);
+/// let e = parse("7").unwrap_err();
+/// assert!(!e.permanent && e.message.contains("No such file"), "{e}");
+///
+/// // "The API said come back in 60 s": retried then, not by the backoff.
+/// let e = JobError::retry_after(Duration::from_secs(60), "429 Too Many Requests");
+/// assert_eq!(e.retry_after, Some(Duration::from_secs(60)));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct JobError {
     /// What went wrong; recorded with the attempt.
     pub message: String,
     /// A permanent error fails the job now, without retry (the seeds' "business error").
     pub permanent: bool,
+    /// Retry after this long instead of the job's backoff (attempts left permitting).
+    pub retry_after: Option<Duration>,
 }
 
 impl JobError {
@@ -104,6 +129,7 @@ impl JobError {
         JobError {
             message: message.into(),
             permanent: false,
+            retry_after: None,
         }
     }
 
@@ -112,7 +138,35 @@ impl JobError {
         JobError {
             message: message.into(),
             permanent: true,
+            retry_after: None,
         }
+    }
+
+    /// An error worth retrying after `delay` rather than after the job's
+    /// backoff: a rate-limited API that said when to come back. It uses an
+    /// attempt like any error; with none left the job fails.
+    pub fn retry_after(delay: Duration, message: impl Into<String>) -> Self {
+        JobError {
+            message: message.into(),
+            permanent: false,
+            retry_after: Some(delay),
+        }
+    }
+
+    /// The message of `error` followed by its chain of sources.
+    fn from_error(error: &(dyn std::error::Error + 'static)) -> String {
+        let mut message = error.to_string();
+        let mut source = error.source();
+        while let Some(s) = source {
+            let s_text = s.to_string();
+            // anyhow and others repeat a source's text in their own: once is enough.
+            if !message.ends_with(&s_text) {
+                message.push_str(": ");
+                message.push_str(&s_text);
+            }
+            source = s.source();
+        }
+        message
     }
 }
 
@@ -122,16 +176,31 @@ impl std::fmt::Display for JobError {
     }
 }
 
-impl<E: std::error::Error> From<E> for JobError {
+impl<E: Into<Box<dyn std::error::Error + Send + Sync>>> From<E> for JobError {
     fn from(e: E) -> Self {
-        let mut message = e.to_string();
-        let mut source = e.source();
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
-        }
-        JobError::retryable(message)
+        let boxed: Box<dyn std::error::Error + Send + Sync> = e.into();
+        JobError::retryable(JobError::from_error(boxed.as_ref()))
+    }
+}
+
+/// Says how a failed call should fail the attempt, for `?` in handlers:
+/// `.permanent()?` (never retried) or `.retryable()?` (the default for `?`).
+pub trait ResultExt<T> {
+    /// On error, fail the job now: retrying cannot help.
+    fn permanent(self) -> Result<T, JobError>;
+    /// On error, fail the attempt; it is retried with backoff.
+    fn retryable(self) -> Result<T, JobError>;
+}
+
+impl<T, E: Into<Box<dyn std::error::Error + Send + Sync>>> ResultExt<T> for Result<T, E> {
+    fn permanent(self) -> Result<T, JobError> {
+        self.map_err(|e| JobError {
+            permanent: true,
+            ..JobError::from(e)
+        })
+    }
+    fn retryable(self) -> Result<T, JobError> {
+        self.map_err(JobError::from)
     }
 }
 

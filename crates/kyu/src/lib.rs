@@ -61,7 +61,7 @@ mod worker;
 
 pub use client::Kyu;
 pub use error::{Error, Result};
-pub use job::{Job, JobContext, JobError, JobResult, Outcome};
+pub use job::{Job, JobContext, JobError, JobResult, Outcome, ResultExt};
 /// The PostgreSQL store (feature `postgres`, on by default), and the sqlx it
 /// uses, for [`Kyu::enqueue_in`].
 #[cfg(feature = "postgres")]

@@ -159,8 +159,10 @@ async fn run(shared: &Arc<Shared>, job: &ClaimedJob, cancel: CancellationToken) 
         Ended::Returned(Err(e)) => {
             tracing::debug!(error = %e.message, permanent = e.permanent, "attempt failed");
             FinishOutcome::Errored {
+                retry_at: e
+                    .retry_after
+                    .map_or_else(retry_at, |d| now() + to_chrono(d)),
                 message: e.message,
-                retry_at: retry_at(),
                 permanent: e.permanent,
             }
         }
