@@ -208,6 +208,10 @@ impl<T, E: Into<Box<dyn std::error::Error + Send + Sync>>> ResultExt<T> for Resu
 #[derive(Clone)]
 pub struct JobContext {
     pub(crate) store: Arc<dyn Store>,
+    /// The client, for handlers that enqueue (fan out) or look jobs up.
+    pub(crate) kyu: crate::Kyu,
+    /// What the application gave the worker with `Worker::state`.
+    pub(crate) state: Arc<crate::state::AppState>,
     pub(crate) lease: LeaseRef,
     pub(crate) queue: Arc<str>,
     pub(crate) kind: Arc<str>,
@@ -257,6 +261,44 @@ impl JobContext {
     pub fn args(&self) -> &str {
         &self.args
     }
+    /// The kyu client of the worker running this job: enqueue follow-up jobs
+    /// (fan out), look jobs up, wait for them.
+    pub fn kyu(&self) -> &crate::Kyu {
+        &self.kyu
+    }
+
+    /// The application state of type `T` the worker was given with
+    /// [`Worker::state`](crate::Worker::state): a database pool, an HTTP
+    /// client, a config. A worker without one fails the attempt with an error
+    /// that names the type (retried: another worker may have it).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use kyu::{JobContext, JobResult, Outcome, Worker};
+    ///
+    /// struct App { greeting: String }
+    ///
+    /// async fn greet(ctx: JobContext) -> JobResult {
+    ///     let app = ctx.state::<Arc<App>>()?;
+    ///     println!("{} from job {}", app.greeting, ctx.id());
+    ///     Ok(Outcome::Done)
+    /// }
+    ///
+    /// # async fn demo(kyu: kyu::Kyu) {
+    /// let app = Arc::new(App { greeting: "hello".into() });
+    /// let worker = Worker::new(&kyu).state(app).handle("greet", greet).start();
+    /// # worker.shutdown().await;
+    /// # }
+    /// ```
+    pub fn state<T: Send + Sync + 'static>(&self) -> Result<&T, JobError> {
+        self.state.get::<T>().ok_or_else(|| {
+            JobError::retryable(format!(
+                "this worker has no state of type {}; give it with Worker::new(&kyu).state(value)",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
     /// The args, parsed. A parse error is permanent: retrying cannot fix the args.
     pub fn args_as<T: DeserializeOwned>(&self) -> Result<T, JobError> {
         serde_json::from_str(&self.args)

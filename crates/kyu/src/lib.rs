@@ -57,6 +57,7 @@ mod humanize;
 mod job;
 pub mod maintenance;
 pub mod scheduler;
+mod state;
 mod worker;
 
 pub use client::Kyu;

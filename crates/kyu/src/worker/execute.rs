@@ -99,6 +99,8 @@ async fn run(shared: &Arc<Shared>, job: &ClaimedJob, cancel: CancellationToken) 
 
     let ctx = JobContext {
         store: shared.store.clone(),
+        kyu: shared.kyu.clone(),
+        state: shared.state.clone(),
         lease: job.lease(),
         queue: job.queue.as_str().into(),
         kind: job.kind.as_str().into(),

@@ -151,6 +151,7 @@ fn default_worker_id() -> String {
 /// ```
 pub struct Worker {
     kyu: Kyu,
+    state: crate::state::AppState,
     handlers: HashMap<String, Arc<dyn Handler>>,
     queues: Vec<(String, usize)>,
     config: WorkerConfig,
@@ -161,10 +162,21 @@ impl Worker {
     pub fn new(kyu: &Kyu) -> Worker {
         Worker {
             kyu: kyu.clone(),
+            state: crate::state::AppState::default(),
             handlers: HashMap::new(),
             queues: Vec::new(),
             config: WorkerConfig::default(),
         }
+    }
+
+    /// Gives handlers `value`, read with
+    /// [`JobContext::state::<T>()`](crate::JobContext::state) by its type `T`:
+    /// a database pool, an HTTP client, a config. One value per type (a second
+    /// value of the same type replaces the first); wrap it in an `Arc` if it is
+    /// not cheap to share. See `crates/kyu/examples/app_state.rs`.
+    pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Worker {
+        self.state.insert(value);
+        self
     }
 
     /// Runs jobs of kind `J::KIND` with `J::run`.
@@ -279,6 +291,7 @@ impl Worker {
     fn start_checked(self) -> WorkerHandle {
         let Worker {
             kyu,
+            state,
             handlers,
             mut queues,
             config,
@@ -290,6 +303,8 @@ impl Worker {
         let (finish_tx, finish_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             store: store.clone(),
+            kyu: kyu.clone(),
+            state: Arc::new(state),
             handlers,
             config: config.clone(),
             running: Mutex::new(HashMap::new()),
@@ -352,6 +367,10 @@ impl Worker {
 /// What the worker's tasks share.
 pub(crate) struct Shared {
     pub(crate) store: Arc<dyn Store>,
+    /// The client handlers get from `ctx.kyu()`.
+    pub(crate) kyu: Kyu,
+    /// What handlers get from `ctx.state()`.
+    pub(crate) state: Arc<crate::state::AppState>,
     pub(crate) handlers: HashMap<String, Arc<dyn Handler>>,
     pub(crate) config: WorkerConfig,
     /// Jobs whose attempt has not been written yet, with their cancel signal.
