@@ -245,6 +245,15 @@ impl NewJob {
         self.run_at = Some(at);
         self
     }
+    /// Runs the job no earlier than `delay` from now (the system clock, when
+    /// this is called): `NewJob::new(..).delay(Duration::from_secs(600))`.
+    pub fn delay(self, delay: Duration) -> Self {
+        let delay = chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX);
+        let at = Utc::now()
+            .checked_add_signed(delay)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC);
+        self.run_at(at)
+    }
     /// Sets how many attempts the job gets (at least 1).
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.max_attempts = n;
@@ -394,6 +403,31 @@ pub struct JobRecord {
     pub result: Option<String>,
     /// The error of every failed attempt, oldest first.
     pub errors: Vec<AttemptError>,
+}
+
+impl JobRecord {
+    /// The result of a completed job as a `T`, or `None` if it has none.
+    ///
+    /// ```
+    /// # let job: kyu_core::JobRecord = serde_json::from_value(serde_json::json!({
+    /// #   "id": 1, "queue": "default", "kind": "add", "args": "{}", "state": "completed",
+    /// #   "priority": 0, "run_at": "2026-01-01T00:00:00Z", "attempt": 1, "max_attempts": 5,
+    /// #   "retry": serde_json::to_value(kyu_core::RetryPolicy::default()).unwrap(),
+    /// #   "timeout": null, "unique_key": null, "tags": [], "created_at": "2026-01-01T00:00:00Z",
+    /// #   "attempted_at": null, "finished_at": null, "worker": null, "lease_expires_at": null,
+    /// #   "cancel_requested": false, "progress": null, "result": "{\"sum\":5}", "errors": []
+    /// # })).unwrap();
+    /// #[derive(serde::Deserialize)]
+    /// struct Sum { sum: i64 }
+    /// let sum: Sum = job.result_as()?.expect("a completed job with a result");
+    /// assert_eq!(sum.sum, 5);
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn result_as<T: serde::de::DeserializeOwned>(
+        &self,
+    ) -> Result<Option<T>, serde_json::Error> {
+        self.result.as_deref().map(serde_json::from_str).transpose()
+    }
 }
 
 /// Serde helpers: durations as whole milliseconds.

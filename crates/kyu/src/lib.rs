@@ -70,6 +70,8 @@ pub use kyu_postgres as postgres;
 pub use scheduler::{Scheduler, SchedulerConfig, SchedulerHandle, TickReport};
 pub use worker::{wait_for_signal, Worker, WorkerConfig, WorkerHandle};
 
+/// The date and time types kyu's API uses (`run_at`, fire times).
+pub use chrono;
 /// Schedules and cron (re-exported from kyu-core).
 pub use kyu_core::cron::{parse_zone, CronExpr, Tz};
 /// Checks a queue or kind name (1 to 128 characters, no control characters,

@@ -289,6 +289,7 @@ async fn run_loop(scheduler: Scheduler, stop: CancellationToken) {
 /// A started scheduler. Call [`shutdown`](SchedulerHandle::shutdown) to stop
 /// it; dropping the handle leaves it running.
 #[derive(Debug)]
+#[must_use = "a scheduler runs until shut down: keep the handle and call shutdown().await"]
 pub struct SchedulerHandle {
     stop: CancellationToken,
     task: JoinHandle<()>,

@@ -152,6 +152,7 @@ fn default_worker_id() -> String {
 pub struct Worker {
     kyu: Kyu,
     state: crate::state::AppState,
+    scheduler: Option<crate::Scheduler>,
     handlers: HashMap<String, Arc<dyn Handler>>,
     queues: Vec<(String, usize)>,
     config: WorkerConfig,
@@ -163,6 +164,7 @@ impl Worker {
         Worker {
             kyu: kyu.clone(),
             state: crate::state::AppState::default(),
+            scheduler: None,
             handlers: HashMap::new(),
             queues: Vec::new(),
             config: WorkerConfig::default(),
@@ -176,6 +178,25 @@ impl Worker {
     /// not cheap to share. See `crates/kyu/examples/app_state.rs`.
     pub fn state<T: Send + Sync + 'static>(mut self, value: T) -> Worker {
         self.state.insert(value);
+        self
+    }
+
+    /// Runs `scheduler` beside this worker: it starts with the worker, and
+    /// [`WorkerHandle::shutdown`] stops it first (no new fires), then the
+    /// worker, so one call shuts both down.
+    ///
+    /// ```
+    /// # async fn demo(kyu: kyu::Kyu) {
+    /// use kyu::{Scheduler, Worker};
+    /// let running = Worker::new(&kyu)
+    ///     .handle("report", |_ctx| async { Ok(kyu::Outcome::Done) })
+    ///     .scheduler(Scheduler::new(&kyu))
+    ///     .start();
+    /// running.shutdown().await; // the scheduler, then the worker
+    /// # }
+    /// ```
+    pub fn scheduler(mut self, scheduler: crate::Scheduler) -> Worker {
+        self.scheduler = Some(scheduler);
         self
     }
 
@@ -292,6 +313,7 @@ impl Worker {
         let Worker {
             kyu,
             state,
+            scheduler,
             handlers,
             mut queues,
             config,
@@ -354,6 +376,7 @@ impl Worker {
             })
         });
         WorkerHandle {
+            scheduler: scheduler.map(crate::Scheduler::start),
             shared,
             fetchers,
             completer,
@@ -418,9 +441,12 @@ pub(crate) struct RunningJob {
     pub(crate) ended: bool,
 }
 
-/// A started worker. Call [`shutdown`](WorkerHandle::shutdown) to stop it
-/// gracefully; dropping the handle leaves the tasks running.
+/// A started worker (and its scheduler, if it was given one). Call
+/// [`shutdown`](WorkerHandle::shutdown) to stop it gracefully; dropping the
+/// handle leaves the tasks running.
+#[must_use = "a worker runs until shut down: keep the handle and call shutdown().await"]
 pub struct WorkerHandle {
+    scheduler: Option<crate::SchedulerHandle>,
     shared: Arc<Shared>,
     fetchers: Vec<JoinHandle<()>>,
     completer: JoinHandle<()>,
@@ -445,6 +471,9 @@ impl WorkerHandle {
     /// rest and release their jobs so another worker takes them at once; write
     /// every result; stop heartbeats and maintenance.
     pub async fn shutdown(self) {
+        if let Some(scheduler) = self.scheduler {
+            scheduler.shutdown().await;
+        }
         let shared = &self.shared;
         tracing::info!(worker = %shared.config.id, running = shared.executing.len(), "worker shutting down");
         shared.stop_claiming.cancel();
