@@ -1,7 +1,7 @@
 //! `kyu bench` as a user runs it: it measures the backend the database URL
 //! names (`--database`, `KYU_DATABASE_URL`, kyu.toml), in a fresh file or
-//! schema beside it that it removes afterwards, and repeats `--runs` times
-//! with a summary. Short runs only: these tests check
+//! schema beside it that it removes afterwards, repeats `--runs` times with a
+//! summary, and reports its `--preload`. Short runs only: these tests check
 //! what is measured and printed, never how fast.
 
 use std::path::Path;
@@ -289,6 +289,29 @@ fn bench_runs_k_times_and_prints_median_min_and_max() {
     }
 }
 
+/// `--preload N`: N completed jobs are in the queue before the clock starts;
+/// the run counts only its own jobs and says how many were preloaded.
+#[test]
+fn bench_reports_its_preload() {
+    let args = [
+        "bench",
+        "--runs",
+        "1",
+        "--workload",
+        "w1",
+        "--jobs",
+        "200",
+        "--preload",
+        "500",
+    ];
+    let rows = rows(&kyu(&[&args[..], &["--json"]].concat()));
+    assert_eq!(rows[0]["preload"], 500, "{rows:?}");
+    assert_eq!(rows[0]["completed"], 200, "{rows:?}");
+    assert_eq!(rows[1]["preload"], 500, "{rows:?}");
+    let o = kyu(&args);
+    assert!(stdout(&o).contains("preload 500"), "{}", stdout(&o));
+}
+
 #[test]
 fn bench_help_states_each_option_and_its_default() {
     let o = kyu(&["bench", "--help"]);
@@ -296,6 +319,7 @@ fn bench_help_states_each_option_and_its_default() {
     for needle in [
         "--runs <K>",
         "[default: 3]",
+        "--preload <N>",
         "--database",
         "KYU_DATABASE_URL",
         "kyu.toml",

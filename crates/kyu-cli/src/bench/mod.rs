@@ -26,6 +26,8 @@ use crate::{CmdResult, Failure};
 
 const QUEUE: &str = "bench";
 const KIND: &str = "noop";
+/// The kind of the `--preload` jobs: the bench worker does not run them.
+const PRELOAD_KIND: &str = "preload";
 
 /// Which workload to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -49,12 +51,12 @@ database, dropped afterwards (the URL's own schema is not touched). With no data
 SQLite in a new temporary directory. Any other URL is refused (exit 2).\n\n\
 Output: the backend and where, the machine (cores, memory, an fdatasync rate of the disk; \
 PostgreSQL's version, fsync and synchronous_commit), one line per run and the median \
-(min–max) of the runs. With --json: one JSON line per run (the peers' shape, plus run \
-and store), then one summary line per workload (\"summary\": true, each figure as \
+(min–max) of the runs. With --json: one JSON line per run (the peers' shape, plus run, \
+preload and store), then one summary line per workload (\"summary\": true, each figure as \
 {median, min, max}, and the machine).\n\n\
 Examples:\n  kyu bench --workload w1 --jobs 20000 --concurrency 10\n  \
 kyu bench --workload w2 --runs 5\n  \
-kyu bench --database sqlite:///srv/kyu/kyu.db\n  \
+kyu bench --database sqlite:///srv/kyu/kyu.db --preload 100000\n  \
 kyu bench --database postgres://postgres@127.0.0.1/bench --prefetch 100 --json\n  \
 kyu bench                      # both workloads, 3 runs each"
 )]
@@ -67,6 +69,11 @@ pub struct BenchArgs {
     #[arg(long, value_name = "K", default_value_t = 3,
           value_parser = clap::value_parser!(u32).range(1..=1000))]
     runs: u32,
+    /// Completed jobs put in the bench queue before each run's clock starts
+    /// (bulk-inserted, then run by a no-op worker): a store that has been
+    /// working a while. The figures count only the run's own jobs.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    preload: u32,
     /// W1: how many jobs.
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
     jobs: u32,
@@ -161,12 +168,13 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> CmdResult {
     if !ctx.json {
         let names: Vec<_> = workloads.iter().map(|w| name(*w).to_uppercase()).collect();
         println!(
-            "kyu {} bench: {}, {} run(s) each; concurrency {}, prefetch {}",
+            "kyu {} bench: {}, {} run(s) each; concurrency {}, prefetch {}, preload {}",
             env!("CARGO_PKG_VERSION"),
             names.join(" and "),
             a.runs,
             a.concurrency,
-            a.prefetch
+            a.prefetch,
+            a.preload
         );
         println!("backend: {}", target.describe());
         println!("machine: {}", machine.describe());

@@ -65,6 +65,7 @@ pub(super) fn summarize(w: Workload, rows: &[Value], extra: Map<String, Value>) 
         "single_api",
         "interval_ms",
         "warmup",
+        "preload",
         "settings",
     ] {
         if let Some(v) = first.get(key) {
@@ -115,7 +116,14 @@ fn ms(x: f64) -> String {
 /// One run's line for people.
 pub(super) fn run_line(w: Workload, run: u32, row: &Value) -> String {
     let f = |k: &str| row[k].as_f64().unwrap_or(0.0);
-    run_figures(w, run, row, f)
+    let mut line = run_figures(w, run, row, f);
+    if f("preload") > 0.0 {
+        line += &format!(
+            ", after a preload of {} completed jobs",
+            thousands(f("preload"))
+        );
+    }
+    line
 }
 
 fn run_figures(w: Workload, run: u32, row: &Value, f: impl Fn(&str) -> f64) -> String {

@@ -30,12 +30,15 @@ pub struct WorkerArgs {
     pub(super) prefetch: u32,
     #[arg(long)]
     pub(super) timeout_s: u64,
+    /// Completed jobs already in the queue, not counted as this run's.
+    #[arg(long, default_value_t = 0)]
+    pub(super) preload: u64,
 }
 
 /// What the worker process reports at the end of a workload.
 #[derive(Serialize, Deserialize, Debug)]
 pub(super) struct WorkerReport {
-    /// This run's jobs the store reports completed.
+    /// This run's jobs the store reports completed (the preload not counted).
     pub done: u64,
     pub process_s: f64,
     pub last_handler_s: Option<f64>,
@@ -114,17 +117,19 @@ pub async fn worker(ctx: &Ctx, a: WorkerArgs) -> CmdResult {
         .queue(QUEUE, a.concurrency as usize)
         .configure(|c| c.prefetch = a.prefetch as usize)
         .start();
-    let expected_done = match a.workload {
-        Workload::W1 => total as u64,
-        Workload::W2 => {
-            println!("started");
-            if warmup > 0 {
-                seen.warm_done.notified().await;
+    // The store's completed count includes the preloaded jobs.
+    let expected_done = a.preload
+        + match a.workload {
+            Workload::W1 => total as u64,
+            Workload::W2 => {
+                println!("started");
+                if warmup > 0 {
+                    seen.warm_done.notified().await;
+                }
+                println!("warmdone");
+                (total + warmup) as u64
             }
-            println!("warmdone");
-            (total + warmup) as u64
-        }
-    };
+        };
     let limit = match a.workload {
         Workload::W1 => Duration::from_secs(a.timeout_s),
         Workload::W2 => Duration::from_secs(40),
@@ -152,7 +157,7 @@ pub async fn worker(ctx: &Ctx, a: WorkerArgs) -> CmdResult {
     }
     let last = seen.last_ns.load(Ordering::SeqCst);
     let report = WorkerReport {
-        done,
+        done: done.saturating_sub(a.preload),
         process_s: (t1 - t0) as f64 / 1e9,
         last_handler_s: (last > 0).then(|| (last - t0) as f64 / 1e9),
         duplicates: seen.duplicates.load(Ordering::SeqCst) as u64,

@@ -1,17 +1,17 @@
-//! The producer half of W1 and W2: this process enqueues, a child
-//! `kyu bench-worker` runs the jobs.
+//! The producer half of W1 and W2, and the preload before them: this process
+//! enqueues, a child `kyu bench-worker` runs the jobs.
 
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use kyu::{JobState, Kyu, NewJob};
+use kyu::{JobState, Kyu, NewJob, Outcome, Worker};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::worker::WorkerReport;
 use super::{count, mono_ns, name, percentile, round, BenchArgs, BenchJob, Workload};
-use super::{KIND, QUEUE};
+use super::{KIND, PRELOAD_KIND, QUEUE};
 
 /// Runs workload `w` once on the fresh database `url`: one row, the peers' shape.
 pub(super) async fn run(
@@ -20,10 +20,59 @@ pub(super) async fn run(
     url: &str,
 ) -> anyhow::Result<serde_json::Value> {
     let kyu = Kyu::connect(url).await?;
-    match w {
-        Workload::W1 => w1(a, &kyu, url).await,
-        Workload::W2 => w2(a, &kyu, url).await,
+    preload(&kyu, a.preload).await?;
+    // What the store holds when the clock starts, as it reports it.
+    let preloaded = count(&kyu, JobState::Completed).await?;
+    let mut row = match w {
+        Workload::W1 => w1(a, &kyu, url).await?,
+        Workload::W2 => w2(a, &kyu, url).await?,
+    };
+    row["preload"] = preloaded.into();
+    Ok(row)
+}
+
+/// Puts `n` completed jobs in the bench queue before the clock starts, so a
+/// run measures a store that has been working a while (bigger tables and
+/// indexes). Bulk insert, then a no-op worker in this process; the public API
+/// has no faster way to write finished jobs.
+async fn preload(kyu: &Kyu, n: u32) -> anyhow::Result<()> {
+    if n == 0 {
+        return Ok(());
     }
+    const CHUNK: u32 = 5_000;
+    let mut i = 0;
+    while i < n {
+        let end = (i + CHUNK).min(n);
+        let jobs = (i..end)
+            .map(|_| NewJob::from_json_text(PRELOAD_KIND, "{}".to_string()).queue(QUEUE))
+            .collect();
+        kyu.insert_many(jobs).await.context("preload: inserting")?;
+        i = end;
+    }
+    let worker = Worker::new(kyu)
+        .handle(PRELOAD_KIND, |_| async { Ok(Outcome::Done) })
+        .queue(QUEUE, 100)
+        .configure(|c| c.prefetch = 500)
+        .start();
+    // Bounded by progress, not by size: a big preload may take a while, a
+    // stuck one is reported.
+    let mut last = (0, tokio::time::Instant::now());
+    let result = loop {
+        let done = count(kyu, JobState::Completed).await?;
+        if done >= n as u64 {
+            break Ok(());
+        }
+        if done > last.0 {
+            last = (done, tokio::time::Instant::now());
+        } else if last.1.elapsed() > Duration::from_secs(30) {
+            break Err(anyhow::anyhow!(
+                "preload: stuck at {done} of {n} jobs completed for 30 s"
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    worker.shutdown().await;
+    result
 }
 
 /// The child worker process and its pipes.
@@ -56,6 +105,7 @@ impl WorkerProcess {
             .args(["--concurrency", &a.concurrency.to_string()])
             .args(["--prefetch", &a.prefetch.to_string()])
             .args(["--timeout-s", &a.timeout_s.to_string()])
+            .args(["--preload", &a.preload.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .kill_on_drop(true)
