@@ -380,32 +380,3 @@ fn help_explains_itself() {
         assert!(help.contains(needle), "--help mentions {needle}: {help}");
     }
 }
-
-#[test]
-fn bench_runs_both_workloads_in_separate_processes() {
-    let o = Command::new(env!("CARGO_BIN_EXE_kyu"))
-        .args([
-            "bench",
-            "--jobs",
-            "300",
-            "--w2-jobs",
-            "30",
-            "--w2-warmup",
-            "3",
-        ])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", stderr(&o));
-    let rows: Vec<serde_json::Value> = stdout(&o)
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0]["workload"], "W1");
-    assert_eq!(rows[0]["completed"], 300);
-    assert_eq!(rows[0]["duplicates"], 0);
-    assert!(rows[0]["process_per_s"].as_f64().unwrap() > 0.0);
-    assert_eq!(rows[1]["workload"], "W2");
-    assert_eq!(rows[1]["measured"], 30);
-    assert!(rows[1]["p99_ms"].as_f64().unwrap() >= rows[1]["p50_ms"].as_f64().unwrap());
-}

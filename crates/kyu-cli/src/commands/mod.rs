@@ -64,16 +64,33 @@ impl Ctx {
     /// default; a SQLite path made absolute by the rule of [`crate::database`]
     /// (kyu.toml's relative to the file, the flag's to the current directory).
     pub fn database(&self) -> Result<String, Failure> {
-        let cwd = Path::new(".");
-        if let Some(d) = &self.database_flag {
-            return Ok(crate::database::absolute(d, cwd));
+        if let Some((url, _)) = self.named_database()? {
+            return Ok(url);
         }
         Ok(match self.config()? {
-            Some((c, dir)) => crate::database::absolute(
-                c.database.as_deref().unwrap_or(crate::DEFAULT_DATABASE),
-                &dir,
-            ),
-            None => crate::database::absolute(crate::DEFAULT_DATABASE, cwd),
+            Some((_, dir)) => crate::database::absolute(crate::DEFAULT_DATABASE, &dir),
+            None => crate::database::absolute(crate::DEFAULT_DATABASE, Path::new(".")),
+        })
+    }
+
+    /// The database URL someone chose (flag, environment or kyu.toml, made
+    /// absolute as in [`Ctx::database`]) and where it was chosen, or `None`
+    /// when only the default applies: `kyu bench` measures a database that
+    /// was named and makes its own otherwise.
+    pub fn named_database(&self) -> Result<Option<(String, String)>, Failure> {
+        if let Some(d) = &self.database_flag {
+            let url = crate::database::absolute(d, Path::new("."));
+            return Ok(Some((url, "--database or KYU_DATABASE_URL".into())));
+        }
+        Ok(match self.config()? {
+            Some((c, dir)) => c.database.as_deref().map(|d| {
+                let from = match &self.config_flag {
+                    Some(p) => format!("`database` in {}", p.display()),
+                    None => "`database` in ./kyu.toml".to_string(),
+                };
+                (crate::database::absolute(d, &dir), from)
+            }),
+            None => None,
         })
     }
 
