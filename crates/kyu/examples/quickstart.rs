@@ -17,8 +17,10 @@ struct Resize {
 impl Job for Resize {
     const KIND: &'static str = "resize";
 
-    fn options(job: kyu::NewJob) -> kyu::NewJob {
-        job.queue("images").timeout(Duration::from_secs(30))
+    const QUEUE: &'static str = "images";
+
+    fn options(&self, job: kyu::NewJob) -> kyu::NewJob {
+        job.timeout(Duration::from_secs(30))
     }
 
     async fn run(self, ctx: JobContext) -> JobResult {

@@ -171,6 +171,31 @@ impl Kyu {
         self.insert(job.to_new_job()?).await
     }
 
+    /// Enqueues a typed job with options changed for this call only, over the
+    /// kind's own ([`Job::QUEUE`], [`Job::options`]):
+    ///
+    /// ```
+    /// # use kyu::{Job, JobContext, JobResult, Outcome};
+    /// # #[derive(serde::Serialize, serde::Deserialize)]
+    /// # struct Report { month: String }
+    /// # impl Job for Report {
+    /// #     const KIND: &'static str = "report";
+    /// #     async fn run(self, _ctx: JobContext) -> JobResult { Ok(Outcome::Done) }
+    /// # }
+    /// # async fn demo(kyu: kyu::Kyu) -> Result<(), kyu::Error> {
+    /// use std::time::Duration;
+    /// let report = Report { month: "2026-11".into() };
+    /// kyu.enqueue_with(report, |o| o.priority(-1).delay(Duration::from_secs(600))).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn enqueue_with<J: Job>(
+        &self,
+        job: J,
+        options: impl FnOnce(NewJob) -> NewJob,
+    ) -> Result<Enqueued> {
+        self.insert(options(job.to_new_job()?)).await
+    }
+
     /// Enqueues one job described by a [`NewJob`].
     pub async fn insert(&self, job: NewJob) -> Result<Enqueued> {
         let mut out = self.insert_many(vec![job]).await?;

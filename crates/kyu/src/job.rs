@@ -25,9 +25,11 @@ use crate::Error;
 /// impl Job for SendEmail {
 ///     const KIND: &'static str = "send_email";
 ///
-///     // Optional: defaults for every job of this kind.
-///     fn options(job: kyu::NewJob) -> kyu::NewJob {
-///         job.queue("mail").max_attempts(3)
+///     // Optional: the queue of this kind (a worker that registers the kind
+///     // serves it), and options that may depend on the args.
+///     const QUEUE: &'static str = "mail";
+///     fn options(&self, job: kyu::NewJob) -> kyu::NewJob {
+///         job.max_attempts(3).unique_key(format!("email:{}", self.to))
 ///     }
 ///
 ///     async fn run(self, ctx: JobContext) -> JobResult {
@@ -44,9 +46,14 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// The kind name stored with the job and used to find this handler.
     const KIND: &'static str;
 
-    /// Defaults for every job of this kind (queue, priority, attempts, …).
-    /// Enqueue options given per job override these.
-    fn options(job: NewJob) -> NewJob {
+    /// The queue jobs of this kind go to (default `default`). A worker that
+    /// registers the kind serves this queue (see [`Worker::register`](crate::Worker::register)).
+    const QUEUE: &'static str = kyu_core::job::DEFAULT_QUEUE;
+
+    /// Options of this job (priority, attempts, a unique key, …), which may
+    /// depend on its args. Options given per call
+    /// ([`Kyu::enqueue_with`](crate::Kyu::enqueue_with)) override these.
+    fn options(&self, job: NewJob) -> NewJob {
         job
     }
 
@@ -60,7 +67,7 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
             kind: Self::KIND,
             source,
         })?;
-        Ok(Self::options(NewJob::from_json_text(Self::KIND, args)))
+        Ok(self.options(NewJob::from_json_text(Self::KIND, args).queue(Self::QUEUE)))
     }
 }
 

@@ -24,9 +24,7 @@ struct Add {
 
 impl Job for Add {
     const KIND: &'static str = "add";
-    fn options(job: NewJob) -> NewJob {
-        job.queue("math")
-    }
+    const QUEUE: &'static str = "math";
     async fn run(self, ctx: JobContext) -> JobResult {
         ctx.set_progress(100, "added").await;
         Ok(Outcome::Result(

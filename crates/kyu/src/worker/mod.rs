@@ -30,6 +30,9 @@ use crate::maintenance::{self, MaintenanceConfig};
 use crate::{Job, JobContext, JobResult, Kyu};
 use handler::{FnHandler, Handler, TypedHandler};
 
+/// Jobs of one queue a worker runs at once when nobody said how many.
+pub const DEFAULT_CONCURRENCY: usize = 10;
+
 /// How a worker behaves. Every field has a default; see each.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
@@ -61,6 +64,10 @@ pub struct WorkerConfig {
     pub prefetch: usize,
     /// Most finished attempts written in one store call. Default 512.
     pub finish_batch: usize,
+    /// Whether [`Worker::register`] adds each registered kind's queue
+    /// ([`Job::QUEUE`]) to the queues served. Default true; when false, a
+    /// registered kind whose queue is not served is warned about at start.
+    pub serve_kind_queues: bool,
     /// Lease reaper and retention; `None` turns them off in this worker.
     /// Default on.
     pub maintenance: Option<MaintenanceConfig>,
@@ -85,6 +92,7 @@ impl Default for WorkerConfig {
             cancel_grace: Duration::from_secs(5),
             prefetch: 0,
             finish_batch: 512,
+            serve_kind_queues: true,
             maintenance: Some(MaintenanceConfig::default()),
             fail_unknown_kinds: false,
         }
@@ -151,6 +159,8 @@ fn default_worker_id() -> String {
 /// ```
 pub struct Worker {
     kyu: Kyu,
+    /// The queue of each kind registered with `register::<J>()` (`J::QUEUE`).
+    kind_queues: Vec<(String, String)>,
     state: crate::state::AppState,
     scheduler: Option<crate::Scheduler>,
     handlers: HashMap<String, Arc<dyn Handler>>,
@@ -163,6 +173,7 @@ impl Worker {
     pub fn new(kyu: &Kyu) -> Worker {
         Worker {
             kyu: kyu.clone(),
+            kind_queues: Vec::new(),
             state: crate::state::AppState::default(),
             scheduler: None,
             handlers: HashMap::new(),
@@ -200,10 +211,17 @@ impl Worker {
         self
     }
 
-    /// Runs jobs of kind `J::KIND` with `J::run`.
+    /// Runs jobs of kind `J::KIND` with `J::run`, and serves the kind's queue
+    /// [`J::QUEUE`](Job::QUEUE) (with the default concurrency of 10 unless
+    /// [`queue`](Self::queue) names it), so a registered kind never waits
+    /// for a queue nobody works. [`WorkerConfig::serve_kind_queues`] `= false`
+    /// serves only the queues named, and warns at start about kinds whose
+    /// queue is left out.
     pub fn register<J: Job>(mut self) -> Worker {
         self.handlers
             .insert(J::KIND.to_string(), Arc::new(TypedHandler::<J>::new()));
+        self.kind_queues
+            .push((J::KIND.to_string(), J::QUEUE.to_string()));
         self
     }
 
@@ -268,7 +286,8 @@ impl Worker {
     }
 
     /// Works `queue`, running at most `concurrency` of its jobs at once.
-    /// With no queue named, the worker works `default` with concurrency 10.
+    /// With no queue named, the worker works `default` and the queues of the
+    /// kinds it registered, each with concurrency 10.
     pub fn queue(mut self, queue: impl Into<String>, concurrency: usize) -> Worker {
         self.queues.push((queue.into(), concurrency.max(1)));
         self
@@ -312,6 +331,7 @@ impl Worker {
     fn start_checked(self) -> WorkerHandle {
         let Worker {
             kyu,
+            kind_queues,
             state,
             scheduler,
             handlers,
@@ -319,7 +339,26 @@ impl Worker {
             config,
         } = self;
         if queues.is_empty() {
-            queues.push((kyu_core::job::DEFAULT_QUEUE.to_string(), 10));
+            queues.push((
+                kyu_core::job::DEFAULT_QUEUE.to_string(),
+                DEFAULT_CONCURRENCY,
+            ));
+        }
+        for (kind, queue) in &kind_queues {
+            if queues.iter().any(|(q, _)| q == queue) {
+                continue;
+            }
+            if config.serve_kind_queues {
+                queues.push((queue.clone(), DEFAULT_CONCURRENCY));
+            } else {
+                // The silent hang of a kind nobody serves, said out loud.
+                tracing::warn!(
+                    worker = %config.id, kind = %kind, queue = %queue,
+                    "kind {kind} is registered but its queue {queue} is not served by this \
+                     worker: its jobs wait for another worker (add .queue({queue:?}, N), or \
+                     leave serve_kind_queues on)"
+                );
+            }
         }
         let store = kyu.store().clone();
         let (finish_tx, finish_rx) = mpsc::unbounded_channel();
