@@ -15,23 +15,22 @@
 //! - [`workers`]: the worker registry (who runs which kinds where);
 //! - [`error`]: the typed errors of the library crates.
 //!
-//! With the `testkit` feature, [`testkit`] holds the store conformance suite that
-//! every backend runs.
+//! With the `conformance` feature, [`conformance`] holds the backend
+//! conformance suite: the [`Store`] contract stated as tests, which every
+//! backend runs (it is not a set of test helpers for applications).
 
 #![warn(missing_docs)]
 
 pub mod clock;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod cron;
 pub mod error;
 pub mod job;
 pub mod lifecycle;
 pub mod retry;
 pub mod schedule;
-#[cfg(feature = "testkit")]
-pub mod schedule_suite;
 pub mod store;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 pub mod validate;
 pub mod workers;
 

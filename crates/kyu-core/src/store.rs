@@ -7,8 +7,8 @@
 //! attempt), so a late write from a worker whose lease expired cannot overwrite
 //! a job that was rescued and run elsewhere.
 //!
-//! The semantics are stated by the conformance suite in `kyu_core::testkit`
-//! (feature `testkit`); every backend runs all of it.
+//! The semantics are stated by the backend conformance suite in
+//! `kyu_core::conformance` (feature `conformance`); every backend runs all of it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -481,7 +481,7 @@ pub trait Store: Send + Sync + 'static {
     }
 
     // Schedules (see `kyu_core::schedule`). The semantics are stated by
-    // `kyu_core::schedule_suite` (feature `testkit`).
+    // `kyu_core::conformance::schedules` (feature `conformance`).
 
     /// Creates or replaces the schedule `spec.name`, after
     /// [`ScheduleSpec::validate`](crate::schedule::ScheduleSpec::validate)
