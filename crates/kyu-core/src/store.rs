@@ -10,6 +10,7 @@
 //! The semantics are stated by the backend conformance suite in
 //! `kyu_core::conformance` (feature `conformance`); every backend runs all of it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -327,7 +328,8 @@ pub struct AttemptLogs {
     /// The attempt.
     pub attempt: u32,
     /// The end of stdout's text: the output decoded as UTF-8 in order (an
-    /// undecodable sequence as U+FFFD), of which the last bytes are kept.
+    /// undecodable sequence, and a NUL, as U+FFFD), of which the last bytes
+    /// are kept.
     pub stdout: String,
     /// The end of stderr's text, as `stdout`.
     pub stderr: String,
@@ -336,6 +338,19 @@ pub struct AttemptLogs {
     pub stdout_bytes: u64,
     /// Bytes of stderr's text so far, kept or not.
     pub stderr_bytes: u64,
+}
+
+impl AttemptLogs {
+    /// `text` as every store records it: each NUL character as U+FFFD, as an
+    /// undecodable byte is. PostgreSQL text cannot hold NUL, and a reader
+    /// should see the same text whichever backend ran the job.
+    pub fn stored_text(text: &str) -> Cow<'_, str> {
+        if text.contains('\0') {
+            Cow::Owned(text.replace('\0', "\u{FFFD}"))
+        } else {
+            Cow::Borrowed(text)
+        }
+    }
 }
 
 /// A kyu backend. See the module docs.
@@ -462,23 +477,16 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records the output of attempt `logs.attempt` of job `id`, replacing
     /// what was recorded for that attempt before. Written while the attempt
-    /// runs (so it can be followed live) and once at its end.
-    async fn set_logs(&self, id: JobId, logs: AttemptLogs) -> Result<(), StoreError> {
-        let _ = (id, logs);
-        Err(StoreError::Unsupported {
-            backend: self.backend(),
-            operation: "set_logs",
-        })
-    }
+    /// runs (so it can be followed live) and once at its end. The text is
+    /// recorded as [`AttemptLogs::stored_text`] gives it (NUL as U+FFFD);
+    /// the byte counts as given. [`StoreError::NotFound`] if there is no job `id`.
+    async fn set_logs(&self, id: JobId, logs: AttemptLogs) -> Result<(), StoreError>;
 
-    /// The recorded output of every attempt of job `id`, oldest first.
-    async fn logs(&self, id: JobId) -> Result<Vec<AttemptLogs>, StoreError> {
-        let _ = id;
-        Err(StoreError::Unsupported {
-            backend: self.backend(),
-            operation: "logs",
-        })
-    }
+    /// The recorded output of every attempt of job `id`, one entry per
+    /// attempt, oldest attempt first; empty for a job without output or an
+    /// unknown id. Logs live as long as their job: retention deletes them
+    /// with it.
+    async fn logs(&self, id: JobId) -> Result<Vec<AttemptLogs>, StoreError>;
 
     // Schedules (see `kyu_core::schedule`). The semantics are stated by
     // `kyu_core::conformance::schedules` (feature `conformance`).
@@ -490,10 +498,7 @@ pub trait Store: Send + Sync + 'static {
     /// the last fire, last job and buffered fire time are kept. The schedule
     /// is no longer [`from_config`](crate::schedule::ScheduleRecord::from_config):
     /// whoever declares it this way takes it over from the config file.
-    async fn upsert_schedule(&self, spec: ScheduleSpec) -> Result<ScheduleRecord, StoreError> {
-        let _ = spec;
-        Err(unsupported(self.backend(), "upsert_schedule"))
-    }
+    async fn upsert_schedule(&self, spec: ScheduleSpec) -> Result<ScheduleRecord, StoreError>;
 
     /// Makes the stored config-declared schedules those of a config file,
     /// in ONE transaction: each of `declared` is upserted as by
@@ -508,43 +513,26 @@ pub trait Store: Send + Sync + 'static {
     async fn sync_config_schedules(
         &self,
         declared: Vec<ConfigSchedule>,
-    ) -> Result<ConfigSync, StoreError> {
-        let _ = declared;
-        Err(unsupported(self.backend(), "sync_config_schedules"))
-    }
+    ) -> Result<ConfigSync, StoreError>;
 
     /// Deletes a schedule (its jobs stay). False if there was none.
-    async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
-        let _ = name;
-        Err(unsupported(self.backend(), "delete_schedule"))
-    }
+    async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError>;
 
     /// Enables or disables a schedule. Enabling a disabled schedule sets its
     /// next fire time to the first after now: what it missed while disabled
     /// is not a misfire. False if there is no such schedule.
-    async fn set_schedule_enabled(&self, name: &str, enabled: bool) -> Result<bool, StoreError> {
-        let _ = (name, enabled);
-        Err(unsupported(self.backend(), "set_schedule_enabled"))
-    }
+    async fn set_schedule_enabled(&self, name: &str, enabled: bool) -> Result<bool, StoreError>;
 
     /// One schedule, or `None`.
-    async fn get_schedule(&self, name: &str) -> Result<Option<ScheduleRecord>, StoreError> {
-        let _ = name;
-        Err(unsupported(self.backend(), "get_schedule"))
-    }
+    async fn get_schedule(&self, name: &str) -> Result<Option<ScheduleRecord>, StoreError>;
 
     /// Every schedule, by name.
-    async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
-        Err(unsupported(self.backend(), "list_schedules"))
-    }
+    async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError>;
 
     /// The enabled schedules that have work at `now`: next fire time reached,
     /// or a buffered fire time whose previous job has finished (or is gone).
     /// Reads only.
-    async fn due_schedules(&self, now: DateTime<Utc>) -> Result<Vec<ScheduleRecord>, StoreError> {
-        let _ = now;
-        Err(unsupported(self.backend(), "due_schedules"))
-    }
+    async fn due_schedules(&self, now: DateTime<Utc>) -> Result<Vec<ScheduleRecord>, StoreError>;
 
     /// Fires one fire time, in ONE transaction: a compare-and-set moves the
     /// next fire time from `fire.expected_next_fire_at` to
@@ -558,10 +546,7 @@ pub trait Store: Send + Sync + 'static {
     /// last job with the fire time as the last fire, or the fire time is
     /// buffered, or skipped. Without `enqueue` the result is
     /// `Skipped(Misfire)`.
-    async fn fire_schedule(&self, fire: Fire) -> Result<FireResult, StoreError> {
-        let _ = fire;
-        Err(unsupported(self.backend(), "fire_schedule"))
-    }
+    async fn fire_schedule(&self, fire: Fire) -> Result<FireResult, StoreError>;
 
     /// Enqueues the job of a buffered fire time, in one transaction: only if
     /// the schedule is enabled, its buffered fire time is still `fire_time`
@@ -572,21 +557,10 @@ pub trait Store: Send + Sync + 'static {
         &self,
         name: &str,
         fire_time: DateTime<Utc>,
-    ) -> Result<FireResult, StoreError> {
-        let _ = (name, fire_time);
-        Err(unsupported(self.backend(), "fire_buffered"))
-    }
+    ) -> Result<FireResult, StoreError>;
 
     /// Runs a schedule now, enabled or not, whatever its overlap policy: the
     /// job for fire time "now" is inserted and recorded as the last job; the
     /// next fire time is untouched. `None` if there is no such schedule.
-    async fn trigger_schedule(&self, name: &str) -> Result<Option<JobId>, StoreError> {
-        let _ = name;
-        Err(unsupported(self.backend(), "trigger_schedule"))
-    }
-}
-
-/// The error of an operation a backend does not offer yet.
-fn unsupported(backend: &'static str, operation: &'static str) -> StoreError {
-    StoreError::Unsupported { backend, operation }
+    async fn trigger_schedule(&self, name: &str) -> Result<Option<JobId>, StoreError>;
 }

@@ -137,8 +137,8 @@ pub(crate) async fn set_logs(
         .bind(id)
         .bind(logs.attempt as i32)
         // PostgreSQL text cannot hold NUL bytes; a command may print them.
-        .bind(logs.stdout.replace('\0', "\u{fffd}"))
-        .bind(logs.stderr.replace('\0', "\u{fffd}"))
+        .bind(AttemptLogs::stored_text(&logs.stdout).as_ref())
+        .bind(AttemptLogs::stored_text(&logs.stderr).as_ref())
         .bind(i64::try_from(logs.stdout_bytes).unwrap_or(i64::MAX))
         .bind(i64::try_from(logs.stderr_bytes).unwrap_or(i64::MAX))
         .execute(pool)

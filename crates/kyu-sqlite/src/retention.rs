@@ -54,8 +54,8 @@ pub(crate) fn set_logs(conn: &Connection, id: JobId, logs: &AttemptLogs) -> Resu
         s.execute(params![
             id,
             logs.attempt,
-            logs.stdout,
-            logs.stderr,
+            AttemptLogs::stored_text(&logs.stdout),
+            AttemptLogs::stored_text(&logs.stderr),
             logs.stdout_bytes as i64,
             logs.stderr_bytes as i64
         ])

@@ -34,7 +34,12 @@ async fn version_1_database_is_migrated() {
     store.upsert_schedule(spec).await.expect("schedules work");
     assert_eq!(store.list_schedules().await.expect("list").len(), 1);
     let claimed = store
-        .claim(kyu_core::conformance::claim_kinds("w", &["default"], &["k"], 1))
+        .claim(kyu_core::conformance::claim_kinds(
+            "w",
+            &["default"],
+            &["k"],
+            1,
+        ))
         .await
         .expect("claim on the migrated claim index");
     assert_eq!(claimed[0].id, id);

@@ -28,6 +28,7 @@
 //! - [`leases`]: heartbeats, cancel requests, progress, reaping expired leases;
 //! - [`control`]: pausing queues, cancelling and retrying jobs;
 //! - [`list`]: reading jobs and queues;
+//! - [`logs`]: the recorded output of attempts;
 //! - [`retention`]: deleting finished jobs;
 //! - [`workers`]: the worker registry and the kinds waiting for one;
 //! - [`notify`]: the wake-ups of `subscribe()`;
@@ -39,6 +40,7 @@ pub mod enqueue;
 pub mod finish;
 pub mod leases;
 pub mod list;
+pub mod logs;
 pub mod notify;
 pub mod retention;
 pub mod schedules;
@@ -246,6 +248,10 @@ macro_rules! conformance_tests {
             retention: delete_finished_retention, retention_keeps_job_inside_unique_window;
             workers: workers_register_expire_and_leave, waiting_kinds_counts_runnable_jobs;
             notify: subscribe_sees_enqueue;
+            logs: logs_replace_per_attempt, logs_ordered_by_attempt,
+                logs_empty_for_job_without_output, logs_of_unknown_job_refused,
+                logs_kept_with_the_job, logs_text_and_counts_round_trip,
+                logs_record_nul_as_replacement_character;
             schedules: schedule_upsert_get_list_delete, schedule_upsert_invalid_writes_nothing,
                 schedule_upsert_keeps_next_fire, schedule_fire_compare_and_set,
                 schedule_concurrent_fires_one_wins, schedule_enable_disable,
