@@ -10,7 +10,9 @@
 //! - [`cron`]: cron expressions and their fire times in any time zone ([`CronExpr`]);
 //! - [`clock`]: the one source of "now", so tests move time instead of sleeping;
 //! - [`schedule`]: cron schedules, their policies and the exactly-once firing rule;
-//! - [`store`]: the [`Store`] trait, the only place that talks to a database;
+//! - [`store`]: the [`Store`] contract, the only place that talks to a database:
+//!   jobs, and through its supertraits [`ScheduleStore`], [`LogStore`] and
+//!   [`WorkerRegistry`];
 //! - [`validate`]: the checks of names and durations every face shares;
 //! - [`workers`]: the worker registry (who runs which kinds where);
 //! - [`error`]: the typed errors of the library crates.
@@ -47,7 +49,7 @@ pub use schedule::{
 };
 pub use store::{
     AttemptLogs, CancelResult, Claim, ClaimedJob, Finish, FinishOutcome, FinishResult,
-    HeartbeatReply, JobFilter, JobPage, KeyHeld, LeaseRef, QueueStats, Reaped, RetriedFailed,
-    RetryResult, Store,
+    HeartbeatReply, JobFilter, JobPage, KeyHeld, LeaseRef, LogStore, QueueStats, Reaped,
+    RetriedFailed, RetryResult, ScheduleStore, Store, WorkerRegistry,
 };
 pub use workers::{LiveWorker, WaitingKind, WorkerInfo};

@@ -7,6 +7,14 @@
 //! attempt), so a late write from a worker whose lease expired cannot overwrite
 //! a job that was rescued and run elsewhere.
 //!
+//! The contract is four traits, so each part has one home in a backend:
+//! [`Store`] (jobs: enqueue, claim, finish, leases, control, reads,
+//! retention) requires [`ScheduleStore`], [`LogStore`] and
+//! [`WorkerRegistry`]. A backend implements each in the module that does that
+//! job (its `schedule.rs`, `logs.rs`, `workers.rs`); a caller holding an
+//! `Arc<dyn Store>` calls the methods of all four on it with `Store` alone in
+//! scope.
+//!
 //! The semantics are stated by the backend conformance suite in
 //! `kyu_core::conformance` (feature `conformance`); every backend runs all of it.
 
@@ -353,12 +361,18 @@ impl AttemptLogs {
     }
 }
 
-/// A kyu backend. See the module docs.
+/// A kyu backend: the jobs, and through its supertraits the schedules
+/// ([`ScheduleStore`]), the attempt logs ([`LogStore`]) and the worker
+/// registry ([`WorkerRegistry`]). See the module docs.
+///
+/// A backend implements each of the four traits, each in the module of the
+/// backend that does that job; callers hold an `Arc<dyn Store>` and call
+/// every method of the four on it.
 ///
 /// All times come from the store's [`Clock`]; tests give the store a
 /// [`ManualClock`](crate::ManualClock) and move it.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ScheduleStore + LogStore + WorkerRegistry + Send + Sync + 'static {
     /// The backend's name, e.g. `"sqlite"`.
     fn backend(&self) -> &'static str;
 
@@ -459,38 +473,12 @@ pub trait Store: Send + Sync + 'static {
         completed_before: DateTime<Utc>,
         failed_before: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+}
 
-    /// Records that worker `info.id` is alive and what it claims, replacing
-    /// what it recorded before; it counts as alive until now + `ttl` unless
-    /// it is seen again. Registrations expired for a while are removed.
-    async fn worker_seen(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), StoreError>;
-
-    /// Removes worker `id`'s registration (it shut down).
-    async fn worker_gone(&self, id: &str) -> Result<(), StoreError>;
-
-    /// The workers alive now (registration not expired), by id.
-    async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError>;
-
-    /// The jobs runnable now (available, or scheduled with run_at reached),
-    /// counted by queue and kind, by queue then kind.
-    async fn waiting_kinds(&self) -> Result<Vec<WaitingKind>, StoreError>;
-
-    /// Records the output of attempt `logs.attempt` of job `id`, replacing
-    /// what was recorded for that attempt before. Written while the attempt
-    /// runs (so it can be followed live) and once at its end. The text is
-    /// recorded as [`AttemptLogs::stored_text`] gives it (NUL as U+FFFD);
-    /// the byte counts as given. [`StoreError::NotFound`] if there is no job `id`.
-    async fn set_logs(&self, id: JobId, logs: AttemptLogs) -> Result<(), StoreError>;
-
-    /// The recorded output of every attempt of job `id`, one entry per
-    /// attempt, oldest attempt first; empty for a job without output or an
-    /// unknown id. Logs live as long as their job: retention deletes them
-    /// with it.
-    async fn logs(&self, id: JobId) -> Result<Vec<AttemptLogs>, StoreError>;
-
-    // Schedules (see `kyu_core::schedule`). The semantics are stated by
-    // `kyu_core::conformance::schedules` (feature `conformance`).
-
+/// The schedules of a [`Store`] (see `kyu_core::schedule`). The semantics
+/// are stated by `kyu_core::conformance::schedules` (feature `conformance`).
+#[async_trait]
+pub trait ScheduleStore: Send + Sync {
     /// Creates or replaces the schedule `spec.name`, after
     /// [`ScheduleSpec::validate`](crate::schedule::ScheduleSpec::validate)
     /// (nothing is written for an invalid spec). The stored next fire time is
@@ -563,4 +551,43 @@ pub trait Store: Send + Sync + 'static {
     /// job for fire time "now" is inserted and recorded as the last job; the
     /// next fire time is untouched. `None` if there is no such schedule.
     async fn trigger_schedule(&self, name: &str) -> Result<Option<JobId>, StoreError>;
+}
+
+/// The recorded output of command jobs' attempts, kept with their job.
+/// The semantics are stated by `kyu_core::conformance::logs`.
+#[async_trait]
+pub trait LogStore: Send + Sync {
+    /// Records the output of attempt `logs.attempt` of job `id`, replacing
+    /// what was recorded for that attempt before. Written while the attempt
+    /// runs (so it can be followed live) and once at its end. The text is
+    /// recorded as [`AttemptLogs::stored_text`] gives it (NUL as U+FFFD);
+    /// the byte counts as given. [`StoreError::NotFound`] if there is no job `id`.
+    async fn set_logs(&self, id: JobId, logs: AttemptLogs) -> Result<(), StoreError>;
+
+    /// The recorded output of every attempt of job `id`, one entry per
+    /// attempt, oldest attempt first; empty for a job without output or an
+    /// unknown id. Logs live as long as their job: retention deletes them
+    /// with it.
+    async fn logs(&self, id: JobId) -> Result<Vec<AttemptLogs>, StoreError>;
+}
+
+/// Which workers are alive and what they claim, so jobs no live worker can
+/// run are visible (see `kyu_core::workers`). The semantics are stated by
+/// `kyu_core::conformance::workers`.
+#[async_trait]
+pub trait WorkerRegistry: Send + Sync {
+    /// Records that worker `info.id` is alive and what it claims, replacing
+    /// what it recorded before; it counts as alive until now + `ttl` unless
+    /// it is seen again. Registrations expired for a while are removed.
+    async fn worker_seen(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Removes worker `id`'s registration (it shut down).
+    async fn worker_gone(&self, id: &str) -> Result<(), StoreError>;
+
+    /// The workers alive now (registration not expired), by id.
+    async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError>;
+
+    /// The jobs runnable now (available, or scheduled with run_at reached),
+    /// counted by queue and kind, by queue then kind.
+    async fn waiting_kinds(&self) -> Result<Vec<WaitingKind>, StoreError>;
 }

@@ -1,7 +1,7 @@
 //! Schedules on SQLite beyond the conformance suite (which runs in
 //! `conformance.rs`): migrating a database made before schedules existed.
 
-use kyu_core::Store;
+use kyu_core::{ScheduleStore, Store};
 use kyu_sqlite::{SqliteOptions, SqliteStore};
 
 /// A database made before schedules existed (schema version 1) gains the

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kyu_core::{AttemptLogs, Claim, FinishOutcome, JobState, NewJob, Store, StoreError};
+use kyu_core::{AttemptLogs, Claim, FinishOutcome, JobState, LogStore, NewJob, Store, StoreError};
 use kyu_sqlite::{SqliteOptions, SqliteStore};
 
 fn db_path(dir: &tempfile::TempDir) -> PathBuf {

@@ -337,7 +337,7 @@ impl Kyu {
     /// jobs stay) and named in [`ConfigSync::removed`](kyu_core::ConfigSync::removed).
     /// A stored schedule keeps its enabled state (an operator's disable)
     /// unless the entry sets it explicitly. See
-    /// [`Store::sync_config_schedules`](kyu_core::Store::sync_config_schedules).
+    /// [`ScheduleStore::sync_config_schedules`](kyu_core::ScheduleStore::sync_config_schedules).
     pub async fn sync_config_schedules(
         &self,
         declared: Vec<kyu_core::ConfigSchedule>,

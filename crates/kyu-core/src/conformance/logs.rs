@@ -1,5 +1,5 @@
-//! Attempt logs: what [`set_logs`](crate::Store::set_logs) records and
-//! [`logs`](crate::Store::logs) returns. A command job's worker writes its
+//! Attempt logs: what [`set_logs`](crate::LogStore::set_logs) records and
+//! [`logs`](crate::LogStore::logs) returns. A command job's worker writes its
 //! attempt's output while it runs (so `kyu jobs logs --follow` can show it)
 //! and once at its end; readers rely on one entry per attempt, in attempt
 //! order, that lives exactly as long as its job.
