@@ -292,7 +292,7 @@ impl PgStore {
         conn: &mut PgConnection,
         jobs: Vec<NewJob>,
     ) -> Result<Vec<Enqueued>, StoreError> {
-        self.validate(&jobs)?;
+        NewJob::validate_batch(&jobs, &self.inner.limits)?;
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -303,15 +303,6 @@ impl PgStore {
         } else {
             enqueue::enqueue_plain(conn, &inner.schema, &inner.channel, now, &jobs).await
         }
-    }
-
-    fn validate(&self, jobs: &[NewJob]) -> Result<(), StoreError> {
-        let many = jobs.len() > 1;
-        for (i, job) in jobs.iter().enumerate() {
-            job.validate(&self.inner.limits)
-                .map_err(|e| if many { e.in_batch(i) } else { e })?;
-        }
-        Ok(())
     }
 
     fn now(&self) -> DateTime<Utc> {

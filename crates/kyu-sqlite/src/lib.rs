@@ -400,11 +400,7 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
-        let many = jobs.len() > 1;
-        for (i, job) in jobs.iter().enumerate() {
-            job.validate(&self.inner.limits)
-                .map_err(|e| if many { e.in_batch(i) } else { e })?;
-        }
+        NewJob::validate_batch(&jobs, &self.inner.limits)?;
         if jobs.is_empty() {
             return Ok(Vec::new());
         }

@@ -148,10 +148,7 @@ impl Kyu {
             }
             .into());
         };
-        for (i, job) in jobs.iter().enumerate() {
-            job.validate(&self.limits)
-                .map_err(|e| if jobs.len() == 1 { e } else { e.in_batch(i) })?;
-        }
+        NewJob::validate_batch(&jobs, &self.limits)?;
         Ok(pg.enqueue_in(conn, jobs).await?)
     }
 
@@ -180,17 +177,7 @@ impl Kyu {
     /// Enqueues many jobs in one transaction: all or none. One result per job,
     /// in order.
     pub async fn insert_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
-        for (i, job) in jobs.iter().enumerate() {
-            job.validate(&self.limits).map_err(
-                |e| {
-                    if jobs.len() == 1 {
-                        e
-                    } else {
-                        e.in_batch(i)
-                    }
-                },
-            )?;
-        }
+        NewJob::validate_batch(&jobs, &self.limits)?;
         Ok(self.store.enqueue(jobs).await?)
     }
 
