@@ -48,8 +48,12 @@ pub enum StoreError {
     /// The database refused or failed the operation.
     #[error("database error: {0}")]
     Database(String),
-    /// This backend does not offer the operation yet.
-    #[error("the {backend} store does not support {operation} yet")]
+    /// This backend cannot do the operation: it is not part of the [`Store`]
+    /// contract (every backend implements all of that) but of one backend,
+    /// such as enqueueing inside a PostgreSQL transaction.
+    ///
+    /// [`Store`]: crate::Store
+    #[error("the {backend} store does not support {operation}")]
     Unsupported {
         /// The backend.
         backend: &'static str,

@@ -337,6 +337,20 @@ impl NewJob {
         }
         Ok(())
     }
+
+    /// Checks every request of an enqueue against `limits`, in order; the
+    /// first invalid one refuses the whole batch. In a batch of more than one
+    /// the error names the job by its index (`jobs[2].queue`); a lone job's
+    /// error names the field alone (`queue`). Every face that enqueues (the
+    /// client, each store) checks with this one rule.
+    pub fn validate_batch(jobs: &[NewJob], limits: &Limits) -> Result<(), InvalidInput> {
+        let many = jobs.len() > 1;
+        for (i, job) in jobs.iter().enumerate() {
+            job.validate(limits)
+                .map_err(|e| if many { e.in_batch(i) } else { e })?;
+        }
+        Ok(())
+    }
 }
 
 /// Checks a queue or kind name named by `field` ("queue" or "kind"): 1 to
@@ -462,6 +476,19 @@ mod opt_duration_ms {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn validate_batch_names_the_job_by_index_only_in_a_batch() {
+        let limits = Limits::default();
+        let ok = || NewJob::new("k", serde_json::json!({}));
+        assert!(NewJob::validate_batch(&[], &limits).is_ok());
+        assert!(NewJob::validate_batch(&[ok(), ok()], &limits).is_ok());
+        let e = NewJob::validate_batch(&[ok().queue("")], &limits).unwrap_err();
+        assert_eq!(e.field, "queue", "a lone job: the field alone");
+        let e = NewJob::validate_batch(&[ok(), ok().queue(""), ok().max_attempts(0)], &limits)
+            .unwrap_err();
+        assert_eq!(e.field, "jobs[1].queue", "the first invalid job, by index");
+    }
 
     #[test]
     fn states_round_trip_and_accept_seed_words() {

@@ -10,28 +10,29 @@
 //! - [`cron`]: cron expressions and their fire times in any time zone ([`CronExpr`]);
 //! - [`clock`]: the one source of "now", so tests move time instead of sleeping;
 //! - [`schedule`]: cron schedules, their policies and the exactly-once firing rule;
-//! - [`store`]: the [`Store`] trait, the only place that talks to a database;
+//! - [`store`]: the [`Store`] contract, the only place that talks to a database:
+//!   jobs, and through its supertraits [`ScheduleStore`], [`LogStore`] and
+//!   [`WorkerRegistry`];
 //! - [`validate`]: the checks of names and durations every face shares;
 //! - [`workers`]: the worker registry (who runs which kinds where);
 //! - [`error`]: the typed errors of the library crates.
 //!
-//! With the `testkit` feature, [`testkit`] holds the store conformance suite that
-//! every backend runs.
+//! With the `conformance` feature, [`conformance`] holds the backend
+//! conformance suite: the [`Store`] contract stated as tests, which every
+//! backend runs (it is not a set of test helpers for applications).
 
 #![warn(missing_docs)]
 
 pub mod clock;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 pub mod cron;
 pub mod error;
 pub mod job;
 pub mod lifecycle;
 pub mod retry;
 pub mod schedule;
-#[cfg(feature = "testkit")]
-pub mod schedule_suite;
 pub mod store;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 pub mod validate;
 pub mod workers;
 
@@ -48,7 +49,7 @@ pub use schedule::{
 };
 pub use store::{
     AttemptLogs, CancelResult, Claim, ClaimedJob, Finish, FinishOutcome, FinishResult,
-    HeartbeatReply, JobFilter, JobPage, KeyHeld, LeaseRef, QueueStats, Reaped, RetriedFailed,
-    RetryResult, Store,
+    HeartbeatReply, JobFilter, JobPage, KeyHeld, LeaseRef, LogStore, QueueStats, Reaped,
+    RetriedFailed, RetryResult, ScheduleStore, Store, WorkerRegistry,
 };
 pub use workers::{LiveWorker, WaitingKind, WorkerInfo};

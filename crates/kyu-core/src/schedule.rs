@@ -9,7 +9,7 @@
 //! # Exactly once, no leader
 //!
 //! Each schedule row carries its next fire time. A scheduler that finds a
-//! schedule due fires it with [`Store::fire_schedule`](crate::Store::fire_schedule):
+//! schedule due fires it with [`ScheduleStore::fire_schedule`](crate::ScheduleStore::fire_schedule):
 //! in one transaction, a compare-and-set moves `next_fire_at` from the value
 //! the scheduler read to the following fire time, and only if that succeeded
 //! is the job inserted. Any number of schedulers may race on the same row;
@@ -297,7 +297,7 @@ pub fn fire_key(schedule: &str, fire_time: DateTime<Utc>) -> String {
 }
 
 /// A schedule as declared: upserted by name with
-/// [`Store::upsert_schedule`](crate::Store::upsert_schedule).
+/// [`ScheduleStore::upsert_schedule`](crate::ScheduleStore::upsert_schedule).
 ///
 /// ```
 /// use kyu_core::schedule::{JobTemplate, MisfirePolicy, OverlapPolicy, ScheduleSpec};
@@ -422,16 +422,16 @@ pub struct ScheduleRecord {
     /// When it was last declared or changed.
     pub updated_at: DateTime<Utc>,
     /// Declared by a config file (`[[schedules]]` of kyu.toml, through
-    /// [`Store::sync_config_schedules`](crate::Store::sync_config_schedules)):
+    /// [`ScheduleStore::sync_config_schedules`](crate::ScheduleStore::sync_config_schedules)):
     /// removed when the file no longer declares it. False for schedules
-    /// declared any other way ([`Store::upsert_schedule`](crate::Store::upsert_schedule),
+    /// declared any other way ([`ScheduleStore::upsert_schedule`](crate::ScheduleStore::upsert_schedule),
     /// which also takes a config-declared schedule over).
     #[serde(default)]
     pub from_config: bool,
 }
 
 /// One `[[schedules]]` entry of a config file, for
-/// [`Store::sync_config_schedules`](crate::Store::sync_config_schedules).
+/// [`ScheduleStore::sync_config_schedules`](crate::ScheduleStore::sync_config_schedules).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConfigSchedule {
     /// The schedule as the file declares it.
@@ -454,7 +454,7 @@ impl ConfigSchedule {
     }
 }
 
-/// What [`Store::sync_config_schedules`](crate::Store::sync_config_schedules) did.
+/// What [`ScheduleStore::sync_config_schedules`](crate::ScheduleStore::sync_config_schedules) did.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ConfigSync {
     /// The declared schedules as now stored, in the order given.
@@ -500,7 +500,7 @@ pub fn next_fire_on_upsert(
 }
 
 /// One compare-and-set on a schedule's next fire time: see
-/// [`Store::fire_schedule`](crate::Store::fire_schedule).
+/// [`ScheduleStore::fire_schedule`](crate::ScheduleStore::fire_schedule).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fire {
     /// The schedule.
@@ -516,8 +516,8 @@ pub struct Fire {
     pub enqueue: bool,
 }
 
-/// What [`Store::fire_schedule`](crate::Store::fire_schedule) and
-/// [`Store::fire_buffered`](crate::Store::fire_buffered) did.
+/// What [`ScheduleStore::fire_schedule`](crate::ScheduleStore::fire_schedule) and
+/// [`ScheduleStore::fire_buffered`](crate::ScheduleStore::fire_buffered) did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "result")]
 pub enum FireResult {
@@ -530,7 +530,7 @@ pub enum FireResult {
     /// finishes; the next fire time was advanced.
     Buffered,
     /// No job was inserted; the next fire time was advanced (not for
-    /// [`fire_buffered`](crate::Store::fire_buffered), which changes nothing).
+    /// [`fire_buffered`](crate::ScheduleStore::fire_buffered), which changes nothing).
     Skipped {
         /// Why.
         #[serde(flatten)]

@@ -7,9 +7,18 @@
 //! attempt), so a late write from a worker whose lease expired cannot overwrite
 //! a job that was rescued and run elsewhere.
 //!
-//! The semantics are stated by the conformance suite in `kyu_core::testkit`
-//! (feature `testkit`); every backend runs all of it.
+//! The contract is four traits, so each part has one home in a backend:
+//! [`Store`] (jobs: enqueue, claim, finish, leases, control, reads,
+//! retention) requires [`ScheduleStore`], [`LogStore`] and
+//! [`WorkerRegistry`]. A backend implements each in the module that does that
+//! job (its `schedule.rs`, `logs.rs`, `workers.rs`); a caller holding an
+//! `Arc<dyn Store>` calls the methods of all four on it with `Store` alone in
+//! scope.
+//!
+//! The semantics are stated by the backend conformance suite in
+//! `kyu_core::conformance` (feature `conformance`); every backend runs all of it.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -327,7 +336,8 @@ pub struct AttemptLogs {
     /// The attempt.
     pub attempt: u32,
     /// The end of stdout's text: the output decoded as UTF-8 in order (an
-    /// undecodable sequence as U+FFFD), of which the last bytes are kept.
+    /// undecodable sequence, and a NUL, as U+FFFD), of which the last bytes
+    /// are kept.
     pub stdout: String,
     /// The end of stderr's text, as `stdout`.
     pub stderr: String,
@@ -338,12 +348,31 @@ pub struct AttemptLogs {
     pub stderr_bytes: u64,
 }
 
-/// A kyu backend. See the module docs.
+impl AttemptLogs {
+    /// `text` as every store records it: each NUL character as U+FFFD, as an
+    /// undecodable byte is. PostgreSQL text cannot hold NUL, and a reader
+    /// should see the same text whichever backend ran the job.
+    pub fn stored_text(text: &str) -> Cow<'_, str> {
+        if text.contains('\0') {
+            Cow::Owned(text.replace('\0', "\u{FFFD}"))
+        } else {
+            Cow::Borrowed(text)
+        }
+    }
+}
+
+/// A kyu backend: the jobs, and through its supertraits the schedules
+/// ([`ScheduleStore`]), the attempt logs ([`LogStore`]) and the worker
+/// registry ([`WorkerRegistry`]). See the module docs.
+///
+/// A backend implements each of the four traits, each in the module of the
+/// backend that does that job; callers hold an `Arc<dyn Store>` and call
+/// every method of the four on it.
 ///
 /// All times come from the store's [`Clock`]; tests give the store a
 /// [`ManualClock`](crate::ManualClock) and move it.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: ScheduleStore + LogStore + WorkerRegistry + Send + Sync + 'static {
     /// The backend's name, e.g. `"sqlite"`.
     fn backend(&self) -> &'static str;
 
@@ -444,45 +473,12 @@ pub trait Store: Send + Sync + 'static {
         completed_before: DateTime<Utc>,
         failed_before: DateTime<Utc>,
     ) -> Result<u64, StoreError>;
+}
 
-    /// Records that worker `info.id` is alive and what it claims, replacing
-    /// what it recorded before; it counts as alive until now + `ttl` unless
-    /// it is seen again. Registrations expired for a while are removed.
-    async fn worker_seen(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), StoreError>;
-
-    /// Removes worker `id`'s registration (it shut down).
-    async fn worker_gone(&self, id: &str) -> Result<(), StoreError>;
-
-    /// The workers alive now (registration not expired), by id.
-    async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError>;
-
-    /// The jobs runnable now (available, or scheduled with run_at reached),
-    /// counted by queue and kind, by queue then kind.
-    async fn waiting_kinds(&self) -> Result<Vec<WaitingKind>, StoreError>;
-
-    /// Records the output of attempt `logs.attempt` of job `id`, replacing
-    /// what was recorded for that attempt before. Written while the attempt
-    /// runs (so it can be followed live) and once at its end.
-    async fn set_logs(&self, id: JobId, logs: AttemptLogs) -> Result<(), StoreError> {
-        let _ = (id, logs);
-        Err(StoreError::Unsupported {
-            backend: self.backend(),
-            operation: "set_logs",
-        })
-    }
-
-    /// The recorded output of every attempt of job `id`, oldest first.
-    async fn logs(&self, id: JobId) -> Result<Vec<AttemptLogs>, StoreError> {
-        let _ = id;
-        Err(StoreError::Unsupported {
-            backend: self.backend(),
-            operation: "logs",
-        })
-    }
-
-    // Schedules (see `kyu_core::schedule`). The semantics are stated by
-    // `kyu_core::schedule_suite` (feature `testkit`).
-
+/// The schedules of a [`Store`] (see `kyu_core::schedule`). The semantics
+/// are stated by `kyu_core::conformance::schedules` (feature `conformance`).
+#[async_trait]
+pub trait ScheduleStore: Send + Sync {
     /// Creates or replaces the schedule `spec.name`, after
     /// [`ScheduleSpec::validate`](crate::schedule::ScheduleSpec::validate)
     /// (nothing is written for an invalid spec). The stored next fire time is
@@ -490,10 +486,7 @@ pub trait Store: Send + Sync + 'static {
     /// the last fire, last job and buffered fire time are kept. The schedule
     /// is no longer [`from_config`](crate::schedule::ScheduleRecord::from_config):
     /// whoever declares it this way takes it over from the config file.
-    async fn upsert_schedule(&self, spec: ScheduleSpec) -> Result<ScheduleRecord, StoreError> {
-        let _ = spec;
-        Err(unsupported(self.backend(), "upsert_schedule"))
-    }
+    async fn upsert_schedule(&self, spec: ScheduleSpec) -> Result<ScheduleRecord, StoreError>;
 
     /// Makes the stored config-declared schedules those of a config file,
     /// in ONE transaction: each of `declared` is upserted as by
@@ -508,43 +501,26 @@ pub trait Store: Send + Sync + 'static {
     async fn sync_config_schedules(
         &self,
         declared: Vec<ConfigSchedule>,
-    ) -> Result<ConfigSync, StoreError> {
-        let _ = declared;
-        Err(unsupported(self.backend(), "sync_config_schedules"))
-    }
+    ) -> Result<ConfigSync, StoreError>;
 
     /// Deletes a schedule (its jobs stay). False if there was none.
-    async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
-        let _ = name;
-        Err(unsupported(self.backend(), "delete_schedule"))
-    }
+    async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError>;
 
     /// Enables or disables a schedule. Enabling a disabled schedule sets its
     /// next fire time to the first after now: what it missed while disabled
     /// is not a misfire. False if there is no such schedule.
-    async fn set_schedule_enabled(&self, name: &str, enabled: bool) -> Result<bool, StoreError> {
-        let _ = (name, enabled);
-        Err(unsupported(self.backend(), "set_schedule_enabled"))
-    }
+    async fn set_schedule_enabled(&self, name: &str, enabled: bool) -> Result<bool, StoreError>;
 
     /// One schedule, or `None`.
-    async fn get_schedule(&self, name: &str) -> Result<Option<ScheduleRecord>, StoreError> {
-        let _ = name;
-        Err(unsupported(self.backend(), "get_schedule"))
-    }
+    async fn get_schedule(&self, name: &str) -> Result<Option<ScheduleRecord>, StoreError>;
 
     /// Every schedule, by name.
-    async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
-        Err(unsupported(self.backend(), "list_schedules"))
-    }
+    async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError>;
 
     /// The enabled schedules that have work at `now`: next fire time reached,
     /// or a buffered fire time whose previous job has finished (or is gone).
     /// Reads only.
-    async fn due_schedules(&self, now: DateTime<Utc>) -> Result<Vec<ScheduleRecord>, StoreError> {
-        let _ = now;
-        Err(unsupported(self.backend(), "due_schedules"))
-    }
+    async fn due_schedules(&self, now: DateTime<Utc>) -> Result<Vec<ScheduleRecord>, StoreError>;
 
     /// Fires one fire time, in ONE transaction: a compare-and-set moves the
     /// next fire time from `fire.expected_next_fire_at` to
@@ -558,10 +534,7 @@ pub trait Store: Send + Sync + 'static {
     /// last job with the fire time as the last fire, or the fire time is
     /// buffered, or skipped. Without `enqueue` the result is
     /// `Skipped(Misfire)`.
-    async fn fire_schedule(&self, fire: Fire) -> Result<FireResult, StoreError> {
-        let _ = fire;
-        Err(unsupported(self.backend(), "fire_schedule"))
-    }
+    async fn fire_schedule(&self, fire: Fire) -> Result<FireResult, StoreError>;
 
     /// Enqueues the job of a buffered fire time, in one transaction: only if
     /// the schedule is enabled, its buffered fire time is still `fire_time`
@@ -572,21 +545,49 @@ pub trait Store: Send + Sync + 'static {
         &self,
         name: &str,
         fire_time: DateTime<Utc>,
-    ) -> Result<FireResult, StoreError> {
-        let _ = (name, fire_time);
-        Err(unsupported(self.backend(), "fire_buffered"))
-    }
+    ) -> Result<FireResult, StoreError>;
 
     /// Runs a schedule now, enabled or not, whatever its overlap policy: the
     /// job for fire time "now" is inserted and recorded as the last job; the
     /// next fire time is untouched. `None` if there is no such schedule.
-    async fn trigger_schedule(&self, name: &str) -> Result<Option<JobId>, StoreError> {
-        let _ = name;
-        Err(unsupported(self.backend(), "trigger_schedule"))
-    }
+    async fn trigger_schedule(&self, name: &str) -> Result<Option<JobId>, StoreError>;
 }
 
-/// The error of an operation a backend does not offer yet.
-fn unsupported(backend: &'static str, operation: &'static str) -> StoreError {
-    StoreError::Unsupported { backend, operation }
+/// The recorded output of command jobs' attempts, kept with their job.
+/// The semantics are stated by `kyu_core::conformance::logs`.
+#[async_trait]
+pub trait LogStore: Send + Sync {
+    /// Records the output of attempt `logs.attempt` of job `id`, replacing
+    /// what was recorded for that attempt before. Written while the attempt
+    /// runs (so it can be followed live) and once at its end. The text is
+    /// recorded as [`AttemptLogs::stored_text`] gives it (NUL as U+FFFD);
+    /// the byte counts as given. [`StoreError::NotFound`] if there is no job `id`.
+    async fn set_logs(&self, id: JobId, logs: AttemptLogs) -> Result<(), StoreError>;
+
+    /// The recorded output of every attempt of job `id`, one entry per
+    /// attempt, oldest attempt first; empty for a job without output or an
+    /// unknown id. Logs live as long as their job: retention deletes them
+    /// with it.
+    async fn logs(&self, id: JobId) -> Result<Vec<AttemptLogs>, StoreError>;
+}
+
+/// Which workers are alive and what they claim, so jobs no live worker can
+/// run are visible (see `kyu_core::workers`). The semantics are stated by
+/// `kyu_core::conformance::workers`.
+#[async_trait]
+pub trait WorkerRegistry: Send + Sync {
+    /// Records that worker `info.id` is alive and what it claims, replacing
+    /// what it recorded before; it counts as alive until now + `ttl` unless
+    /// it is seen again. Registrations expired for a while are removed.
+    async fn worker_seen(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), StoreError>;
+
+    /// Removes worker `id`'s registration (it shut down).
+    async fn worker_gone(&self, id: &str) -> Result<(), StoreError>;
+
+    /// The workers alive now (registration not expired), by id.
+    async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError>;
+
+    /// The jobs runnable now (available, or scheduled with run_at reached),
+    /// counted by queue and kind, by queue then kind.
+    async fn waiting_kinds(&self) -> Result<Vec<WaitingKind>, StoreError>;
 }

@@ -2,9 +2,9 @@
 //! which kinds they run, so that a job no live worker can run is shown as
 //! waiting for one (`kyu queues ls`, `kyu jobs show`) instead of looking stuck.
 //!
-//! A worker records itself with [`Store::worker_seen`](crate::Store::worker_seen)
+//! A worker records itself with [`WorkerRegistry::worker_seen`](crate::WorkerRegistry::worker_seen)
 //! when it starts and at every heartbeat, and removes itself with
-//! [`Store::worker_gone`](crate::Store::worker_gone) on shutdown. A worker
+//! [`WorkerRegistry::worker_gone`](crate::WorkerRegistry::worker_gone) on shutdown. A worker
 //! that died without saying so stops counting once its registration
 //! expires (a few lease periods after it was last seen).
 

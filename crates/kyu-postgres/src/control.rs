@@ -1,5 +1,5 @@
 //! Operator controls (cancel, pause, resume; retry is in `retry`) and housekeeping
-//! (retention, attempt logs).
+//! (retention).
 //!
 //! Cancel locks the named rows, read the state they were in, and
 //! change them in one statement, so the reply says what each job was when the
@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use kyu_core::{AttemptLogs, CancelResult, JobId, JobState, StoreError};
+use kyu_core::{CancelResult, JobId, JobState, StoreError};
 use sqlx::PgPool;
 
 use crate::row::{db, parse_state};
@@ -117,36 +117,4 @@ pub(crate) async fn delete_finished(
         .await
         .map_err(db)?;
     Ok(n as u64)
-}
-
-/// Records (replaces) the logs of one attempt of job `id`.
-pub(crate) async fn set_logs(
-    pool: &PgPool,
-    schema: &str,
-    id: JobId,
-    logs: &AttemptLogs,
-) -> Result<(), StoreError> {
-    let sql = format!(
-        "INSERT INTO {schema}.job_logs (job_id, attempt, stdout, stderr, stdout_bytes, stderr_bytes) \
-         SELECT $1, $2, $3, $4, $5, $6 WHERE EXISTS (SELECT 1 FROM {schema}.jobs WHERE id = $1) \
-         ON CONFLICT (job_id, attempt) DO UPDATE SET \
-           stdout = excluded.stdout, stderr = excluded.stderr, \
-           stdout_bytes = excluded.stdout_bytes, stderr_bytes = excluded.stderr_bytes"
-    );
-    let n = sqlx::query(&sql)
-        .bind(id)
-        .bind(logs.attempt as i32)
-        // PostgreSQL text cannot hold NUL bytes; a command may print them.
-        .bind(logs.stdout.replace('\0', "\u{fffd}"))
-        .bind(logs.stderr.replace('\0', "\u{fffd}"))
-        .bind(i64::try_from(logs.stdout_bytes).unwrap_or(i64::MAX))
-        .bind(i64::try_from(logs.stderr_bytes).unwrap_or(i64::MAX))
-        .execute(pool)
-        .await
-        .map_err(db)?
-        .rows_affected();
-    if n == 0 {
-        return Err(StoreError::NotFound(id));
-    }
-    Ok(())
 }

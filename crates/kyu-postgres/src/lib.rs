@@ -50,6 +50,7 @@ mod control;
 mod enqueue;
 mod finish;
 mod lease;
+mod logs;
 mod notify;
 mod query;
 mod retry;
@@ -65,10 +66,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kyu_core::{
-    job::check_name, AttemptLogs, CancelResult, Claim, ClaimedJob, Clock, Enqueued, Finish,
-    FinishResult, HeartbeatReply, JobFilter, JobId, JobPage, JobRecord, JobState, LeaseRef, Limits,
-    LiveWorker, NewJob, Progress, QueueStats, Reaped, RetriedFailed, RetryResult, Store,
-    StoreError, SystemClock, WaitingKind, WorkerInfo,
+    job::check_name, CancelResult, Claim, ClaimedJob, Clock, Enqueued, Finish, FinishResult,
+    HeartbeatReply, JobFilter, JobId, JobPage, JobRecord, JobState, LeaseRef, Limits, NewJob,
+    Progress, QueueStats, Reaped, RetriedFailed, RetryResult, Store, StoreError, SystemClock,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -292,7 +292,7 @@ impl PgStore {
         conn: &mut PgConnection,
         jobs: Vec<NewJob>,
     ) -> Result<Vec<Enqueued>, StoreError> {
-        self.validate(&jobs)?;
+        NewJob::validate_batch(&jobs, &self.inner.limits)?;
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -303,15 +303,6 @@ impl PgStore {
         } else {
             enqueue::enqueue_plain(conn, &inner.schema, &inner.channel, now, &jobs).await
         }
-    }
-
-    fn validate(&self, jobs: &[NewJob]) -> Result<(), StoreError> {
-        let many = jobs.len() > 1;
-        for (i, job) in jobs.iter().enumerate() {
-            job.validate(&self.inner.limits)
-                .map_err(|e| if many { e.in_batch(i) } else { e })?;
-        }
-        Ok(())
     }
 
     fn now(&self) -> DateTime<Utc> {
@@ -532,90 +523,5 @@ impl Store for PgStore {
             failed_before,
         )
         .await
-    }
-
-    async fn worker_seen(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), StoreError> {
-        workers::seen(&self.inner.pool, self.s(), self.now(), info, ttl).await
-    }
-
-    async fn worker_gone(&self, id: &str) -> Result<(), StoreError> {
-        workers::gone(&self.inner.pool, self.s(), id).await
-    }
-
-    async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError> {
-        workers::live(&self.inner.pool, self.s(), self.now()).await
-    }
-
-    async fn waiting_kinds(&self) -> Result<Vec<WaitingKind>, StoreError> {
-        workers::waiting(&self.inner.pool, self.s(), self.now()).await
-    }
-
-    async fn set_logs(&self, id: JobId, logs: AttemptLogs) -> Result<(), StoreError> {
-        control::set_logs(&self.inner.pool, self.s(), id, &logs).await
-    }
-
-    async fn logs(&self, id: JobId) -> Result<Vec<AttemptLogs>, StoreError> {
-        query::logs(&self.inner.pool, self.s(), id).await
-    }
-
-    // Schedules: see the `schedule` module.
-
-    async fn upsert_schedule(
-        &self,
-        spec: kyu_core::ScheduleSpec,
-    ) -> Result<kyu_core::ScheduleRecord, StoreError> {
-        self.sched_upsert(spec).await
-    }
-
-    async fn sync_config_schedules(
-        &self,
-        declared: Vec<kyu_core::ConfigSchedule>,
-    ) -> Result<kyu_core::ConfigSync, StoreError> {
-        self.sched_sync_config(declared).await
-    }
-
-    async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
-        self.sched_delete(name).await
-    }
-
-    async fn set_schedule_enabled(&self, name: &str, enabled: bool) -> Result<bool, StoreError> {
-        self.sched_set_enabled(name, enabled).await
-    }
-
-    async fn get_schedule(
-        &self,
-        name: &str,
-    ) -> Result<Option<kyu_core::ScheduleRecord>, StoreError> {
-        self.sched_get(name).await
-    }
-
-    async fn list_schedules(&self) -> Result<Vec<kyu_core::ScheduleRecord>, StoreError> {
-        self.sched_list().await
-    }
-
-    async fn due_schedules(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<kyu_core::ScheduleRecord>, StoreError> {
-        self.sched_due(now).await
-    }
-
-    async fn fire_schedule(
-        &self,
-        fire: kyu_core::Fire,
-    ) -> Result<kyu_core::FireResult, StoreError> {
-        self.sched_fire(fire).await
-    }
-
-    async fn fire_buffered(
-        &self,
-        name: &str,
-        fire_time: DateTime<Utc>,
-    ) -> Result<kyu_core::FireResult, StoreError> {
-        self.sched_fire_buffered(name, fire_time).await
-    }
-
-    async fn trigger_schedule(&self, name: &str) -> Result<Option<JobId>, StoreError> {
-        self.sched_trigger(name).await
     }
 }

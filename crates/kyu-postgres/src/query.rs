@@ -1,10 +1,9 @@
-//! Reads: one job, pages of jobs, queue statistics, the next scheduled time,
-//! attempt logs.
+//! Reads: one job, pages of jobs, queue statistics, the next scheduled time.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use kyu_core::{AttemptLogs, JobFilter, JobId, JobPage, JobRecord, QueueStats, StoreError};
+use kyu_core::{JobFilter, JobId, JobPage, JobRecord, QueueStats, StoreError};
 use sqlx::PgPool;
 
 use crate::row::{db, job_from_row, parse_state, JOB_COLUMNS};
@@ -117,30 +116,4 @@ pub(crate) async fn next_scheduled(
     .fetch_one(pool)
     .await
     .map_err(db)
-}
-
-/// The recorded output of every attempt of job `id`, oldest first.
-pub(crate) async fn logs(
-    pool: &PgPool,
-    schema: &str,
-    id: JobId,
-) -> Result<Vec<AttemptLogs>, StoreError> {
-    let rows: Vec<(i32, String, String, i64, i64)> = sqlx::query_as(&format!(
-        "SELECT attempt, stdout, stderr, stdout_bytes, stderr_bytes FROM {schema}.job_logs \
-         WHERE job_id = $1 ORDER BY attempt"
-    ))
-    .bind(id)
-    .fetch_all(pool)
-    .await
-    .map_err(db)?;
-    Ok(rows
-        .into_iter()
-        .map(|(attempt, stdout, stderr, so, se)| AttemptLogs {
-            attempt: attempt as u32,
-            stdout,
-            stderr,
-            stdout_bytes: so.max(0) as u64,
-            stderr_bytes: se.max(0) as u64,
-        })
-        .collect())
 }

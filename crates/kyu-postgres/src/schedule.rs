@@ -7,11 +7,12 @@
 //! the others re-check the condition against the new row, find it changed
 //! and lose (invariant 3, across any number of hosts).
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kyu_core::schedule::{
     self, Existing, Fire, FireResult, OverlapDecision, ScheduleRecord, ScheduleSpec, SkipReason,
 };
-use kyu_core::{JobId, JobState, Limits, StoreError};
+use kyu_core::{JobId, JobState, Limits, ScheduleStore, StoreError};
 use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, Row};
 
@@ -173,12 +174,11 @@ async fn upsert_in(
 /// job, buffered fire time.
 type FireRow = (String, String, Option<i64>, Option<DateTime<Utc>>);
 
-/// The schedule operations of [`PgStore`]; the `Store` impl delegates here.
-impl PgStore {
-    pub(crate) async fn sched_upsert(
-        &self,
-        spec: ScheduleSpec,
-    ) -> Result<ScheduleRecord, StoreError> {
+/// The schedules of a [`PgStore`]: each operation one statement or one
+/// transaction.
+#[async_trait]
+impl ScheduleStore for PgStore {
+    async fn upsert_schedule(&self, spec: ScheduleSpec) -> Result<ScheduleRecord, StoreError> {
         spec.validate(&self.inner.limits)?;
         let now = self.now();
         let mut conn = self.conn().await?;
@@ -188,7 +188,7 @@ impl PgStore {
         Ok(rec)
     }
 
-    pub(crate) async fn sched_sync_config(
+    async fn sync_config_schedules(
         &self,
         declared: Vec<schedule::ConfigSchedule>,
     ) -> Result<schedule::ConfigSync, StoreError> {
@@ -232,7 +232,8 @@ impl PgStore {
             .collect();
         Ok(schedule::ConfigSync { schedules, removed })
     }
-    pub(crate) async fn sched_delete(&self, name: &str) -> Result<bool, StoreError> {
+
+    async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
         let n = sqlx::query(&format!(
             "DELETE FROM {}.schedules WHERE name = $1",
             self.schema()
@@ -245,11 +246,7 @@ impl PgStore {
         Ok(n > 0)
     }
 
-    pub(crate) async fn sched_set_enabled(
-        &self,
-        name: &str,
-        enabled: bool,
-    ) -> Result<bool, StoreError> {
+    async fn set_schedule_enabled(&self, name: &str, enabled: bool) -> Result<bool, StoreError> {
         let s = self.schema();
         let now = self.now();
         let mut conn = self.conn().await?;
@@ -286,21 +283,18 @@ impl PgStore {
         Ok(true)
     }
 
-    pub(crate) async fn sched_get(&self, name: &str) -> Result<Option<ScheduleRecord>, StoreError> {
+    async fn get_schedule(&self, name: &str) -> Result<Option<ScheduleRecord>, StoreError> {
         let mut conn = self.conn().await?;
         get(&mut conn, self.schema(), name).await
     }
 
-    pub(crate) async fn sched_list(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+    async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
         let sql = format!("SELECT {} ORDER BY s.name", columns(self.schema()));
         let rows = sqlx::query(&sql).fetch_all(self.pool()).await.map_err(db)?;
         rows.iter().map(record_from_row).collect()
     }
 
-    pub(crate) async fn sched_due(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<ScheduleRecord>, StoreError> {
+    async fn due_schedules(&self, now: DateTime<Utc>) -> Result<Vec<ScheduleRecord>, StoreError> {
         let sql = format!(
             "SELECT {} WHERE s.enabled AND (s.next_fire_at <= $1 OR (s.buffered_fire_at IS NOT NULL \
              AND (j.state IS NULL OR j.state IN ('completed', 'failed', 'cancelled')))) \
@@ -315,7 +309,7 @@ impl PgStore {
         rows.iter().map(record_from_row).collect()
     }
 
-    pub(crate) async fn sched_fire(&self, f: Fire) -> Result<FireResult, StoreError> {
+    async fn fire_schedule(&self, f: Fire) -> Result<FireResult, StoreError> {
         let s = self.schema();
         let limits = self.inner.limits;
         let mut conn = self.conn().await?;
@@ -369,7 +363,7 @@ impl PgStore {
         Ok(result)
     }
 
-    pub(crate) async fn sched_fire_buffered(
+    async fn fire_buffered(
         &self,
         name: &str,
         fire_time: DateTime<Utc>,
@@ -414,7 +408,7 @@ impl PgStore {
         Ok(FireResult::Fired { job })
     }
 
-    pub(crate) async fn sched_trigger(&self, name: &str) -> Result<Option<JobId>, StoreError> {
+    async fn trigger_schedule(&self, name: &str) -> Result<Option<JobId>, StoreError> {
         let s = self.schema();
         let limits = self.inner.limits;
         let now = self.now();

@@ -1,5 +1,5 @@
-//! The store and schedule conformance suites, run against the real
-//! PostgreSQL server, each case in a fresh schema.
+//! The backend conformance suite, run against the real PostgreSQL server,
+//! each case in a fresh schema.
 
 mod common;
 
@@ -11,7 +11,7 @@ use kyu_postgres::{PgOptions, PgStore};
 struct PgHarness;
 
 #[async_trait::async_trait]
-impl kyu_core::testkit::Harness for PgHarness {
+impl kyu_core::conformance::Harness for PgHarness {
     async fn store(&self, clock: Arc<dyn Clock>) -> Arc<dyn Store> {
         let options = PgOptions {
             max_connections: 4,
@@ -25,5 +25,4 @@ impl kyu_core::testkit::Harness for PgHarness {
     }
 }
 
-kyu_core::store_conformance_tests!(PgHarness);
-kyu_core::schedule_conformance_tests!(PgHarness);
+kyu_core::conformance_tests!(PgHarness);

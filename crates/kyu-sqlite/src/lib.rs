@@ -42,6 +42,7 @@ mod control;
 mod enqueue;
 mod finish;
 mod lease;
+mod logs;
 mod notify;
 mod open_error;
 mod query;
@@ -60,10 +61,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kyu_core::{
-    job::check_name, AttemptLogs, CancelResult, Claim, ClaimedJob, Clock, Enqueued, Finish,
-    FinishResult, HeartbeatReply, JobFilter, JobId, JobPage, JobRecord, LeaseRef, Limits,
-    LiveWorker, NewJob, Progress, QueueStats, Reaped, RetriedFailed, RetryResult, Store,
-    StoreError, SystemClock, WaitingKind, WorkerInfo,
+    job::check_name, CancelResult, Claim, ClaimedJob, Clock, Enqueued, Finish, FinishResult,
+    HeartbeatReply, JobFilter, JobId, JobPage, JobRecord, LeaseRef, Limits, NewJob, Progress,
+    QueueStats, Reaped, RetriedFailed, RetryResult, Store, StoreError, SystemClock,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -400,11 +400,7 @@ impl Store for SqliteStore {
     }
 
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
-        let many = jobs.len() > 1;
-        for (i, job) in jobs.iter().enumerate() {
-            job.validate(&self.inner.limits)
-                .map_err(|e| if many { e.in_batch(i) } else { e })?;
-        }
+        NewJob::validate_batch(&jobs, &self.inner.limits)?;
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -554,97 +550,5 @@ impl Store for SqliteStore {
             retention::delete_finished(c, clock.now(), completed_before, failed_before)
         })
         .await
-    }
-
-    async fn worker_seen(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), StoreError> {
-        let clock = self.now_fn();
-        let info = info.clone();
-        self.write(never, move |c| workers::seen(c, clock.now(), &info, ttl))
-            .await
-    }
-
-    async fn worker_gone(&self, id: &str) -> Result<(), StoreError> {
-        let id = id.to_string();
-        self.write(never, move |c| workers::gone(c, &id)).await
-    }
-
-    async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError> {
-        let clock = self.now_fn();
-        self.read(move |c| workers::live(c, clock.now())).await
-    }
-
-    async fn waiting_kinds(&self) -> Result<Vec<WaitingKind>, StoreError> {
-        let clock = self.now_fn();
-        self.read(move |c| workers::waiting(c, clock.now())).await
-    }
-
-    async fn set_logs(&self, id: JobId, logs: AttemptLogs) -> Result<(), StoreError> {
-        self.write(never, move |c| retention::set_logs(c, id, &logs))
-            .await
-    }
-
-    async fn logs(&self, id: JobId) -> Result<Vec<AttemptLogs>, StoreError> {
-        self.read(move |c| query::logs(c, id)).await
-    }
-
-    // Schedules: see the `schedule` module.
-
-    async fn upsert_schedule(
-        &self,
-        spec: kyu_core::ScheduleSpec,
-    ) -> Result<kyu_core::ScheduleRecord, StoreError> {
-        self.sched_upsert(spec).await
-    }
-
-    async fn sync_config_schedules(
-        &self,
-        declared: Vec<kyu_core::ConfigSchedule>,
-    ) -> Result<kyu_core::ConfigSync, StoreError> {
-        self.sched_sync_config(declared).await
-    }
-
-    async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
-        self.sched_delete(name).await
-    }
-
-    async fn set_schedule_enabled(&self, name: &str, enabled: bool) -> Result<bool, StoreError> {
-        self.sched_set_enabled(name, enabled).await
-    }
-
-    async fn get_schedule(
-        &self,
-        name: &str,
-    ) -> Result<Option<kyu_core::ScheduleRecord>, StoreError> {
-        self.sched_get(name).await
-    }
-
-    async fn list_schedules(&self) -> Result<Vec<kyu_core::ScheduleRecord>, StoreError> {
-        self.sched_list().await
-    }
-
-    async fn due_schedules(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<kyu_core::ScheduleRecord>, StoreError> {
-        self.sched_due(now).await
-    }
-
-    async fn fire_schedule(
-        &self,
-        fire: kyu_core::Fire,
-    ) -> Result<kyu_core::FireResult, StoreError> {
-        self.sched_fire(fire).await
-    }
-
-    async fn fire_buffered(
-        &self,
-        name: &str,
-        fire_time: DateTime<Utc>,
-    ) -> Result<kyu_core::FireResult, StoreError> {
-        self.sched_fire_buffered(name, fire_time).await
-    }
-
-    async fn trigger_schedule(&self, name: &str) -> Result<Option<JobId>, StoreError> {
-        self.sched_trigger(name).await
     }
 }

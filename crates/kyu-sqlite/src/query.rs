@@ -1,10 +1,10 @@
-//! Reads: one job, pages of jobs, queue statistics, the next scheduled time,
-//! attempt logs. These run on read connections, beside the writer (WAL).
+//! Reads: one job, pages of jobs, queue statistics, the next scheduled time.
+//! These run on read connections, beside the writer (WAL).
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use kyu_core::{AttemptLogs, JobFilter, JobId, JobPage, JobRecord, QueueStats, StoreError};
+use kyu_core::{JobFilter, JobId, JobPage, JobRecord, QueueStats, StoreError};
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 
@@ -133,25 +133,4 @@ pub(crate) fn next_scheduled(
         .and_then(|mut s| s.query_row(params_from_iter(queues.iter()), |r| r.get(0)))
         .map_err(db)?;
     Ok(v.map(from_us))
-}
-
-/// The recorded output of every attempt of job `id`, oldest first.
-pub(crate) fn logs(conn: &Connection, id: JobId) -> Result<Vec<AttemptLogs>, StoreError> {
-    conn.prepare_cached(
-        "SELECT attempt, stdout, stderr, stdout_bytes, stderr_bytes FROM job_logs \
-         WHERE job_id = ?1 ORDER BY attempt",
-    )
-    .and_then(|mut s| {
-        s.query_map([id], |r| {
-            Ok(AttemptLogs {
-                attempt: r.get(0)?,
-                stdout: r.get(1)?,
-                stderr: r.get(2)?,
-                stdout_bytes: r.get::<_, i64>(3)? as u64,
-                stderr_bytes: r.get::<_, i64>(4)? as u64,
-            })
-        })?
-        .collect()
-    })
-    .map_err(db)
 }

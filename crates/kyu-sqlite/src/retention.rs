@@ -1,9 +1,8 @@
-//! Retention: deleting finished jobs (and their logs) after a while, and
-//! storing attempt logs.
+//! Retention: deleting finished jobs (and their logs) after a while.
 
 use chrono::{DateTime, Utc};
-use kyu_core::{AttemptLogs, JobId, StoreError};
-use rusqlite::{params, Connection, OptionalExtension};
+use kyu_core::StoreError;
+use rusqlite::{params, Connection};
 
 use crate::row::{db, us};
 
@@ -33,33 +32,4 @@ pub(crate) fn delete_finished(
         .and_then(|mut s| s.execute(p))
         .map(|n| n as u64)
         .map_err(db)
-}
-
-/// Records (replaces) the logs of one attempt of job `id`.
-pub(crate) fn set_logs(conn: &Connection, id: JobId, logs: &AttemptLogs) -> Result<(), StoreError> {
-    let exists: Option<i64> = conn
-        .prepare_cached("SELECT 1 FROM jobs WHERE id = ?1")
-        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
-        .map_err(db)?;
-    if exists.is_none() {
-        return Err(StoreError::NotFound(id));
-    }
-    conn.prepare_cached(
-        "INSERT INTO job_logs (job_id, attempt, stdout, stderr, stdout_bytes, stderr_bytes) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (job_id, attempt) DO UPDATE SET \
-         stdout = excluded.stdout, stderr = excluded.stderr, \
-         stdout_bytes = excluded.stdout_bytes, stderr_bytes = excluded.stderr_bytes",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            id,
-            logs.attempt,
-            logs.stdout,
-            logs.stderr,
-            logs.stdout_bytes as i64,
-            logs.stderr_bytes as i64
-        ])
-    })
-    .map(|_| ())
-    .map_err(db)
 }

@@ -7,11 +7,12 @@
 //! take the same database lock, so of several schedulers racing for one fire
 //! time exactly one sees its expected `next_fire_at` (invariant 3).
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kyu_core::schedule::{
     self, Existing, Fire, FireResult, OverlapDecision, ScheduleRecord, ScheduleSpec, SkipReason,
 };
-use kyu_core::{JobId, JobState, Limits, StoreError};
+use kyu_core::{JobId, JobState, Limits, ScheduleStore, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::row::{db, from_us, parse_state, us};
@@ -205,7 +206,7 @@ fn upsert_from(
         .ok_or_else(|| StoreError::Database("the upserted schedule is missing".into()))
 }
 
-/// [`Store::sync_config_schedules`](kyu_core::Store::sync_config_schedules),
+/// [`ScheduleStore::sync_config_schedules`](kyu_core::ScheduleStore::sync_config_schedules),
 /// inside one write (the writer's savepoint makes it all or nothing).
 fn sync_config(
     conn: &Connection,
@@ -408,19 +409,18 @@ fn triggered(r: &Option<JobId>) -> bool {
     r.is_some()
 }
 
-/// The schedule operations of [`SqliteStore`]; the `Store` impl delegates here.
-impl SqliteStore {
-    pub(crate) async fn sched_upsert(
-        &self,
-        spec: ScheduleSpec,
-    ) -> Result<ScheduleRecord, StoreError> {
+/// The schedules of a [`SqliteStore`]: each operation one read, or one
+/// write in the writer's group commit.
+#[async_trait]
+impl ScheduleStore for SqliteStore {
+    async fn upsert_schedule(&self, spec: ScheduleSpec) -> Result<ScheduleRecord, StoreError> {
         spec.validate(&self.inner.limits)?;
         let clock = self.now_fn();
         self.write(never, move |c| upsert(c, clock.now(), &spec))
             .await
     }
 
-    pub(crate) async fn sched_sync_config(
+    async fn sync_config_schedules(
         &self,
         declared: Vec<schedule::ConfigSchedule>,
     ) -> Result<schedule::ConfigSync, StoreError> {
@@ -432,7 +432,7 @@ impl SqliteStore {
             .await
     }
 
-    pub(crate) async fn sched_delete(&self, name: &str) -> Result<bool, StoreError> {
+    async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
         let name = name.to_string();
         self.write(never, move |c| {
             conn_execute(c, "DELETE FROM schedules WHERE name = ?1", &name).map(|n| n > 0)
@@ -440,30 +440,23 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn sched_set_enabled(
-        &self,
-        name: &str,
-        enabled: bool,
-    ) -> Result<bool, StoreError> {
+    async fn set_schedule_enabled(&self, name: &str, enabled: bool) -> Result<bool, StoreError> {
         let clock = self.now_fn();
         let name = name.to_string();
         self.write(never, move |c| set_enabled(c, clock.now(), &name, enabled))
             .await
     }
 
-    pub(crate) async fn sched_get(&self, name: &str) -> Result<Option<ScheduleRecord>, StoreError> {
+    async fn get_schedule(&self, name: &str) -> Result<Option<ScheduleRecord>, StoreError> {
         let name = name.to_string();
         self.read(move |c| get(c, &name)).await
     }
 
-    pub(crate) async fn sched_list(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
+    async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
         self.read(|c| query(c, "ORDER BY s.name", &[])).await
     }
 
-    pub(crate) async fn sched_due(
-        &self,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<ScheduleRecord>, StoreError> {
+    async fn due_schedules(&self, now: DateTime<Utc>) -> Result<Vec<ScheduleRecord>, StoreError> {
         let now = us(now);
         self.read(move |c| {
             query(
@@ -477,14 +470,14 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn sched_fire(&self, f: Fire) -> Result<FireResult, StoreError> {
+    async fn fire_schedule(&self, f: Fire) -> Result<FireResult, StoreError> {
         let clock = self.now_fn();
         let limits = self.inner.limits;
         self.write(fired, move |c| fire(c, clock.now(), &limits, &f))
             .await
     }
 
-    pub(crate) async fn sched_fire_buffered(
+    async fn fire_buffered(
         &self,
         name: &str,
         fire_time: DateTime<Utc>,
@@ -498,7 +491,7 @@ impl SqliteStore {
         .await
     }
 
-    pub(crate) async fn sched_trigger(&self, name: &str) -> Result<Option<JobId>, StoreError> {
+    async fn trigger_schedule(&self, name: &str) -> Result<Option<JobId>, StoreError> {
         let clock = self.now_fn();
         let limits = self.inner.limits;
         let name = name.to_string();

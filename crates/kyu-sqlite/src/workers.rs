@@ -5,18 +5,20 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kyu_core::{LiveWorker, StoreError, WaitingKind, WorkerInfo};
+use kyu_core::{LiveWorker, StoreError, WaitingKind, WorkerInfo, WorkerRegistry};
 use rusqlite::{params, Connection};
 
 use crate::row::{db, dur_us, from_us, parse_json, us};
+use crate::{never, SqliteStore};
 
 /// How long an expired registration is kept before it is removed: expired
 /// rows are never read, this only keeps the table small.
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
 
 /// Records (replaces) a worker's registration, alive until now + `ttl`.
-pub(crate) fn seen(
+fn seen(
     conn: &Connection,
     now: DateTime<Utc>,
     info: &WorkerInfo,
@@ -52,7 +54,7 @@ pub(crate) fn seen(
 }
 
 /// Removes a worker's registration.
-pub(crate) fn gone(conn: &Connection, id: &str) -> Result<(), StoreError> {
+fn gone(conn: &Connection, id: &str) -> Result<(), StoreError> {
     conn.prepare_cached("DELETE FROM workers WHERE id = ?1")
         .and_then(|mut s| s.execute([id]))
         .map(|_| ())
@@ -60,7 +62,7 @@ pub(crate) fn gone(conn: &Connection, id: &str) -> Result<(), StoreError> {
 }
 
 /// The workers whose registration has not expired, by id.
-pub(crate) fn live(conn: &Connection, now: DateTime<Utc>) -> Result<Vec<LiveWorker>, StoreError> {
+fn live(conn: &Connection, now: DateTime<Utc>) -> Result<Vec<LiveWorker>, StoreError> {
     conn.prepare_cached(
         "SELECT id, queues, kinds, last_seen FROM workers WHERE expires_at > ?1 ORDER BY id",
     )
@@ -83,10 +85,7 @@ pub(crate) fn live(conn: &Connection, now: DateTime<Utc>) -> Result<Vec<LiveWork
 
 /// Runnable jobs by queue and kind: available ones off the claim index, due
 /// scheduled ones off the scheduled index.
-pub(crate) fn waiting(
-    conn: &Connection,
-    now: DateTime<Utc>,
-) -> Result<Vec<WaitingKind>, StoreError> {
+fn waiting(conn: &Connection, now: DateTime<Utc>) -> Result<Vec<WaitingKind>, StoreError> {
     let rows: Vec<(String, String, i64)> = conn
         .prepare_cached(
             "SELECT queue, kind, COUNT(*) FROM jobs WHERE state = 'available' GROUP BY queue, kind \
@@ -107,4 +106,31 @@ pub(crate) fn waiting(
         .into_iter()
         .map(|((queue, kind), count)| WaitingKind { queue, kind, count })
         .collect())
+}
+
+/// The worker registry of a [`SqliteStore`]: registrations are writes in the
+/// group commit, the lists are reads.
+#[async_trait]
+impl WorkerRegistry for SqliteStore {
+    async fn worker_seen(&self, info: &WorkerInfo, ttl: Duration) -> Result<(), StoreError> {
+        let clock = self.now_fn();
+        let info = info.clone();
+        self.write(never, move |c| seen(c, clock.now(), &info, ttl))
+            .await
+    }
+
+    async fn worker_gone(&self, id: &str) -> Result<(), StoreError> {
+        let id = id.to_string();
+        self.write(never, move |c| gone(c, &id)).await
+    }
+
+    async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError> {
+        let clock = self.now_fn();
+        self.read(move |c| live(c, clock.now())).await
+    }
+
+    async fn waiting_kinds(&self) -> Result<Vec<WaitingKind>, StoreError> {
+        let clock = self.now_fn();
+        self.read(move |c| waiting(c, clock.now())).await
+    }
 }

@@ -1,4 +1,4 @@
-//! The store conformance suite, run against SQLite files in a temporary directory.
+//! The backend conformance suite, run against SQLite files in a temporary directory.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,7 +19,7 @@ fn harness() -> SqliteHarness {
 }
 
 #[async_trait::async_trait]
-impl kyu_core::testkit::Harness for SqliteHarness {
+impl kyu_core::conformance::Harness for SqliteHarness {
     async fn store(&self, clock: Arc<dyn Clock>) -> Arc<dyn Store> {
         let n = self.n.fetch_add(1, Ordering::Relaxed);
         let path = self.dir.path().join(format!("kyu-{n}.db"));
@@ -33,8 +33,7 @@ impl kyu_core::testkit::Harness for SqliteHarness {
     }
 }
 
-kyu_core::store_conformance_tests!(harness());
-kyu_core::schedule_conformance_tests!(harness());
+kyu_core::conformance_tests!(harness());
 
 /// The same suite against `sqlite::memory:` (reads go through the writer).
 mod memory {
@@ -43,7 +42,7 @@ mod memory {
     struct MemoryHarness;
 
     #[async_trait::async_trait]
-    impl kyu_core::testkit::Harness for MemoryHarness {
+    impl kyu_core::conformance::Harness for MemoryHarness {
         async fn store(&self, clock: Arc<dyn Clock>) -> Arc<dyn Store> {
             Arc::new(
                 SqliteStore::open("sqlite::memory:", SqliteOptions::with_clock(clock))
@@ -52,6 +51,5 @@ mod memory {
         }
     }
 
-    kyu_core::store_conformance_tests!(MemoryHarness);
-    kyu_core::schedule_conformance_tests!(MemoryHarness);
+    kyu_core::conformance_tests!(MemoryHarness);
 }

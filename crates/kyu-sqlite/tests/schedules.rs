@@ -1,7 +1,7 @@
 //! Schedules on SQLite beyond the conformance suite (which runs in
 //! `conformance.rs`): migrating a database made before schedules existed.
 
-use kyu_core::Store;
+use kyu_core::{ScheduleStore, Store};
 use kyu_sqlite::{SqliteOptions, SqliteStore};
 
 /// A database made before schedules existed (schema version 1) gains the
@@ -30,11 +30,16 @@ async fn version_1_database_is_migrated() {
         .expect("downgrade");
     let store = SqliteStore::open(&url, SqliteOptions::default()).expect("reopen");
     assert!(store.get(id).await.expect("get").is_some(), "jobs kept");
-    let spec = kyu_core::schedule_suite::spec("s", "* * * * *");
+    let spec = kyu_core::conformance::schedules::spec("s", "* * * * *");
     store.upsert_schedule(spec).await.expect("schedules work");
     assert_eq!(store.list_schedules().await.expect("list").len(), 1);
     let claimed = store
-        .claim(kyu_core::testkit::claim_kinds("w", &["default"], &["k"], 1))
+        .claim(kyu_core::conformance::claim_kinds(
+            "w",
+            &["default"],
+            &["k"],
+            1,
+        ))
         .await
         .expect("claim on the migrated claim index");
     assert_eq!(claimed[0].id, id);

@@ -7,9 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use kyu_core::{
-    AttemptLogs, Claim, FinishOutcome, JobState, ManualClock, NewJob, Store, StoreError,
-};
+use kyu_core::{AttemptLogs, Claim, FinishOutcome, JobState, LogStore, NewJob, Store, StoreError};
 use kyu_sqlite::{SqliteOptions, SqliteStore};
 
 fn db_path(dir: &tempfile::TempDir) -> PathBuf {
@@ -303,52 +301,4 @@ async fn a_failing_write_in_a_group_does_not_undo_the_others() {
     for id in ids {
         assert!(store.get(id).await.unwrap().is_some(), "job {id} was kept");
     }
-}
-
-#[tokio::test]
-async fn logs_round_trip_and_go_with_retention() {
-    let clock = ManualClock::new("2030-01-01T00:00:00Z".parse().unwrap());
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(
-        db_path(&dir).to_str().unwrap(),
-        SqliteOptions::with_clock(Arc::new(clock.clone())),
-    )
-    .unwrap();
-    let id = store
-        .enqueue(vec![NewJob::new("k", serde_json::json!({}))])
-        .await
-        .unwrap()[0]
-        .id;
-    let cl = store.claim(claim("w", 1)).await.unwrap().remove(0);
-    let mut logs = AttemptLogs {
-        attempt: 1,
-        stdout: "hello".into(),
-        stderr: String::new(),
-        stdout_bytes: 5,
-        stderr_bytes: 0,
-    };
-    store.set_logs(id, logs.clone()).await.unwrap();
-    logs.stdout = "hello world".into();
-    logs.stdout_bytes = 11;
-    store.set_logs(id, logs.clone()).await.unwrap();
-    assert_eq!(
-        store.logs(id).await.unwrap(),
-        vec![logs],
-        "replaced, not appended"
-    );
-    store
-        .finish(vec![kyu_core::Finish {
-            lease: cl.lease(),
-            worker: "w".into(),
-            outcome: FinishOutcome::Completed { result: None },
-        }])
-        .await
-        .unwrap();
-    clock.advance(Duration::from_secs(10));
-    let now = kyu_core::Clock::now(&clock);
-    assert_eq!(store.delete_finished(now, now).await.unwrap(), 1);
-    assert!(
-        store.logs(id).await.unwrap().is_empty(),
-        "logs deleted with the job"
-    );
 }

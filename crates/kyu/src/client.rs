@@ -148,10 +148,7 @@ impl Kyu {
             }
             .into());
         };
-        for (i, job) in jobs.iter().enumerate() {
-            job.validate(&self.limits)
-                .map_err(|e| if jobs.len() == 1 { e } else { e.in_batch(i) })?;
-        }
+        NewJob::validate_batch(&jobs, &self.limits)?;
         Ok(pg.enqueue_in(conn, jobs).await?)
     }
 
@@ -205,17 +202,7 @@ impl Kyu {
     /// Enqueues many jobs in one transaction: all or none. One result per job,
     /// in order.
     pub async fn insert_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
-        for (i, job) in jobs.iter().enumerate() {
-            job.validate(&self.limits).map_err(
-                |e| {
-                    if jobs.len() == 1 {
-                        e
-                    } else {
-                        e.in_batch(i)
-                    }
-                },
-            )?;
-        }
+        NewJob::validate_batch(&jobs, &self.limits)?;
         Ok(self.store.enqueue(jobs).await?)
     }
 
@@ -362,7 +349,7 @@ impl Kyu {
     /// jobs stay) and named in [`ConfigSync::removed`](kyu_core::ConfigSync::removed).
     /// A stored schedule keeps its enabled state (an operator's disable)
     /// unless the entry sets it explicitly. See
-    /// [`Store::sync_config_schedules`](kyu_core::Store::sync_config_schedules).
+    /// [`ScheduleStore::sync_config_schedules`](kyu_core::ScheduleStore::sync_config_schedules).
     pub async fn sync_config_schedules(
         &self,
         declared: Vec<kyu_core::ConfigSchedule>,

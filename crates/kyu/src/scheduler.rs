@@ -3,7 +3,7 @@
 //! Run one in every process that should fire schedules (`kyu serve` does); any
 //! number may run on one database. There is no leader: each fire is a
 //! compare-and-set on the schedule's next fire time in the same transaction
-//! as the job insert ([`Store::fire_schedule`](kyu_core::Store::fire_schedule)),
+//! as the job insert ([`ScheduleStore::fire_schedule`](kyu_core::ScheduleStore::fire_schedule)),
 //! so each (schedule, fire time) yields at most one job, and a scheduler that
 //! loses the race moves on (DESIGN.md, invariant 3).
 //!

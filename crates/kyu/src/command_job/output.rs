@@ -3,8 +3,9 @@
 //!
 //! Decoding happens here, once, as bytes arrive: a character split across
 //! reads waits for its last byte, and an undecodable sequence becomes one
-//! U+FFFD. So the recorded text only ever grows at its end, and its byte
-//! count ([`AttemptLogs::stdout_bytes`]) is an offset into that one text:
+//! U+FFFD (and so does a NUL, which no store keeps). So the recorded text
+//! only ever grows at its end, and its byte count
+//! ([`AttemptLogs::stdout_bytes`]) is an offset into that one text:
 //! a reader that has printed the first N bytes (`kyu jobs logs --follow`)
 //! prints exactly what follows, whole characters only.
 
@@ -58,7 +59,9 @@ impl Text {
                 }
             }
         }
-        self.append(&decoded, limit);
+        // Stores record NUL as U+FFFD (AttemptLogs::stored_text): make it one
+        // here, so the byte count stays an offset into the text as stored.
+        self.append(&AttemptLogs::stored_text(&decoded), limit);
     }
 
     /// The stream ended: an incomplete last character is recorded as U+FFFD.
@@ -165,6 +168,7 @@ pub(super) async fn read_stream(
 #[cfg(test)]
 mod tests {
     use super::Text;
+    use kyu_core::AttemptLogs;
 
     fn fed(chunks: &[&[u8]], limit: usize) -> Text {
         let mut t = Text::default();
@@ -204,6 +208,21 @@ mod tests {
         let mut t = fed(&[b"x\xe6"], 100);
         t.finish(100);
         assert_eq!(t.kept(), "x\u{FFFD}", "an unfinished character at the end");
+    }
+
+    /// Stores record NUL as U+FFFD (`AttemptLogs::stored_text`); counted as
+    /// the 1 byte it was, every offset after it would point 2 bytes short
+    /// and `kyu jobs logs --follow` would skip output.
+    #[test]
+    fn nul_is_recorded_as_a_replacement_and_offsets_stay_exact() {
+        let t = fed(&[b"a\0b", b"\0"], 100);
+        assert_eq!(t.kept(), "a\u{FFFD}b\u{FFFD}");
+        assert_eq!(t.total as usize, t.kept().len());
+        assert_eq!(
+            t.kept(),
+            AttemptLogs::stored_text(t.kept()),
+            "stored as kept"
+        );
     }
 
     #[test]

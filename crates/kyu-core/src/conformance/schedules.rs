@@ -1,14 +1,9 @@
-//! The schedule conformance suite: the semantics of the schedule methods of
-//! [`Store`](crate::Store), stated as tests (feature `testkit`).
-//!
-//! It reuses the store suite's [`Harness`]; a backend's test file adds one line:
-//!
-//! ```ignore
-//! kyu_core::schedule_conformance_tests!(MyHarness::new());
-//! ```
+//! Schedules: the semantics of the schedule methods of
+//! [`Store`](crate::Store): upsert, enable, the exactly-once fire, overlap
+//! policies, trigger and the config-file sync.
 //!
 //! Every case starts a [`ManualClock`](crate::ManualClock) at
-//! [`T0`](crate::testkit::T0) (2030-01-01T00:00:00Z, a Tuesday) and moves it;
+//! [`T0`](super::T0) (2030-01-01T00:00:00Z, a Tuesday) and moves it;
 //! no case sleeps. Fires are made by hand here, as a scheduler would make
 //! them; the scheduler's own rules (misfire grace, catch-up) are tested in the
 //! `kyu` crate.
@@ -17,8 +12,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use super::{Ctx, Harness};
 use crate::schedule::{Fire, FireResult, JobTemplate, OverlapPolicy, ScheduleSpec, SkipReason};
-use crate::testkit::{Ctx, Harness};
 use crate::{FinishOutcome, JobState, StoreError};
 
 /// A schedule `name` on `cron` (UTC) enqueuing kind `tick` with args `{"n": 1}`.
@@ -617,40 +612,4 @@ pub async fn schedule_config_sync_removes_undeclared_and_keeps_operator_disable(
         other => panic!("expected an invalid-input error, got {other:?}"),
     }
     assert!(c.store.get_schedule("e").await.expect("get").is_none());
-}
-
-/// Makes one `#[test]` per schedule conformance case, each with a fresh
-/// harness from `$harness` (an expression that builds a
-/// [`Harness`](crate::testkit::Harness)).
-#[macro_export]
-macro_rules! schedule_conformance_tests {
-    ($harness:expr) => {
-        $crate::schedule_conformance_tests!(@cases $harness;
-            schedule_upsert_get_list_delete,
-            schedule_upsert_invalid_writes_nothing,
-            schedule_upsert_keeps_next_fire,
-            schedule_fire_compare_and_set,
-            schedule_concurrent_fires_one_wins,
-            schedule_enable_disable,
-            schedule_misfire_skip_advances_only,
-            schedule_overlap_skip,
-            schedule_overlap_allow,
-            schedule_overlap_buffer_one,
-            schedule_trigger,
-            schedule_last_job_state_follows_job,
-            schedule_fire_wakes_workers,
-            schedule_config_sync_removes_undeclared_and_keeps_operator_disable,
-        );
-    };
-    (@cases $harness:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $case() {
-                $crate::testkit::run(async {
-                    let harness = $harness;
-                    $crate::schedule_suite::$case(&harness).await;
-                });
-            }
-        )*
-    };
 }
