@@ -17,7 +17,9 @@ pub use certs::TestCa;
 pub fn postgres_tests_enabled(test: &str) -> bool {
     let on = std::env::var_os("KYU_TEST_POSTGRES_URL").is_some();
     if !on {
-        eprintln!("{test}: skipped, KYU_TEST_POSTGRES_URL is not set (see the README's PostgreSQL tests)");
+        eprintln!(
+            "{test}: skipped, KYU_TEST_POSTGRES_URL is not set (see the README's PostgreSQL tests)"
+        );
     }
     on
 }
