@@ -57,6 +57,7 @@ mod retry;
 mod row;
 mod schedule;
 mod schema;
+mod tls;
 mod url;
 mod workers;
 
@@ -180,7 +181,7 @@ impl PgStore {
         // would only report that it timed out.
         let first = PgConnection::connect_with(&connect)
             .await
-            .map_err(|e| cannot_connect(url, e))?;
+            .map_err(|e| cannot_connect(url, &connect, e))?;
         let _ = first.close().await;
         let pool = PgPoolOptions::new()
             .max_connections(options.max_connections.max(1))
@@ -245,9 +246,9 @@ impl PgStore {
         check_schema(&schema)?;
         let pool = PgPoolOptions::new()
             .max_connections(1)
-            .connect_with(connect)
+            .connect_with(connect.clone())
             .await
-            .map_err(|e| cannot_connect(url, e))?;
+            .map_err(|e| cannot_connect(url, &connect, e))?;
         let applied = schema::migrate(&pool, &schema).await;
         pool.close().await;
         applied
@@ -324,12 +325,10 @@ impl PgStore {
 }
 
 /// The error of a first connection that failed (server down, wrong
-/// database, password refused), naming the URL without its password.
-fn cannot_connect(url: &str, e: sqlx::Error) -> StoreError {
-    StoreError::Database(format!(
-        "cannot connect to PostgreSQL at {}: {e}",
-        url::redact(url)
-    ))
+/// database, password refused, TLS refused), naming the URL without its
+/// password, and the sslmode when TLS failed.
+fn cannot_connect(url: &str, connect: &PgConnectOptions, e: sqlx::Error) -> StoreError {
+    StoreError::Database(tls::connect_error(url, connect, e))
 }
 
 #[async_trait]

@@ -1,14 +1,18 @@
 //! Database URLs: `postgres://user:password@host:port/database?param=value`.
 //!
-//! The libpq parameters sqlx understands (`sslmode`, `application_name`,
-//! `options`, …) pass through. Two are kyu's own: `schema=NAME` chooses the
-//! schema kyu's tables live in, and `migrate=false` stops connect from
-//! applying migrations (run `kyu migrate` instead).
+//! The libpq parameters sqlx understands (`application_name`, `options`, …)
+//! pass through. The TLS ones (`sslmode`, `sslrootcert`, `sslcert`,
+//! `sslkey`) are checked and settled as libpq reads them (see the `tls`
+//! module). Two are kyu's own: `schema=NAME` chooses the schema kyu's tables
+//! live in, and `migrate=false` stops connect from applying migrations (run
+//! `kyu migrate` instead).
 
 use std::str::FromStr;
 
 use kyu_core::StoreError;
 use sqlx::postgres::PgConnectOptions;
+
+use crate::tls::TlsParams;
 
 /// Whether `url` names a PostgreSQL database.
 pub fn is_postgres_url(url: &str) -> bool {
@@ -50,6 +54,7 @@ pub fn split_url(url: &str) -> Result<(PgConnectOptions, UrlParams), StoreError>
     };
     check_database_named(base, query).map_err(bad)?;
     let mut params = UrlParams::default();
+    let mut tls = TlsParams::default();
     let mut rest: Vec<&str> = Vec::new();
     for pair in query
         .into_iter()
@@ -73,7 +78,12 @@ pub fn split_url(url: &str) -> Result<(PgConnectOptions, UrlParams), StoreError>
                     }
                 });
             }
-            _ => rest.push(pair),
+            Some((name, v)) => {
+                if tls.take(name, v).map_err(bad)? {
+                    rest.push(pair);
+                }
+            }
+            None => rest.push(pair),
         }
     }
     let stripped = if rest.is_empty() {
@@ -82,6 +92,7 @@ pub fn split_url(url: &str) -> Result<(PgConnectOptions, UrlParams), StoreError>
         format!("{base}?{}", rest.join("&"))
     };
     let options = PgConnectOptions::from_str(&stripped).map_err(|e| bad(e.to_string()))?;
+    let options = tls.apply(options).map_err(bad)?;
     Ok((options, params))
 }
 
@@ -172,6 +183,99 @@ mod tests {
         assert!(split_url("postgres://u@h/app").is_ok());
         assert!(split_url("postgres://u@h?dbname=app").is_ok());
         assert!(split_url("postgres:///app?host=/var/run/postgresql").is_ok());
+    }
+
+    /// The URL's sslmode as sqlx will use it.
+    fn mode_of(url: &str) -> &'static str {
+        crate::tls::mode_name(split_url(url).unwrap().0.get_ssl_mode())
+    }
+
+    #[test]
+    fn a_bad_sslmode_is_refused_naming_the_accepted_values() {
+        let e = split_url("postgres://u:pw@h/db?sslmode=requre")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains(r#"sslmode parameter: "requre" is not accepted"#),
+            "{e}"
+        );
+        assert!(
+            e.contains("disable, allow, prefer, require, verify-ca, verify-full"),
+            "{e}"
+        );
+        assert!(!e.contains("pw@"), "{e}");
+        assert!(matches!(
+            split_url("postgres://h/db?sslmode=").unwrap_err(),
+            StoreError::BadUrl { .. }
+        ));
+    }
+
+    #[test]
+    fn sslmode_is_read_as_libpq_reads_it() {
+        for mode in ["disable", "prefer", "require", "verify-ca", "verify-full"] {
+            assert_eq!(mode_of(&format!("postgres://h/db?sslmode={mode}")), mode);
+        }
+        assert_eq!(mode_of("postgres://h/db?ssl-mode=require"), "require");
+        // sqlx's allow never tries TLS; libpq's connects to a server that
+        // requires it: prefer does both.
+        assert_eq!(mode_of("postgres://h/db?sslmode=allow"), "prefer");
+        if std::env::var_os("PGSSLMODE").is_none() {
+            assert_eq!(mode_of("postgres://h/db"), "prefer", "libpq's default");
+        }
+    }
+
+    #[test]
+    fn sslrootcert_makes_require_check_the_ca_and_must_be_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not read until a connection is made").unwrap();
+        let ca = ca.display();
+        assert_eq!(
+            mode_of(&format!("postgres://h/db?sslmode=require&sslrootcert={ca}")),
+            "verify-ca"
+        );
+        assert_eq!(
+            mode_of(&format!(
+                "postgres://h/db?sslrootcert={ca}&sslmode=verify-full"
+            )),
+            "verify-full"
+        );
+        let missing = dir.path().join("missing.pem");
+        let e = split_url(&format!(
+            "postgres://h/db?sslmode=verify-full&sslrootcert={}",
+            missing.display()
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(&format!(
+                "sslrootcert={}: cannot read the file",
+                missing.display()
+            )),
+            "{e}"
+        );
+        // Not used, not checked: disable never reads the file.
+        assert!(split_url(&format!(
+            "postgres://h/db?sslmode=disable&sslrootcert={}",
+            missing.display()
+        ))
+        .is_ok());
+    }
+
+    #[test]
+    fn sslrootcert_system_needs_verify_full() {
+        assert_eq!(mode_of("postgres://h/db?sslrootcert=system"), "verify-full");
+        assert_eq!(
+            mode_of("postgres://h/db?sslrootcert=system&sslmode=verify-full"),
+            "verify-full"
+        );
+        let e = split_url("postgres://h/db?sslrootcert=system&sslmode=require")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sslrootcert=system needs sslmode=verify-full"),
+            "{e}"
+        );
     }
 
     #[test]

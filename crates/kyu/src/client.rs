@@ -52,7 +52,10 @@ impl Kyu {
     ///   with `?schema=NAME` to choose the schema kyu's tables live in
     ///   (default `kyu`). Pending migrations are applied on connect. The
     ///   database must be named (in the path or `?dbname=`): kyu does not
-    ///   take libpq's default, a database named after the user.
+    ///   take libpq's default, a database named after the user. TLS as
+    ///   libpq: `?sslmode=` `prefer` (the default), `require`, `verify-ca`,
+    ///   `verify-full`, …, with `&sslrootcert=/path/ca.pem` (features
+    ///   `tls-rustls`, the default, or `tls-native-tls`).
     ///
     /// A SQLite file that cannot be created or written fails with
     /// [`StoreError::Database`] saying so and naming the file or directory

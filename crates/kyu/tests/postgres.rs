@@ -9,19 +9,21 @@
 //!
 //! The database is `KYU_TEST_POSTGRES_URL` (what `.ci/run` sets), each test
 //! in a fresh schema. The restart test starts a private PostgreSQL cluster
-//! (initdb and pg_ctl from the machine's PostgreSQL, as the `postgres` user
-//! when run as root), so restarting it disturbs nothing else.
+//! (`tests/pg_cluster`: initdb and pg_ctl from the machine's PostgreSQL, as
+//! the `postgres` user when run as root), so restarting it disturbs nothing
+//! else.
 
 mod common;
+mod pg_cluster;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::eventually;
 use kyu::{JobState, Kyu, NewJob, Outcome, Worker};
+use pg_cluster::PrivateCluster;
 
 /// The test database (see the README's "PostgreSQL tests").
 fn base_url() -> String {
@@ -276,144 +278,6 @@ async fn an_idle_worker_in_another_process_is_woken_by_notify() {
             started.elapsed()
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-}
-
-/// A PostgreSQL cluster of this test's own, so it can be restarted.
-struct PrivateCluster {
-    dir: tempfile::TempDir,
-    bin: PathBuf,
-    port: u16,
-}
-
-impl PrivateCluster {
-    /// The machine's PostgreSQL binaries: the newest under /usr/lib/postgresql.
-    fn bin_dir() -> PathBuf {
-        if let Ok(b) = std::env::var("KYU_TEST_PG_BIN") {
-            return PathBuf::from(b);
-        }
-        let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-            .expect("PostgreSQL server binaries in /usr/lib/postgresql (or set KYU_TEST_PG_BIN)")
-            .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-            .filter(|p| p.join("pg_ctl").exists())
-            .collect();
-        versions.sort();
-        versions
-            .pop()
-            .expect("pg_ctl under /usr/lib/postgresql/*/bin")
-    }
-
-    /// Runs a PostgreSQL binary, as the `postgres` user when we are root
-    /// (initdb and postgres refuse to run as root).
-    fn run(&self, tool: &str, args: &[&str]) {
-        let exe = self.bin.join(tool);
-        // SAFETY: geteuid has no preconditions.
-        let root = unsafe { libc::geteuid() } == 0;
-        let mut cmd = if root {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&exe);
-            c
-        } else {
-            Command::new(&exe)
-        };
-        let out = cmd.args(args).output().expect("run a PostgreSQL tool");
-        assert!(
-            out.status.success(),
-            "{tool} {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn data(&self) -> String {
-        self.dir.path().join("data").display().to_string()
-    }
-
-    fn new() -> PrivateCluster {
-        let dir = tempfile::tempdir().unwrap();
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } == 0 {
-            let ok = Command::new("chown")
-                .args(["postgres:", &dir.path().display().to_string()])
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "chown the cluster directory to postgres");
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let c = PrivateCluster {
-            dir,
-            bin: Self::bin_dir(),
-            port,
-        };
-        c.run(
-            "initdb",
-            &[
-                "-D",
-                &c.data(),
-                "-U",
-                "postgres",
-                "-A",
-                "trust",
-                "--no-sync",
-            ],
-        );
-        c.start();
-        c
-    }
-
-    fn start(&self) {
-        let opts = format!(
-            "-c port={} -c listen_addresses=127.0.0.1 -c unix_socket_directories={} \
-             -c fsync=on -c synchronous_commit=on",
-            self.port,
-            self.dir.path().display()
-        );
-        let log = self.dir.path().join("server.log").display().to_string();
-        self.run(
-            "pg_ctl",
-            &["-D", &self.data(), "-l", &log, "-o", &opts, "-w", "start"],
-        );
-    }
-
-    /// Stops the server the hard way: no shutdown checkpoint, every client
-    /// connection cut (what a crash or a failover looks like to clients).
-    fn stop_immediately(&self) {
-        self.run(
-            "pg_ctl",
-            &["-D", &self.data(), "-m", "immediate", "-w", "stop"],
-        );
-    }
-
-    fn url(&self, schema: &str) -> String {
-        format!(
-            "postgres://postgres@127.0.0.1:{}/postgres?schema={schema}",
-            self.port
-        )
-    }
-}
-
-impl Drop for PrivateCluster {
-    fn drop(&mut self) {
-        let data = self.data();
-        let exe = self.bin.join("pg_ctl");
-        // SAFETY: geteuid has no preconditions.
-        let mut cmd = if unsafe { libc::geteuid() } == 0 {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&exe);
-            c
-        } else {
-            Command::new(&exe)
-        };
-        let _ = cmd
-            .args(["-D", &data, "-m", "immediate", "stop"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
     }
 }
 
