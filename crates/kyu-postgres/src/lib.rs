@@ -56,6 +56,7 @@ mod retry;
 mod row;
 mod schedule;
 mod schema;
+pub mod testing;
 mod url;
 mod workers;
 
