@@ -375,6 +375,15 @@ impl Store for PgStore {
         claim::claim(&self.inner.pool, self.s(), self.now(), &claim).await
     }
 
+    async fn claim_job(
+        &self,
+        id: JobId,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<ClaimedJob>, StoreError> {
+        claim::claim_job(&self.inner.pool, self.s(), self.now(), id, worker, lease).await
+    }
+
     async fn finish(&self, batch: Vec<Finish>) -> Result<Vec<FinishResult>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
