@@ -4,15 +4,9 @@
 
 use std::process::{Command, Output};
 
+/// A schema of its own on the test database (see the README's "PostgreSQL tests").
 fn fresh_url() -> String {
-    let base = std::env::var("KYU_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/kyu_test".to_string());
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}schema=t_cli_{}_{nanos}", std::process::id())
+    kyu::postgres::testing::with_fresh_schema(&kyu::postgres::testing::test_url_or_local(), "t_cli")
 }
 
 fn kyu(url: &str, args: &[&str]) -> Output {

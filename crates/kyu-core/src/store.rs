@@ -399,6 +399,20 @@ pub trait Store: ScheduleStore + LogStore + WorkerRegistry + Send + Sync + 'stat
     /// and do not slow the claim down (it walks an index by queue and kind).
     async fn claim(&self, claim: Claim) -> Result<Vec<ClaimedJob>, StoreError>;
 
+    /// Claims the one job `id` for `worker` under a `lease`, as
+    /// [`claim`](Store::claim) would, whatever its run_at, queue pause or
+    /// priority: if it is available or scheduled it becomes `running` with
+    /// its attempt counted, atomically (of two claims of one job, one gets
+    /// it). `None`, nothing changed, if there is no such job or it is
+    /// running or finished. For running one chosen job now, e.g. from an
+    /// application's tests (`kyu::testing`).
+    async fn claim_job(
+        &self,
+        id: JobId,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<ClaimedJob>, StoreError>;
+
     /// Records how attempts ended, one result per item, in order.
     async fn finish(&self, batch: Vec<Finish>) -> Result<Vec<FinishResult>, StoreError>;
 

@@ -15,7 +15,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kyu_core::{Claim, ClaimedJob, StoreError};
+use kyu_core::{Claim, ClaimedJob, JobId, StoreError};
+use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Row};
 
 use crate::row::{db, parse_json, plus};
@@ -45,6 +46,54 @@ async fn present_pairs(
     .fetch_all(pool)
     .await
     .map_err(db)
+}
+
+/// A claimed job from a row of `RETURNING j.id, j.queue, j.kind, j.args,
+/// j.attempt, j.max_attempts, j.retry, j.timeout_ms, j.priority, j.run_at,
+/// j.lease_expires_at`.
+fn claimed(r: &PgRow) -> Result<ClaimedJob, StoreError> {
+    let retry: String = r.try_get(6).map_err(db)?;
+    let timeout_ms: Option<i64> = r.try_get(7).map_err(db)?;
+    Ok(ClaimedJob {
+        id: r.try_get(0).map_err(db)?,
+        queue: r.try_get(1).map_err(db)?,
+        kind: r.try_get(2).map_err(db)?,
+        args: r.try_get(3).map_err(db)?,
+        attempt: r.try_get::<i32, _>(4).map_err(db)? as u32,
+        max_attempts: r.try_get::<i32, _>(5).map_err(db)? as u32,
+        retry: parse_json("retry policy", &retry)?,
+        timeout: timeout_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),
+        lease_expires_at: r.try_get(10).map_err(db)?,
+    })
+}
+
+/// Claims the one job `id` if it is available or scheduled, whatever its
+/// run_at or queue: one conditional update (the row lock makes a second
+/// claim of the job wait, then find it running), so of two claims one gets it.
+pub(crate) async fn claim_job(
+    pool: &PgPool,
+    schema: &str,
+    now: DateTime<Utc>,
+    id: JobId,
+    worker: &str,
+    lease: Duration,
+) -> Result<Option<ClaimedJob>, StoreError> {
+    let row = sqlx::query(&format!(
+        "UPDATE {schema}.jobs j SET state = 'running', attempt = j.attempt + 1, worker = $2, \
+           attempted_at = $3, lease_expires_at = $4, progress_percent = NULL, \
+           progress_message = NULL \
+         WHERE j.id = $1 AND j.state IN ('available', 'scheduled') \
+         RETURNING j.id, j.queue, j.kind, j.args, j.attempt, j.max_attempts, j.retry, \
+           j.timeout_ms, j.priority, j.run_at, j.lease_expires_at"
+    ))
+    .bind(id)
+    .bind(worker)
+    .bind(now)
+    .bind(plus(now, lease))
+    .fetch_optional(pool)
+    .await
+    .map_err(db)?;
+    row.as_ref().map(claimed).transpose()
 }
 
 /// Claims jobs for `claim` (limit > 0, at least one queue, kinds not empty).
@@ -151,22 +200,10 @@ pub(crate) async fn claim(
     let rows = q.fetch_all(pool).await.map_err(db)?;
     let mut out: Vec<(i32, DateTime<Utc>, ClaimedJob)> = Vec::with_capacity(rows.len());
     for r in rows {
-        let retry: String = r.try_get(6).map_err(db)?;
-        let timeout_ms: Option<i64> = r.try_get(7).map_err(db)?;
         out.push((
             r.try_get(8).map_err(db)?,
             r.try_get(9).map_err(db)?,
-            ClaimedJob {
-                id: r.try_get(0).map_err(db)?,
-                queue: r.try_get(1).map_err(db)?,
-                kind: r.try_get(2).map_err(db)?,
-                args: r.try_get(3).map_err(db)?,
-                attempt: r.try_get::<i32, _>(4).map_err(db)? as u32,
-                max_attempts: r.try_get::<i32, _>(5).map_err(db)? as u32,
-                retry: parse_json("retry policy", &retry)?,
-                timeout: timeout_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),
-                lease_expires_at: r.try_get(10).map_err(db)?,
-            },
+            claimed(&r)?,
         ));
     }
     // RETURNING order is unspecified.

@@ -57,6 +57,7 @@ mod retry;
 mod row;
 mod schedule;
 mod schema;
+pub mod testing;
 mod tls;
 mod url;
 mod workers;
@@ -362,6 +363,15 @@ impl Store for PgStore {
             return Ok(Vec::new());
         }
         claim::claim(&self.inner.pool, self.s(), self.now(), &claim).await
+    }
+
+    async fn claim_job(
+        &self,
+        id: JobId,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<ClaimedJob>, StoreError> {
+        claim::claim_job(&self.inner.pool, self.s(), self.now(), id, worker, lease).await
     }
 
     async fn finish(&self, batch: Vec<Finish>) -> Result<Vec<FinishResult>, StoreError> {

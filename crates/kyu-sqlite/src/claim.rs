@@ -9,9 +9,9 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kyu_core::{Claim, ClaimedJob, StoreError};
+use kyu_core::{Claim, ClaimedJob, JobId, StoreError};
 use rusqlite::types::Value;
-use rusqlite::{params_from_iter, Connection};
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
 use crate::row::{db, dur_us, from_us, parse_json, us};
 
@@ -91,6 +91,52 @@ fn pairs(
     Ok(out)
 }
 
+/// What a claim returns of each job, after `UPDATE … SET state = 'running'`.
+const RETURNING: &str = "RETURNING id, queue, kind, args, attempt, max_attempts, retry, \
+    timeout_ms, priority, run_at, lease_expires_at";
+
+/// A claimed job from a row of [`RETURNING`].
+fn claimed(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClaimedJob> {
+    let timeout_ms: Option<i64> = r.get(7)?;
+    Ok(ClaimedJob {
+        id: r.get(0)?,
+        queue: r.get(1)?,
+        kind: r.get(2)?,
+        args: r.get(3)?,
+        attempt: r.get(4)?,
+        max_attempts: r.get(5)?,
+        retry: parse_json(6, &r.get::<_, String>(6)?)?,
+        timeout: timeout_ms.map(|ms| Duration::from_millis(ms as u64)),
+        lease_expires_at: from_us(r.get(10)?),
+    })
+}
+
+/// Claims the one job `id` if it is available or scheduled, whatever its
+/// run_at or queue: one conditional update, so of two claims one gets it.
+pub(crate) fn claim_job(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    id: JobId,
+    worker: &str,
+    lease: Duration,
+) -> Result<Option<ClaimedJob>, StoreError> {
+    let now_us = us(now);
+    conn.prepare_cached(&format!(
+        "UPDATE jobs SET state = 'running', attempt = attempt + 1, worker = ?1, \
+         attempted_at = ?2, lease_expires_at = ?3, progress_percent = NULL, \
+         progress_message = NULL \
+         WHERE id = ?4 AND state IN ('available', 'scheduled') {RETURNING}"
+    ))
+    .and_then(|mut s| {
+        s.query_row(
+            params![worker, now_us, now_us.saturating_add(dur_us(lease)), id],
+            claimed,
+        )
+        .optional()
+    })
+    .map_err(db)
+}
+
 /// Claims jobs for `claim`.
 pub(crate) fn claim(
     conn: &Connection,
@@ -154,9 +200,7 @@ pub(crate) fn claim(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, worker = ?1, \
          attempted_at = ?2, lease_expires_at = ?3, progress_percent = NULL, \
          progress_message = NULL \
-         WHERE id IN ({pick}) \
-         RETURNING id, queue, kind, args, attempt, max_attempts, retry, timeout_ms, \
-         priority, run_at, lease_expires_at"
+         WHERE id IN ({pick}) {RETURNING}"
     );
     let lease_until = now_us.saturating_add(dur_us(claim.lease));
     let mut head: Vec<Value> = vec![
@@ -170,22 +214,7 @@ pub(crate) fn claim(
     let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
     let mut rows: Vec<(i32, i64, ClaimedJob)> = stmt
         .query_map(params_from_iter(values), |r| {
-            let timeout_ms: Option<i64> = r.get(7)?;
-            Ok((
-                r.get::<_, i32>(8)?,
-                r.get::<_, i64>(9)?,
-                ClaimedJob {
-                    id: r.get(0)?,
-                    queue: r.get(1)?,
-                    kind: r.get(2)?,
-                    args: r.get(3)?,
-                    attempt: r.get(4)?,
-                    max_attempts: r.get(5)?,
-                    retry: parse_json(6, &r.get::<_, String>(6)?)?,
-                    timeout: timeout_ms.map(|ms| Duration::from_millis(ms as u64)),
-                    lease_expires_at: from_us(r.get(10)?),
-                },
-            ))
+            Ok((r.get::<_, i32>(8)?, r.get::<_, i64>(9)?, claimed(r)?))
         })
         .and_then(|rows| rows.collect())
         .map_err(db)?;

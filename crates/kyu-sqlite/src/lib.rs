@@ -421,6 +421,20 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn claim_job(
+        &self,
+        id: JobId,
+        worker: &str,
+        lease: Duration,
+    ) -> Result<Option<ClaimedJob>, StoreError> {
+        let clock = self.now_fn();
+        let worker = worker.to_string();
+        self.write(never, move |c| {
+            claim::claim_job(c, clock.now(), id, &worker, lease)
+        })
+        .await
+    }
+
     async fn finish(&self, batch: Vec<Finish>) -> Result<Vec<FinishResult>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());

@@ -14,6 +14,15 @@ pub enum Error {
     /// No job has this id.
     #[error("job {0} not found")]
     NotFound(JobId),
+    /// The job cannot be run now: only a scheduled or available job can
+    /// ([`testing::work_job`](crate::testing::work_job)).
+    #[error("job {id} is {state}; accepted: a scheduled or available job")]
+    NotRunnable {
+        /// The job.
+        id: JobId,
+        /// The state it is in.
+        state: kyu_core::JobState,
+    },
     /// No schedule has this name.
     #[error("schedule {0:?} not found")]
     ScheduleNotFound(String),

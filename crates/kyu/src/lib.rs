@@ -42,7 +42,9 @@
 //! - [`maintenance`]: the lease reaper and retention;
 //! - [`Scheduler`] (module [`scheduler`]): cron schedules, fired exactly once
 //!   per fire time however many processes run it; declared with
-//!   [`Kyu::schedule`].
+//!   [`Kyu::schedule`];
+//! - [`testing`]: helpers for an application's tests: assert what was
+//!   enqueued, run one job's handler inline.
 //!
 //! Guarantees: a job runs at least once after `enqueue` returns, whatever
 //! process crashes; a duplicate run happens only when a lease expired while its
@@ -58,6 +60,7 @@ mod job;
 pub mod maintenance;
 pub mod scheduler;
 mod state;
+pub mod testing;
 mod worker;
 
 pub use client::Kyu;

@@ -4,15 +4,16 @@ mod common;
 
 use std::time::Duration;
 
-use common::{fresh, quick};
+use common::{fresh, on_each_backend, quick, Backend};
 use kyu::{JobState, NewJob, Outcome, Worker};
 
 struct Pool(&'static str);
 struct Missing;
 
-#[tokio::test]
-async fn handlers_read_state_by_type_and_a_missing_type_is_named() {
-    let (kyu, _dir) = fresh().await;
+on_each_backend!(handlers_read_state_by_type_and_a_missing_type_is_named);
+
+async fn handlers_read_state_by_type_and_a_missing_type_is_named(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let worker = Worker::new(&kyu)
         .state(Pool("db-1"))
         .state(42_u32)

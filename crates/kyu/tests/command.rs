@@ -6,9 +6,23 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, fresh, quick};
+use common::{eventually, fresh, on_each_backend, quick, Backend};
 use kyu::command_job::CommandSpec;
 use kyu::{CancelResult, JobState, Kyu, NewJob, Worker, WorkerHandle};
+
+on_each_backend!(
+    env_and_stdin_reach_the_command_and_output_is_kept,
+    output_is_bounded_to_the_last_bytes,
+    progress_lines_and_json_result,
+    exit_codes_map_to_outcomes,
+    cancel_kills_the_whole_process_group,
+    a_timeout_kills_the_group_and_fails_the_attempt,
+    a_missing_program_fails_permanently_with_its_name,
+    shutdown_kills_the_whole_group_before_it_releases_the_job,
+    a_command_ends_when_it_exits_though_a_detached_process_holds_its_output,
+    args_too_big_for_the_environment_arrive_on_stdin,
+    the_jobs_own_timeout_wins_over_the_kinds,
+);
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -49,9 +63,8 @@ fn read_pid(path: &std::path::Path) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-#[tokio::test]
-async fn env_and_stdin_reach_the_command_and_output_is_kept() {
-    let (kyu, _dir) = fresh().await;
+async fn env_and_stdin_reach_the_command_and_output_is_kept(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let worker = start(
         &kyu,
         sh(
@@ -84,9 +97,8 @@ async fn env_and_stdin_reach_the_command_and_output_is_kept() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn output_is_bounded_to_the_last_bytes() {
-    let (kyu, _dir) = fresh().await;
+async fn output_is_bounded_to_the_last_bytes(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let mut spec = sh("i=0; while [ $i -lt 2000 ]; do echo line-$i; i=$((i+1)); done");
     spec.log_limit = 100;
     let worker = start(&kyu, spec);
@@ -103,9 +115,8 @@ async fn output_is_bounded_to_the_last_bytes() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn progress_lines_and_json_result() {
-    let (kyu, _dir) = fresh().await;
+async fn progress_lines_and_json_result(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let mut spec = sh(r#"echo "::kyu-progress 40 step 2 of 5"; echo '{"synced": 3}'"#);
     spec.result_from_stdout = true;
     let worker = start(&kyu, spec);
@@ -121,9 +132,8 @@ async fn progress_lines_and_json_result() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn exit_codes_map_to_outcomes() {
-    let (kyu, _dir) = fresh().await;
+async fn exit_codes_map_to_outcomes(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let worker = start(
         &kyu,
         sh(r#"echo "failing with $1" >&2; exit $(cat | tr -dc 0-9)"#),
@@ -200,9 +210,8 @@ async fn pids(dir: &std::path::Path) -> (i32, i32) {
     (read("child").unwrap(), read("grandchild").unwrap())
 }
 
-#[tokio::test]
-async fn cancel_kills_the_whole_process_group() {
-    let (kyu, dir) = fresh().await;
+async fn cancel_kills_the_whole_process_group(backend: Backend) {
+    let (kyu, dir) = fresh(backend).await;
     let worker = start(&kyu, stubborn_family(dir.path()));
     let e = kyu
         .insert(NewJob::new("cmd", serde_json::json!({})))
@@ -222,9 +231,8 @@ async fn cancel_kills_the_whole_process_group() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_timeout_kills_the_group_and_fails_the_attempt() {
-    let (kyu, dir) = fresh().await;
+async fn a_timeout_kills_the_group_and_fails_the_attempt(backend: Backend) {
+    let (kyu, dir) = fresh(backend).await;
     let mut spec = stubborn_family(dir.path());
     spec.timeout = Some(Duration::from_millis(700));
     let worker = start(&kyu, spec);
@@ -243,9 +251,8 @@ async fn a_timeout_kills_the_group_and_fails_the_attempt() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_missing_program_fails_permanently_with_its_name() {
-    let (kyu, _dir) = fresh().await;
+async fn a_missing_program_fails_permanently_with_its_name(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let worker = start(&kyu, CommandSpec::new(vec!["/no/such/program".into()]));
     let e = kyu
         .insert(NewJob::new("cmd", serde_json::json!({})))
@@ -261,9 +268,8 @@ async fn a_missing_program_fails_permanently_with_its_name() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn shutdown_kills_the_whole_group_before_it_releases_the_job() {
-    let (kyu, dir) = fresh().await;
+async fn shutdown_kills_the_whole_group_before_it_releases_the_job(backend: Backend) {
+    let (kyu, dir) = fresh(backend).await;
     let mut spec = stubborn_family(dir.path());
     spec.stop_grace = Duration::from_millis(300);
     let worker = Worker::new(&kyu)
@@ -294,9 +300,8 @@ async fn shutdown_kills_the_whole_group_before_it_releases_the_job() {
     );
 }
 
-#[tokio::test]
-async fn a_command_ends_when_it_exits_though_a_detached_process_holds_its_output() {
-    let (kyu, dir) = fresh().await;
+async fn a_command_ends_when_it_exits_though_a_detached_process_holds_its_output(backend: Backend) {
+    let (kyu, dir) = fresh(backend).await;
     let mut spec = sh(&format!(
         "setsid sh -c 'echo $$ > {d}/detached; exec sleep 60' & echo started; exit 0",
         d = dir.path().display()
@@ -320,9 +325,8 @@ async fn a_command_ends_when_it_exits_though_a_detached_process_holds_its_output
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn args_too_big_for_the_environment_arrive_on_stdin() {
-    let (kyu, _dir) = fresh().await;
+async fn args_too_big_for_the_environment_arrive_on_stdin(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let worker = start(
         &kyu,
         sh(
@@ -345,9 +349,8 @@ async fn args_too_big_for_the_environment_arrive_on_stdin() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn the_jobs_own_timeout_wins_over_the_kinds() {
-    let (kyu, dir) = fresh().await;
+async fn the_jobs_own_timeout_wins_over_the_kinds(backend: Backend) {
+    let (kyu, dir) = fresh(backend).await;
     // Longer than the kind's timeout: the job's wins, the command finishes.
     let mut spec = sh(&format!(
         "trap 'echo term > {d}/term; exit 1' TERM; n=$(cat); sleep $n & wait",

@@ -4,12 +4,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{eventually, fresh, quick};
+use common::{eventually, fresh, on_each_backend, quick, Backend};
 use kyu::{JobFilter, NewJob, Outcome, ScheduleSpec, Scheduler, Worker};
 
-#[tokio::test]
-async fn one_shutdown_stops_the_scheduler_and_then_the_worker() {
-    let (kyu, _dir) = fresh().await;
+on_each_backend!(one_shutdown_stops_the_scheduler_and_then_the_worker);
+
+async fn one_shutdown_stops_the_scheduler_and_then_the_worker(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let every_second = "* * * * * *".parse().unwrap();
     kyu.schedule(ScheduleSpec::new(
         "tick",

@@ -27,21 +27,12 @@ use pg_cluster::PrivateCluster;
 
 /// The test database (see the README's "PostgreSQL tests").
 fn base_url() -> String {
-    std::env::var("KYU_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/kyu_test".to_string())
+    kyu::postgres::testing::test_url_or_local()
 }
 
 /// `base` with a schema no other test uses.
 fn with_fresh_schema(base: &str, prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!(
-        "{base}{sep}schema=t_{prefix}_{}_{nanos}",
-        std::process::id()
-    )
+    kyu::postgres::testing::with_fresh_schema(base, &format!("t_{prefix}"))
 }
 
 fn log_line(path: &str, line: &str) {

@@ -1,5 +1,6 @@
-//! The scheduler on SQLite files, with a [`ManualClock`]: time is moved, never
-//! waited for.
+//! The scheduler on real stores (SQLite files, and PostgreSQL schemas when
+//! `KYU_TEST_POSTGRES_URL` is set), with a [`ManualClock`]: time is moved,
+//! never waited for.
 //!
 //! - several schedulers on one database through simulated days: exactly one
 //!   job per fire time, no gap (invariant 3);
@@ -16,21 +17,29 @@ use kyu::{
     OverlapPolicy, ScheduleSpec, Scheduler,
 };
 use kyu_core::{Claim, Finish, FinishOutcome};
-use kyu_sqlite::{SqliteOptions, SqliteStore};
 use rand::{Rng, SeedableRng};
+
+mod common;
+
+use common::{connect_with_clock, fresh, on_each_backend, Backend};
+
+on_each_backend!(
+    three_schedulers_fire_each_time_exactly_once(flavor = "multi_thread", worker_threads = 4),
+    stopped_for_an_hour_follows_each_misfire_policy,
+    misfire_policy_spares_fire_times_inside_the_grace,
+    short_stop_within_the_grace_catches_up,
+    overlap_policies_hold_while_a_job_runs_long,
+    client_declares_and_manages_schedules,
+    started_scheduler_fires_and_shuts_down,
+);
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().expect("test time parses")
 }
 
-/// A client on the SQLite file `path` reading `clock` (one "process").
-fn open(path: &std::path::Path, clock: &ManualClock) -> Kyu {
-    let store = SqliteStore::open(
-        path.to_str().expect("utf-8 path"),
-        SqliteOptions::with_clock(Arc::new(clock.clone())),
-    )
-    .expect("open");
-    Kyu::from_store(Arc::new(store))
+/// A client on the database `url` reading `clock` (one "process").
+async fn open(url: &str, clock: &ManualClock) -> Kyu {
+    connect_with_clock(url, Arc::new(clock.clone())).await
 }
 
 fn spec(name: &str, cron: &str) -> ScheduleSpec {
@@ -103,20 +112,36 @@ fn sim_days() -> i64 {
         .unwrap_or(1)
 }
 
-/// Three schedulers ("processes", each with its own store on the same file)
-/// tick at once while the clock moves in random steps of up to 50 s through
-/// simulated days, across the spring-forward of America/New_York. An
+/// The simulated span of the race: `sim_days` from noon the day before New
+/// York's spring-forward on SQLite; on PostgreSQL, where each fire is a
+/// round trip to the server, the 20 minutes around the gap (07:00Z): every
+/// case the assertions name, in a few seconds instead of minutes.
+fn race_span(backend: Backend) -> (DateTime<Utc>, DateTime<Utc>) {
+    match backend {
+        Backend::Sqlite => {
+            let start = at("2030-03-09T12:00:00Z");
+            (start, start + chrono::Duration::days(sim_days()))
+        }
+        Backend::Postgres => (at("2030-03-10T06:50:00Z"), at("2030-03-10T07:10:00Z")),
+    }
+}
+
+/// Three schedulers ("processes", each with its own store on the same
+/// database) tick at once while the clock moves in random steps of up to 50 s
+/// through simulated time ([`race_span`]), across the spring-forward of America/New_York. An
 /// every-second schedule (UTC) and an every-minute schedule (New York) yield
 /// exactly one job per fire time, and no fire time is missing.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn three_schedulers_fire_each_time_exactly_once() {
+async fn three_schedulers_fire_each_time_exactly_once(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("kyu.db");
+    let url = backend.fresh_url(dir.path());
     // 2030-03-10 is the spring-forward day in New York.
-    let start = at("2030-03-09T12:00:00Z");
+    let (start, end) = race_span(backend);
     let clock = ManualClock::new(start);
     let ny = kyu::parse_zone("America/New_York").expect("zone");
-    let kyus: Vec<Kyu> = (0..3).map(|_| open(&path, &clock)).collect();
+    let mut kyus: Vec<Kyu> = Vec::new();
+    for _ in 0..3 {
+        kyus.push(open(&url, &clock).await);
+    }
     kyus[0]
         .schedule(spec("every_second", "* * * * * *").overlap(OverlapPolicy::Allow))
         .await
@@ -131,7 +156,6 @@ async fn three_schedulers_fire_each_time_exactly_once() {
         .expect("schedule");
     let schedulers: Vec<Scheduler> = kyus.iter().map(Scheduler::new).collect();
 
-    let end = start + chrono::Duration::days(sim_days());
     let mut rng = rand::rngs::StdRng::seed_from_u64(4);
     let (mut fired, mut lost) = (0usize, 0usize);
     while clock.now() < end {
@@ -166,8 +190,8 @@ async fn three_schedulers_fire_each_time_exactly_once() {
     assert!(mins.contains(&at("2030-03-10T06:59:00Z")));
     assert!(mins.contains(&at("2030-03-10T07:00:00Z")));
     eprintln!(
-        "{} simulated day(s): {} + {} jobs, {fired} fired, {lost} lost races",
-        sim_days(),
+        "{} simulated minutes: {} + {} jobs, {fired} fired, {lost} lost races",
+        (end - start).num_minutes(),
         secs.len(),
         mins.len()
     );
@@ -177,13 +201,12 @@ async fn three_schedulers_fire_each_time_exactly_once() {
 /// nothing for the hour and `run_once` exactly one job (for the first missed
 /// fire time); both fire the fire time inside the grace and then every
 /// minute again with no gap.
-#[tokio::test]
-async fn stopped_for_an_hour_follows_each_misfire_policy() {
+async fn stopped_for_an_hour_follows_each_misfire_policy(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("kyu.db");
+    let url = backend.fresh_url(dir.path());
     let t0 = at("2030-01-01T00:00:00Z");
     let clock = ManualClock::new(t0);
-    let kyu = open(&path, &clock);
+    let kyu = open(&url, &clock).await;
     for (name, misfire) in [
         ("skipper", MisfirePolicy::Skip),
         ("catcher", MisfirePolicy::RunOnce),
@@ -208,7 +231,7 @@ async fn stopped_for_an_hour_follows_each_misfire_policy() {
 
     // Down for an hour.
     clock.advance(Duration::from_secs(3600) + Duration::from_secs(5)); // 01:10:05
-    let kyu = open(&path, &clock);
+    let kyu = open(&url, &clock).await;
     let report = Scheduler::new(&kyu).tick().await.expect("tick");
     assert_eq!(report.skipped, 1, "skip: one misfire step, no job");
     // run_once: one job for the missed hour; then 01:10:00 (5 s late, inside
@@ -255,13 +278,12 @@ async fn stopped_for_an_hour_follows_each_misfire_policy() {
 /// the fire times older than the grace; those inside it (late by seconds)
 /// fire. `*/10 * * * * *`, stopped at 08:51:45, restarted at 08:53:05: with a
 /// 60 s grace 08:51:50 and 08:52:00 misfired, 08:52:10 … 08:53:00 fire.
-#[tokio::test]
-async fn misfire_policy_spares_fire_times_inside_the_grace() {
+async fn misfire_policy_spares_fire_times_inside_the_grace(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("kyu.db");
+    let url = backend.fresh_url(dir.path());
     let t0 = at("2030-01-01T08:50:00Z");
     let clock = ManualClock::new(t0);
-    let kyu = open(&path, &clock);
+    let kyu = open(&url, &clock).await;
     for (name, misfire) in [
         ("skipper", MisfirePolicy::Skip),
         ("catcher", MisfirePolicy::RunOnce),
@@ -284,7 +306,7 @@ async fn misfire_policy_spares_fire_times_inside_the_grace() {
     drop(kyu);
 
     clock.set(at("2030-01-01T08:53:05Z"));
-    let kyu = open(&path, &clock);
+    let kyu = open(&url, &clock).await;
     Scheduler::new(&kyu).tick().await.expect("tick");
     let before = expected(
         "*/10 * * * * *",
@@ -318,13 +340,12 @@ async fn misfire_policy_spares_fire_times_inside_the_grace() {
 
 /// A scheduler stopped for less than the grace is not a misfire: on restart
 /// it fires every fire time it missed, in order.
-#[tokio::test]
-async fn short_stop_within_the_grace_catches_up() {
+async fn short_stop_within_the_grace_catches_up(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("kyu.db");
+    let url = backend.fresh_url(dir.path());
     let t0 = at("2030-01-01T00:00:00Z");
     let clock = ManualClock::new(t0);
-    let kyu = open(&path, &clock);
+    let kyu = open(&url, &clock).await;
     kyu.schedule(
         spec("tick", "*/5 * * * * *")
             .overlap(OverlapPolicy::Allow)
@@ -377,13 +398,12 @@ async fn complete(kyu: &Kyu, job: &kyu_core::ClaimedJob) {
 /// enqueues every minute, `skip` nothing until the job finishes, and
 /// `buffer_one` keeps the first fire time it could not run and enqueues it
 /// when the job finishes, not before.
-#[tokio::test]
-async fn overlap_policies_hold_while_a_job_runs_long() {
+async fn overlap_policies_hold_while_a_job_runs_long(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("kyu.db");
+    let url = backend.fresh_url(dir.path());
     let t0 = at("2030-01-01T00:00:00Z");
     let clock = ManualClock::new(t0);
-    let kyu = open(&path, &clock);
+    let kyu = open(&url, &clock).await;
     let policies = [
         ("allow", OverlapPolicy::Allow),
         ("skip", OverlapPolicy::Skip),
@@ -395,7 +415,7 @@ async fn overlap_policies_hold_while_a_job_runs_long() {
         kyu.schedule(s).await.expect("schedule");
     }
     // Two schedulers, to show the policies hold across processes too.
-    let other = open(&path, &clock);
+    let other = open(&url, &clock).await;
     let schedulers = [Scheduler::new(&kyu), Scheduler::new(&other)];
     let tick = |secs: u64| {
         clock.advance(Duration::from_secs(secs));
@@ -464,12 +484,11 @@ async fn overlap_policies_hold_while_a_job_runs_long() {
 
 /// Declaring, listing, disabling, enabling, triggering and removing
 /// schedules through the client.
-#[tokio::test]
-async fn client_declares_and_manages_schedules() {
+async fn client_declares_and_manages_schedules(backend: Backend) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("kyu.db");
+    let url = backend.fresh_url(dir.path());
     let clock = ManualClock::new(at("2030-01-01T00:00:30Z"));
-    let kyu = open(&path, &clock);
+    let kyu = open(&url, &clock).await;
     let rec = kyu
         .schedule(spec("report", "0 9 * * *").zone(kyu::parse_zone("Asia/Tokyo").expect("zone")))
         .await
@@ -477,7 +496,8 @@ async fn client_declares_and_manages_schedules() {
     // 09:00 JST = 00:00Z; the first after 00:00:30Z is the next day's.
     assert_eq!(rec.next_fire_at, Some(at("2030-01-02T00:00:00Z")));
     // Declared again by another process: unchanged.
-    let again = open(&path, &clock)
+    let again = open(&url, &clock)
+        .await
         .schedule(spec("report", "0 9 * * *").zone(kyu::parse_zone("Asia/Tokyo").expect("zone")))
         .await
         .expect("schedule");
@@ -526,12 +546,8 @@ async fn client_declares_and_manages_schedules() {
 }
 
 /// The loop started with `start()` fires on the wall clock and stops on shutdown.
-#[tokio::test]
-async fn started_scheduler_fires_and_shuts_down() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let kyu = Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display()))
-        .await
-        .expect("connect");
+async fn started_scheduler_fires_and_shuts_down(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     kyu.schedule(spec("sec", "* * * * * *"))
         .await
         .expect("schedule");

@@ -1,4 +1,5 @@
-//! The worker runtime on a real SQLite store: every way a handler can end,
+//! The worker runtime on real stores (SQLite, and PostgreSQL when
+//! `KYU_TEST_POSTGRES_URL` is set): every way a handler can end,
 //! cancellation, shutdown, queues and concurrency.
 
 mod common;
@@ -7,12 +8,37 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{eventually, fresh, quick};
+use common::{eventually, fresh, on_each_backend, quick, Backend};
 use kyu::{
     CancelResult, Job, JobContext, JobError, JobResult, JobState, NewJob, Outcome, RetryPolicy,
     Worker,
 };
 use serde::{Deserialize, Serialize};
+
+on_each_backend!(
+    typed_job_completes_with_its_result_and_progress,
+    retryable_errors_retry_until_success_and_each_error_is_kept,
+    exhausted_attempts_fail_the_job,
+    permanent_error_fails_at_once,
+    a_panic_fails_the_attempt_and_the_worker_lives_on,
+    a_timeout_fails_the_attempt_with_timed_out_after,
+    snooze_runs_again_without_using_an_attempt,
+    cancelling_a_running_job_signals_its_handler,
+    a_handler_that_ignores_cancel_is_stopped_after_the_grace,
+    a_cancelled_waiting_job_never_runs,
+    shutdown_releases_running_jobs_to_another_worker_at_once,
+    shutdown_lets_short_jobs_finish_within_the_grace,
+    concurrency_per_queue_is_respected,
+    a_paused_queue_starts_nothing_until_resumed,
+    priority_decides_the_order,
+    a_delayed_job_waits_for_its_time,
+    unique_key_returns_the_first_job,
+    bad_input_is_refused_and_changes_nothing,
+    a_worker_that_opts_in_fails_unknown_kinds_with_a_clear_error,
+    a_worker_never_claims_kinds_it_has_no_handler_for,
+    retry_by_hand_runs_a_failed_job_again,
+    prefetched_jobs_wait_their_turn_can_be_cancelled_and_are_released_unstarted,
+);
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -37,9 +63,8 @@ fn fast_retry(job: NewJob) -> NewJob {
     job.retry(RetryPolicy::fixed(Duration::from_millis(10)))
 }
 
-#[tokio::test]
-async fn typed_job_completes_with_its_result_and_progress() {
-    let (kyu, _dir) = fresh().await;
+async fn typed_job_completes_with_its_result_and_progress(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let worker = Worker::new(&kyu)
         .register::<Add>()
         .queue("math", 2)
@@ -56,9 +81,8 @@ async fn typed_job_completes_with_its_result_and_progress() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn retryable_errors_retry_until_success_and_each_error_is_kept() {
-    let (kyu, _dir) = fresh().await;
+async fn retryable_errors_retry_until_success_and_each_error_is_kept(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let worker = Worker::new(&kyu)
         .handle("flaky", |ctx| async move {
             if ctx.attempt() < 3 {
@@ -82,9 +106,8 @@ async fn retryable_errors_retry_until_success_and_each_error_is_kept() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn exhausted_attempts_fail_the_job() {
-    let (kyu, _dir) = fresh().await;
+async fn exhausted_attempts_fail_the_job(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let worker = Worker::new(&kyu)
         .handle("broken", |_| async { Err(JobError::retryable("always")) })
         .configure(quick)
@@ -100,9 +123,8 @@ async fn exhausted_attempts_fail_the_job() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn permanent_error_fails_at_once() {
-    let (kyu, _dir) = fresh().await;
+async fn permanent_error_fails_at_once(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let worker = Worker::new(&kyu)
         .handle("business", |_| async {
             Err(JobError::permanent("card declined"))
@@ -120,9 +142,8 @@ async fn permanent_error_fails_at_once() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_panic_fails_the_attempt_and_the_worker_lives_on() {
-    let (kyu, _dir) = fresh().await;
+async fn a_panic_fails_the_attempt_and_the_worker_lives_on(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let worker = Worker::new(&kyu)
         .handle("panics", |_| async { panic!("index out of bounds") })
         .handle("fine", |_| async { Ok(Outcome::Done) })
@@ -153,9 +174,8 @@ async fn a_panic_fails_the_attempt_and_the_worker_lives_on() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_timeout_fails_the_attempt_with_timed_out_after() {
-    let (kyu, _dir) = fresh().await;
+async fn a_timeout_fails_the_attempt_with_timed_out_after(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let worker = Worker::new(&kyu)
         .handle("slow", |_| async {
             tokio::time::sleep(Duration::from_secs(60)).await;
@@ -177,9 +197,8 @@ async fn a_timeout_fails_the_attempt_with_timed_out_after() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn snooze_runs_again_without_using_an_attempt() {
-    let (kyu, _dir) = fresh().await;
+async fn snooze_runs_again_without_using_an_attempt(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let runs = Arc::new(AtomicUsize::new(0));
     let r = runs.clone();
     let worker = Worker::new(&kyu)
@@ -206,9 +225,8 @@ async fn snooze_runs_again_without_using_an_attempt() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn cancelling_a_running_job_signals_its_handler() {
-    let (kyu, _dir) = fresh().await;
+async fn cancelling_a_running_job_signals_its_handler(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let started = Arc::new(tokio::sync::Notify::new());
     let s = started.clone();
     let worker = Worker::new(&kyu)
@@ -238,9 +256,8 @@ async fn cancelling_a_running_job_signals_its_handler() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_handler_that_ignores_cancel_is_stopped_after_the_grace() {
-    let (kyu, _dir) = fresh().await;
+async fn a_handler_that_ignores_cancel_is_stopped_after_the_grace(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let started = Arc::new(tokio::sync::Notify::new());
     let s = started.clone();
     let worker = Worker::new(&kyu)
@@ -267,9 +284,8 @@ async fn a_handler_that_ignores_cancel_is_stopped_after_the_grace() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_cancelled_waiting_job_never_runs() {
-    let (kyu, _dir) = fresh().await;
+async fn a_cancelled_waiting_job_never_runs(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let runs = Arc::new(AtomicUsize::new(0));
     let e = kyu
         .insert(NewJob::new("count", serde_json::json!({})))
@@ -301,9 +317,8 @@ async fn a_cancelled_waiting_job_never_runs() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn shutdown_releases_running_jobs_to_another_worker_at_once() {
-    let (kyu, _dir) = fresh().await;
+async fn shutdown_releases_running_jobs_to_another_worker_at_once(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let started = Arc::new(tokio::sync::Notify::new());
     let s = started.clone();
     let first = Worker::new(&kyu)
@@ -346,9 +361,8 @@ async fn shutdown_releases_running_jobs_to_another_worker_at_once() {
     second.shutdown().await;
 }
 
-#[tokio::test]
-async fn shutdown_lets_short_jobs_finish_within_the_grace() {
-    let (kyu, _dir) = fresh().await;
+async fn shutdown_lets_short_jobs_finish_within_the_grace(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let started = Arc::new(tokio::sync::Notify::new());
     let s = started.clone();
     let worker = Worker::new(&kyu)
@@ -376,9 +390,8 @@ async fn shutdown_lets_short_jobs_finish_within_the_grace() {
     assert_eq!(kyu.job(e.id).await.unwrap().state, JobState::Completed);
 }
 
-#[tokio::test]
-async fn concurrency_per_queue_is_respected() {
-    let (kyu, _dir) = fresh().await;
+async fn concurrency_per_queue_is_respected(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let now = Arc::new(AtomicUsize::new(0));
     let peak = Arc::new(AtomicUsize::new(0));
     let (n, p) = (now.clone(), peak.clone());
@@ -407,9 +420,8 @@ async fn concurrency_per_queue_is_respected() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_paused_queue_starts_nothing_until_resumed() {
-    let (kyu, _dir) = fresh().await;
+async fn a_paused_queue_starts_nothing_until_resumed(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     kyu.pause("default").await.unwrap();
     let worker = Worker::new(&kyu)
         .handle("x", |_| async { Ok(Outcome::Done) })
@@ -429,9 +441,8 @@ async fn a_paused_queue_starts_nothing_until_resumed() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn priority_decides_the_order() {
-    let (kyu, _dir) = fresh().await;
+async fn priority_decides_the_order(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let order = Arc::new(std::sync::Mutex::new(Vec::new()));
     let jobs = [5, -1, 3, 0]
         .iter()
@@ -458,9 +469,8 @@ async fn priority_decides_the_order() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_delayed_job_waits_for_its_time() {
-    let (kyu, _dir) = fresh().await;
+async fn a_delayed_job_waits_for_its_time(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let worker = Worker::new(&kyu)
         .handle("d", |_| async { Ok(Outcome::Done) })
         .configure(quick)
@@ -477,9 +487,8 @@ async fn a_delayed_job_waits_for_its_time() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn unique_key_returns_the_first_job() {
-    let (kyu, _dir) = fresh().await;
+async fn unique_key_returns_the_first_job(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let a = kyu
         .insert(NewJob::new("u", serde_json::json!({})).unique_key("k"))
         .await
@@ -493,9 +502,8 @@ async fn unique_key_returns_the_first_job() {
     assert_eq!(a.id, b.id);
 }
 
-#[tokio::test]
-async fn bad_input_is_refused_and_changes_nothing() {
-    let (kyu, _dir) = fresh().await;
+async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let jobs = vec![
         NewJob::new("ok", serde_json::json!({})),
         NewJob::from_json_text("ok", "{not json"),
@@ -522,9 +530,8 @@ async fn bad_input_is_refused_and_changes_nothing() {
 
 /// River's behaviour, opted in: the worker claims every kind and fails the
 /// attempts of kinds it has no handler for, with a clear error.
-#[tokio::test]
-async fn a_worker_that_opts_in_fails_unknown_kinds_with_a_clear_error() {
-    let (kyu, _dir) = fresh().await;
+async fn a_worker_that_opts_in_fails_unknown_kinds_with_a_clear_error(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let worker = Worker::new(&kyu)
         .handle("known", |_| async { Ok(Outcome::Done) })
         .configure(|c| {
@@ -551,9 +558,8 @@ async fn a_worker_that_opts_in_fails_unknown_kinds_with_a_clear_error() {
 /// A job is never failed because the worker that took it lacks its handler:
 /// a worker claims only the kinds it can run. Kind B waits, attempt 0, while
 /// the worker runs kind A jobs queued behind it on the same queue.
-#[tokio::test]
-async fn a_worker_never_claims_kinds_it_has_no_handler_for() {
-    let (kyu, _dir) = fresh().await;
+async fn a_worker_never_claims_kinds_it_has_no_handler_for(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let b = kyu
         .insert(NewJob::new("b", serde_json::json!({})).priority(-1))
         .await
@@ -597,9 +603,8 @@ async fn a_worker_never_claims_kinds_it_has_no_handler_for() {
     );
 }
 
-#[tokio::test]
-async fn retry_by_hand_runs_a_failed_job_again() {
-    let (kyu, _dir) = fresh().await;
+async fn retry_by_hand_runs_a_failed_job_again(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
     let fail = Arc::new(std::sync::atomic::AtomicBool::new(true));
     let f = fail.clone();
     let worker = Worker::new(&kyu)
@@ -638,9 +643,10 @@ async fn retry_by_hand_runs_a_failed_job_again() {
     worker.shutdown().await;
 }
 
-#[tokio::test]
-async fn prefetched_jobs_wait_their_turn_can_be_cancelled_and_are_released_unstarted() {
-    let (kyu, _dir) = fresh().await;
+async fn prefetched_jobs_wait_their_turn_can_be_cancelled_and_are_released_unstarted(
+    backend: Backend,
+) {
+    let (kyu, _dir) = fresh(backend).await;
     let started = Arc::new(tokio::sync::Notify::new());
     let runs = Arc::new(AtomicUsize::new(0));
     let (s, r) = (started.clone(), runs.clone());

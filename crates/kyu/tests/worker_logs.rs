@@ -7,8 +7,30 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{fresh, quick};
+use common::{fresh, quick, Backend};
 use kyu::{JobState, NewJob, Outcome, Worker};
+
+// By hand rather than with `on_each_backend!`: each test captures the logs
+// of its own runtime (see `logged`), so the two can share the process.
+mod sqlite {
+    #[test]
+    fn finished_jobs_are_not_reported_as_taken_over() {
+        super::logged(|lines| {
+            super::finished_jobs_are_not_reported_as_taken_over(super::Backend::Sqlite, lines)
+        });
+    }
+}
+
+mod postgres {
+    #[test]
+    fn finished_jobs_are_not_reported_as_taken_over() {
+        if let Some(backend) = super::Backend::postgres() {
+            super::logged(|lines| {
+                super::finished_jobs_are_not_reported_as_taken_over(backend, lines)
+            });
+        }
+    }
+}
 
 /// Every log line, kept for the test to read.
 #[derive(Clone, Default)]
@@ -24,17 +46,33 @@ impl Write for Lines {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn finished_jobs_are_not_reported_as_taken_over() {
+/// Runs `test` on a two-thread runtime whose threads log into the `Lines`
+/// it is given. The subscriber is each thread's default, not the process's
+/// global one, which only one test of the process could set.
+fn logged<F: std::future::Future<Output = ()>>(test: impl FnOnce(Lines) -> F) {
     let lines = Lines::default();
     let sink = lines.clone();
-    tracing_subscriber::fmt()
-        .with_writer(move || sink.clone())
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .init();
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::fmt()
+            .with_writer(move || sink.clone())
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .finish(),
+    );
+    let for_threads = dispatch.clone();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        // The runtime's threads end with it, and their default with them.
+        .on_thread_start(move || std::mem::forget(tracing::dispatcher::set_default(&for_threads)))
+        .build()
+        .expect("a tokio runtime");
+    let _here = tracing::dispatcher::set_default(&dispatch);
+    runtime.block_on(test(lines));
+}
 
-    let (kyu, _dir) = fresh().await;
+async fn finished_jobs_are_not_reported_as_taken_over(backend: Backend, lines: Lines) {
+    let (kyu, _dir) = fresh(backend).await;
     // Heartbeats as often as possible: every tick overlaps jobs whose handler
     // has just returned and whose result the completer is writing.
     let worker = Worker::new(&kyu)

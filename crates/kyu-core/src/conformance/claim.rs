@@ -4,8 +4,8 @@
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;
 
-use super::{claim_kinds, claim_of, job, secs, Ctx, Harness};
-use crate::{JobId, JobState, LeaseRef, NewJob, RetryPolicy};
+use super::{claim_kinds, claim_of, completed, job, secs, Ctx, Harness, LEASE};
+use crate::{ClaimedJob, FinishResult, JobId, JobState, LeaseRef, NewJob, RetryPolicy};
 
 /// Claims come in priority, then run_at, then id order, at most `limit` at a time.
 pub async fn claim_order_and_limit(h: &dyn Harness) {
@@ -199,4 +199,94 @@ pub async fn claim_counts_attempt_and_sets_lease(h: &dyn Harness) {
         c.claim(&["default"], 1).await.is_empty(),
         "a running job is not claimable"
     );
+}
+
+/// claim_job claims exactly the job it names, whatever its run_at, queue
+/// pause or priority, as a claim would (attempt counted, lease set, fenced);
+/// it leaves running, finished and unknown jobs as they are, and of two
+/// claims of one job only one gets it.
+pub async fn claim_job_takes_exactly_that_job(h: &dyn Harness) {
+    let c = Ctx::new(h).await;
+    let first = c.add(job("k").priority(-5)).await;
+    let later = c
+        .add(
+            NewJob::from_json_text("k", r#"{"a":1}"#)
+                .queue("paused")
+                .priority(9)
+                .max_attempts(3)
+                .timeout(Duration::from_secs(4))
+                .run_at(c.now() + secs(3600)),
+        )
+        .await;
+    c.store.pause_queue("paused").await.expect("pause");
+    assert_eq!(c.state(later).await, JobState::Scheduled);
+
+    let cl = c
+        .store
+        .claim_job(later, "tester", LEASE)
+        .await
+        .expect("claim_job")
+        .expect("a scheduled job in a paused queue is claimed by id");
+    assert_eq!(cl.id, later);
+    assert_eq!(
+        (cl.queue.as_str(), cl.kind.as_str(), cl.args.as_str()),
+        ("paused", "k", r#"{"a":1}"#)
+    );
+    assert_eq!((cl.attempt, cl.max_attempts), (1, 3));
+    assert_eq!(cl.timeout, Some(Duration::from_secs(4)));
+    assert_eq!(cl.lease_expires_at, c.now() + secs(30));
+    let j = c.job(later).await;
+    assert_eq!(j.state, JobState::Running);
+    assert_eq!(j.worker.as_deref(), Some("tester"));
+    assert_eq!(j.attempted_at, Some(c.now()));
+    assert_eq!(j.lease_expires_at, Some(c.now() + secs(30)));
+    assert_eq!(
+        c.state(first).await,
+        JobState::Available,
+        "only the named job is claimed, not the one first in line"
+    );
+
+    // Running: not taken from its lease holder.
+    assert_eq!(
+        c.store
+            .claim_job(later, "thief", LEASE)
+            .await
+            .expect("claim_job"),
+        None
+    );
+    assert_eq!(c.job(later).await.worker.as_deref(), Some("tester"));
+    // The claim is a real lease: the attempt finishes through it.
+    assert_eq!(
+        c.finish(cl.lease(), completed()).await,
+        FinishResult::Applied(JobState::Completed)
+    );
+    // Finished and unknown jobs: nothing to claim.
+    assert_eq!(
+        c.store
+            .claim_job(later, "tester", LEASE)
+            .await
+            .expect("claim_job"),
+        None
+    );
+    assert_eq!(c.state(later).await, JobState::Completed);
+    assert_eq!(
+        c.store
+            .claim_job(first + later + 1000, "tester", LEASE)
+            .await
+            .expect("claim_job"),
+        None
+    );
+
+    // Two claims of one job at once: one gets it.
+    let (a, b) = tokio::join!(
+        c.store.claim_job(first, "a", LEASE),
+        c.store.claim_job(first, "b", LEASE)
+    );
+    let got: Vec<ClaimedJob> = [a.expect("claim_job"), b.expect("claim_job")]
+        .into_iter()
+        .flatten()
+        .collect();
+    assert_eq!(got.len(), 1, "one of two claims of one job gets it");
+    assert_eq!(got[0].attempt, 1);
+    assert_eq!(c.state(first).await, JobState::Running);
 }

@@ -210,7 +210,7 @@ fn secs(n: u64) -> chrono::Duration {
     chrono::Duration::seconds(n as i64)
 }
 
-fn completed() -> FinishOutcome {
+pub(crate) fn completed() -> FinishOutcome {
     FinishOutcome::Completed { result: None }
 }
 
@@ -234,7 +234,7 @@ macro_rules! conformance_tests {
                 enqueue_future_is_scheduled, unique_while_unfinished, unique_within_window;
             claim: claim_order_and_limit, claim_only_listed_queues,
                 concurrent_claims_are_disjoint, claim_only_listed_kinds,
-                claim_counts_attempt_and_sets_lease;
+                claim_counts_attempt_and_sets_lease, claim_job_takes_exactly_that_job;
             finish: finish_completed, finish_errored_retries, finish_errored_fails,
                 finish_snoozed, finish_cancelled, finish_released, finish_stale;
             leases: heartbeat_extends_and_reports, cancel_requests_lists_requested,

@@ -1,30 +1,15 @@
-//! What every PostgreSQL test needs: the server's URL and a fresh schema.
+//! What every PostgreSQL test needs: the server's URL and a fresh schema
+//! (from `kyu_postgres::testing`, shared with the other crates' tests).
 
 #![allow(dead_code)] // each test file uses part of it
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// The test database: `KYU_TEST_POSTGRES_URL`, or the local server's `test`
-/// database (what `.ci/run` and the README set up).
+/// The test database: `KYU_TEST_POSTGRES_URL`, or the local server's
+/// `kyu_test` database (what `.ci/run` and the README set up).
 pub fn url() -> String {
-    std::env::var("KYU_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/kyu_test".to_string())
-}
-
-/// A schema name no other test (in this run or a parallel one) uses.
-pub fn fresh_schema(prefix: &str) -> String {
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let n = N.fetch_add(1, Ordering::Relaxed);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("{prefix}_{}_{n}_{nanos}", std::process::id())
+    kyu_postgres::testing::test_url_or_local()
 }
 
 /// The URL of a fresh schema.
 pub fn fresh_url(prefix: &str) -> String {
-    let base = url();
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}schema={}", fresh_schema(prefix))
+    kyu_postgres::testing::with_fresh_schema(&url(), prefix)
 }

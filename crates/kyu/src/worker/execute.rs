@@ -83,7 +83,12 @@ enum Ended {
     ShutDown,
 }
 
-async fn run(shared: &Arc<Shared>, job: &ClaimedJob, cancel: CancellationToken) -> FinishOutcome {
+/// Runs the attempt's handler to its end and says how it ended.
+pub(crate) async fn run(
+    shared: &Arc<Shared>,
+    job: &ClaimedJob,
+    cancel: CancellationToken,
+) -> FinishOutcome {
     let now = || shared.store.clock().now();
     let Some(handler) = shared.handlers.get(&job.kind).cloned() else {
         tracing::warn!("no handler for this kind on this worker");

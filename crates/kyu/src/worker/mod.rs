@@ -7,12 +7,15 @@
 //! - [`execute`]: runs one attempt: timeout, panic, cancellation, shutdown;
 //! - [`finish`]: writes finished attempts in batches ([`Store::finish`](kyu_core::Store::finish));
 //! - [`lease`]: heartbeats the leases of running jobs and passes on cancel requests;
+//! - [`inline`]: runs one chosen job without starting the worker (for
+//!   [`crate::testing`]);
 //! - [`crate::maintenance`]: the lease reaper and retention, on by default.
 
 mod claim;
 mod execute;
 mod finish;
 mod handler;
+pub(crate) mod inline;
 mod lease;
 
 use std::collections::HashMap;
@@ -361,20 +364,8 @@ impl Worker {
             }
         }
         let store = kyu.store().clone();
-        let (finish_tx, finish_rx) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared {
-            store: store.clone(),
-            kyu: kyu.clone(),
-            state: Arc::new(state),
-            handlers,
-            config: config.clone(),
-            running: Mutex::new(HashMap::new()),
-            finish_tx,
-            stop_claiming: CancellationToken::new(),
-            hard_stop: CancellationToken::new(),
-            local_wake: Notify::new(),
-            executing: TaskTracker::new(),
-        });
+        let (shared, finish_rx) =
+            Shared::new(kyu.clone(), Arc::new(state), handlers, config.clone());
         tracing::info!(
             worker = %config.id,
             backend = store.backend(),
@@ -449,6 +440,31 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    /// What the tasks of a worker with these handlers and config share, and
+    /// the receiving end of its completer's channel.
+    pub(crate) fn new(
+        kyu: Kyu,
+        state: Arc<crate::state::AppState>,
+        handlers: HashMap<String, Arc<dyn Handler>>,
+        config: WorkerConfig,
+    ) -> (Arc<Shared>, mpsc::UnboundedReceiver<finish::Message>) {
+        let (finish_tx, finish_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            store: kyu.store().clone(),
+            kyu,
+            state,
+            handlers,
+            config,
+            running: Mutex::new(HashMap::new()),
+            finish_tx,
+            stop_claiming: CancellationToken::new(),
+            hard_stop: CancellationToken::new(),
+            local_wake: Notify::new(),
+            executing: TaskTracker::new(),
+        });
+        (shared, finish_rx)
+    }
+
     /// The kinds this worker claims: those it has a handler for, or every
     /// kind (`None`) when it opted in to failing unknown kinds.
     pub(crate) fn claim_kinds(&self) -> Option<Vec<String>> {
