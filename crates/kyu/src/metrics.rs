@@ -31,6 +31,12 @@
 //! them either) and are not in `kyu_job_attempts_total`. An attempt whose
 //! worker died is counted only by the reaper that recovers its job, in
 //! `kyu_leases_expired_total`.
+//!
+//! Not recorded yet: how long a job waited to start (`kyu_job_wait_seconds`)
+//! and the age of a queue's oldest runnable job (`kyu_queue_latency_seconds`).
+//! Both need the store to say when a job became runnable (a claimed job
+//! carries no `run_at`, and no store query returns the oldest one), which
+//! the Store contract does not offer today.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
