@@ -10,6 +10,9 @@
 //! [queues.default]
 //! concurrency = 4
 //!
+//! [http]
+//! listen = "127.0.0.1:7070"   # kyu serve's /metrics, /healthz, /readyz
+//!
 //! [jobs.sync]
 //! command = ["python3", "-u", "scripts/sync.py"]
 //! timeout = "1h"
@@ -44,6 +47,21 @@ pub struct Config {
     /// Worker settings.
     #[serde(default)]
     pub worker: WorkerSection,
+    /// The HTTP listener of `kyu serve`.
+    #[serde(default)]
+    pub http: HttpSection,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSection {
+    /// Where `kyu serve` listens (`/metrics`, `/healthz`, `/readyz`):
+    /// `IP:PORT`, or `off`. Default `127.0.0.1:7070`. `kyu worker` does not
+    /// read it (it listens only with `--http`), so a worker beside a serve
+    /// on one host does not take its port.
+    #[serde(default, deserialize_with = "opt_listen")]
+    pub listen: Option<crate::parse::Listen>,
 }
 
 /// `[queues.NAME]`.
@@ -176,6 +194,13 @@ fn default_misfire() -> String {
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let s = String::deserialize(d)?;
     crate::parse::duration(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+fn opt_listen<'de, D: Deserializer<'de>>(d: D) -> Result<Option<crate::parse::Listen>, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::parse::listen(&s)
         .map(Some)
         .map_err(serde::de::Error::custom)
 }

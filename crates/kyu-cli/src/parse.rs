@@ -5,6 +5,38 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use kyu::{JobState, RetryPolicy};
 
+/// Where `kyu serve` and `kyu worker` listen for HTTP (`/metrics`,
+/// `/healthz`, `/readyz`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Listen {
+    /// No listener.
+    Off,
+    /// This address.
+    At(std::net::SocketAddr),
+}
+
+impl std::fmt::Display for Listen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Listen::Off => f.write_str("off"),
+            Listen::At(a) => write!(f, "{a}"),
+        }
+    }
+}
+
+/// `IP:PORT` (e.g. `127.0.0.1:7070`, `0.0.0.0:7070`, `[::1]:7070`) or `off`.
+pub fn listen(s: &str) -> Result<Listen, String> {
+    if s.trim() == "off" {
+        return Ok(Listen::Off);
+    }
+    s.trim().parse().map(Listen::At).map_err(|_| {
+        format!(
+            "{s:?} is not a listen address; accepted: IP:PORT, e.g. 127.0.0.1:7070, \
+             0.0.0.0:7070 or [::1]:7070, or off"
+        )
+    })
+}
+
 /// `30s`, `5m`, `1h 30m`, `250ms`, `2days`.
 pub fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| {

@@ -15,7 +15,9 @@ fn cmd(dir: &Path, args: &[&str]) -> Command {
     c.current_dir(dir)
         .args(args)
         .env_remove("KYU_DATABASE_URL")
-        .env_remove("KYU_CONFIG");
+        .env_remove("KYU_CONFIG")
+        // A free port of the system's choosing: tests run many serves at once.
+        .env("KYU_HTTP", "127.0.0.1:0");
     c
 }
 

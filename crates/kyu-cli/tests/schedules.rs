@@ -219,6 +219,8 @@ args = { user = 42 }
             .arg("serve")
             .env_remove("KYU_DATABASE_URL")
             .env_remove("KYU_CONFIG")
+            // A free port of the system's choosing: two serves run at once.
+            .env("KYU_HTTP", "127.0.0.1:0")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

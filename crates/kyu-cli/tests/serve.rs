@@ -26,7 +26,9 @@ impl Site {
         c.current_dir(self.dir.path())
             .args(args)
             .env_remove("KYU_DATABASE_URL")
-            .env_remove("KYU_CONFIG");
+            .env_remove("KYU_CONFIG")
+            // A free port of the system's choosing: tests run many serves at once.
+            .env("KYU_HTTP", "127.0.0.1:0");
         c
     }
     fn run(&self, args: &[&str]) -> Output {

@@ -28,6 +28,8 @@ use crate::{Error, Job, Result};
 pub struct Kyu {
     store: Arc<dyn Store>,
     limits: Limits,
+    /// `kyu_jobs_enqueued_total` handles, shared by every clone.
+    enqueued: Arc<crate::metrics::EnqueueCounters>,
     /// The same store, when it is PostgreSQL: for [`Kyu::enqueue_in`].
     #[cfg(feature = "postgres")]
     pg: Option<kyu_postgres::PgStore>,
@@ -96,6 +98,7 @@ impl Kyu {
         Kyu {
             store,
             limits: Limits::default(),
+            enqueued: Arc::default(),
             #[cfg(feature = "postgres")]
             pg: None,
         }
@@ -108,6 +111,7 @@ impl Kyu {
         Kyu {
             store: Arc::new(store.clone()),
             limits: Limits::default(),
+            enqueued: Arc::default(),
             pg: Some(store),
         }
     }
@@ -122,6 +126,8 @@ impl Kyu {
     /// Enqueues jobs inside the application's own PostgreSQL transaction: they
     /// exist if and only if that transaction commits, and workers are woken
     /// on commit. Fails with [`StoreError::Unsupported`] on other stores.
+    /// `kyu_jobs_enqueued_total` counts them when the insert returns, before
+    /// the application commits (or rolls back).
     ///
     /// ```no_run
     /// # async fn demo(kyu: kyu::Kyu) -> Result<(), Box<dyn std::error::Error>> {
@@ -152,7 +158,10 @@ impl Kyu {
             .into());
         };
         NewJob::validate_batch(&jobs, &self.limits)?;
-        Ok(pg.enqueue_in(conn, jobs).await?)
+        let keys = EnqueueKeys::of(&jobs);
+        let out = pg.enqueue_in(conn, jobs).await?;
+        keys.count(&self.enqueued, &out);
+        Ok(out)
     }
 
     /// Sets the limits enqueue requests are checked against (args size).
@@ -164,6 +173,12 @@ impl Kyu {
     /// The store underneath.
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    /// This client's `kyu_jobs_enqueued_total` handles (the scheduler counts
+    /// its fires there too).
+    pub(crate) fn enqueue_counters(&self) -> &crate::metrics::EnqueueCounters {
+        &self.enqueued
     }
 
     /// Enqueues a typed job with its kind's default options.
@@ -206,7 +221,10 @@ impl Kyu {
     /// in order.
     pub async fn insert_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
         NewJob::validate_batch(&jobs, &self.limits)?;
-        Ok(self.store.enqueue(jobs).await?)
+        let keys = EnqueueKeys::of(&jobs);
+        let out = self.store.enqueue(jobs).await?;
+        keys.count(&self.enqueued, &out);
+        Ok(out)
     }
 
     /// One job, with everything known about it.
@@ -402,9 +420,59 @@ impl Kyu {
     /// not, whatever its overlap policy, and leaves its next fire time alone.
     /// Returns the job's id.
     pub async fn trigger(&self, name: &str) -> Result<JobId> {
-        self.store
+        let id = self
+            .store
             .trigger_schedule(name)
             .await?
-            .ok_or_else(|| Error::ScheduleNotFound(name.to_string()))
+            .ok_or_else(|| Error::ScheduleNotFound(name.to_string()))?;
+        if let Ok(Some(s)) = self.store.get_schedule(name).await {
+            self.enqueued.add(&s.spec.job.queue, &s.spec.job.kind, 1);
+        }
+        Ok(id)
+    }
+}
+
+/// The (queue, kind) of each job of an enqueue batch, kept while the jobs
+/// are moved into the store, to count those inserted. A batch usually holds
+/// one (queue, kind): one entry, not one per job.
+struct EnqueueKeys {
+    /// Distinct (queue, kind) pairs, in order of first appearance.
+    pairs: Vec<(String, String)>,
+    /// For each job, its pair's index.
+    of_job: Vec<usize>,
+}
+
+impl EnqueueKeys {
+    fn of(jobs: &[NewJob]) -> EnqueueKeys {
+        let mut pairs: Vec<(String, String)> = Vec::new();
+        let of_job = jobs
+            .iter()
+            .map(|j| {
+                match pairs
+                    .iter()
+                    .position(|(q, k)| *q == j.queue && *k == j.kind)
+                {
+                    Some(i) => i,
+                    None => {
+                        pairs.push((j.queue.clone(), j.kind.clone()));
+                        pairs.len() - 1
+                    }
+                }
+            })
+            .collect();
+        EnqueueKeys { pairs, of_job }
+    }
+
+    /// Counts the jobs of `out` that were inserted (not duplicates).
+    fn count(&self, counters: &crate::metrics::EnqueueCounters, out: &[Enqueued]) {
+        let mut inserted = vec![0u64; self.pairs.len()];
+        for (e, &pair) in out.iter().zip(&self.of_job) {
+            if !e.duplicate {
+                inserted[pair] += 1;
+            }
+        }
+        for ((queue, kind), n) in self.pairs.iter().zip(inserted) {
+            counters.add(queue, kind, n);
+        }
     }
 }

@@ -40,6 +40,7 @@
 //! - [`Job`], [`JobContext`], [`Outcome`], [`JobError`]: what a handler is and returns;
 //! - [`Worker`]: claims, runs and completes jobs (see the `worker` module's parts);
 //! - [`maintenance`]: the lease reaper and retention;
+//! - [`metrics`]: what kyu counts and times, through the `metrics` facade;
 //! - [`Scheduler`] (module [`scheduler`]): cron schedules, fired exactly once
 //!   per fire time however many processes run it; declared with
 //!   [`Kyu::schedule`];
@@ -58,6 +59,7 @@ mod error;
 mod humanize;
 mod job;
 pub mod maintenance;
+pub mod metrics;
 pub mod scheduler;
 mod state;
 pub mod testing;

@@ -46,10 +46,32 @@ pub async fn reap_once(store: &dyn Store) -> Result<usize, kyu_core::StoreError>
         let reaped = store.reap_expired(1000).await?;
         for r in &reaped {
             tracing::warn!(job_id = r.id, attempt = r.attempt, state = %r.state, "lease expired; job rescued");
+            count_reaped(store, r).await;
         }
         total += reaped.len();
         if reaped.len() < 1000 {
             return Ok(total);
+        }
+    }
+}
+
+/// Counts a recovered lease in `kyu_leases_expired_total{queue}` (and the
+/// job in `kyu_jobs_dead_total` if it had no attempt left). The reaper's
+/// answer has no queue or kind, so each rescued job is read once: leases
+/// expire only when a worker dies or stalls, so this is rare.
+async fn count_reaped(store: &dyn Store, r: &kyu_core::store::Reaped) {
+    match store.get(r.id).await {
+        Ok(Some(job)) => {
+            crate::metrics::lease_expired(&job.queue);
+            if r.state == kyu_core::JobState::Failed {
+                crate::metrics::reaped_dead(&job.queue, &job.kind);
+            }
+        }
+        // Deleted meanwhile (retention) or unreadable: counted without its queue.
+        Ok(None) => crate::metrics::lease_expired(""),
+        Err(e) => {
+            tracing::debug!(job_id = r.id, error = %e, "could not read a rescued job to count it");
+            crate::metrics::lease_expired("");
         }
     }
 }

@@ -146,6 +146,7 @@ impl Scheduler {
         for rec in due {
             if let Err(e) = self.fire_due(&rec, now, &mut report).await {
                 report.errors += 1;
+                crate::metrics::schedule_fire(&rec.spec.name, "error");
                 tracing::warn!(schedule = %rec.spec.name, error = %e, "could not fire the schedule; will retry");
             }
         }
@@ -163,7 +164,7 @@ impl Scheduler {
         if let Some(buffered) = rec.buffered_fire_at {
             if rec.last_job_state.map_or(true, |s| s.is_finished()) {
                 let r = store.fire_buffered(name, buffered).await?;
-                note(report, name, buffered, r);
+                self.note(report, rec, buffered, r);
             }
         }
         let grace =
@@ -201,7 +202,7 @@ impl Scheduler {
                 })
                 .await?;
             let lost = r == FireResult::Lost;
-            note(report, name, expected, r);
+            self.note(report, rec, expected, r);
             if lost {
                 // Another scheduler fired it (and goes on from there), or
                 // the schedule changed; the next tick reads it afresh.
@@ -217,6 +218,40 @@ impl Scheduler {
         let stop = CancellationToken::new();
         let task = tokio::spawn(run_loop(self, stop.clone()));
         SchedulerHandle { stop, task }
+    }
+}
+
+impl Scheduler {
+    /// Logs and counts what one fire did (in the report and in
+    /// `kyu_schedule_fires_total`; a job enqueued in `kyu_jobs_enqueued_total`).
+    fn note(
+        &self,
+        report: &mut TickReport,
+        rec: &ScheduleRecord,
+        fire_time: DateTime<Utc>,
+        r: FireResult,
+    ) {
+        let name = rec.spec.name.as_str();
+        crate::metrics::schedule_fire(name, fire_outcome(&r));
+        if let FireResult::Fired { .. } = r {
+            self.kyu
+                .enqueue_counters()
+                .add(&rec.spec.job.queue, &rec.spec.job.kind, 1);
+        }
+        note(report, name, fire_time, r);
+    }
+}
+
+/// The `outcome` label of `kyu_schedule_fires_total`.
+fn fire_outcome(r: &FireResult) -> &'static str {
+    match r {
+        FireResult::Fired { .. } => "fired",
+        FireResult::Buffered => "buffered",
+        FireResult::Skipped {
+            reason: SkipReason::Misfire,
+        } => "misfired",
+        FireResult::Skipped { .. } => "skipped",
+        FireResult::Lost => "lost",
     }
 }
 

@@ -21,6 +21,12 @@ pub async fn run(ctx: &Ctx, cmd: ConfigCommand) -> CmdResult {
                 ));
             };
             let database = ctx.database()?;
+            // What `kyu serve` listens on (`--http` and KYU_HTTP win over it).
+            let http = config
+                .http
+                .listen
+                .map(|l| l.to_string())
+                .unwrap_or_else(|| format!("{} (default)", super::serve::DEFAULT_HTTP));
             if ctx.json {
                 let kinds: serde_json::Map<String, serde_json::Value> = config
                     .jobs
@@ -45,12 +51,14 @@ pub async fn run(ctx: &Ctx, cmd: ConfigCommand) -> CmdResult {
                     .collect();
                 return print_json(&serde_json::json!({
                     "database": database,
+                    "http": {"listen": http.to_string()},
                     "queues": config.queues.iter().map(|(n, q)| (n.clone(), serde_json::json!({"concurrency": q.concurrency, "paused": q.paused}))).collect::<serde_json::Map<_, _>>(),
                     "jobs": kinds,
                     "schedules": config.schedules.iter().map(|s| serde_json::json!({"name": s.name, "cron": s.cron, "zone": s.zone, "kind": s.kind, "overlap": s.overlap, "misfire": s.misfire, "enabled": s.enabled})).collect::<Vec<_>>(),
                 }));
             }
             println!("database   {database}");
+            println!("http       {http} (kyu serve)");
             for (name, q) in &config.queues {
                 println!(
                     "queue      {name}: concurrency {}{}",

@@ -6,6 +6,7 @@ use clap::Args;
 use kyu::{Worker, WorkerConfig};
 
 use super::Ctx;
+use crate::parse::Listen;
 use crate::CmdResult;
 
 /// Options of `kyu serve` and `kyu worker`.
@@ -14,14 +15,26 @@ use crate::CmdResult;
     after_help = "The jobs, queues and schedules come from the config file \
 (./kyu.toml, or --config). SIGTERM or Ctrl-C stops claiming, lets running commands \
 finish within the grace period ([worker] shutdown_grace, default 10s), then stops \
-them and releases their jobs to other workers.\n\nExamples:\n  kyu serve\n  \
-kyu --config /etc/kyu/kyu.toml serve\n  kyu worker --queue default=8   # another process on the same database"
+them and releases their jobs to other workers.\n\nHTTP: `kyu serve` listens on \
+127.0.0.1:7070 unless told otherwise (--http, KYU_HTTP, [http] listen in kyu.toml) for \
+GET /metrics (Prometheus), /healthz and /readyz; `kyu worker` listens only with --http \
+(or KYU_HTTP).\n\nExamples:\n  kyu serve\n  \
+kyu --config /etc/kyu/kyu.toml serve --http 0.0.0.0:7070\n  \
+kyu worker --queue default=8 --http 127.0.0.1:7071   # another process on the same database"
 )]
 pub struct ServeArgs {
     /// Work a queue with this concurrency, NAME=N (repeatable); overrides kyu.toml.
     #[arg(long = "queue", value_name = "NAME=N", value_parser = parse_queue)]
     queues: Vec<(String, usize)>,
+    /// Listen for HTTP (/metrics, /healthz, /readyz) on IP:PORT, or `off`
+    /// [default: kyu serve: `[http] listen` in kyu.toml, else 127.0.0.1:7070;
+    /// kyu worker: off]
+    #[arg(long = "http", value_name = "ADDR", env = "KYU_HTTP", value_parser = crate::parse::listen)]
+    http: Option<Listen>,
 }
+
+/// Where `kyu serve` listens when nothing says otherwise.
+pub const DEFAULT_HTTP: &str = "127.0.0.1:7070";
 
 fn parse_queue(s: &str) -> Result<(String, usize), String> {
     let accepted = "accepted: NAME=N with N at least 1, e.g. default=8";
@@ -60,6 +73,32 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
     if queues.is_empty() {
         queues.insert("default".into(), 10);
     }
+
+    // The listener first: a port in use fails here, before any job is
+    // claimed; and the recorder before the worker, which takes its handles.
+    let listen = match args.http {
+        Some(l) => l,
+        None if serve => config
+            .http
+            .listen
+            .unwrap_or_else(|| Listen::At(DEFAULT_HTTP.parse().expect("a valid address"))),
+        None => Listen::Off,
+    };
+    let http = match listen {
+        Listen::Off => None,
+        Listen::At(addr) => {
+            let listener = kyu_server::bind(addr).await.map_err(|e| {
+                anyhow::anyhow!(
+                    "{e}; choose another address with --http ADDR (or KYU_HTTP, or [http] \
+                     listen in kyu.toml for kyu serve), or turn the listener off with --http off"
+                )
+            })?;
+            let metrics = kyu_server::install_recorder()?;
+            let app =
+                kyu_server::router(kyu.clone(), kyu_server::Options::default().metrics(metrics));
+            Some((listener, app))
+        }
+    };
 
     let mut worker_config = WorkerConfig::default();
     if let Some(g) = config.worker.shutdown_grace {
@@ -109,10 +148,29 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
         (None, "none (kyu serve runs them)".to_string())
     };
     let handle = worker.config(worker_config).try_start()?;
+    let (http_line, http) = match http {
+        None => ("off".to_string(), None),
+        Some((listener, app)) => {
+            // The bound address: the one asked for, with the port the system
+            // chose for port 0.
+            let at = listener
+                .local_addr()
+                .map(|a| a.to_string())
+                .unwrap_or_else(|_| listen.to_string());
+            let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(kyu_server::serve(listener, app, async move {
+                let _ = stop_rx.await;
+            }));
+            (
+                format!("{at} (/metrics, /healthz, /readyz)"),
+                Some((stop_tx, task)),
+            )
+        }
+    };
     let kinds: Vec<&String> = config.jobs.keys().collect();
     let queue_list: Vec<String> = queues.iter().map(|(q, n)| format!("{q}={n}")).collect();
     let line = format!(
-        "kyu {} started: database {}; queues {}; command kinds {}; schedules {}",
+        "kyu {} started: database {}; queues {}; command kinds {}; schedules {}; http {}",
         if serve { "serve" } else { "worker" },
         kyu::postgres::redact_url(&url),
         queue_list.join(", "),
@@ -126,14 +184,47 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
                 .join(", ")
         },
         schedules,
+        http_line,
     );
+    // Listen for SIGTERM and Ctrl-C before saying "started": a signal sent
+    // as soon as the line is seen must stop the process gracefully, not by
+    // the signal's default action.
+    let stop = stop_signal();
     tracing::info!("{line}");
     eprintln!("{line}");
-    kyu::wait_for_signal().await;
+    stop.await;
     if let Some(s) = scheduler {
         s.shutdown().await;
     }
     handle.shutdown().await;
+    // The listener last: /healthz answers while running jobs finish.
+    if let Some((stop, task)) = http {
+        let _ = stop.send(());
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the HTTP listener stopped with an error"),
+            Err(e) => tracing::warn!(error = %e, "the HTTP listener's task failed"),
+        }
+    }
     eprintln!("kyu stopped");
     Ok(())
+}
+
+/// Completes on SIGTERM or SIGINT; both are listened for from the call on
+/// (not from the first poll, as [`kyu::wait_for_signal`] does).
+fn stop_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => kyu::wait_for_signal().await,
+        }
+    }
 }

@@ -14,8 +14,16 @@ use kyu_core::Claim;
 use tokio::sync::Semaphore;
 
 use super::{execute, Shared};
+use crate::metrics::{KindCache, SlotGauges};
 
-pub(crate) async fn fetch_loop(shared: Arc<Shared>, queue: String, concurrency: usize) {
+pub(crate) async fn fetch_loop(
+    shared: Arc<Shared>,
+    queue: String,
+    concurrency: usize,
+    slot_gauges: Arc<SlotGauges>,
+) {
+    // Metric handles by kind, this loop's own: no lock, no allocation per job.
+    let mut kind_metrics = KindCache::default();
     // `slots` bounds the jobs this loop holds (running or waiting to start);
     // `run_slots` bounds the ones running. They differ by the prefetch.
     let slots = Arc::new(Semaphore::new(concurrency + shared.config.prefetch));
@@ -73,7 +81,17 @@ pub(crate) async fn fetch_loop(shared: Arc<Shared>, queue: String, concurrency: 
         let got = jobs.len();
         for job in jobs {
             let permit = permits.pop().expect("one permit per claimed job");
-            execute::spawn(&shared, job, permit, run_slots.clone());
+            let metrics = kind_metrics.get(&job.queue, &job.kind);
+            execute::spawn(
+                &shared,
+                job,
+                permit,
+                run_slots.clone(),
+                execute::Meters {
+                    kind: metrics,
+                    slots: slot_gauges.clone(),
+                },
+            );
         }
         drop(permits);
         if got == wanted {

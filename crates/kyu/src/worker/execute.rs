@@ -14,7 +14,16 @@ use tracing::Instrument;
 
 use super::{finish, RunningJob, Shared};
 use crate::humanize::humanize;
+use crate::metrics::{AttemptOutcome, KindMetrics, SlotGauges};
 use crate::{JobContext, JobError, Outcome};
+
+/// The metric handles an attempt records into, looked up once by the fetch loop.
+pub(crate) struct Meters {
+    /// Its (queue, kind)'s counters and duration histogram.
+    pub(crate) kind: Arc<KindMetrics>,
+    /// Its queue's `kyu_worker_slots`.
+    pub(crate) slots: Arc<SlotGauges>,
+}
 
 /// Starts the attempt on its own task once one of `run_slots` is free. `held`
 /// (the fetch loop's slot) is kept until the handler ends.
@@ -23,6 +32,7 @@ pub(crate) fn spawn(
     job: ClaimedJob,
     held: OwnedSemaphorePermit,
     run_slots: Arc<Semaphore>,
+    meters: Meters,
 ) {
     let span = tracing::info_span!(
         "job",
@@ -45,30 +55,42 @@ pub(crate) fn spawn(
                     ended: false,
                 },
             );
-            let outcome = tokio::select! {
+            let (outcome, counted) = tokio::select! {
                 biased;
                 slot = run_slots.acquire_owned() => {
                     let slot = slot.expect("semaphore never closed");
-                    let outcome = run(&shared2, &job, cancel).await;
+                    meters.slots.take();
+                    let started = std::time::Instant::now();
+                    let (outcome, counted) = run(&shared2, &job, cancel).await;
+                    if counted != AttemptOutcome::NotCounted {
+                        meters.kind.duration(started.elapsed());
+                    }
+                    meters.slots.give_back();
                     drop(slot);
-                    outcome
+                    (outcome, counted)
                 }
-                _ = cancel.cancelled() => FinishOutcome::Cancelled {
+                _ = cancel.cancelled() => (FinishOutcome::Cancelled {
                     message: "cancelled before it started".into(),
-                },
-                _ = shared2.stop_claiming.cancelled() => FinishOutcome::Released {
+                }, AttemptOutcome::Cancelled),
+                _ = shared2.stop_claiming.cancelled() => (FinishOutcome::Released {
                     message: format!("worker {} shut down before the job started", shared2.config.id),
-                },
+                }, AttemptOutcome::NotCounted),
             };
             drop(held);
             if let Some(r) = shared2.running.lock().expect("running lock").get_mut(&job.id) {
                 r.ended = true;
             }
-            let _ = shared2.finish_tx.send(finish::Message::Finish(Finish {
-                lease: job.lease(),
-                worker: shared2.config.id.clone(),
-                outcome,
-            }));
+            let _ = shared2.finish_tx.send(finish::Message::Finish(
+                Finish {
+                    lease: job.lease(),
+                    worker: shared2.config.id.clone(),
+                    outcome,
+                },
+                finish::Counted {
+                    metrics: meters.kind,
+                    outcome: counted,
+                },
+            ));
         }
         .instrument(span),
     );
@@ -83,16 +105,17 @@ enum Ended {
     ShutDown,
 }
 
-/// Runs the attempt's handler to its end and says how it ended.
+/// Runs the handler; returns how the attempt ended, for the store and as
+/// `kyu_job_attempts_total` counts it.
 pub(crate) async fn run(
     shared: &Arc<Shared>,
     job: &ClaimedJob,
     cancel: CancellationToken,
-) -> FinishOutcome {
+) -> (FinishOutcome, AttemptOutcome) {
     let now = || shared.store.clock().now();
     let Some(handler) = shared.handlers.get(&job.kind).cloned() else {
         tracing::warn!("no handler for this kind on this worker");
-        return FinishOutcome::Errored {
+        let outcome = FinishOutcome::Errored {
             message: format!(
                 "no handler registered for kind {:?} on worker {}",
                 job.kind, shared.config.id
@@ -100,6 +123,7 @@ pub(crate) async fn run(
             retry_at: now() + to_chrono(job.retry.delay(job.attempt)),
             permanent: false,
         };
+        return (outcome, AttemptOutcome::Failure);
     };
 
     let ctx = JobContext {
@@ -148,7 +172,19 @@ pub(crate) async fn run(
     };
 
     let retry_at = || now() + to_chrono(job.retry.delay(job.attempt));
-    match ended {
+    let counted = match &ended {
+        Ended::Returned(Ok(Outcome::Done | Outcome::Result(_))) => AttemptOutcome::Success,
+        Ended::Returned(Ok(Outcome::Snooze(_))) => AttemptOutcome::NotCounted,
+        Ended::Returned(Err(_)) if cancel.is_cancelled() => AttemptOutcome::Cancelled,
+        Ended::Returned(Err(_)) if shared.hard_stop.is_cancelled() && own_stop > Duration::ZERO => {
+            AttemptOutcome::NotCounted
+        }
+        Ended::Returned(Err(_)) | Ended::Panicked(_) => AttemptOutcome::Failure,
+        Ended::TimedOut(_) => AttemptOutcome::Timeout,
+        Ended::StoppedAfterCancel => AttemptOutcome::Cancelled,
+        Ended::ShutDown => AttemptOutcome::NotCounted,
+    };
+    let outcome = match ended {
         Ended::Returned(Ok(Outcome::Done)) => FinishOutcome::Completed { result: None },
         Ended::Returned(Ok(Outcome::Result(v))) => FinishOutcome::Completed {
             result: Some(v.to_string()),
@@ -193,7 +229,8 @@ pub(crate) async fn run(
             ),
         },
         Ended::ShutDown => released(shared),
-    }
+    };
+    (outcome, counted)
 }
 
 fn released(shared: &Shared) -> FinishOutcome {

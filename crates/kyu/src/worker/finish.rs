@@ -6,25 +6,37 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kyu_core::store::FinishResult;
-use kyu_core::Finish;
+use kyu_core::{Finish, JobState};
 use tokio::sync::{mpsc, oneshot};
 
 use super::Shared;
+use crate::metrics::{AttemptOutcome, KindMetrics};
 
 pub(crate) enum Message {
-    Finish(Finish),
+    /// A finished attempt, and how to count it once written.
+    Finish(Finish, Counted),
     /// Reply once everything sent before has been written.
     Flush(oneshot::Sender<()>),
 }
 
+/// How a finished attempt is counted once its write is answered.
+pub(crate) struct Counted {
+    pub(crate) metrics: Arc<KindMetrics>,
+    pub(crate) outcome: AttemptOutcome,
+}
+
 pub(crate) async fn completer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Message>) {
     let mut batch = Vec::new();
+    let mut counted = Vec::new();
     let mut flushes = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut next = Some(first);
         while let Some(msg) = next {
             match msg {
-                Message::Finish(f) => batch.push(f),
+                Message::Finish(f, c) => {
+                    batch.push(f);
+                    counted.push(c);
+                }
                 Message::Flush(tx) => flushes.push(tx),
             }
             next = if batch.len() < shared.config.finish_batch {
@@ -34,7 +46,12 @@ pub(crate) async fn completer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiv
             };
         }
         if !batch.is_empty() {
-            write(&shared, std::mem::take(&mut batch)).await;
+            write(
+                &shared,
+                std::mem::take(&mut batch),
+                std::mem::take(&mut counted),
+            )
+            .await;
         }
         for tx in flushes.drain(..) {
             let _ = tx.send(());
@@ -45,19 +62,28 @@ pub(crate) async fn completer(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiv
 /// Writes one batch, retrying while the store is unreachable: a result that
 /// is never written is not lost (the lease runs out and the job runs again),
 /// but writing it spares a duplicate run.
-async fn write(shared: &Shared, batch: Vec<Finish>) {
+async fn write(shared: &Shared, batch: Vec<Finish>, counted: Vec<Counted>) {
     let mut pause = Duration::from_millis(50);
     let mut tries = 0;
     loop {
         match shared.store.finish(batch.clone()).await {
             Ok(results) => {
-                for (f, r) in batch.iter().zip(&results) {
-                    if *r == FinishResult::Stale {
-                        tracing::warn!(
-                            job_id = f.lease.id,
-                            attempt = f.lease.attempt,
-                            "result discarded: the job's lease had expired and it was taken over"
-                        );
+                for ((f, r), c) in batch.iter().zip(&results).zip(&counted) {
+                    match r {
+                        FinishResult::Stale => {
+                            tracing::warn!(
+                                job_id = f.lease.id,
+                                attempt = f.lease.attempt,
+                                "result discarded: the job's lease had expired and it was taken over"
+                            );
+                            c.metrics.lease_lost();
+                        }
+                        FinishResult::Applied(state) => {
+                            c.metrics.attempt(c.outcome);
+                            if *state == JobState::Failed {
+                                c.metrics.dead();
+                            }
+                        }
                     }
                 }
                 break;

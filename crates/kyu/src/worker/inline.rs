@@ -94,7 +94,9 @@ async fn run(
         kind = %job.kind,
         attempt = job.attempt
     );
-    tracing::Instrument::instrument(execute::run(shared, job, cancel), span).await
+    tracing::Instrument::instrument(execute::run(shared, job, cancel), span)
+        .await
+        .0
 }
 
 /// Heartbeats the one lease and polls for its cancel request, as a started

@@ -30,6 +30,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::maintenance::{self, MaintenanceConfig};
+use crate::metrics::SlotGauges;
 use crate::{Job, JobContext, JobResult, Kyu};
 use handler::{FnHandler, Handler, TypedHandler};
 
@@ -382,10 +383,25 @@ impl Worker {
             );
         }
         let registration = shared.registration(&queues);
+        // kyu_worker_slots: this worker's slots are free until handlers run.
+        let slot_gauges: Vec<(Arc<SlotGauges>, usize)> = queues
+            .iter()
+            .map(|(queue, concurrency)| {
+                let gauges = Arc::new(SlotGauges::new(queue));
+                gauges.add_free(*concurrency as f64);
+                (gauges, *concurrency)
+            })
+            .collect();
         let fetchers = queues
             .into_iter()
-            .map(|(queue, concurrency)| {
-                tokio::spawn(claim::fetch_loop(shared.clone(), queue, concurrency))
+            .zip(&slot_gauges)
+            .map(|((queue, concurrency), (gauges, _))| {
+                tokio::spawn(claim::fetch_loop(
+                    shared.clone(),
+                    queue,
+                    concurrency,
+                    gauges.clone(),
+                ))
             })
             .collect();
         let completer = tokio::spawn(finish::completer(shared.clone(), finish_rx));
@@ -408,6 +424,7 @@ impl Worker {
         WorkerHandle {
             scheduler: scheduler.map(crate::Scheduler::start),
             shared,
+            slot_gauges,
             fetchers,
             completer,
             lease,
@@ -503,6 +520,8 @@ pub(crate) struct RunningJob {
 pub struct WorkerHandle {
     scheduler: Option<crate::SchedulerHandle>,
     shared: Arc<Shared>,
+    /// Each queue's `kyu_worker_slots` and its concurrency.
+    slot_gauges: Vec<(Arc<SlotGauges>, usize)>,
     fetchers: Vec<JoinHandle<()>>,
     completer: JoinHandle<()>,
     lease: JoinHandle<()>,
@@ -550,6 +569,10 @@ impl WorkerHandle {
             shared.executing.wait().await;
         }
         finish::flush(shared).await;
+        // Every handler has ended: this worker's slots leave the count.
+        for (gauges, concurrency) in &self.slot_gauges {
+            gauges.add_free(-(*concurrency as f64));
+        }
         self.background.cancel();
         let _ = self.lease.await;
         // No longer counted as a worker that runs these kinds.

@@ -1,0 +1,143 @@
+//! # kyu-server
+//!
+//! kyu's network face, on one HTTP listener that `kyu serve` (and `kyu
+//! worker --http ADDR`) opens. For now it serves:
+//!
+//! - `GET /metrics`: Prometheus text format: the counters and histograms
+//!   the `kyu` library records through the `metrics` facade (see
+//!   [`kyu::metrics`]), and the gauges read from the store at scrape time
+//!   (`kyu_jobs{queue,state}`, `kyu_queue_paused{queue}`,
+//!   `kyu_schedule_next_fire_timestamp_seconds{schedule}`, `kyu_store_up`,
+//!   `kyu_build_info{version}`), cached for a few seconds so that many
+//!   scrapers cost one query (module `metrics`);
+//! - `GET /healthz`: the process is alive (no database call), and
+//!   `GET /readyz`: the database answers (module `health`).
+//!
+//! The JSON API (`/v1`), the event stream and the dashboard will join the
+//! same [`router`], each in its own module. This crate depends on `kyu`
+//! only, never on a backend.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let kyu = kyu::Kyu::connect("sqlite://kyu.db").await?;
+//! let metrics = kyu_server::install_recorder()?; // before workers start
+//! let app = kyu_server::router(kyu, kyu_server::Options::default().metrics(metrics));
+//! let addr = kyu_server::parse_addr("listen", "127.0.0.1:7070")?;
+//! let listener = kyu_server::bind(addr).await?;
+//! kyu_server::serve(listener, app, std::future::pending()).await?;
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+mod exposition;
+mod health;
+mod listen;
+mod metrics;
+mod store_gauges;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use kyu::Kyu;
+
+pub use listen::{bind, parse_addr, serve};
+pub use metrics::{install_recorder, PrometheusHandle};
+
+/// What the server needs to know besides the store. Every field has a
+/// default; see each.
+#[derive(Clone)]
+pub struct Options {
+    /// The recorder whose counters and histograms `/metrics` renders (from
+    /// [`install_recorder`]). Default none: `/metrics` gives only the gauges
+    /// read from the store, for an application that exports the library's
+    /// metrics through a recorder of its own.
+    pub metrics: Option<PrometheusHandle>,
+    /// How long the gauges read from the store are reused before the next
+    /// scrape reads them again. Default 5 s.
+    pub store_gauges_ttl: Duration,
+    /// How long `/readyz` waits for the database. Default 2 s.
+    pub ready_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            metrics: None,
+            store_gauges_ttl: Duration::from_secs(5),
+            ready_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("metrics", &self.metrics.is_some())
+            .field("store_gauges_ttl", &self.store_gauges_ttl)
+            .field("ready_timeout", &self.ready_timeout)
+            .finish()
+    }
+}
+
+impl Options {
+    /// Sets [`Options::metrics`].
+    pub fn metrics(mut self, handle: PrometheusHandle) -> Options {
+        self.metrics = Some(handle);
+        self
+    }
+}
+
+/// What every route shares.
+pub(crate) struct Shared {
+    pub(crate) kyu: Kyu,
+    pub(crate) options: Options,
+    pub(crate) store_gauges: store_gauges::StoreGauges,
+}
+
+/// The handle every route gets.
+pub(crate) type State = Arc<Shared>;
+
+/// The whole HTTP face over `kyu`: `/metrics`, `/healthz`, `/readyz`.
+pub fn router(kyu: Kyu, options: Options) -> Router {
+    let shared = Arc::new(Shared {
+        store_gauges: store_gauges::StoreGauges::new(kyu.clone(), options.store_gauges_ttl),
+        kyu,
+        options,
+    });
+    Router::new()
+        .merge(health::routes())
+        .merge(metrics::routes())
+        .with_state(shared)
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The listen address could not be understood.
+    #[error("{field}: {value:?} is not a listen address; accepted: IP:PORT, e.g. 127.0.0.1:7070, 0.0.0.0:7070 or [::1]:7070")]
+    BadAddress {
+        /// Where it came from (e.g. `--http`, `[http] listen`).
+        field: String,
+        /// What was given.
+        value: String,
+    },
+    /// The address could not be listened on (in use, not this host's, no permission).
+    #[error("could not listen on {addr}: {reason}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why, in words (e.g. "the address is already in use").
+        reason: String,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A metrics recorder was already installed in this process.
+    #[error("a metrics recorder is already installed in this process; kyu's /metrics needs its own (install_recorder), or pass none and export kyu's metrics through yours")]
+    RecorderTaken,
+    /// The server stopped with an I/O error.
+    #[error("the HTTP server stopped: {0}")]
+    Io(#[from] std::io::Error),
+}
