@@ -12,7 +12,7 @@ async fn main() -> Result<(), kyu::Error> {
 
     // A job scheduled for later, cancelled before it runs.
     let later = kyu
-        .insert(
+        .enqueue(
             NewJob::new("export", serde_json::json!({}))
                 .run_at(chrono::Utc::now() + chrono::Duration::hours(1)),
         )
@@ -37,7 +37,7 @@ async fn main() -> Result<(), kyu::Error> {
         .configure(|c| c.cancel_poll = Duration::from_millis(100))
         .start();
     let running = kyu
-        .insert(NewJob::new("export", serde_json::json!({})))
+        .enqueue(NewJob::new("export", serde_json::json!({})))
         .await?;
     while kyu.job(running.id).await?.state != JobState::Running {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -47,7 +47,7 @@ async fn main() -> Result<(), kyu::Error> {
         vec![CancelResult::Requested]
     );
     let job = kyu
-        .wait_timeout(running.id, Duration::from_secs(10))
+        .wait(running.id).timeout(Duration::from_secs(10))
         .await?;
     println!(
         "job {}: {} ({:?})",

@@ -31,12 +31,12 @@ async fn main() -> Result<(), kyu::Error> {
 
     let worker = Worker::new(&kyu).command("resize", spec).start();
     let job = kyu
-        .insert(NewJob::new(
+        .enqueue(NewJob::new(
             "resize",
             serde_json::json!({ "image": "cat.png" }),
         ))
         .await?;
-    let done = kyu.wait_timeout(job.id, Duration::from_secs(20)).await?;
+    let done = kyu.wait(job.id).timeout(Duration::from_secs(20)).await?;
     println!(
         "job {} is {}: result {}",
         done.id,

@@ -65,19 +65,19 @@ async fn main() -> Result<(), kyu::Error> {
         serde_json::json!({ "path": "/no/such/kyu.toml" }),
     )
     .max_attempts(1);
-    let job = kyu.insert(missing).await?;
-    let done = kyu.wait_timeout(job.id, Duration::from_secs(10)).await?;
+    let job = kyu.enqueue(missing).await?;
+    let done = kyu.wait(job.id).timeout(Duration::from_secs(10)).await?;
     println!("read_config: {} ({})", done.state, done.errors[0].message);
     assert_eq!(done.state, JobState::Failed);
     assert!(done.errors[0].message.contains("No such file"));
 
     let job = kyu
-        .insert(NewJob::new(
+        .enqueue(NewJob::new(
             "charge",
             serde_json::json!({ "cents": "12.50" }),
         ))
         .await?;
-    let done = kyu.wait_timeout(job.id, Duration::from_secs(10)).await?;
+    let done = kyu.wait(job.id).timeout(Duration::from_secs(10)).await?;
     println!(
         "charge 12.50: {} after {} attempt ({})",
         done.state, done.attempt, done.errors[0].message
@@ -92,13 +92,13 @@ async fn main() -> Result<(), kyu::Error> {
         .starts_with("the amount is not a whole number of cents: invalid digit"));
 
     let job = kyu
-        .insert(
+        .enqueue(
             NewJob::new("charge", serde_json::json!({ "cents": "1250" }))
                 .max_attempts(2)
                 .retry(kyu::RetryPolicy::fixed(Duration::from_millis(10))),
         )
         .await?;
-    let done = kyu.wait_timeout(job.id, Duration::from_secs(10)).await?;
+    let done = kyu.wait(job.id).timeout(Duration::from_secs(10)).await?;
     println!(
         "charge 1250: {} after {} attempts ({})",
         done.state, done.attempt, done.errors[0].message
@@ -115,9 +115,9 @@ async fn main() -> Result<(), kyu::Error> {
 
     let started = Instant::now();
     let job = kyu
-        .insert(NewJob::new("sync_profile", serde_json::json!({})))
+        .enqueue(NewJob::new("sync_profile", serde_json::json!({})))
         .await?;
-    let done = kyu.wait_timeout(job.id, Duration::from_secs(10)).await?;
+    let done = kyu.wait(job.id).timeout(Duration::from_secs(10)).await?;
     println!(
         "sync_profile: {} after {:?} ({})",
         done.state,

@@ -13,10 +13,10 @@ async fn main() -> Result<(), kyu::Error> {
     let kyu = Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display())).await?;
 
     let quick = kyu
-        .insert(NewJob::new("sleep", serde_json::json!({"ms": 200})))
+        .enqueue(NewJob::new("sleep", serde_json::json!({"ms": 200})))
         .await?;
     let slow = kyu
-        .insert(NewJob::new("sleep", serde_json::json!({"ms": 60_000})))
+        .enqueue(NewJob::new("sleep", serde_json::json!({"ms": 60_000})))
         .await?;
 
     let worker = Worker::new(&kyu)

@@ -59,7 +59,7 @@ async fn main() -> Result<(), kyu::Error> {
     }
 
     // Wait for the result (here it is already there).
-    let done = kyu.wait_timeout(job.id, Duration::from_secs(10)).await?;
+    let done = kyu.wait(job.id).timeout(Duration::from_secs(10)).await?;
     println!(
         "job {} is {}: {}",
         done.id,

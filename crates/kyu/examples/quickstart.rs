@@ -50,7 +50,7 @@ async fn main() -> Result<(), kyu::Error> {
             width: 64,
         })
         .await?;
-    let done = kyu.wait_timeout(job.id, Duration::from_secs(10)).await?;
+    let done = kyu.wait(job.id).timeout(Duration::from_secs(10)).await?;
     println!(
         "job {} {}: {}",
         done.id,

@@ -31,18 +31,18 @@ async fn main() -> Result<(), kyu::Error> {
         })
         .start();
 
-    let ok = kyu.insert(NewJob::new("ok", serde_json::json!({}))).await?;
+    let ok = kyu.enqueue(NewJob::new("ok", serde_json::json!({}))).await?;
     let broken = kyu
-        .insert(NewJob::new("broken", serde_json::json!({})))
+        .enqueue(NewJob::new("broken", serde_json::json!({})))
         .await?;
     assert_eq!(
-        kyu.wait_timeout(ok.id, Duration::from_secs(10))
+        kyu.wait(ok.id).timeout(Duration::from_secs(10))
             .await?
             .state,
         JobState::Completed
     );
     assert_eq!(
-        kyu.wait_timeout(broken.id, Duration::from_secs(10))
+        kyu.wait(broken.id).timeout(Duration::from_secs(10))
             .await?
             .state,
         JobState::Failed

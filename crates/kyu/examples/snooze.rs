@@ -41,11 +41,11 @@ async fn main() -> Result<(), kyu::Error> {
         .start();
 
     let job = kyu
-        .insert(
+        .enqueue(
             NewJob::new("build_report", serde_json::json!({"day": "2026-11-27"})).max_attempts(1),
         )
         .await?;
-    let done = kyu.wait_timeout(job.id, Duration::from_secs(10)).await?;
+    let done = kyu.wait(job.id).timeout(Duration::from_secs(10)).await?;
     println!(
         "job {} is {} after {} look(s), attempt {}",
         done.id,

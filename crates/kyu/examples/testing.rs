@@ -48,7 +48,7 @@ async fn sign_up(kyu: &Kyu, email: &str, plan: &str) -> Result<(), kyu::Error> {
     })
     .await?;
     if plan != "free" {
-        kyu.insert(NewJob::new(
+        kyu.enqueue(NewJob::new(
             "crm_sync",
             json!({ "email": email, "plan": plan }),
         ))

@@ -34,7 +34,8 @@ pub enum Error {
         /// Why.
         source: serde_json::Error,
     },
-    /// [`Kyu::wait_timeout`](crate::Kyu::wait_timeout) gave up.
+    /// A wait with a deadline ([`Wait::timeout`](crate::Wait::timeout)) gave up;
+    /// the job is left as it is.
     #[error("job {id} did not finish within {waited:?}")]
     WaitTimedOut {
         /// The job.

@@ -60,8 +60,9 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Runs one attempt.
     fn run(self, ctx: JobContext) -> impl Future<Output = JobResult> + Send;
 
-    /// This job as an enqueue request, with [`options`](Job::options) applied,
-    /// ready for more options and [`Kyu::insert`](crate::Kyu::insert).
+    /// This job as an enqueue request, with its [`QUEUE`](Job::QUEUE) and
+    /// [`options`](Job::options) applied, ready for more options (and for
+    /// [`JobTemplate`](crate::JobTemplate) of a schedule: `.into()`).
     fn to_new_job(&self) -> Result<NewJob, Error> {
         let args = serde_json::to_string(self).map_err(|source| Error::Serialize {
             kind: Self::KIND,
@@ -69,6 +70,34 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
         })?;
         Ok(self.options(NewJob::from_json_text(Self::KIND, args).queue(Self::QUEUE)))
     }
+}
+
+/// What the enqueue calls ([`Kyu::enqueue`](crate::Kyu::enqueue),
+/// [`enqueue_many`](crate::Kyu::enqueue_many), …) take: a typed [`Job`] or
+/// a [`NewJob`]. Implemented for both; not meant to be implemented elsewhere.
+pub trait IntoNewJob: sealed::Sealed + Send {
+    /// The enqueue request; fails only when a typed job's args cannot be
+    /// serialized.
+    fn into_new_job(self) -> Result<NewJob, Error>;
+}
+
+impl<J: Job> IntoNewJob for J {
+    fn into_new_job(self) -> Result<NewJob, Error> {
+        self.to_new_job()
+    }
+}
+
+impl IntoNewJob for NewJob {
+    fn into_new_job(self) -> Result<NewJob, Error> {
+        Ok(self)
+    }
+}
+
+mod sealed {
+    /// Keeps [`IntoNewJob`](super::IntoNewJob) to the types kyu implements it for.
+    pub trait Sealed {}
+    impl<J: super::Job> Sealed for J {}
+    impl Sealed for kyu_core::NewJob {}
 }
 
 /// What a handler returns.

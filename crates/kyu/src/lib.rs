@@ -20,13 +20,11 @@
 //! }
 //!
 //! # async fn demo() -> Result<(), kyu::Error> {
-//! # let dir = tempfile::tempdir().unwrap();
-//! # let url = format!("sqlite://{}/kyu.db", dir.path().display());
-//! let kyu = Kyu::connect(&url).await?;          // e.g. "sqlite://kyu.db"
+//! let kyu = Kyu::connect("sqlite::memory:").await?; // or "sqlite://kyu.db", "postgres://…"
 //! let worker = Worker::new(&kyu).register::<Greet>().start();
 //!
 //! let job = kyu.enqueue(Greet { name: "ada".into() }).await?;
-//! let done = kyu.wait_timeout(job.id, Duration::from_secs(10)).await?;
+//! let done = kyu.wait(job.id).timeout(Duration::from_secs(10)).await?;
 //! assert_eq!(done.result.as_deref(), Some(r#"{"greeting":"hello, ada"}"#));
 //!
 //! worker.shutdown().await;
@@ -60,17 +58,19 @@ mod job;
 pub mod maintenance;
 pub mod scheduler;
 mod state;
+mod wait;
 pub mod testing;
 mod worker;
 
 pub use client::Kyu;
 pub use error::{Error, Result};
-pub use job::{Job, JobContext, JobError, JobResult, Outcome, ResultExt};
+pub use job::{IntoNewJob, Job, JobContext, JobError, JobResult, Outcome, ResultExt};
 /// The PostgreSQL store (feature `postgres`, on by default), and the sqlx it
 /// uses, for [`Kyu::enqueue_in`].
 #[cfg(feature = "postgres")]
 pub use kyu_postgres as postgres;
 pub use scheduler::{Scheduler, SchedulerConfig, SchedulerHandle, TickReport};
+pub use wait::Wait;
 pub use worker::{wait_for_signal, Worker, WorkerConfig, WorkerHandle};
 
 /// The date and time types kyu's API uses (`run_at`, fire times).

@@ -83,10 +83,10 @@ async fn finished_jobs_are_not_reported_as_taken_over(backend: Backend, lines: L
     let jobs: Vec<NewJob> = (0..2000)
         .map(|i| NewJob::new("noop", serde_json::json!({ "i": i })))
         .collect();
-    let ids: Vec<_> = kyu.insert_many(jobs).await.unwrap();
+    let ids: Vec<_> = kyu.enqueue_many(jobs).await.unwrap();
     for e in &ids {
         let job = kyu
-            .wait_timeout(e.id, Duration::from_secs(60))
+            .wait(e.id).timeout(Duration::from_secs(60))
             .await
             .unwrap();
         assert_eq!(job.state, JobState::Completed);

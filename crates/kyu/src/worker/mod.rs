@@ -153,8 +153,8 @@ fn default_worker_id() -> String {
 ///     })
 ///     .queue("default", 4)
 ///     .start();
-/// let job = kyu.insert(kyu::NewJob::new("hello", serde_json::json!({}))).await?;
-/// let done = kyu.wait_timeout(job.id, Duration::from_secs(10)).await?;
+/// let job = kyu.enqueue(kyu::NewJob::new("hello", serde_json::json!({}))).await?;
+/// let done = kyu.wait(job.id).timeout(Duration::from_secs(10)).await?;
 /// assert_eq!(done.state, kyu::JobState::Completed);
 /// worker.shutdown().await;
 /// # Ok(()) }
