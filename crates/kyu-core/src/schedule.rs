@@ -296,6 +296,31 @@ pub fn fire_key(schedule: &str, fire_time: DateTime<Utc>) -> String {
     )
 }
 
+/// The fire time of a job a schedule fired (or a trigger made: the time it
+/// was triggered), read back from its tags and unique key as
+/// [`JobTemplate::job_for`] wrote them; `None` for any other job.
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// use kyu_core::schedule::{fire_key, fire_time_of};
+///
+/// let at = Utc.with_ymd_and_hms(2030, 1, 1, 3, 0, 0).unwrap();
+/// let tags = vec!["schedule:nightly".to_string()];
+/// assert_eq!(fire_time_of(&tags, Some(&fire_key("nightly", at))), Some(at));
+/// assert_eq!(fire_time_of(&[], Some("order:42")), None);
+/// ```
+pub fn fire_time_of(tags: &[String], unique_key: Option<&str>) -> Option<DateTime<Utc>> {
+    let key = unique_key?;
+    // The tag names the schedule, so a name with colons is read whole.
+    tags.iter().find_map(|tag| {
+        let name = tag.strip_prefix("schedule:")?;
+        let time = key.strip_prefix(&format!("schedule:{name}:"))?;
+        DateTime::parse_from_rfc3339(time)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    })
+}
+
 /// A schedule as declared: upserted by name with
 /// [`ScheduleStore::upsert_schedule`](crate::ScheduleStore::upsert_schedule).
 ///

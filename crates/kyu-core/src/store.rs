@@ -73,6 +73,14 @@ pub struct ClaimedJob {
     pub timeout: Option<Duration>,
     /// When the lease runs out unless extended.
     pub lease_expires_at: DateTime<Utc>,
+    /// When the job became runnable (for a scheduled job, its fire time;
+    /// after a retry or snooze, when that came due).
+    pub run_at: DateTime<Utc>,
+    /// Its tags (a job a schedule fired has `schedule:NAME`).
+    pub tags: Vec<String>,
+    /// Its unique key, if it has one (a job a schedule fired has
+    /// `schedule:NAME:FIRE_TIME`, see [`crate::schedule::fire_key`]).
+    pub unique_key: Option<String>,
 }
 
 impl ClaimedJob {

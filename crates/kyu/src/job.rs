@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use kyu_core::{JobId, LeaseRef, NewJob, Progress, Store};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -259,6 +260,10 @@ pub struct JobContext {
     /// Cancelled when the worker's shutdown grace ran out: a handler that
     /// stops by itself (a command) stops now; others are dropped.
     pub(crate) stopping: CancellationToken,
+    pub(crate) run_at: DateTime<Utc>,
+    pub(crate) tags: Arc<[String]>,
+    /// The fire time of a scheduled job is read from it (with the tags).
+    pub(crate) unique_key: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for JobContext {
@@ -292,6 +297,34 @@ impl JobContext {
     /// The job's kind.
     pub fn kind(&self) -> &str {
         &self.kind
+    }
+    /// When the job became runnable: the `run_at` it was enqueued with (or
+    /// its enqueue time), or, after a retry or a snooze, when that came due.
+    /// A job a schedule fired has its fire time here on its first attempt.
+    pub fn run_at(&self) -> DateTime<Utc> {
+        self.run_at
+    }
+    /// The job's tags, in the order given (a job a schedule fired also has
+    /// `schedule:NAME`).
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+    /// For a job a schedule fired, the fire time it was fired for (the one
+    /// cron named, whatever the attempt, retry or delay since; for a
+    /// triggered schedule, when it was triggered); `None` for other jobs.
+    ///
+    /// ```
+    /// use kyu::{JobContext, JobResult, Outcome};
+    ///
+    /// async fn daily_report(ctx: JobContext) -> JobResult {
+    ///     // The report of the day cron fired for, even when retried tomorrow.
+    ///     let day = ctx.fire_time().unwrap_or_else(|| ctx.run_at()).date_naive();
+    ///     println!("report for {day}");
+    ///     Ok(Outcome::Done)
+    /// }
+    /// ```
+    pub fn fire_time(&self) -> Option<DateTime<Utc>> {
+        kyu_core::schedule::fire_time_of(&self.tags, self.unique_key.as_deref())
     }
     /// The args, as JSON text.
     pub fn args(&self) -> &str {
