@@ -47,7 +47,8 @@ async fn main() -> Result<(), kyu::Error> {
         vec![CancelResult::Requested]
     );
     let job = kyu
-        .wait(running.id).timeout(Duration::from_secs(10))
+        .wait(running.id)
+        .timeout(Duration::from_secs(10))
         .await?;
     println!(
         "job {}: {} ({:?})",

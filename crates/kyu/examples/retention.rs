@@ -31,18 +31,22 @@ async fn main() -> Result<(), kyu::Error> {
         })
         .start();
 
-    let ok = kyu.enqueue(NewJob::new("ok", serde_json::json!({}))).await?;
+    let ok = kyu
+        .enqueue(NewJob::new("ok", serde_json::json!({})))
+        .await?;
     let broken = kyu
         .enqueue(NewJob::new("broken", serde_json::json!({})))
         .await?;
     assert_eq!(
-        kyu.wait(ok.id).timeout(Duration::from_secs(10))
+        kyu.wait(ok.id)
+            .timeout(Duration::from_secs(10))
             .await?
             .state,
         JobState::Completed
     );
     assert_eq!(
-        kyu.wait(broken.id).timeout(Duration::from_secs(10))
+        kyu.wait(broken.id)
+            .timeout(Duration::from_secs(10))
             .await?
             .state,
         JobState::Failed

@@ -58,8 +58,8 @@ mod job;
 pub mod maintenance;
 pub mod scheduler;
 mod state;
-mod wait;
 pub mod testing;
+mod wait;
 mod worker;
 
 pub use client::Kyu;

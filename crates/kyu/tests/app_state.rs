@@ -33,7 +33,8 @@ async fn handlers_read_state_by_type_and_a_missing_type_is_named(backend: Backen
         .await
         .unwrap();
     let job = kyu
-        .wait(ok.id).timeout(Duration::from_secs(20))
+        .wait(ok.id)
+        .timeout(Duration::from_secs(20))
         .await
         .unwrap();
     assert_eq!(job.result.as_deref(), Some(r#"["db-1",42]"#));
@@ -43,7 +44,8 @@ async fn handlers_read_state_by_type_and_a_missing_type_is_named(backend: Backen
         .await
         .unwrap();
     let job = kyu
-        .wait(bad.id).timeout(Duration::from_secs(20))
+        .wait(bad.id)
+        .timeout(Duration::from_secs(20))
         .await
         .unwrap();
     assert_eq!(job.state, JobState::Failed);

@@ -142,7 +142,8 @@ async fn sigkilled_worker_job_is_rescued_and_the_lost_attempt_recorded(backend: 
 
     let rescuer = rescue_worker(&kyu, log.clone()).await;
     let job = kyu
-        .wait(e.id).timeout(Duration::from_secs(30))
+        .wait(e.id)
+        .timeout(Duration::from_secs(30))
         .await
         .unwrap();
     rescuer.shutdown().await;
@@ -191,7 +192,8 @@ async fn nothing_is_lost_when_a_busy_worker_is_killed(backend: Backend) {
     let rescuer = rescue_worker(&kyu, log.clone()).await;
     for id in &ids {
         let job = kyu
-            .wait(*id).timeout(Duration::from_secs(60))
+            .wait(*id)
+            .timeout(Duration::from_secs(60))
             .await
             .unwrap();
         assert_eq!(job.state, JobState::Completed, "job {id}");

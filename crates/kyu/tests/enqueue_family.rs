@@ -63,7 +63,10 @@ async fn enqueue_takes_typed_jobs_and_new_jobs_alike(backend: Backend) {
     assert_eq!(typed_batch.len(), 2);
     for (e, w) in typed_batch.iter().zip([1, 2]) {
         let rec = kyu.job(e.id).await.unwrap();
-        assert_eq!((rec.queue.as_str(), rec.args), ("images", format!(r#"{{"w":{w}}}"#)));
+        assert_eq!(
+            (rec.queue.as_str(), rec.args),
+            ("images", format!(r#"{{"w":{w}}}"#))
+        );
     }
     assert_eq!(kyu.job(untyped_batch[0].id).await.unwrap().kind, "other");
     assert_eq!(kyu.job(overridden.id).await.unwrap().priority, -1);
@@ -85,5 +88,10 @@ async fn enqueue_many_is_all_or_none() {
         .await
         .expect_err("an empty kind is refused");
     assert!(err.to_string().contains("jobs[1].kind"), "{err}");
-    assert!(kyu.list(&JobFilter::default()).await.unwrap().jobs.is_empty());
+    assert!(kyu
+        .list(&JobFilter::default())
+        .await
+        .unwrap()
+        .jobs
+        .is_empty());
 }

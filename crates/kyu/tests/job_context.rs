@@ -52,7 +52,8 @@ async fn context_gives_the_jobs_run_at_tags_and_queue(backend: Backend) {
         .configure(quick)
         .start();
     // Whole microseconds: what both stores keep.
-    let run_at = DateTime::from_timestamp_micros(Utc::now().timestamp_micros() - 5_000_000).unwrap();
+    let run_at =
+        DateTime::from_timestamp_micros(Utc::now().timestamp_micros() - 5_000_000).unwrap();
     let job = kyu
         .enqueue(
             NewJob::new("report", serde_json::json!({}))
@@ -63,7 +64,11 @@ async fn context_gives_the_jobs_run_at_tags_and_queue(backend: Backend) {
         )
         .await
         .unwrap();
-    let done = kyu.wait(job.id).timeout(Duration::from_secs(20)).await.unwrap();
+    let done = kyu
+        .wait(job.id)
+        .timeout(Duration::from_secs(20))
+        .await
+        .unwrap();
     assert_eq!(done.state, JobState::Completed);
     worker.shutdown().await;
 
@@ -91,7 +96,9 @@ async fn context_gives_a_scheduled_jobs_fire_time(backend: Backend) {
         ))
         .await
         .unwrap();
-    let fire_time = rec.next_fire_at.expect("a daily schedule has a next fire time");
+    let fire_time = rec
+        .next_fire_at
+        .expect("a daily schedule has a next fire time");
     let report = Scheduler::new(&kyu).run_once(fire_time).await.unwrap();
     let (_, fired_at, id) = report.fired[0].clone();
     assert_eq!(fired_at, fire_time);

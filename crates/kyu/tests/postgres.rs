@@ -343,7 +343,8 @@ async fn a_postgres_restart_mid_run_loses_nothing() {
     assert!(!after.duplicate);
 
     let long = kyu
-        .wait(long.id).timeout(Duration::from_secs(60))
+        .wait(long.id)
+        .timeout(Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(long.state, JobState::Completed);

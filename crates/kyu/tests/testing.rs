@@ -277,7 +277,11 @@ async fn work_job_writes_a_retryable_error_as_a_real_worker_does(backend: Backen
 
 async fn work_job_passes_a_cancel_request_to_the_handler(backend: Backend) {
     let (kyu, _dir) = fresh(backend).await;
-    let id = kyu.enqueue(NewJob::new("long", json!({}))).await.unwrap().id;
+    let id = kyu
+        .enqueue(NewJob::new("long", json!({})))
+        .await
+        .unwrap()
+        .id;
     let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
     let started_tx = std::sync::Mutex::new(Some(started_tx));
     let worker = Worker::new(&kyu)
