@@ -91,7 +91,7 @@ async fn context_gives_a_scheduled_jobs_fire_time(backend: Backend) {
     let rec = kyu
         .schedule(ScheduleSpec::new(
             name,
-            "0 3 * * *".parse().unwrap(),
+            "0 3 * * *",
             NewJob::new("report", serde_json::json!({})).tag("ops"),
         ))
         .await

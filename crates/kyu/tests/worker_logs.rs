@@ -162,7 +162,7 @@ async fn forgotten_scheduler_is_warned_about_naming_the_schedule_once(
     let (kyu, clock, _dir) = with_manual_clock(backend).await;
     kyu.schedule(ScheduleSpec::new(
         "nightly-report",
-        "* * * * *".parse().unwrap(),
+        "* * * * *",
         NewJob::new("report", serde_json::json!({})),
     ))
     .await
@@ -205,7 +205,7 @@ async fn schedules_a_scheduler_fires_are_not_warned_about(backend: Backend, line
     let (kyu, _dir) = fresh(backend).await;
     kyu.schedule(ScheduleSpec::new(
         "every-second",
-        "* * * * * *".parse().unwrap(),
+        "* * * * * *",
         NewJob::new("tick", serde_json::json!({})),
     ))
     .await
