@@ -52,8 +52,9 @@ async fn sync_profile(ctx: JobContext) -> JobResult {
 
 #[tokio::main]
 async fn main() -> Result<(), kyu::Error> {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let kyu = Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display())).await?;
+    // In memory, so the example leaves nothing behind; an application names
+    // a file ("sqlite://kyu.db") or a PostgreSQL database ("postgres://…").
+    let kyu = Kyu::connect("sqlite::memory:").await?;
     let worker = Worker::new(&kyu)
         .handle("read_config", read_config)
         .handle("charge", charge)
