@@ -49,6 +49,7 @@ use crate::{InvalidInput, JobId, JobState, Limits, NewJob, RetryPolicy, Uniquene
 /// [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum OverlapPolicy {
     /// Enqueue anyway.
     Allow,
@@ -63,6 +64,7 @@ pub enum OverlapPolicy {
 /// grace (e.g. while no scheduler ran). See the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum MisfirePolicy {
     /// Enqueue nothing for them (the default).
     #[default]
@@ -177,6 +179,7 @@ pub enum OverlapDecision {
 /// Why a fire time enqueued no job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "reason")]
+#[non_exhaustive]
 pub enum SkipReason {
     /// The fire time was missed and the misfire policy is `skip`.
     Misfire,

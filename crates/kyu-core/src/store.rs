@@ -225,6 +225,7 @@ pub struct Reaped {
 /// What [`Store::cancel`] did with one id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "result", content = "state")]
+#[non_exhaustive]
 pub enum CancelResult {
     /// It was scheduled or available and is now `cancelled`: it will never run.
     Cancelled,
@@ -240,6 +241,7 @@ pub enum CancelResult {
 /// What [`Store::retry`] did with one id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "result", content = "state")]
+#[non_exhaustive]
 pub enum RetryResult {
     /// It was failed or cancelled and is now `available` again, with at least
     /// one attempt left (max_attempts is raised if needed).

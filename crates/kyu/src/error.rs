@@ -4,6 +4,7 @@ use kyu_core::{InvalidInput, JobId, StoreError};
 
 /// What a [`Kyu`](crate::Kyu) call can fail with.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The request was invalid; nothing was written.
     #[error(transparent)]

@@ -106,6 +106,7 @@ pub type JobResult = Result<Outcome, JobError>;
 
 /// How a successful handler ended.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub enum Outcome {
     /// Done; the job is `completed`.
     #[default]

@@ -237,6 +237,10 @@ fn note(report: &mut TickReport, name: &str, fire_time: DateTime<Utc>, r: FireRe
                 SkipReason::AlreadyBuffered => {
                     tracing::info!(schedule = %name, fire_time = %fire_time, "a fire is already buffered; fire skipped")
                 }
+                // A reason added to kyu-core later.
+                other => {
+                    tracing::info!(schedule = %name, fire_time = %fire_time, reason = ?other, "fire skipped")
+                }
             }
             report.skipped += 1;
         }
