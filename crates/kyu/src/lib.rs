@@ -97,3 +97,50 @@ pub use kyu_core::{
     KeyHeld, Limits, LiveWorker, NewJob, Progress, QueueStats, RetriedFailed, RetryPolicy,
     RetryResult, Uniqueness, WaitingKind, WorkerInfo,
 };
+
+/// The README's Rust snippets, compiled by `cargo test --doc` so that they
+/// keep compiling as shown.
+#[cfg(all(doctest, feature = "postgres"))]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeSnippets;
+
+/// Public enums that may grow are `#[non_exhaustive]` (`Error`, `Outcome`,
+/// `StoreError`, `CancelResult`, `RetryResult`, `RetryPolicy`,
+/// `OverlapPolicy`, `MisfirePolicy`, `SkipReason`): a match outside kyu has
+/// a wildcard arm, so a new variant is not a breaking change.
+///
+/// ```compile_fail,E0004
+/// fn said(o: &kyu::Outcome) -> &'static str {
+///     match o {
+///         kyu::Outcome::Done => "done",
+///         kyu::Outcome::Result(_) => "result",
+///         kyu::Outcome::Snooze(_) => "snooze",
+///     }
+/// }
+/// ```
+///
+/// ```compile_fail,E0004
+/// fn said(e: &kyu::Error) -> &'static str {
+///     match e {
+///         kyu::Error::Invalid(_) => "invalid",
+///         kyu::Error::Store(_) => "store",
+///         kyu::Error::NotFound(_) => "not found",
+///         kyu::Error::NotRunnable { .. } => "not runnable",
+///         kyu::Error::ScheduleNotFound(_) => "no schedule",
+///         kyu::Error::Serialize { .. } => "serialize",
+///         kyu::Error::WaitTimedOut { .. } => "timed out",
+///     }
+/// }
+/// ```
+///
+/// ```
+/// fn said(e: &kyu::Error) -> &'static str {
+///     match e {
+///         kyu::Error::NotFound(_) => "not found",
+///         kyu::Error::WaitTimedOut { .. } => "timed out",
+///         _ => "something else",
+///     }
+/// }
+/// ```
+#[cfg(doctest)]
+pub struct NonExhaustiveEnums;
