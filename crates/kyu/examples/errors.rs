@@ -1,8 +1,8 @@
 //! Errors in handlers: `?` on any error, permanent versus retryable, and
 //! "come back later".
 //!
-//! - `?` on an `std::io::Error`, an `anyhow::Error`, a `Box<dyn Error>` or a
-//!   `String` fails the attempt; it is retried with backoff;
+//! - `?` on an `std::io::Error`, an `anyhow::Error`, a
+//!   `Box<dyn Error + Send + Sync>` or a `String` fails the attempt; it is retried with backoff;
 //! - `.permanent()?` fails the job at once (bad input: retrying cannot help);
 //! - `JobError::retry_after(d, msg)` retries after `d` instead of the backoff,
 //!   for an API that said when to come back.

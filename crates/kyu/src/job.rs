@@ -146,6 +146,18 @@ impl From<()> for Outcome {
 /// let e = parse("7").unwrap_err();
 /// assert!(!e.permanent && e.message.contains("No such file"), "{e}");
 ///
+/// // anyhow, a boxed error, a String: the same.
+/// fn others(which: u8) -> JobResult {
+///     match which {
+///         0 => Err(anyhow::anyhow!("from anyhow"))?,
+///         1 => Err(Box::<dyn std::error::Error + Send + Sync>::from("boxed"))?,
+///         _ => Err(String::from("a string"))?,
+///     }
+/// }
+/// assert_eq!(others(0).unwrap_err().message, "from anyhow");
+/// assert_eq!(others(1).unwrap_err().message, "boxed");
+/// assert_eq!(others(2).unwrap_err().message, "a string");
+///
 /// // "The API said come back in 60 s": retried then, not by the backoff.
 /// let e = JobError::retry_after(Duration::from_secs(60), "429 Too Many Requests");
 /// assert_eq!(e.retry_after, Some(Duration::from_secs(60)));
