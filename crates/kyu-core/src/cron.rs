@@ -573,6 +573,71 @@ impl Iterator for FireTimes<'_> {
     }
 }
 
+/// A cron expression, or text to parse as one: what
+/// [`ScheduleSpec::new`](crate::ScheduleSpec::new) takes, so a schedule reads
+/// as it is written (`"0 9 * * MON"`). Implemented for [`CronExpr`], `&str`
+/// and `String`.
+pub trait IntoCron {
+    /// The expression, or why the text is not one (field `cron`).
+    fn into_cron(self) -> Result<CronExpr, InvalidInput>;
+}
+
+impl IntoCron for CronExpr {
+    fn into_cron(self) -> Result<CronExpr, InvalidInput> {
+        Ok(self)
+    }
+}
+
+impl IntoCron for &str {
+    fn into_cron(self) -> Result<CronExpr, InvalidInput> {
+        CronExpr::parse(self)
+    }
+}
+
+impl IntoCron for String {
+    fn into_cron(self) -> Result<CronExpr, InvalidInput> {
+        CronExpr::parse(&self)
+    }
+}
+
+impl IntoCron for &String {
+    fn into_cron(self) -> Result<CronExpr, InvalidInput> {
+        CronExpr::parse(self)
+    }
+}
+
+/// A time zone, or an IANA name to look up (`"Asia/Tokyo"`): what
+/// [`ScheduleSpec::zone`](crate::ScheduleSpec::zone) takes. Implemented for
+/// [`Tz`], `&str` and `String`.
+pub trait IntoZone {
+    /// The zone, or why the name is not one (field `timezone`).
+    fn into_zone(self) -> Result<Tz, InvalidInput>;
+}
+
+impl IntoZone for Tz {
+    fn into_zone(self) -> Result<Tz, InvalidInput> {
+        Ok(self)
+    }
+}
+
+impl IntoZone for &str {
+    fn into_zone(self) -> Result<Tz, InvalidInput> {
+        parse_zone(self)
+    }
+}
+
+impl IntoZone for String {
+    fn into_zone(self) -> Result<Tz, InvalidInput> {
+        parse_zone(&self)
+    }
+}
+
+impl IntoZone for &String {
+    fn into_zone(self) -> Result<Tz, InvalidInput> {
+        parse_zone(self)
+    }
+}
+
 /// Parses an IANA time zone name such as `Asia/Tokyo`, `America/New_York` or
 /// `UTC` (exact spelling; the error suggests the right case when only the case
 /// is wrong).

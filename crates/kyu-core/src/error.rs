@@ -30,6 +30,7 @@ impl InvalidInput {
 
 /// What a [`Store`](crate::Store) operation can fail with.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StoreError {
     /// The request was invalid; nothing was written.
     #[error("invalid input: {0}")]

@@ -37,7 +37,7 @@ pub mod validate;
 pub mod workers;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use cron::{parse_zone, CronExpr, FireTimes, Tz};
+pub use cron::{parse_zone, CronExpr, FireTimes, IntoCron, IntoZone, Tz};
 pub use error::{InvalidInput, StoreError};
 pub use job::{
     AttemptError, Enqueued, JobId, JobRecord, JobState, Limits, NewJob, Progress, Uniqueness,

@@ -27,6 +27,7 @@ use crate::InvalidInput;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum RetryPolicy {
     /// `initial × 2^(attempt-1)`, at most `cap`.
     Exponential {

@@ -40,7 +40,7 @@ use std::time::Duration;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::cron::{parse_zone, CronExpr, Tz, DEFAULT_ZONE};
+use crate::cron::{parse_zone, CronExpr, IntoCron, IntoZone, Tz, DEFAULT_ZONE};
 use crate::job::check_name;
 use crate::{InvalidInput, JobId, JobState, Limits, NewJob, RetryPolicy, Uniqueness};
 
@@ -49,6 +49,7 @@ use crate::{InvalidInput, JobId, JobState, Limits, NewJob, RetryPolicy, Uniquene
 /// [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum OverlapPolicy {
     /// Enqueue anyway.
     Allow,
@@ -63,6 +64,7 @@ pub enum OverlapPolicy {
 /// grace (e.g. while no scheduler ran). See the [module docs](self).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum MisfirePolicy {
     /// Enqueue nothing for them (the default).
     #[default]
@@ -177,6 +179,7 @@ pub enum OverlapDecision {
 /// Why a fire time enqueued no job.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "reason")]
+#[non_exhaustive]
 pub enum SkipReason {
     /// The fire time was missed and the misfire policy is `skip`.
     Misfire,
@@ -296,21 +299,56 @@ pub fn fire_key(schedule: &str, fire_time: DateTime<Utc>) -> String {
     )
 }
 
+/// The fire time of a job a schedule fired (or a trigger made: the time it
+/// was triggered), read back from its tags and unique key as
+/// [`JobTemplate::job_for`] wrote them; `None` for any other job.
+///
+/// ```
+/// use chrono::{TimeZone, Utc};
+/// use kyu_core::schedule::{fire_key, fire_time_of};
+///
+/// let at = Utc.with_ymd_and_hms(2030, 1, 1, 3, 0, 0).unwrap();
+/// let tags = vec!["schedule:nightly".to_string()];
+/// assert_eq!(fire_time_of(&tags, Some(&fire_key("nightly", at))), Some(at));
+/// assert_eq!(fire_time_of(&[], Some("order:42")), None);
+/// ```
+pub fn fire_time_of(tags: &[String], unique_key: Option<&str>) -> Option<DateTime<Utc>> {
+    let key = unique_key?;
+    // The tag names the schedule, so a name with colons is read whole.
+    tags.iter().find_map(|tag| {
+        let name = tag.strip_prefix("schedule:")?;
+        let time = key.strip_prefix(&format!("schedule:{name}:"))?;
+        DateTime::parse_from_rfc3339(time)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    })
+}
+
 /// A schedule as declared: upserted by name with
 /// [`ScheduleStore::upsert_schedule`](crate::ScheduleStore::upsert_schedule).
+///
+/// The cron expression and the zone may be given as text; text that is not
+/// one is reported by [`validate`](ScheduleSpec::validate), which every
+/// store and `Kyu::schedule` call before writing anything, so a schedule is
+/// declared in one expression and its errors surface where it is saved:
 ///
 /// ```
 /// use kyu_core::schedule::{JobTemplate, MisfirePolicy, OverlapPolicy, ScheduleSpec};
 ///
 /// let spec = ScheduleSpec::new(
 ///     "nightly-report",
-///     "0 3 * * *".parse()?,
+///     "0 3 * * *",
 ///     JobTemplate::new("report", serde_json::json!({"format": "pdf"})),
 /// )
-/// .zone(kyu_core::parse_zone("Asia/Tokyo")?)
+/// .zone("Asia/Tokyo")
 /// .overlap(OverlapPolicy::Skip)
 /// .misfire(MisfirePolicy::RunOnce);
 /// spec.validate(&Default::default())?;
+///
+/// let typo = ScheduleSpec::new("typo", "0 3 * * *", JobTemplate::new("report", serde_json::json!({})))
+///     .zone("Asia/Tokio");
+/// let e = typo.validate(&Default::default()).unwrap_err();
+/// assert_eq!(e.field, "timezone");
 /// # Ok::<(), kyu_core::InvalidInput>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -331,12 +369,23 @@ pub struct ScheduleSpec {
     /// A disabled schedule fires nothing (it can still be triggered by hand).
     /// Default true.
     pub enabled: bool,
+    /// Why the cron text or zone name given to the builder was refused;
+    /// reported by [`validate`](ScheduleSpec::validate). (Private, so a spec
+    /// is made with [`new`](ScheduleSpec::new).)
+    #[serde(skip)]
+    problem: Option<InvalidInput>,
 }
 
 impl ScheduleSpec {
     /// A schedule named `name` that enqueues `job` at every fire time of
-    /// `cron` in UTC, with the default policies, enabled.
-    pub fn new(name: impl Into<String>, cron: CronExpr, job: impl Into<JobTemplate>) -> Self {
+    /// `cron` (a [`CronExpr`] or its text, `"0 9 * * MON"`) in UTC, with the
+    /// default policies, enabled. Text that is not a cron expression is
+    /// reported by [`validate`](Self::validate).
+    pub fn new(name: impl Into<String>, cron: impl IntoCron, job: impl Into<JobTemplate>) -> Self {
+        let (cron, problem) = match cron.into_cron() {
+            Ok(c) => (c, None),
+            Err(e) => (placeholder_cron(), Some(e)),
+        };
         ScheduleSpec {
             name: name.into(),
             cron,
@@ -345,12 +394,19 @@ impl ScheduleSpec {
             overlap: OverlapPolicy::default(),
             misfire: MisfirePolicy::default(),
             enabled: true,
+            problem,
         }
     }
 
-    /// Sets the time zone.
-    pub fn zone(mut self, zone: Tz) -> Self {
-        self.zone = zone;
+    /// Sets the time zone: a [`Tz`] or its IANA name (`"Asia/Tokyo"`). A
+    /// name that is not one is reported by [`validate`](Self::validate).
+    pub fn zone(mut self, zone: impl IntoZone) -> Self {
+        match zone.into_zone() {
+            Ok(z) => self.zone = z,
+            Err(e) => {
+                self.problem.get_or_insert(e);
+            }
+        }
         self
     }
     /// Sets the overlap policy.
@@ -373,6 +429,9 @@ impl ScheduleSpec {
     /// that fails. Errors name the field (`name`, `job.kind`, `job.args`, …)
     /// and what is accepted.
     pub fn validate(&self, limits: &Limits) -> Result<(), InvalidInput> {
+        if let Some(problem) = &self.problem {
+            return Err(problem.clone());
+        }
         check_schedule_name(&self.name)?;
         let probe = self.job.job_for(&self.name, DateTime::<Utc>::UNIX_EPOCH);
         probe.validate(limits).map_err(|mut e| {
@@ -385,6 +444,12 @@ impl ScheduleSpec {
     pub fn first_fire_after(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         self.cron.next_after(now, self.zone)
     }
+}
+
+/// What a spec holds in place of cron text that did not parse; never stored,
+/// since [`ScheduleSpec::validate`] refuses the spec.
+fn placeholder_cron() -> CronExpr {
+    CronExpr::parse("@yearly").expect("a valid expression")
 }
 
 /// Checks a schedule name: 1 to 128 characters, no control characters.
@@ -572,6 +637,7 @@ pub fn spec_from_stored(
         overlap: overlap.parse()?,
         misfire: misfire.parse()?,
         enabled,
+        problem: None,
     })
 }
 
@@ -656,13 +722,13 @@ mod tests {
     fn validation_names_the_field() {
         let spec = ScheduleSpec::new(
             "",
-            "* * * * *".parse().unwrap(),
+            "* * * * *",
             JobTemplate::new("k", serde_json::json!({})),
         );
         assert_eq!(spec.validate(&Limits::default()).unwrap_err().field, "name");
         let mut spec = ScheduleSpec::new(
             "n",
-            "* * * * *".parse().unwrap(),
+            "* * * * *",
             JobTemplate::new("k", serde_json::json!({})),
         );
         spec.job.args = "{".into();
@@ -682,7 +748,7 @@ mod tests {
     fn upsert_keeps_or_resets_next_fire() {
         let spec = ScheduleSpec::new(
             "n",
-            "0 * * * *".parse().unwrap(),
+            "0 * * * *",
             JobTemplate::new("k", serde_json::json!({})),
         );
         let now = t("2030-01-01T00:30:00Z");
@@ -732,7 +798,7 @@ mod tests {
     fn spec_serializes_zone_by_name() {
         let spec = ScheduleSpec::new(
             "n",
-            "0 * * * *".parse().unwrap(),
+            "0 * * * *",
             JobTemplate::new("k", serde_json::json!({})),
         )
         .zone(parse_zone("Asia/Tokyo").unwrap());

@@ -73,6 +73,14 @@ pub struct ClaimedJob {
     pub timeout: Option<Duration>,
     /// When the lease runs out unless extended.
     pub lease_expires_at: DateTime<Utc>,
+    /// When the job became runnable (for a scheduled job, its fire time;
+    /// after a retry or snooze, when that came due).
+    pub run_at: DateTime<Utc>,
+    /// Its tags (a job a schedule fired has `schedule:NAME`).
+    pub tags: Vec<String>,
+    /// Its unique key, if it has one (a job a schedule fired has
+    /// `schedule:NAME:FIRE_TIME`, see [`crate::schedule::fire_key`]).
+    pub unique_key: Option<String>,
 }
 
 impl ClaimedJob {
@@ -217,6 +225,7 @@ pub struct Reaped {
 /// What [`Store::cancel`] did with one id.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "result", content = "state")]
+#[non_exhaustive]
 pub enum CancelResult {
     /// It was scheduled or available and is now `cancelled`: it will never run.
     Cancelled,
@@ -232,6 +241,7 @@ pub enum CancelResult {
 /// What [`Store::retry`] did with one id.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "result", content = "state")]
+#[non_exhaustive]
 pub enum RetryResult {
     /// It was failed or cancelled and is now `available` again, with at least
     /// one attempt left (max_attempts is raised if needed).

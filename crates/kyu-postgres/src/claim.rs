@@ -50,7 +50,7 @@ async fn present_pairs(
 
 /// A claimed job from a row of `RETURNING j.id, j.queue, j.kind, j.args,
 /// j.attempt, j.max_attempts, j.retry, j.timeout_ms, j.priority, j.run_at,
-/// j.lease_expires_at`.
+/// j.lease_expires_at, j.tags, j.unique_key`.
 fn claimed(r: &PgRow) -> Result<ClaimedJob, StoreError> {
     let retry: String = r.try_get(6).map_err(db)?;
     let timeout_ms: Option<i64> = r.try_get(7).map_err(db)?;
@@ -64,6 +64,9 @@ fn claimed(r: &PgRow) -> Result<ClaimedJob, StoreError> {
         retry: parse_json("retry policy", &retry)?,
         timeout: timeout_ms.map(|ms| Duration::from_millis(ms.max(0) as u64)),
         lease_expires_at: r.try_get(10).map_err(db)?,
+        run_at: r.try_get(9).map_err(db)?,
+        tags: r.try_get(11).map_err(db)?,
+        unique_key: r.try_get(12).map_err(db)?,
     })
 }
 
@@ -84,7 +87,7 @@ pub(crate) async fn claim_job(
            progress_message = NULL \
          WHERE j.id = $1 AND j.state IN ('available', 'scheduled') \
          RETURNING j.id, j.queue, j.kind, j.args, j.attempt, j.max_attempts, j.retry, \
-           j.timeout_ms, j.priority, j.run_at, j.lease_expires_at"
+           j.timeout_ms, j.priority, j.run_at, j.lease_expires_at, j.tags, j.unique_key"
     ))
     .bind(id)
     .bind(worker)
@@ -182,7 +185,7 @@ pub(crate) async fn claim(
            progress_message = NULL \
          FROM picked WHERE j.id = picked.id \
          RETURNING j.id, j.queue, j.kind, j.args, j.attempt, j.max_attempts, j.retry, \
-           j.timeout_ms, j.priority, j.run_at, j.lease_expires_at"
+           j.timeout_ms, j.priority, j.run_at, j.lease_expires_at, j.tags, j.unique_key"
     );
     let mut q = sqlx::query(&sql)
         .bind(&queues)

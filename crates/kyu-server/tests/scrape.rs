@@ -214,7 +214,7 @@ async fn known_workload_is_scraped_exactly(kyu: Kyu, queue: &str) {
     jobs.extend((0..3).map(|_| job("flaky")));
     jobs.extend((0..2).map(|_| job("slow").timeout(Duration::from_millis(200))));
     let ids: Vec<_> = kyu
-        .insert_many(jobs)
+        .enqueue_many(jobs)
         .await
         .unwrap()
         .into_iter()
@@ -222,8 +222,8 @@ async fn known_workload_is_scraped_exactly(kyu: Kyu, queue: &str) {
         .collect();
     // A duplicate of a unique key is not an enqueue.
     let unique = job("ok").unique_key(format!("{queue}-once"));
-    let first = kyu.insert(unique.clone()).await.unwrap();
-    assert!(kyu.insert(unique).await.unwrap().duplicate);
+    let first = kyu.enqueue(unique.clone()).await.unwrap();
+    assert!(kyu.enqueue(unique).await.unwrap().duplicate);
 
     let worker = Worker::new(&kyu)
         .register::<Ok1>()
@@ -234,7 +234,8 @@ async fn known_workload_is_scraped_exactly(kyu: Kyu, queue: &str) {
         .configure(quick)
         .start();
     for id in ids.iter().chain([&first.id]) {
-        kyu.wait_timeout(*id, Duration::from_secs(60))
+        kyu.wait(*id)
+            .timeout(Duration::from_secs(60))
             .await
             .unwrap();
     }
@@ -345,7 +346,7 @@ async fn reaper_counts_expired_leases_and_the_jobs_they_fail() {
     let (kyu, _dir) = sqlite().await;
     let queue = "reaped";
     // One job with attempts left (runs again), one without (fails for good).
-    kyu.insert_many(vec![
+    kyu.enqueue_many(vec![
         NewJob::new("lost", serde_json::json!({}))
             .queue(queue)
             .max_attempts(3),
@@ -400,7 +401,7 @@ async fn scheduler_counts_fires_and_scrape_shows_the_next_fire_time() {
     let rec = kyu
         .schedule(kyu::ScheduleSpec::new(
             "every-second",
-            "* * * * * *".parse().unwrap(),
+            "* * * * * *",
             template,
         ))
         .await
@@ -467,7 +468,7 @@ async fn worker_slots_show_used_and_free() {
         .configure(quick)
         .start();
     let job = kyu
-        .insert(NewJob::new("block", serde_json::json!({})).queue(queue))
+        .enqueue(NewJob::new("block", serde_json::json!({})).queue(queue))
         .await
         .unwrap();
     tokio::time::timeout(Duration::from_secs(10), started.notified())
@@ -481,7 +482,8 @@ async fn worker_slots_show_used_and_free() {
     assert_eq!(slots(&s, "free"), 2.0);
 
     release.notify_one();
-    kyu.wait_timeout(job.id, Duration::from_secs(10))
+    kyu.wait(job.id)
+        .timeout(Duration::from_secs(10))
         .await
         .unwrap();
     worker.shutdown().await;
@@ -494,7 +496,7 @@ async fn worker_slots_show_used_and_free() {
 async fn store_gauges_are_read_once_per_ttl() {
     let (kyu, _dir) = sqlite().await;
     let new = || NewJob::new("later", serde_json::json!({})).queue("cached");
-    kyu.insert(new()).await.unwrap();
+    kyu.enqueue(new()).await.unwrap();
     kyu.pause("cached").await.unwrap();
     let available = |s: &Scrape| s.at("kyu_jobs", &[("queue", "cached"), ("state", "available")]);
 
@@ -507,7 +509,7 @@ async fn store_gauges_are_read_once_per_ttl() {
     assert_eq!(available(&s), 1.0);
     assert_eq!(s.at("kyu_queue_paused", &[("queue", "cached")]), 1.0);
 
-    kyu.insert(new()).await.unwrap();
+    kyu.enqueue(new()).await.unwrap();
     let s = Scrape::parse(get(&cached, "/metrics").await.1);
     assert_eq!(available(&s), 1.0, "within the TTL: the same reading");
 

@@ -93,7 +93,7 @@ fn pairs(
 
 /// What a claim returns of each job, after `UPDATE … SET state = 'running'`.
 const RETURNING: &str = "RETURNING id, queue, kind, args, attempt, max_attempts, retry, \
-    timeout_ms, priority, run_at, lease_expires_at";
+    timeout_ms, priority, run_at, lease_expires_at, tags, unique_key";
 
 /// A claimed job from a row of [`RETURNING`].
 fn claimed(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClaimedJob> {
@@ -108,6 +108,9 @@ fn claimed(r: &rusqlite::Row<'_>) -> rusqlite::Result<ClaimedJob> {
         retry: parse_json(6, &r.get::<_, String>(6)?)?,
         timeout: timeout_ms.map(|ms| Duration::from_millis(ms as u64)),
         lease_expires_at: from_us(r.get(10)?),
+        run_at: from_us(r.get(9)?),
+        tags: parse_json(11, &r.get::<_, String>(11)?)?,
+        unique_key: r.get(12)?,
     })
 }
 

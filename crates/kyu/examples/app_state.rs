@@ -40,7 +40,7 @@ impl Job for WeeklyReminder {
                 .to_new_job()
             })
             .collect::<Result<_, _>>()?;
-        let n = ctx.kyu().insert_many(jobs).await?.len();
+        let n = ctx.kyu().enqueue_many(jobs).await?.len();
         Ok(Outcome::Result(serde_json::json!({ "fanned_out": n })))
     }
 }
@@ -85,7 +85,7 @@ async fn main() -> Result<(), kyu::Error> {
             week: "2026-W48".into(),
         })
         .await?;
-    let done = kyu.wait_timeout(job.id, Duration::from_secs(10)).await?;
+    let done = kyu.wait(job.id).timeout(Duration::from_secs(10)).await?;
     println!(
         "weekly_reminder: {} {}",
         done.state,
@@ -102,7 +102,7 @@ async fn main() -> Result<(), kyu::Error> {
         .await?;
     for j in &reminders.jobs {
         assert_eq!(
-            kyu.wait_timeout(j.id, Duration::from_secs(10)).await?.state,
+            kyu.wait(j.id).timeout(Duration::from_secs(10)).await?.state,
             JobState::Completed
         );
     }

@@ -7,12 +7,13 @@ use kyu::{CancelResult, JobError, JobState, Kyu, NewJob, Outcome, Worker};
 
 #[tokio::main]
 async fn main() -> Result<(), kyu::Error> {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let kyu = Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display())).await?;
+    // In memory, so the example leaves nothing behind; an application names
+    // a file ("sqlite://kyu.db") or a PostgreSQL database ("postgres://…").
+    let kyu = Kyu::connect("sqlite::memory:").await?;
 
     // A job scheduled for later, cancelled before it runs.
     let later = kyu
-        .insert(
+        .enqueue(
             NewJob::new("export", serde_json::json!({}))
                 .run_at(chrono::Utc::now() + chrono::Duration::hours(1)),
         )
@@ -37,7 +38,7 @@ async fn main() -> Result<(), kyu::Error> {
         .configure(|c| c.cancel_poll = Duration::from_millis(100))
         .start();
     let running = kyu
-        .insert(NewJob::new("export", serde_json::json!({})))
+        .enqueue(NewJob::new("export", serde_json::json!({})))
         .await?;
     while kyu.job(running.id).await?.state != JobState::Running {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -47,7 +48,8 @@ async fn main() -> Result<(), kyu::Error> {
         vec![CancelResult::Requested]
     );
     let job = kyu
-        .wait_timeout(running.id, Duration::from_secs(10))
+        .wait(running.id)
+        .timeout(Duration::from_secs(10))
         .await?;
     println!(
         "job {}: {} ({:?})",

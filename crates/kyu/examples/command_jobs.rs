@@ -14,8 +14,9 @@ use kyu::{JobState, Kyu, NewJob, Worker};
 
 #[tokio::main]
 async fn main() -> Result<(), kyu::Error> {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let kyu = Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display())).await?;
+    // In memory, so the example leaves nothing behind; an application names
+    // a file ("sqlite://kyu.db") or a PostgreSQL database ("postgres://…").
+    let kyu = Kyu::connect("sqlite::memory:").await?;
 
     // A shell script standing in for any program: reads its args from stdin.
     let script = r#"
@@ -31,12 +32,12 @@ async fn main() -> Result<(), kyu::Error> {
 
     let worker = Worker::new(&kyu).command("resize", spec).start();
     let job = kyu
-        .insert(NewJob::new(
+        .enqueue(NewJob::new(
             "resize",
             serde_json::json!({ "image": "cat.png" }),
         ))
         .await?;
-    let done = kyu.wait_timeout(job.id, Duration::from_secs(20)).await?;
+    let done = kyu.wait(job.id).timeout(Duration::from_secs(20)).await?;
     println!(
         "job {} is {}: result {}",
         done.id,

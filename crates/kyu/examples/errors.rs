@@ -1,8 +1,8 @@
 //! Errors in handlers: `?` on any error, permanent versus retryable, and
 //! "come back later".
 //!
-//! - `?` on an `std::io::Error`, an `anyhow::Error`, a `Box<dyn Error>` or a
-//!   `String` fails the attempt; it is retried with backoff;
+//! - `?` on an `std::io::Error`, an `anyhow::Error`, a
+//!   `Box<dyn Error + Send + Sync>` or a `String` fails the attempt; it is retried with backoff;
 //! - `.permanent()?` fails the job at once (bad input: retrying cannot help);
 //! - `JobError::retry_after(d, msg)` retries after `d` instead of the backoff,
 //!   for an API that said when to come back.
@@ -52,8 +52,9 @@ async fn sync_profile(ctx: JobContext) -> JobResult {
 
 #[tokio::main]
 async fn main() -> Result<(), kyu::Error> {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let kyu = Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display())).await?;
+    // In memory, so the example leaves nothing behind; an application names
+    // a file ("sqlite://kyu.db") or a PostgreSQL database ("postgres://…").
+    let kyu = Kyu::connect("sqlite::memory:").await?;
     let worker = Worker::new(&kyu)
         .handle("read_config", read_config)
         .handle("charge", charge)
@@ -65,19 +66,19 @@ async fn main() -> Result<(), kyu::Error> {
         serde_json::json!({ "path": "/no/such/kyu.toml" }),
     )
     .max_attempts(1);
-    let job = kyu.insert(missing).await?;
-    let done = kyu.wait_timeout(job.id, Duration::from_secs(10)).await?;
+    let job = kyu.enqueue(missing).await?;
+    let done = kyu.wait(job.id).timeout(Duration::from_secs(10)).await?;
     println!("read_config: {} ({})", done.state, done.errors[0].message);
     assert_eq!(done.state, JobState::Failed);
     assert!(done.errors[0].message.contains("No such file"));
 
     let job = kyu
-        .insert(NewJob::new(
+        .enqueue(NewJob::new(
             "charge",
             serde_json::json!({ "cents": "12.50" }),
         ))
         .await?;
-    let done = kyu.wait_timeout(job.id, Duration::from_secs(10)).await?;
+    let done = kyu.wait(job.id).timeout(Duration::from_secs(10)).await?;
     println!(
         "charge 12.50: {} after {} attempt ({})",
         done.state, done.attempt, done.errors[0].message
@@ -92,13 +93,13 @@ async fn main() -> Result<(), kyu::Error> {
         .starts_with("the amount is not a whole number of cents: invalid digit"));
 
     let job = kyu
-        .insert(
+        .enqueue(
             NewJob::new("charge", serde_json::json!({ "cents": "1250" }))
                 .max_attempts(2)
                 .retry(kyu::RetryPolicy::fixed(Duration::from_millis(10))),
         )
         .await?;
-    let done = kyu.wait_timeout(job.id, Duration::from_secs(10)).await?;
+    let done = kyu.wait(job.id).timeout(Duration::from_secs(10)).await?;
     println!(
         "charge 1250: {} after {} attempts ({})",
         done.state, done.attempt, done.errors[0].message
@@ -115,9 +116,9 @@ async fn main() -> Result<(), kyu::Error> {
 
     let started = Instant::now();
     let job = kyu
-        .insert(NewJob::new("sync_profile", serde_json::json!({})))
+        .enqueue(NewJob::new("sync_profile", serde_json::json!({})))
         .await?;
-    let done = kyu.wait_timeout(job.id, Duration::from_secs(10)).await?;
+    let done = kyu.wait(job.id).timeout(Duration::from_secs(10)).await?;
     println!(
         "sync_profile: {} after {:?} ({})",
         done.state,

@@ -9,14 +9,15 @@ use kyu::{JobState, Kyu, NewJob, Outcome, Worker};
 
 #[tokio::main]
 async fn main() -> Result<(), kyu::Error> {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let kyu = Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display())).await?;
+    // In memory, so the example leaves nothing behind; an application names
+    // a file ("sqlite://kyu.db") or a PostgreSQL database ("postgres://…").
+    let kyu = Kyu::connect("sqlite::memory:").await?;
 
     let quick = kyu
-        .insert(NewJob::new("sleep", serde_json::json!({"ms": 200})))
+        .enqueue(NewJob::new("sleep", serde_json::json!({"ms": 200})))
         .await?;
     let slow = kyu
-        .insert(NewJob::new("sleep", serde_json::json!({"ms": 60_000})))
+        .enqueue(NewJob::new("sleep", serde_json::json!({"ms": 60_000})))
         .await?;
 
     let worker = Worker::new(&kyu)

@@ -11,8 +11,9 @@ use kyu::{JobState, Kyu, NewJob, Outcome, Worker};
 
 #[tokio::main]
 async fn main() -> Result<(), kyu::Error> {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let kyu = Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display())).await?;
+    // In memory, so the example leaves nothing behind; an application names
+    // a file ("sqlite://kyu.db") or a PostgreSQL database ("postgres://…").
+    let kyu = Kyu::connect("sqlite::memory:").await?;
 
     kyu.pause("mail").await?;
     let worker = Worker::new(&kyu)
@@ -24,7 +25,7 @@ async fn main() -> Result<(), kyu::Error> {
     let mut ids = Vec::new();
     for to in ["ada@example.com", "grace@example.com", "alan@example.com"] {
         let job = NewJob::new("send_email", serde_json::json!({ "to": to })).queue("mail");
-        ids.push(kyu.insert(job).await?.id);
+        ids.push(kyu.enqueue(job).await?.id);
     }
 
     // Paused: a running worker leaves the jobs alone.
@@ -46,7 +47,7 @@ async fn main() -> Result<(), kyu::Error> {
     // Resumed: the worker takes them at once.
     kyu.resume("mail").await?;
     for id in ids {
-        let done = kyu.wait_timeout(id, Duration::from_secs(10)).await?;
+        let done = kyu.wait(id).timeout(Duration::from_secs(10)).await?;
         println!("job {} is {}", done.id, done.state);
         assert_eq!(done.state, JobState::Completed);
     }

@@ -77,7 +77,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         })
         .start();
     let id = sign_up("ada@example.com", true).await?;
-    let done = kyu.wait_timeout(id, Duration::from_secs(10)).await?;
+    let done = kyu.wait(id).timeout(Duration::from_secs(10)).await?;
     assert_eq!(done.state, JobState::Completed);
     println!("committed: job {id} {}", done.state);
     worker.shutdown().await;

@@ -34,8 +34,9 @@ impl Job for CountWords {
 
 #[tokio::main]
 async fn main() -> Result<(), kyu::Error> {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let kyu = Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display())).await?;
+    // In memory, so the example leaves nothing behind; an application names
+    // a file ("sqlite://kyu.db") or a PostgreSQL database ("postgres://…").
+    let kyu = Kyu::connect("sqlite::memory:").await?;
     let worker = Worker::new(&kyu).register::<CountWords>().start();
 
     let job = kyu
@@ -59,7 +60,7 @@ async fn main() -> Result<(), kyu::Error> {
     }
 
     // Wait for the result (here it is already there).
-    let done = kyu.wait_timeout(job.id, Duration::from_secs(10)).await?;
+    let done = kyu.wait(job.id).timeout(Duration::from_secs(10)).await?;
     println!(
         "job {} is {}: {}",
         done.id,

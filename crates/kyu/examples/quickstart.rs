@@ -34,9 +34,9 @@ impl Job for Resize {
 
 #[tokio::main]
 async fn main() -> Result<(), kyu::Error> {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let url = std::env::var("KYU_DATABASE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}/kyu.db", dir.path().display()));
+    // KYU_DATABASE_URL if set (e.g. "sqlite://kyu.db" or "postgres://…"), else
+    // in memory, so the example leaves nothing behind.
+    let url = std::env::var("KYU_DATABASE_URL").unwrap_or_else(|_| "sqlite::memory:".into());
     let kyu = Kyu::connect(&url).await?;
 
     let worker = Worker::new(&kyu)
@@ -50,7 +50,7 @@ async fn main() -> Result<(), kyu::Error> {
             width: 64,
         })
         .await?;
-    let done = kyu.wait_timeout(job.id, Duration::from_secs(10)).await?;
+    let done = kyu.wait(job.id).timeout(Duration::from_secs(10)).await?;
     println!(
         "job {} {}: {}",
         done.id,

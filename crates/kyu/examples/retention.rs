@@ -13,8 +13,9 @@ use kyu::{JobError, JobState, Kyu, NewJob, Outcome, Worker};
 
 #[tokio::main]
 async fn main() -> Result<(), kyu::Error> {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let kyu = Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display())).await?;
+    // In memory, so the example leaves nothing behind; an application names
+    // a file ("sqlite://kyu.db") or a PostgreSQL database ("postgres://…").
+    let kyu = Kyu::connect("sqlite::memory:").await?;
 
     let worker = Worker::new(&kyu)
         .handle("ok", |_ctx| async { Ok(Outcome::Done) })
@@ -31,18 +32,22 @@ async fn main() -> Result<(), kyu::Error> {
         })
         .start();
 
-    let ok = kyu.insert(NewJob::new("ok", serde_json::json!({}))).await?;
+    let ok = kyu
+        .enqueue(NewJob::new("ok", serde_json::json!({})))
+        .await?;
     let broken = kyu
-        .insert(NewJob::new("broken", serde_json::json!({})))
+        .enqueue(NewJob::new("broken", serde_json::json!({})))
         .await?;
     assert_eq!(
-        kyu.wait_timeout(ok.id, Duration::from_secs(10))
+        kyu.wait(ok.id)
+            .timeout(Duration::from_secs(10))
             .await?
             .state,
         JobState::Completed
     );
     assert_eq!(
-        kyu.wait_timeout(broken.id, Duration::from_secs(10))
+        kyu.wait(broken.id)
+            .timeout(Duration::from_secs(10))
             .await?
             .state,
         JobState::Failed

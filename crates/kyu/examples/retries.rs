@@ -9,8 +9,9 @@ use kyu::{JobError, JobState, Kyu, NewJob, Outcome, RetryPolicy, Worker};
 
 #[tokio::main]
 async fn main() -> Result<(), kyu::Error> {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let kyu = Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display())).await?;
+    // In memory, so the example leaves nothing behind; an application names
+    // a file ("sqlite://kyu.db") or a PostgreSQL database ("postgres://…").
+    let kyu = Kyu::connect("sqlite::memory:").await?;
 
     let worker = Worker::new(&kyu)
         .handle("call_api", |ctx| async move {
@@ -28,13 +29,13 @@ async fn main() -> Result<(), kyu::Error> {
 
     let backoff = RetryPolicy::exponential(Duration::from_millis(20), Duration::from_millis(200));
     let flaky = kyu
-        .insert(NewJob::new("call_api", serde_json::json!({})).retry(backoff))
+        .enqueue(NewJob::new("call_api", serde_json::json!({})).retry(backoff))
         .await?;
     let charge = kyu
-        .insert(NewJob::new("charge", serde_json::json!({"cents": 500})))
+        .enqueue(NewJob::new("charge", serde_json::json!({"cents": 500})))
         .await?;
 
-    let flaky = kyu.wait_timeout(flaky.id, Duration::from_secs(10)).await?;
+    let flaky = kyu.wait(flaky.id).timeout(Duration::from_secs(10)).await?;
     println!("call_api: {} after {} attempts", flaky.state, flaky.attempt);
     for e in &flaky.errors {
         println!("  attempt {}: {}", e.attempt, e.message);
@@ -42,7 +43,7 @@ async fn main() -> Result<(), kyu::Error> {
     assert_eq!(flaky.state, JobState::Completed);
     assert_eq!(flaky.errors.len(), 2);
 
-    let charge = kyu.wait_timeout(charge.id, Duration::from_secs(10)).await?;
+    let charge = kyu.wait(charge.id).timeout(Duration::from_secs(10)).await?;
     println!("charge: {} ({})", charge.state, charge.errors[0].message);
     assert_eq!((charge.state, charge.attempt), (JobState::Failed, 1));
 

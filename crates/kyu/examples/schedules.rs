@@ -6,28 +6,31 @@
 
 use std::time::Duration;
 
-use kyu::{CronExpr, JobState, Kyu, NewJob, Outcome, ScheduleSpec, Scheduler, Worker};
+use kyu::{JobState, Kyu, NewJob, Outcome, ScheduleSpec, Scheduler, Worker};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let dir = tempfile::tempdir()?;
-    let kyu = Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display())).await?;
+    // In memory, so the example leaves nothing behind; an application names
+    // a file ("sqlite://kyu.db") or a PostgreSQL database ("postgres://…").
+    let kyu = Kyu::connect("sqlite::memory:").await?;
 
     // Upsert by name: declaring it again at every start is safe (seed 004's registerJob).
-    let tokyo = kyu::parse_zone("Asia/Tokyo")?;
-    let sync = ScheduleSpec::new(
-        "sync-steps",
-        "0,15,30,45 * * * *".parse::<CronExpr>()?,
-        NewJob::new("sync_steps", serde_json::json!({ "batch": 5 })).max_attempts(3),
+    // A bad expression or zone name is refused here, by `schedule`, naming it.
+    kyu.schedule(
+        ScheduleSpec::new(
+            "sync-steps",
+            "0,15,30,45 * * * *",
+            NewJob::new("sync_steps", serde_json::json!({ "batch": 5 })).max_attempts(3),
+        )
+        .zone("Asia/Tokyo"),
     )
-    .zone(tokyo);
-    kyu.schedule(sync).await?;
-    let tick = ScheduleSpec::new(
+    .await?;
+    kyu.schedule(ScheduleSpec::new(
         "heartbeat",
-        "* * * * * *".parse::<CronExpr>()?,
+        "* * * * * *",
         NewJob::new("heartbeat", serde_json::json!({})),
-    );
-    kyu.schedule(tick).await?;
+    ))
+    .await?;
 
     for s in kyu.schedules().await? {
         println!("{}: next fire {:?}", s.spec.name, s.next_fire_at);

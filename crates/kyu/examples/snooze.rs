@@ -13,8 +13,9 @@ use kyu::{JobState, Kyu, NewJob, Outcome, Worker};
 
 #[tokio::main]
 async fn main() -> Result<(), kyu::Error> {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let kyu = Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display())).await?;
+    // In memory, so the example leaves nothing behind; an application names
+    // a file ("sqlite://kyu.db") or a PostgreSQL database ("postgres://…").
+    let kyu = Kyu::connect("sqlite::memory:").await?;
 
     // Stands in for "is the upstream export there yet?": ready on the 4th look.
     let looks = Arc::new(AtomicU32::new(0));
@@ -41,11 +42,11 @@ async fn main() -> Result<(), kyu::Error> {
         .start();
 
     let job = kyu
-        .insert(
+        .enqueue(
             NewJob::new("build_report", serde_json::json!({"day": "2026-11-27"})).max_attempts(1),
         )
         .await?;
-    let done = kyu.wait_timeout(job.id, Duration::from_secs(10)).await?;
+    let done = kyu.wait(job.id).timeout(Duration::from_secs(10)).await?;
     println!(
         "job {} is {} after {} look(s), attempt {}",
         done.id,

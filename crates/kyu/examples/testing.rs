@@ -48,7 +48,7 @@ async fn sign_up(kyu: &Kyu, email: &str, plan: &str) -> Result<(), kyu::Error> {
     })
     .await?;
     if plan != "free" {
-        kyu.insert(NewJob::new(
+        kyu.enqueue(NewJob::new(
             "crm_sync",
             json!({ "email": email, "plan": plan }),
         ))
@@ -64,17 +64,16 @@ fn worker(kyu: &Kyu) -> Worker {
 
 // ------------------------------------------------------------ its tests
 
-async fn fresh() -> (Kyu, tempfile::TempDir) {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let kyu = Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display()))
+/// A database of the test's own: in memory, gone with the test.
+async fn fresh() -> Kyu {
+    Kyu::connect("sqlite::memory:")
         .await
-        .expect("a test database");
-    (kyu, dir)
+        .expect("a test database")
 }
 
 /// A paid sign-up enqueues the welcome e-mail and the CRM sync.
 async fn paid_sign_up_enqueues_welcome_and_crm_sync() {
-    let (kyu, _dir) = fresh().await;
+    let kyu = fresh().await;
     sign_up(&kyu, "ada@example.com", "pro").await.unwrap();
 
     let welcome = testing::assert_enqueued::<SendWelcome>(&kyu, |w| {
@@ -94,7 +93,7 @@ async fn paid_sign_up_enqueues_welcome_and_crm_sync() {
 
 /// A free sign-up enqueues no CRM sync.
 async fn free_sign_up_skips_the_crm_sync() {
-    let (kyu, _dir) = fresh().await;
+    let kyu = fresh().await;
     sign_up(&kyu, "bob@example.com", "free").await.unwrap();
     testing::assert_enqueued::<SendWelcome>(&kyu, |w| w.plan == "free").await;
     testing::assert_not_enqueued_json(&kyu, "crm_sync", json!({})).await;
@@ -103,7 +102,7 @@ async fn free_sign_up_skips_the_crm_sync() {
 
 /// The welcome e-mail's handler, run inline on the job sign-up enqueued.
 async fn welcome_email_names_the_plan() {
-    let (kyu, _dir) = fresh().await;
+    let kyu = fresh().await;
     sign_up(&kyu, "ada@example.com", "pro").await.unwrap();
     let job = testing::assert_enqueued::<SendWelcome>(&kyu, |_| true).await;
 
@@ -119,7 +118,7 @@ async fn welcome_email_names_the_plan() {
 
 /// A failed assertion says what was enqueued instead.
 async fn a_failed_assertion_lists_what_was_enqueued() {
-    let (kyu, _dir) = fresh().await;
+    let kyu = fresh().await;
     sign_up(&kyu, "ada@example.com", "pro").await.unwrap();
     let k = kyu.clone();
     // Keep the expected panic's report off the output; it is printed below.

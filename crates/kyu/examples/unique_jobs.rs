@@ -9,27 +9,28 @@ use kyu::{Kyu, NewJob};
 
 #[tokio::main]
 async fn main() -> Result<(), kyu::Error> {
-    let dir = tempfile::tempdir().expect("temporary directory");
-    let kyu = Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display())).await?;
+    // In memory, so the example leaves nothing behind; an application names
+    // a file ("sqlite://kyu.db") or a PostgreSQL database ("postgres://…").
+    let kyu = Kyu::connect("sqlite::memory:").await?;
 
     let sync = |user: u32| NewJob::new("sync_user", serde_json::json!({ "user": user }));
 
     // While the first job is unfinished, the key holds.
-    let first = kyu.insert(sync(42).unique_key("sync:42")).await?;
-    let again = kyu.insert(sync(42).unique_key("sync:42")).await?;
+    let first = kyu.enqueue(sync(42).unique_key("sync:42")).await?;
+    let again = kyu.enqueue(sync(42).unique_key("sync:42")).await?;
     println!("first {first:?}, again {again:?}");
     assert!(again.duplicate && again.id == first.id);
 
     // A window: at most one report per hour, whatever state the first is in.
     let report = kyu
-        .insert(
+        .enqueue(
             NewJob::new("report", serde_json::json!({}))
                 .unique_for("hourly-report", Duration::from_secs(3600)),
         )
         .await?;
     kyu.cancel(&[report.id]).await?;
     let second = kyu
-        .insert(
+        .enqueue(
             NewJob::new("report", serde_json::json!({}))
                 .unique_for("hourly-report", Duration::from_secs(3600)),
         )

@@ -1,7 +1,6 @@
 //! The client: enqueue, inspect, wait for, cancel and retry jobs; pause queues.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kyu_core::{
     CancelResult, Enqueued, JobFilter, JobId, JobPage, JobRecord, Limits, NewJob, QueueStats,
@@ -10,17 +9,29 @@ use kyu_core::{
 use kyu_core::{ScheduleRecord, ScheduleSpec};
 use kyu_sqlite::{SqliteOptions, SqliteStore};
 
-use crate::{Error, Job, Result};
+use crate::{Error, IntoNewJob, Result, Wait};
 
 /// A handle on one kyu store. Cheap to clone; share it.
 ///
+/// Enqueueing is one family, each taking a typed [`Job`](crate::Job) or a
+/// [`NewJob`] alike: [`enqueue`](Kyu::enqueue) (one job),
+/// [`enqueue_with`](Kyu::enqueue_with) (one job, options changed for this
+/// call), [`enqueue_many`](Kyu::enqueue_many) (a batch in one transaction)
+/// and, on PostgreSQL, `enqueue_in` (a batch in the application's own
+/// transaction).
+///
 /// ```
 /// # async fn demo() -> Result<(), kyu::Error> {
-/// let dir = tempfile::tempdir().unwrap();
-/// let kyu = kyu::Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display())).await?;
-/// let job = kyu.insert(kyu::NewJob::new("resize", serde_json::json!({"w": 64}))).await?;
-/// assert!(!job.duplicate);
-/// assert_eq!(kyu.job(job.id).await?.state, kyu::JobState::Available);
+/// use kyu::NewJob;
+/// use serde_json::json;
+///
+/// let kyu = kyu::Kyu::connect("sqlite::memory:").await?; // e.g. "sqlite://kyu.db"
+/// let one = kyu.enqueue(NewJob::new("resize", json!({"w": 64}))).await?;
+/// let batch = kyu
+///     .enqueue_many(vec![NewJob::new("resize", json!({"w": 32})), NewJob::new("resize", json!({"w": 16}))])
+///     .await?;
+/// assert_eq!(kyu.job(one.id).await?.state, kyu::JobState::Available);
+/// assert_eq!(batch.len(), 2);
 /// # Ok(()) }
 /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
 /// ```
@@ -145,10 +156,10 @@ impl Kyu {
     /// # Ok(()) }
     /// ```
     #[cfg(feature = "postgres")]
-    pub async fn enqueue_in(
+    pub async fn enqueue_in<J: IntoNewJob>(
         &self,
         conn: &mut kyu_postgres::sqlx::PgConnection,
-        jobs: Vec<NewJob>,
+        jobs: Vec<J>,
     ) -> Result<Vec<Enqueued>> {
         let Some(pg) = &self.pg else {
             return Err(StoreError::Unsupported {
@@ -157,6 +168,10 @@ impl Kyu {
             }
             .into());
         };
+        let jobs = jobs
+            .into_iter()
+            .map(IntoNewJob::into_new_job)
+            .collect::<Result<Vec<NewJob>>>()?;
         NewJob::validate_batch(&jobs, &self.limits)?;
         let keys = EnqueueKeys::of(&jobs);
         let out = pg.enqueue_in(conn, jobs).await?;
@@ -181,13 +196,25 @@ impl Kyu {
         &self.enqueued
     }
 
-    /// Enqueues a typed job with its kind's default options.
-    pub async fn enqueue<J: Job>(&self, job: J) -> Result<Enqueued> {
-        self.insert(job.to_new_job()?).await
+    /// Enqueues one job: a typed [`Job`](crate::Job) (with its kind's queue
+    /// and [`options`](crate::Job::options)) or a [`NewJob`].
+    ///
+    /// ```
+    /// # async fn demo() -> Result<(), kyu::Error> {
+    /// let kyu = kyu::Kyu::connect("sqlite::memory:").await?;
+    /// let job = kyu.enqueue(kyu::NewJob::new("resize", serde_json::json!({"w": 64}))).await?;
+    /// assert!(!job.duplicate);
+    /// assert_eq!(kyu.job(job.id).await?.state, kyu::JobState::Available);
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
+    pub async fn enqueue(&self, job: impl IntoNewJob) -> Result<Enqueued> {
+        let mut out = self.enqueue_many(vec![job]).await?;
+        Ok(out.remove(0))
     }
 
-    /// Enqueues a typed job with options changed for this call only, over the
-    /// kind's own ([`Job::QUEUE`], [`Job::options`]):
+    /// Enqueues one job with options changed for this call only, over the
+    /// kind's own ([`Job::QUEUE`](crate::Job::QUEUE), [`Job::options`](crate::Job::options)):
     ///
     /// ```
     /// # use kyu::{Job, JobContext, JobResult, Outcome};
@@ -203,23 +230,22 @@ impl Kyu {
     /// kyu.enqueue_with(report, |o| o.priority(-1).delay(Duration::from_secs(600))).await?;
     /// # Ok(()) }
     /// ```
-    pub async fn enqueue_with<J: Job>(
+    pub async fn enqueue_with(
         &self,
-        job: J,
+        job: impl IntoNewJob,
         options: impl FnOnce(NewJob) -> NewJob,
     ) -> Result<Enqueued> {
-        self.insert(options(job.to_new_job()?)).await
+        self.enqueue(options(job.into_new_job()?)).await
     }
 
-    /// Enqueues one job described by a [`NewJob`].
-    pub async fn insert(&self, job: NewJob) -> Result<Enqueued> {
-        let mut out = self.insert_many(vec![job]).await?;
-        Ok(out.remove(0))
-    }
-
-    /// Enqueues many jobs in one transaction: all or none. One result per job,
-    /// in order.
-    pub async fn insert_many(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>> {
+    /// Enqueues many jobs (typed jobs of one kind, or [`NewJob`]s) in one
+    /// transaction: all or none, every job checked before anything is
+    /// written. One result per job, in order.
+    pub async fn enqueue_many<J: IntoNewJob>(&self, jobs: Vec<J>) -> Result<Vec<Enqueued>> {
+        let jobs = jobs
+            .into_iter()
+            .map(IntoNewJob::into_new_job)
+            .collect::<Result<Vec<NewJob>>>()?;
         NewJob::validate_batch(&jobs, &self.limits)?;
         let keys = EnqueueKeys::of(&jobs);
         let out = self.store.enqueue(jobs).await?;
@@ -237,25 +263,12 @@ impl Kyu {
         Ok(self.store.list(filter).await?)
     }
 
-    /// Waits until the job is completed, failed or cancelled, and returns it.
-    pub async fn wait(&self, id: JobId) -> Result<JobRecord> {
-        let mut pause = Duration::from_millis(2);
-        loop {
-            let job = self.job(id).await?;
-            if job.state.is_finished() {
-                return Ok(job);
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(Duration::from_millis(200));
-        }
-    }
-
-    /// [`wait`](Self::wait), giving up after `limit`.
-    pub async fn wait_timeout(&self, id: JobId, limit: Duration) -> Result<JobRecord> {
-        match tokio::time::timeout(limit, self.wait(id)).await {
-            Ok(r) => r,
-            Err(_) => Err(Error::WaitTimedOut { id, waited: limit }),
-        }
+    /// Waits until the job is completed, failed or cancelled, and returns
+    /// it: `kyu.wait(id).await`, or with a deadline,
+    /// `kyu.wait(id).timeout(Duration::from_secs(30)).await`, which ends with
+    /// [`Error::WaitTimedOut`] rather than hang on a job nobody runs. See [`Wait`].
+    pub fn wait(&self, id: JobId) -> Wait {
+        Wait::new(self.clone(), id)
     }
 
     /// Cancels jobs. A scheduled or available job never runs; a running job's

@@ -4,6 +4,7 @@ use kyu_core::{InvalidInput, JobId, StoreError};
 
 /// What a [`Kyu`](crate::Kyu) call can fail with.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The request was invalid; nothing was written.
     #[error(transparent)]
@@ -34,7 +35,8 @@ pub enum Error {
         /// Why.
         source: serde_json::Error,
     },
-    /// [`Kyu::wait_timeout`](crate::Kyu::wait_timeout) gave up.
+    /// A wait with a deadline ([`Wait::timeout`](crate::Wait::timeout)) gave up;
+    /// the job is left as it is.
     #[error("job {id} did not finish within {waited:?}")]
     WaitTimedOut {
         /// The job.

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use kyu_core::{JobId, LeaseRef, NewJob, Progress, Store};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -60,8 +61,9 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Runs one attempt.
     fn run(self, ctx: JobContext) -> impl Future<Output = JobResult> + Send;
 
-    /// This job as an enqueue request, with [`options`](Job::options) applied,
-    /// ready for more options and [`Kyu::insert`](crate::Kyu::insert).
+    /// This job as an enqueue request, with its [`QUEUE`](Job::QUEUE) and
+    /// [`options`](Job::options) applied, ready for more options (and for
+    /// [`JobTemplate`](crate::JobTemplate) of a schedule: `.into()`).
     fn to_new_job(&self) -> Result<NewJob, Error> {
         let args = serde_json::to_string(self).map_err(|source| Error::Serialize {
             kind: Self::KIND,
@@ -71,11 +73,40 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     }
 }
 
+/// What the enqueue calls ([`Kyu::enqueue`](crate::Kyu::enqueue),
+/// [`enqueue_many`](crate::Kyu::enqueue_many), …) take: a typed [`Job`] or
+/// a [`NewJob`]. Implemented for both; not meant to be implemented elsewhere.
+pub trait IntoNewJob: sealed::Sealed + Send {
+    /// The enqueue request; fails only when a typed job's args cannot be
+    /// serialized.
+    fn into_new_job(self) -> Result<NewJob, Error>;
+}
+
+impl<J: Job> IntoNewJob for J {
+    fn into_new_job(self) -> Result<NewJob, Error> {
+        self.to_new_job()
+    }
+}
+
+impl IntoNewJob for NewJob {
+    fn into_new_job(self) -> Result<NewJob, Error> {
+        Ok(self)
+    }
+}
+
+mod sealed {
+    /// Keeps [`IntoNewJob`](super::IntoNewJob) to the types kyu implements it for.
+    pub trait Sealed {}
+    impl<J: super::Job> Sealed for J {}
+    impl Sealed for kyu_core::NewJob {}
+}
+
 /// What a handler returns.
 pub type JobResult = Result<Outcome, JobError>;
 
 /// How a successful handler ended.
 #[derive(Debug, Clone, PartialEq, Default)]
+#[non_exhaustive]
 pub enum Outcome {
     /// Done; the job is `completed`.
     #[default]
@@ -114,6 +145,18 @@ impl From<()> for Outcome {
 /// assert!(e.permanent);
 /// let e = parse("7").unwrap_err();
 /// assert!(!e.permanent && e.message.contains("No such file"), "{e}");
+///
+/// // anyhow, a boxed error, a String: the same.
+/// fn others(which: u8) -> JobResult {
+///     match which {
+///         0 => Err(anyhow::anyhow!("from anyhow"))?,
+///         1 => Err(Box::<dyn std::error::Error + Send + Sync>::from("boxed"))?,
+///         _ => Err(String::from("a string"))?,
+///     }
+/// }
+/// assert_eq!(others(0).unwrap_err().message, "from anyhow");
+/// assert_eq!(others(1).unwrap_err().message, "boxed");
+/// assert_eq!(others(2).unwrap_err().message, "a string");
 ///
 /// // "The API said come back in 60 s": retried then, not by the backoff.
 /// let e = JobError::retry_after(Duration::from_secs(60), "429 Too Many Requests");
@@ -230,6 +273,10 @@ pub struct JobContext {
     /// Cancelled when the worker's shutdown grace ran out: a handler that
     /// stops by itself (a command) stops now; others are dropped.
     pub(crate) stopping: CancellationToken,
+    pub(crate) run_at: DateTime<Utc>,
+    pub(crate) tags: Arc<[String]>,
+    /// The fire time of a scheduled job is read from it (with the tags).
+    pub(crate) unique_key: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for JobContext {
@@ -263,6 +310,34 @@ impl JobContext {
     /// The job's kind.
     pub fn kind(&self) -> &str {
         &self.kind
+    }
+    /// When the job became runnable: the `run_at` it was enqueued with (or
+    /// its enqueue time), or, after a retry or a snooze, when that came due.
+    /// A job a schedule fired has its fire time here on its first attempt.
+    pub fn run_at(&self) -> DateTime<Utc> {
+        self.run_at
+    }
+    /// The job's tags, in the order given (a job a schedule fired also has
+    /// `schedule:NAME`).
+    pub fn tags(&self) -> &[String] {
+        &self.tags
+    }
+    /// For a job a schedule fired, the fire time it was fired for (the one
+    /// cron named, whatever the attempt, retry or delay since; for a
+    /// triggered schedule, when it was triggered); `None` for other jobs.
+    ///
+    /// ```
+    /// use kyu::{JobContext, JobResult, Outcome};
+    ///
+    /// async fn daily_report(ctx: JobContext) -> JobResult {
+    ///     // The report of the day cron fired for, even when retried tomorrow.
+    ///     let day = ctx.fire_time().unwrap_or_else(|| ctx.run_at()).date_naive();
+    ///     println!("report for {day}");
+    ///     Ok(Outcome::Done)
+    /// }
+    /// ```
+    pub fn fire_time(&self) -> Option<DateTime<Utc>> {
+        kyu_core::schedule::fire_time_of(&self.tags, self.unique_key.as_deref())
     }
     /// The args, as JSON text.
     pub fn args(&self) -> &str {

@@ -20,13 +20,11 @@
 //! }
 //!
 //! # async fn demo() -> Result<(), kyu::Error> {
-//! # let dir = tempfile::tempdir().unwrap();
-//! # let url = format!("sqlite://{}/kyu.db", dir.path().display());
-//! let kyu = Kyu::connect(&url).await?;          // e.g. "sqlite://kyu.db"
+//! let kyu = Kyu::connect("sqlite::memory:").await?; // or "sqlite://kyu.db", "postgres://…"
 //! let worker = Worker::new(&kyu).register::<Greet>().start();
 //!
 //! let job = kyu.enqueue(Greet { name: "ada".into() }).await?;
-//! let done = kyu.wait_timeout(job.id, Duration::from_secs(10)).await?;
+//! let done = kyu.wait(job.id).timeout(Duration::from_secs(10)).await?;
 //! assert_eq!(done.result.as_deref(), Some(r#"{"greeting":"hello, ada"}"#));
 //!
 //! worker.shutdown().await;
@@ -63,16 +61,18 @@ pub mod metrics;
 pub mod scheduler;
 mod state;
 pub mod testing;
+mod wait;
 mod worker;
 
 pub use client::Kyu;
 pub use error::{Error, Result};
-pub use job::{Job, JobContext, JobError, JobResult, Outcome, ResultExt};
+pub use job::{IntoNewJob, Job, JobContext, JobError, JobResult, Outcome, ResultExt};
 /// The PostgreSQL store (feature `postgres`, on by default), and the sqlx it
 /// uses, for [`Kyu::enqueue_in`].
 #[cfg(feature = "postgres")]
 pub use kyu_postgres as postgres;
 pub use scheduler::{Scheduler, SchedulerConfig, SchedulerHandle, TickReport};
+pub use wait::Wait;
 pub use worker::{wait_for_signal, Worker, WorkerConfig, WorkerHandle};
 
 /// The date and time types kyu's API uses (`run_at`, fire times).
@@ -99,3 +99,50 @@ pub use kyu_core::{
     KeyHeld, Limits, LiveWorker, NewJob, Progress, QueueStats, RetriedFailed, RetryPolicy,
     RetryResult, Uniqueness, WaitingKind, WorkerInfo,
 };
+
+/// The README's Rust snippets, compiled by `cargo test --doc` so that they
+/// keep compiling as shown.
+#[cfg(all(doctest, feature = "postgres"))]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeSnippets;
+
+/// Public enums that may grow are `#[non_exhaustive]` (`Error`, `Outcome`,
+/// `StoreError`, `CancelResult`, `RetryResult`, `RetryPolicy`,
+/// `OverlapPolicy`, `MisfirePolicy`, `SkipReason`): a match outside kyu has
+/// a wildcard arm, so a new variant is not a breaking change.
+///
+/// ```compile_fail,E0004
+/// fn said(o: &kyu::Outcome) -> &'static str {
+///     match o {
+///         kyu::Outcome::Done => "done",
+///         kyu::Outcome::Result(_) => "result",
+///         kyu::Outcome::Snooze(_) => "snooze",
+///     }
+/// }
+/// ```
+///
+/// ```compile_fail,E0004
+/// fn said(e: &kyu::Error) -> &'static str {
+///     match e {
+///         kyu::Error::Invalid(_) => "invalid",
+///         kyu::Error::Store(_) => "store",
+///         kyu::Error::NotFound(_) => "not found",
+///         kyu::Error::NotRunnable { .. } => "not runnable",
+///         kyu::Error::ScheduleNotFound(_) => "no schedule",
+///         kyu::Error::Serialize { .. } => "serialize",
+///         kyu::Error::WaitTimedOut { .. } => "timed out",
+///     }
+/// }
+/// ```
+///
+/// ```
+/// fn said(e: &kyu::Error) -> &'static str {
+///     match e {
+///         kyu::Error::NotFound(_) => "not found",
+///         kyu::Error::WaitTimedOut { .. } => "timed out",
+///         _ => "something else",
+///     }
+/// }
+/// ```
+#[cfg(doctest)]
+pub struct NonExhaustiveEnums;

@@ -32,16 +32,14 @@
 //! use kyu::{JobTemplate, Kyu, ScheduleSpec, Scheduler};
 //!
 //! # async fn demo() -> Result<(), kyu::Error> {
-//! # let dir = tempfile::tempdir().unwrap();
-//! # let url = format!("sqlite://{}/kyu.db", dir.path().display());
-//! let kyu = Kyu::connect(&url).await?;
+//! let kyu = Kyu::connect("sqlite::memory:").await?; // e.g. "sqlite://kyu.db"
 //! kyu.schedule(
 //!     ScheduleSpec::new(
 //!         "nightly-report",
-//!         "0 3 * * *".parse()?,
+//!         "0 3 * * *",
 //!         JobTemplate::new("report", serde_json::json!({"format": "pdf"})),
 //!     )
-//!     .zone(kyu::parse_zone("Europe/Berlin")?),
+//!     .zone("Europe/Berlin"),
 //! )
 //! .await?;
 //! let scheduler = Scheduler::new(&kyu).start();
@@ -273,6 +271,10 @@ fn note(report: &mut TickReport, name: &str, fire_time: DateTime<Utc>, r: FireRe
                 }
                 SkipReason::AlreadyBuffered => {
                     tracing::info!(schedule = %name, fire_time = %fire_time, "a fire is already buffered; fire skipped")
+                }
+                // A reason added to kyu-core later.
+                other => {
+                    tracing::info!(schedule = %name, fire_time = %fire_time, reason = ?other, "fire skipped")
                 }
             }
             report.skipped += 1;

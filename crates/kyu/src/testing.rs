@@ -44,8 +44,7 @@
 //! }
 //!
 //! # async fn demo() -> Result<(), kyu::Error> {
-//! let dir = tempfile::tempdir().unwrap();
-//! let kyu = Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display())).await?;
+//! let kyu = Kyu::connect("sqlite::memory:").await?; // each test a database of its own
 //! sign_up(&kyu, "ada@example.com").await?;
 //!
 //! // What was enqueued, without running a worker.

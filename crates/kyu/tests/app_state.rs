@@ -29,21 +29,23 @@ async fn handlers_read_state_by_type_and_a_missing_type_is_named(backend: Backen
         .configure(quick)
         .start();
     let ok = kyu
-        .insert(NewJob::new("uses_state", serde_json::json!({})))
+        .enqueue(NewJob::new("uses_state", serde_json::json!({})))
         .await
         .unwrap();
     let job = kyu
-        .wait_timeout(ok.id, Duration::from_secs(20))
+        .wait(ok.id)
+        .timeout(Duration::from_secs(20))
         .await
         .unwrap();
     assert_eq!(job.result.as_deref(), Some(r#"["db-1",42]"#));
 
     let bad = kyu
-        .insert(NewJob::new("needs_missing", serde_json::json!({})).max_attempts(1))
+        .enqueue(NewJob::new("needs_missing", serde_json::json!({})).max_attempts(1))
         .await
         .unwrap();
     let job = kyu
-        .wait_timeout(bad.id, Duration::from_secs(20))
+        .wait(bad.id)
+        .timeout(Duration::from_secs(20))
         .await
         .unwrap();
     assert_eq!(job.state, JobState::Failed);

@@ -72,10 +72,10 @@ async fn env_and_stdin_reach_the_command_and_output_is_kept(backend: Backend) {
         ),
     );
     let e = kyu
-        .insert(NewJob::new("cmd", serde_json::json!({"user": 42})))
+        .enqueue(NewJob::new("cmd", serde_json::json!({"user": 42})))
         .await
         .unwrap();
-    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    let job = kyu.wait(e.id).timeout(WAIT).await.unwrap();
     assert_eq!(job.state, JobState::Completed, "{:?}", job.errors);
     let logs = kyu.logs(e.id).await.unwrap();
     let last = logs.last().expect("output recorded");
@@ -103,10 +103,10 @@ async fn output_is_bounded_to_the_last_bytes(backend: Backend) {
     spec.log_limit = 100;
     let worker = start(&kyu, spec);
     let e = kyu
-        .insert(NewJob::new("cmd", serde_json::json!({})))
+        .enqueue(NewJob::new("cmd", serde_json::json!({})))
         .await
         .unwrap();
-    kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    kyu.wait(e.id).timeout(WAIT).await.unwrap();
     let logs = kyu.logs(e.id).await.unwrap();
     let last = logs.last().unwrap();
     assert_eq!(last.stdout.len(), 100);
@@ -121,10 +121,10 @@ async fn progress_lines_and_json_result(backend: Backend) {
     spec.result_from_stdout = true;
     let worker = start(&kyu, spec);
     let e = kyu
-        .insert(NewJob::new("cmd", serde_json::json!({})))
+        .enqueue(NewJob::new("cmd", serde_json::json!({})))
         .await
         .unwrap();
-    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    let job = kyu.wait(e.id).timeout(WAIT).await.unwrap();
     assert_eq!(job.state, JobState::Completed);
     let p = job.progress.expect("progress recorded");
     assert_eq!((p.percent, p.message.as_str()), (40, "step 2 of 5"));
@@ -139,7 +139,7 @@ async fn exit_codes_map_to_outcomes(backend: Backend) {
         sh(r#"echo "failing with $1" >&2; exit $(cat | tr -dc 0-9)"#),
     );
     let retry = kyu
-        .insert(
+        .enqueue(
             NewJob::new("cmd", serde_json::json!(3))
                 .max_attempts(2)
                 .retry(kyu::RetryPolicy::fixed(Duration::from_millis(10))),
@@ -147,15 +147,15 @@ async fn exit_codes_map_to_outcomes(backend: Backend) {
         .await
         .unwrap();
     let permanent = kyu
-        .insert(NewJob::new("cmd", serde_json::json!(65)).max_attempts(5))
+        .enqueue(NewJob::new("cmd", serde_json::json!(65)).max_attempts(5))
         .await
         .unwrap();
     let ok = kyu
-        .insert(NewJob::new("cmd", serde_json::json!(0)))
+        .enqueue(NewJob::new("cmd", serde_json::json!(0)))
         .await
         .unwrap();
 
-    let job = kyu.wait_timeout(retry.id, WAIT).await.unwrap();
+    let job = kyu.wait(retry.id).timeout(WAIT).await.unwrap();
     assert_eq!(
         (job.state, job.attempt),
         (JobState::Failed, 2),
@@ -166,7 +166,7 @@ async fn exit_codes_map_to_outcomes(backend: Backend) {
         "{:?}",
         job.errors
     );
-    let job = kyu.wait_timeout(permanent.id, WAIT).await.unwrap();
+    let job = kyu.wait(permanent.id).timeout(WAIT).await.unwrap();
     assert_eq!(
         (job.state, job.attempt),
         (JobState::Failed, 1),
@@ -178,7 +178,7 @@ async fn exit_codes_map_to_outcomes(backend: Backend) {
         job.errors
     );
     assert_eq!(
-        kyu.wait_timeout(ok.id, WAIT).await.unwrap().state,
+        kyu.wait(ok.id).timeout(WAIT).await.unwrap().state,
         JobState::Completed
     );
     worker.shutdown().await;
@@ -214,7 +214,7 @@ async fn cancel_kills_the_whole_process_group(backend: Backend) {
     let (kyu, dir) = fresh(backend).await;
     let worker = start(&kyu, stubborn_family(dir.path()));
     let e = kyu
-        .insert(NewJob::new("cmd", serde_json::json!({})))
+        .enqueue(NewJob::new("cmd", serde_json::json!({})))
         .await
         .unwrap();
     let (child, grandchild) = pids(dir.path()).await;
@@ -222,7 +222,7 @@ async fn cancel_kills_the_whole_process_group(backend: Backend) {
         kyu.cancel(&[e.id]).await.unwrap(),
         vec![CancelResult::Requested]
     );
-    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    let job = kyu.wait(e.id).timeout(WAIT).await.unwrap();
     assert_eq!(job.state, JobState::Cancelled);
     eventually(WAIT, "no process of the job is left", || async {
         !alive(child) && !alive(grandchild)
@@ -237,11 +237,11 @@ async fn a_timeout_kills_the_group_and_fails_the_attempt(backend: Backend) {
     spec.timeout = Some(Duration::from_millis(700));
     let worker = start(&kyu, spec);
     let e = kyu
-        .insert(NewJob::new("cmd", serde_json::json!({})).max_attempts(1))
+        .enqueue(NewJob::new("cmd", serde_json::json!({})).max_attempts(1))
         .await
         .unwrap();
     let (child, grandchild) = pids(dir.path()).await;
-    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    let job = kyu.wait(e.id).timeout(WAIT).await.unwrap();
     assert_eq!(job.state, JobState::Failed);
     assert_eq!(job.errors[0].message, "timed out after 700ms");
     eventually(WAIT, "no process of the job is left", || async {
@@ -255,10 +255,10 @@ async fn a_missing_program_fails_permanently_with_its_name(backend: Backend) {
     let (kyu, _dir) = fresh(backend).await;
     let worker = start(&kyu, CommandSpec::new(vec!["/no/such/program".into()]));
     let e = kyu
-        .insert(NewJob::new("cmd", serde_json::json!({})))
+        .enqueue(NewJob::new("cmd", serde_json::json!({})))
         .await
         .unwrap();
-    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    let job = kyu.wait(e.id).timeout(WAIT).await.unwrap();
     assert_eq!((job.state, job.attempt), (JobState::Failed, 1));
     assert!(
         job.errors[0].message.contains("/no/such/program"),
@@ -280,7 +280,7 @@ async fn shutdown_kills_the_whole_group_before_it_releases_the_job(backend: Back
         })
         .start();
     let e = kyu
-        .insert(NewJob::new("cmd", serde_json::json!({})))
+        .enqueue(NewJob::new("cmd", serde_json::json!({})))
         .await
         .unwrap();
     let (child, grandchild) = pids(dir.path()).await;
@@ -309,10 +309,10 @@ async fn a_command_ends_when_it_exits_though_a_detached_process_holds_its_output
     spec.timeout = Some(Duration::from_secs(3));
     let worker = start(&kyu, spec);
     let e = kyu
-        .insert(NewJob::new("cmd", serde_json::json!({})).max_attempts(1))
+        .enqueue(NewJob::new("cmd", serde_json::json!({})).max_attempts(1))
         .await
         .unwrap();
-    let job = kyu.wait_timeout(e.id, Duration::from_secs(20)).await;
+    let job = kyu.wait(e.id).timeout(Duration::from_secs(20)).await;
     let detached = read_pid(&dir.path().join("detached"));
     if let Some(pid) = detached {
         // SAFETY: the test's own detached process.
@@ -335,10 +335,10 @@ async fn args_too_big_for_the_environment_arrive_on_stdin(backend: Backend) {
     );
     let big = "x".repeat(300 * 1024);
     let e = kyu
-        .insert(NewJob::new("cmd", serde_json::json!(big)).max_attempts(1))
+        .enqueue(NewJob::new("cmd", serde_json::json!(big)).max_attempts(1))
         .await
         .unwrap();
-    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    let job = kyu.wait(e.id).timeout(WAIT).await.unwrap();
     assert_eq!(job.state, JobState::Completed, "{:?}", job.errors);
     let out = &kyu.logs(e.id).await.unwrap().last().unwrap().stdout.clone();
     assert_eq!(
@@ -359,14 +359,14 @@ async fn the_jobs_own_timeout_wins_over_the_kinds(backend: Backend) {
     spec.timeout = Some(Duration::from_millis(300));
     let worker = start(&kyu, spec);
     let longer = kyu
-        .insert(
+        .enqueue(
             NewJob::new("cmd", serde_json::json!(1))
                 .timeout(Duration::from_secs(10))
                 .max_attempts(1),
         )
         .await
         .unwrap();
-    let job = kyu.wait_timeout(longer.id, WAIT).await.unwrap();
+    let job = kyu.wait(longer.id).timeout(WAIT).await.unwrap();
     assert_eq!(job.state, JobState::Completed, "{:?}", job.errors);
     worker.shutdown().await;
 
@@ -379,14 +379,14 @@ async fn the_jobs_own_timeout_wins_over_the_kinds(backend: Backend) {
     spec.timeout = Some(Duration::from_secs(30));
     let worker = start(&kyu, spec);
     let shorter = kyu
-        .insert(
+        .enqueue(
             NewJob::new("cmd", serde_json::json!(20))
                 .timeout(Duration::from_millis(700))
                 .max_attempts(1),
         )
         .await
         .unwrap();
-    let job = kyu.wait_timeout(shorter.id, WAIT).await.unwrap();
+    let job = kyu.wait(shorter.id).timeout(WAIT).await.unwrap();
     assert_eq!(job.state, JobState::Failed);
     assert_eq!(job.errors[0].message, "timed out after 700ms");
     assert!(

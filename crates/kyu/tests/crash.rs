@@ -124,7 +124,7 @@ async fn sigkilled_worker_job_is_rescued_and_the_lost_attempt_recorded(backend: 
     let log = dir.path().join("runs.log").display().to_string();
     let kyu = Kyu::connect(&url).await.unwrap();
     let e = kyu
-        .insert(NewJob::new("work", serde_json::json!({})))
+        .enqueue(NewJob::new("work", serde_json::json!({})))
         .await
         .unwrap();
 
@@ -142,7 +142,8 @@ async fn sigkilled_worker_job_is_rescued_and_the_lost_attempt_recorded(backend: 
 
     let rescuer = rescue_worker(&kyu, log.clone()).await;
     let job = kyu
-        .wait_timeout(e.id, Duration::from_secs(30))
+        .wait(e.id)
+        .timeout(Duration::from_secs(30))
         .await
         .unwrap();
     rescuer.shutdown().await;
@@ -170,7 +171,7 @@ async fn nothing_is_lost_when_a_busy_worker_is_killed(backend: Backend) {
         .map(|i| NewJob::new("work", serde_json::json!({ "i": i })))
         .collect();
     let ids: Vec<i64> = kyu
-        .insert_many(jobs)
+        .enqueue_many(jobs)
         .await
         .unwrap()
         .iter()
@@ -191,7 +192,8 @@ async fn nothing_is_lost_when_a_busy_worker_is_killed(backend: Backend) {
     let rescuer = rescue_worker(&kyu, log.clone()).await;
     for id in &ids {
         let job = kyu
-            .wait_timeout(*id, Duration::from_secs(60))
+            .wait(*id)
+            .timeout(Duration::from_secs(60))
             .await
             .unwrap();
         assert_eq!(job.state, JobState::Completed, "job {id}");

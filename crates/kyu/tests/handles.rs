@@ -11,7 +11,7 @@ on_each_backend!(one_shutdown_stops_the_scheduler_and_then_the_worker);
 
 async fn one_shutdown_stops_the_scheduler_and_then_the_worker(backend: Backend) {
     let (kyu, _dir) = fresh(backend).await;
-    let every_second = "* * * * * *".parse().unwrap();
+    let every_second = "* * * * * *";
     kyu.schedule(ScheduleSpec::new(
         "tick",
         every_second,

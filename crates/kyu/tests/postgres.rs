@@ -158,7 +158,7 @@ async fn enqueue_n(kyu: &Kyu, n: usize) -> Vec<i64> {
             .iter()
             .map(|i| NewJob::new("work", serde_json::json!({ "i": i })))
             .collect();
-        ids.extend(kyu.insert_many(jobs).await.unwrap().iter().map(|e| e.id));
+        ids.extend(kyu.enqueue_many(jobs).await.unwrap().iter().map(|e| e.id));
     }
     ids
 }
@@ -253,7 +253,7 @@ async fn an_idle_worker_in_another_process_is_woken_by_notify() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     for round in 0..3 {
         let job = kyu
-            .insert(NewJob::new("work", serde_json::json!({ "round": round })))
+            .enqueue(NewJob::new("work", serde_json::json!({ "round": round })))
             .await
             .unwrap();
         let started = std::time::Instant::now();
@@ -291,7 +291,7 @@ async fn a_postgres_restart_mid_run_loses_nothing() {
     // A handler that runs through the whole outage: it must not be killed,
     // and its result must be written once the server is back.
     let long = kyu
-        .insert(NewJob::new("long", serde_json::json!({ "ms": 8000 })).priority(-1))
+        .enqueue(NewJob::new("long", serde_json::json!({ "ms": 8000 })).priority(-1))
         .await
         .unwrap();
     let ids = enqueue_n(&kyu, n).await;
@@ -316,7 +316,7 @@ async fn a_postgres_restart_mid_run_loses_nothing() {
     let stopped_at = runs(&log).len();
     // Producers see the outage as errors, and carry on once it is over.
     assert!(
-        kyu.insert(NewJob::new("probe", serde_json::json!({})))
+        kyu.enqueue(NewJob::new("probe", serde_json::json!({})))
             .await
             .is_err(),
         "an enqueue while the server is down fails (and the caller knows)"
@@ -337,13 +337,14 @@ async fn a_postgres_restart_mid_run_loses_nothing() {
     )
     .await;
     let after = kyu
-        .insert(NewJob::new("probe", serde_json::json!({})).queue("probes"))
+        .enqueue(NewJob::new("probe", serde_json::json!({})).queue("probes"))
         .await
         .expect("the producer reconnected");
     assert!(!after.duplicate);
 
     let long = kyu
-        .wait_timeout(long.id, Duration::from_secs(60))
+        .wait(long.id)
+        .timeout(Duration::from_secs(60))
         .await
         .unwrap();
     assert_eq!(long.state, JobState::Completed);

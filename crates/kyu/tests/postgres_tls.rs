@@ -35,10 +35,10 @@ async fn a_job_completes(kyu: &Kyu) {
         .configure(|c| c.poll_interval = Duration::from_millis(50))
         .start();
     let job = kyu
-        .insert(NewJob::new("greet", serde_json::json!({"to": "ada"})))
+        .enqueue(NewJob::new("greet", serde_json::json!({"to": "ada"})))
         .await
         .expect("enqueue over TLS");
-    let done = kyu.wait_timeout(job.id, WAIT).await.expect("wait");
+    let done = kyu.wait(job.id).timeout(WAIT).await.expect("wait");
     assert_eq!(done.state, JobState::Completed, "{done:?}");
     worker.shutdown().await;
 }

@@ -45,7 +45,7 @@ async fn open(url: &str, clock: &ManualClock) -> Kyu {
 fn spec(name: &str, cron: &str) -> ScheduleSpec {
     ScheduleSpec::new(
         name,
-        cron.parse().expect("test cron parses"),
+        cron.parse::<kyu::CronExpr>().expect("test cron parses"),
         JobTemplate::new(name, serde_json::json!({})),
     )
 }

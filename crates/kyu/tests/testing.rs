@@ -59,7 +59,7 @@ async fn email(kyu: &Kyu, to: &str) -> i64 {
 async fn assert_enqueued_finds_the_job_and_a_failure_lists_what_was_enqueued(backend: Backend) {
     let (kyu, _dir) = fresh(backend).await;
     let bob = email(&kyu, "bob@example.com").await;
-    kyu.insert(NewJob::new("resize", json!({ "w": 64 })))
+    kyu.enqueue(NewJob::new("resize", json!({ "w": 64 })))
         .await
         .unwrap();
     let job = testing::assert_enqueued::<SendEmail>(&kyu, |e| e.to == "bob@example.com").await;
@@ -115,7 +115,7 @@ async fn assert_not_enqueued_fails_naming_the_matching_job(backend: Backend) {
 async fn assert_enqueued_json_matches_a_subset_of_the_args(backend: Backend) {
     let (kyu, _dir) = fresh(backend).await;
     let id = kyu
-        .insert(NewJob::new(
+        .enqueue(NewJob::new(
             "sync",
             json!({ "user": 42, "opts": { "full": true, "dry": false }, "ids": [1, 2] }),
         ))
@@ -148,7 +148,7 @@ async fn enqueued_lists_the_jobs_not_yet_run_oldest_first(backend: Backend) {
     let (kyu, _dir) = fresh(backend).await;
     let a = email(&kyu, "a@example.com").await;
     let later = kyu
-        .insert(
+        .enqueue(
             NewJob::new("report", json!({}))
                 .run_at(chrono::Utc::now() + chrono::Duration::hours(1)),
         )
@@ -210,12 +210,12 @@ async fn work_runs_the_handler_with_a_real_context_and_writes_the_outcome(backen
 async fn work_job_runs_a_delayed_job_in_a_paused_queue_behind_others(backend: Backend) {
     let (kyu, _dir) = fresh(backend).await;
     let first = kyu
-        .insert(NewJob::new("x", json!({})).queue("q").priority(-10))
+        .enqueue(NewJob::new("x", json!({})).queue("q").priority(-10))
         .await
         .unwrap()
         .id;
     let chosen = kyu
-        .insert(
+        .enqueue(
             NewJob::new("x", json!({ "n": 2 }))
                 .queue("q")
                 .run_at(chrono::Utc::now() + chrono::Duration::days(1)),
@@ -248,7 +248,7 @@ async fn work_job_runs_a_delayed_job_in_a_paused_queue_behind_others(backend: Ba
 async fn work_job_writes_a_retryable_error_as_a_real_worker_does(backend: Backend) {
     let (kyu, _dir) = fresh(backend).await;
     let id = kyu
-        .insert(
+        .enqueue(
             NewJob::new("flaky", json!({}))
                 .max_attempts(2)
                 .retry(kyu::RetryPolicy::fixed(Duration::from_secs(60))),
@@ -277,7 +277,11 @@ async fn work_job_writes_a_retryable_error_as_a_real_worker_does(backend: Backen
 
 async fn work_job_passes_a_cancel_request_to_the_handler(backend: Backend) {
     let (kyu, _dir) = fresh(backend).await;
-    let id = kyu.insert(NewJob::new("long", json!({}))).await.unwrap().id;
+    let id = kyu
+        .enqueue(NewJob::new("long", json!({})))
+        .await
+        .unwrap()
+        .id;
     let (started_tx, started) = tokio::sync::oneshot::channel::<()>();
     let started_tx = std::sync::Mutex::new(Some(started_tx));
     let worker = Worker::new(&kyu)
@@ -309,7 +313,7 @@ async fn work_job_refuses_what_it_cannot_run_and_changes_nothing(backend: Backen
     let (kyu, _dir) = fresh(backend).await;
     let worker = Worker::new(&kyu).register::<SendEmail>();
     let other = kyu
-        .insert(NewJob::new("resize", json!({})))
+        .enqueue(NewJob::new("resize", json!({})))
         .await
         .unwrap()
         .id;

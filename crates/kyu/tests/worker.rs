@@ -71,7 +71,7 @@ async fn typed_job_completes_with_its_result_and_progress(backend: Backend) {
         .configure(quick)
         .start();
     let e = kyu.enqueue(Add { a: 2, b: 3 }).await.unwrap();
-    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    let job = kyu.wait(e.id).timeout(WAIT).await.unwrap();
     assert_eq!(job.state, JobState::Completed);
     assert_eq!(job.queue, "math", "the kind's default options apply");
     assert_eq!(job.result.as_deref(), Some(r#"{"sum":5}"#));
@@ -93,10 +93,10 @@ async fn retryable_errors_retry_until_success_and_each_error_is_kept(backend: Ba
         .configure(quick)
         .start();
     let e = kyu
-        .insert(fast_retry(NewJob::new("flaky", serde_json::json!({}))))
+        .enqueue(fast_retry(NewJob::new("flaky", serde_json::json!({}))))
         .await
         .unwrap();
-    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    let job = kyu.wait(e.id).timeout(WAIT).await.unwrap();
     assert_eq!(job.state, JobState::Completed);
     assert_eq!(job.attempt, 3);
     let messages: Vec<_> = job.errors.iter().map(|e| e.message.as_str()).collect();
@@ -113,10 +113,10 @@ async fn exhausted_attempts_fail_the_job(backend: Backend) {
         .configure(quick)
         .start();
     let e = kyu
-        .insert(fast_retry(NewJob::new("broken", serde_json::json!({}))).max_attempts(3))
+        .enqueue(fast_retry(NewJob::new("broken", serde_json::json!({}))).max_attempts(3))
         .await
         .unwrap();
-    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    let job = kyu.wait(e.id).timeout(WAIT).await.unwrap();
     assert_eq!(job.state, JobState::Failed);
     assert_eq!(job.attempt, 3);
     assert_eq!(job.errors.len(), 3);
@@ -132,10 +132,10 @@ async fn permanent_error_fails_at_once(backend: Backend) {
         .configure(quick)
         .start();
     let e = kyu
-        .insert(NewJob::new("business", serde_json::json!({})).max_attempts(5))
+        .enqueue(NewJob::new("business", serde_json::json!({})).max_attempts(5))
         .await
         .unwrap();
-    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    let job = kyu.wait(e.id).timeout(WAIT).await.unwrap();
     assert_eq!(job.state, JobState::Failed);
     assert_eq!(job.attempt, 1, "no retry after a permanent error");
     assert_eq!(job.errors[0].message, "card declined");
@@ -151,10 +151,10 @@ async fn a_panic_fails_the_attempt_and_the_worker_lives_on(backend: Backend) {
         .configure(quick)
         .start();
     let bad = kyu
-        .insert(NewJob::new("panics", serde_json::json!({})).max_attempts(1))
+        .enqueue(NewJob::new("panics", serde_json::json!({})).max_attempts(1))
         .await
         .unwrap();
-    let job = kyu.wait_timeout(bad.id, WAIT).await.unwrap();
+    let job = kyu.wait(bad.id).timeout(WAIT).await.unwrap();
     assert_eq!(job.state, JobState::Failed);
     assert!(
         job.errors[0]
@@ -164,11 +164,11 @@ async fn a_panic_fails_the_attempt_and_the_worker_lives_on(backend: Backend) {
         job.errors
     );
     let good = kyu
-        .insert(NewJob::new("fine", serde_json::json!({})))
+        .enqueue(NewJob::new("fine", serde_json::json!({})))
         .await
         .unwrap();
     assert_eq!(
-        kyu.wait_timeout(good.id, WAIT).await.unwrap().state,
+        kyu.wait(good.id).timeout(WAIT).await.unwrap().state,
         JobState::Completed
     );
     worker.shutdown().await;
@@ -184,14 +184,14 @@ async fn a_timeout_fails_the_attempt_with_timed_out_after(backend: Backend) {
         .configure(quick)
         .start();
     let e = kyu
-        .insert(
+        .enqueue(
             NewJob::new("slow", serde_json::json!({}))
                 .timeout(Duration::from_millis(100))
                 .max_attempts(1),
         )
         .await
         .unwrap();
-    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    let job = kyu.wait(e.id).timeout(WAIT).await.unwrap();
     assert_eq!(job.state, JobState::Failed);
     assert_eq!(job.errors[0].message, "timed out after 100ms");
     worker.shutdown().await;
@@ -215,10 +215,10 @@ async fn snooze_runs_again_without_using_an_attempt(backend: Backend) {
         .configure(quick)
         .start();
     let e = kyu
-        .insert(NewJob::new("later", serde_json::json!({})).max_attempts(1))
+        .enqueue(NewJob::new("later", serde_json::json!({})).max_attempts(1))
         .await
         .unwrap();
-    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    let job = kyu.wait(e.id).timeout(WAIT).await.unwrap();
     assert_eq!(job.state, JobState::Completed);
     assert_eq!(runs.load(Ordering::SeqCst), 3);
     assert_eq!(job.attempt, 1);
@@ -241,7 +241,7 @@ async fn cancelling_a_running_job_signals_its_handler(backend: Backend) {
         .configure(quick)
         .start();
     let e = kyu
-        .insert(NewJob::new("long", serde_json::json!({})))
+        .enqueue(NewJob::new("long", serde_json::json!({})))
         .await
         .unwrap();
     tokio::time::timeout(WAIT, started.notified())
@@ -251,7 +251,7 @@ async fn cancelling_a_running_job_signals_its_handler(backend: Backend) {
         kyu.cancel(&[e.id]).await.unwrap(),
         vec![CancelResult::Requested]
     );
-    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    let job = kyu.wait(e.id).timeout(WAIT).await.unwrap();
     assert_eq!(job.state, JobState::Cancelled);
     worker.shutdown().await;
 }
@@ -272,14 +272,14 @@ async fn a_handler_that_ignores_cancel_is_stopped_after_the_grace(backend: Backe
         .configure(quick)
         .start();
     let e = kyu
-        .insert(NewJob::new("stubborn", serde_json::json!({})))
+        .enqueue(NewJob::new("stubborn", serde_json::json!({})))
         .await
         .unwrap();
     tokio::time::timeout(WAIT, started.notified())
         .await
         .unwrap();
     kyu.cancel(&[e.id]).await.unwrap();
-    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    let job = kyu.wait(e.id).timeout(WAIT).await.unwrap();
     assert_eq!(job.state, JobState::Cancelled);
     worker.shutdown().await;
 }
@@ -288,7 +288,7 @@ async fn a_cancelled_waiting_job_never_runs(backend: Backend) {
     let (kyu, _dir) = fresh(backend).await;
     let runs = Arc::new(AtomicUsize::new(0));
     let e = kyu
-        .insert(NewJob::new("count", serde_json::json!({})))
+        .enqueue(NewJob::new("count", serde_json::json!({})))
         .await
         .unwrap();
     assert_eq!(
@@ -308,10 +308,10 @@ async fn a_cancelled_waiting_job_never_runs(backend: Backend) {
         .start();
     // A job enqueued after it does run: proof the worker was working.
     let later = kyu
-        .insert(NewJob::new("count", serde_json::json!({})))
+        .enqueue(NewJob::new("count", serde_json::json!({})))
         .await
         .unwrap();
-    kyu.wait_timeout(later.id, WAIT).await.unwrap();
+    kyu.wait(later.id).timeout(WAIT).await.unwrap();
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     assert_eq!(kyu.job(e.id).await.unwrap().state, JobState::Cancelled);
     worker.shutdown().await;
@@ -333,7 +333,7 @@ async fn shutdown_releases_running_jobs_to_another_worker_at_once(backend: Backe
         .configure(quick)
         .start();
     let e = kyu
-        .insert(NewJob::new("work", serde_json::json!({})))
+        .enqueue(NewJob::new("work", serde_json::json!({})))
         .await
         .unwrap();
     tokio::time::timeout(WAIT, started.notified())
@@ -356,7 +356,7 @@ async fn shutdown_releases_running_jobs_to_another_worker_at_once(backend: Backe
         .handle("work", |_| async { Ok(Outcome::Done) })
         .configure(quick)
         .start();
-    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    let job = kyu.wait(e.id).timeout(WAIT).await.unwrap();
     assert_eq!(job.state, JobState::Completed);
     second.shutdown().await;
 }
@@ -380,7 +380,7 @@ async fn shutdown_lets_short_jobs_finish_within_the_grace(backend: Backend) {
         })
         .start();
     let e = kyu
-        .insert(NewJob::new("short", serde_json::json!({})))
+        .enqueue(NewJob::new("short", serde_json::json!({})))
         .await
         .unwrap();
     tokio::time::timeout(WAIT, started.notified())
@@ -412,9 +412,9 @@ async fn concurrency_per_queue_is_respected(backend: Backend) {
     let jobs = (0..30)
         .map(|i| NewJob::new("busy", serde_json::json!({ "i": i })))
         .collect();
-    let ids = kyu.insert_many(jobs).await.unwrap();
+    let ids = kyu.enqueue_many(jobs).await.unwrap();
     for e in ids {
-        kyu.wait_timeout(e.id, WAIT).await.unwrap();
+        kyu.wait(e.id).timeout(WAIT).await.unwrap();
     }
     assert_eq!(peak.load(Ordering::SeqCst), 3);
     worker.shutdown().await;
@@ -428,14 +428,14 @@ async fn a_paused_queue_starts_nothing_until_resumed(backend: Backend) {
         .configure(quick)
         .start();
     let e = kyu
-        .insert(NewJob::new("x", serde_json::json!({})))
+        .enqueue(NewJob::new("x", serde_json::json!({})))
         .await
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(kyu.job(e.id).await.unwrap().state, JobState::Available);
     kyu.resume("default").await.unwrap();
     assert_eq!(
-        kyu.wait_timeout(e.id, WAIT).await.unwrap().state,
+        kyu.wait(e.id).timeout(WAIT).await.unwrap().state,
         JobState::Completed
     );
     worker.shutdown().await;
@@ -448,7 +448,7 @@ async fn priority_decides_the_order(backend: Backend) {
         .iter()
         .map(|p| NewJob::new("p", serde_json::json!({ "p": p })).priority(*p))
         .collect();
-    let ids = kyu.insert_many(jobs).await.unwrap();
+    let ids = kyu.enqueue_many(jobs).await.unwrap();
     let o = order.clone();
     let worker = Worker::new(&kyu)
         .handle("p", move |ctx| {
@@ -463,7 +463,7 @@ async fn priority_decides_the_order(backend: Backend) {
         .configure(quick)
         .start();
     for e in ids {
-        kyu.wait_timeout(e.id, WAIT).await.unwrap();
+        kyu.wait(e.id).timeout(WAIT).await.unwrap();
     }
     assert_eq!(*order.lock().unwrap(), vec![-1, 0, 3, 5]);
     worker.shutdown().await;
@@ -477,7 +477,7 @@ async fn a_delayed_job_waits_for_its_time(backend: Backend) {
         .start();
     let at = chrono::Utc::now() + chrono::Duration::milliseconds(1000);
     let e = kyu
-        .insert(NewJob::new("d", serde_json::json!({})).run_at(at))
+        .enqueue(NewJob::new("d", serde_json::json!({})).run_at(at))
         .await
         .unwrap();
     let state = kyu.job(e.id).await.unwrap().state;
@@ -486,7 +486,7 @@ async fn a_delayed_job_waits_for_its_time(backend: Backend) {
     if chrono::Utc::now() < at {
         assert_eq!(state, JobState::Scheduled);
     }
-    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    let job = kyu.wait(e.id).timeout(WAIT).await.unwrap();
     assert_eq!(job.state, JobState::Completed);
     assert!(job.attempted_at.unwrap() >= at, "ran before its run_at");
     worker.shutdown().await;
@@ -495,11 +495,11 @@ async fn a_delayed_job_waits_for_its_time(backend: Backend) {
 async fn unique_key_returns_the_first_job(backend: Backend) {
     let (kyu, _dir) = fresh(backend).await;
     let a = kyu
-        .insert(NewJob::new("u", serde_json::json!({})).unique_key("k"))
+        .enqueue(NewJob::new("u", serde_json::json!({})).unique_key("k"))
         .await
         .unwrap();
     let b = kyu
-        .insert(NewJob::new("u", serde_json::json!({"other": 1})).unique_key("k"))
+        .enqueue(NewJob::new("u", serde_json::json!({"other": 1})).unique_key("k"))
         .await
         .unwrap();
     assert!(!a.duplicate);
@@ -513,7 +513,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
         NewJob::new("ok", serde_json::json!({})),
         NewJob::from_json_text("ok", "{not json"),
     ];
-    let err = kyu.insert_many(jobs).await.unwrap_err();
+    let err = kyu.enqueue_many(jobs).await.unwrap_err();
     assert!(
         err.to_string().contains("jobs[1].args"),
         "the error names the bad job and field: {err}"
@@ -524,7 +524,7 @@ async fn bad_input_is_refused_and_changes_nothing(backend: Backend) {
     );
     let err = kyu
         .with_limits(kyu::Limits { max_args_bytes: 10 })
-        .insert(NewJob::new("big", serde_json::json!({"x": "0123456789"})))
+        .enqueue(NewJob::new("big", serde_json::json!({"x": "0123456789"})))
         .await
         .unwrap_err();
     assert!(
@@ -545,10 +545,10 @@ async fn a_worker_that_opts_in_fails_unknown_kinds_with_a_clear_error(backend: B
         })
         .start();
     let e = kyu
-        .insert(NewJob::new("unknown", serde_json::json!({})).max_attempts(1))
+        .enqueue(NewJob::new("unknown", serde_json::json!({})).max_attempts(1))
         .await
         .unwrap();
-    let job = kyu.wait_timeout(e.id, WAIT).await.unwrap();
+    let job = kyu.wait(e.id).timeout(WAIT).await.unwrap();
     assert_eq!(job.state, JobState::Failed);
     assert!(
         job.errors[0]
@@ -566,7 +566,7 @@ async fn a_worker_that_opts_in_fails_unknown_kinds_with_a_clear_error(backend: B
 async fn a_worker_never_claims_kinds_it_has_no_handler_for(backend: Backend) {
     let (kyu, _dir) = fresh(backend).await;
     let b = kyu
-        .insert(NewJob::new("b", serde_json::json!({})).priority(-1))
+        .enqueue(NewJob::new("b", serde_json::json!({})).priority(-1))
         .await
         .unwrap();
     let worker = Worker::new(&kyu)
@@ -575,10 +575,10 @@ async fn a_worker_never_claims_kinds_it_has_no_handler_for(backend: Backend) {
         .start();
     for _ in 0..3 {
         let a = kyu
-            .insert(NewJob::new("a", serde_json::json!({})))
+            .enqueue(NewJob::new("a", serde_json::json!({})))
             .await
             .unwrap();
-        let done = kyu.wait_timeout(a.id, WAIT).await.unwrap();
+        let done = kyu.wait(a.id).timeout(WAIT).await.unwrap();
         assert_eq!(done.state, JobState::Completed);
         // A few idle polls (50 ms each) with B first in line.
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -626,11 +626,11 @@ async fn retry_by_hand_runs_a_failed_job_again(backend: Backend) {
         .configure(quick)
         .start();
     let e = kyu
-        .insert(NewJob::new("fix_me", serde_json::json!({})))
+        .enqueue(NewJob::new("fix_me", serde_json::json!({})))
         .await
         .unwrap();
     assert_eq!(
-        kyu.wait_timeout(e.id, WAIT).await.unwrap().state,
+        kyu.wait(e.id).timeout(WAIT).await.unwrap().state,
         JobState::Failed
     );
     fail.store(false, Ordering::SeqCst);
@@ -672,7 +672,7 @@ async fn prefetched_jobs_wait_their_turn_can_be_cancelled_and_are_released_unsta
         })
         .start();
     let ids: Vec<i64> = kyu
-        .insert_many(
+        .enqueue_many(
             (0..3)
                 .map(|_| NewJob::new("long", serde_json::json!({})))
                 .collect(),
@@ -705,7 +705,7 @@ async fn prefetched_jobs_wait_their_turn_can_be_cancelled_and_are_released_unsta
 
     // A held job cancelled before it starts never runs.
     kyu.cancel(&[ids[2]]).await.unwrap();
-    let job = kyu.wait_timeout(ids[2], WAIT).await.unwrap();
+    let job = kyu.wait(ids[2]).timeout(WAIT).await.unwrap();
     assert_eq!(job.state, JobState::Cancelled);
 
     // Shutdown releases the running one after the grace, and the held one at once.

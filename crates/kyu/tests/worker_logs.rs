@@ -7,8 +7,11 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{fresh, quick, Backend};
-use kyu::{JobState, NewJob, Outcome, Worker};
+use common::{connect_with_clock, fresh, quick, Backend};
+use kyu::{
+    Job, JobContext, JobResult, JobState, ManualClock, NewJob, Outcome, ScheduleSpec, Scheduler,
+    Worker,
+};
 
 // By hand rather than with `on_each_backend!`: each test captures the logs
 // of its own runtime (see `logged`), so the two can share the process.
@@ -19,6 +22,28 @@ mod sqlite {
             super::finished_jobs_are_not_reported_as_taken_over(super::Backend::Sqlite, lines)
         });
     }
+
+    #[test]
+    fn forgotten_scheduler_is_warned_about_naming_the_schedule_once() {
+        super::logged(|lines| {
+            super::forgotten_scheduler_is_warned_about_naming_the_schedule_once(
+                super::Backend::Sqlite,
+                lines,
+            )
+        });
+    }
+
+    #[test]
+    fn schedules_a_scheduler_fires_are_not_warned_about() {
+        super::logged(|lines| {
+            super::schedules_a_scheduler_fires_are_not_warned_about(super::Backend::Sqlite, lines)
+        });
+    }
+
+    #[test]
+    fn unserved_kind_queue_is_warned_about_at_start() {
+        super::logged(super::unserved_kind_queue_is_warned_about_at_start);
+    }
 }
 
 mod postgres {
@@ -27,6 +52,15 @@ mod postgres {
         if let Some(backend) = super::Backend::postgres() {
             super::logged(|lines| {
                 super::finished_jobs_are_not_reported_as_taken_over(backend, lines)
+            });
+        }
+    }
+
+    #[test]
+    fn forgotten_scheduler_is_warned_about_naming_the_schedule_once() {
+        if let Some(backend) = super::Backend::postgres() {
+            super::logged(|lines| {
+                super::forgotten_scheduler_is_warned_about_naming_the_schedule_once(backend, lines)
             });
         }
     }
@@ -83,10 +117,11 @@ async fn finished_jobs_are_not_reported_as_taken_over(backend: Backend, lines: L
     let jobs: Vec<NewJob> = (0..2000)
         .map(|i| NewJob::new("noop", serde_json::json!({ "i": i })))
         .collect();
-    let ids: Vec<_> = kyu.insert_many(jobs).await.unwrap();
+    let ids: Vec<_> = kyu.enqueue_many(jobs).await.unwrap();
     for e in &ids {
         let job = kyu
-            .wait_timeout(e.id, Duration::from_secs(60))
+            .wait(e.id)
+            .timeout(Duration::from_secs(60))
             .await
             .unwrap();
         assert_eq!(job.state, JobState::Completed);
@@ -101,4 +136,121 @@ async fn finished_jobs_are_not_reported_as_taken_over(backend: Backend, lines: L
         "no lease can expire here, yet:\n{}",
         warnings.join("\n")
     );
+}
+
+/// The warnings logged so far.
+fn warnings(lines: &Lines) -> Vec<String> {
+    let text = String::from_utf8_lossy(&lines.0.lock().unwrap()).into_owned();
+    text.lines()
+        .filter(|l| l.contains("WARN"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// A client whose store reads a manual clock set to now, on a fresh database.
+async fn with_manual_clock(backend: Backend) -> (kyu::Kyu, ManualClock, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(chrono::Utc::now());
+    let kyu = connect_with_clock(&backend.fresh_url(dir.path()), Arc::new(clock.clone())).await;
+    (kyu, clock, dir)
+}
+
+async fn forgotten_scheduler_is_warned_about_naming_the_schedule_once(
+    backend: Backend,
+    lines: Lines,
+) {
+    let (kyu, clock, _dir) = with_manual_clock(backend).await;
+    kyu.schedule(ScheduleSpec::new(
+        "nightly-report",
+        "* * * * *",
+        NewJob::new("report", serde_json::json!({})),
+    ))
+    .await
+    .unwrap();
+    // Five minutes on and no scheduler has fired it: its next fire time is
+    // overdue by far more than the misfire grace.
+    clock.advance(Duration::from_secs(300));
+    let worker = Worker::new(&kyu)
+        .handle("report", |_ctx| async { Ok(Outcome::Done) })
+        .configure(quick)
+        .configure(|c| c.schedule_check = Some(Duration::from_millis(50)))
+        .start();
+    common::eventually(Duration::from_secs(10), "the warning", || async {
+        !warnings(&lines).is_empty()
+    })
+    .await;
+    // Several more checks: the warning is not repeated.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    worker.shutdown().await;
+
+    let warned = warnings(&lines);
+    assert_eq!(
+        warned.len(),
+        1,
+        "one warning, not one per check: {warned:#?}"
+    );
+    let w = &warned[0];
+    for part in [
+        "schedule nightly-report",
+        "no scheduler is firing schedules",
+        "Scheduler::new(&kyu).start()",
+        "Worker::scheduler",
+        "kyu serve",
+    ] {
+        assert!(w.contains(part), "{part:?} in {w}");
+    }
+}
+
+async fn schedules_a_scheduler_fires_are_not_warned_about(backend: Backend, lines: Lines) {
+    let (kyu, _dir) = fresh(backend).await;
+    kyu.schedule(ScheduleSpec::new(
+        "every-second",
+        "* * * * * *",
+        NewJob::new("tick", serde_json::json!({})),
+    ))
+    .await
+    .unwrap();
+    let worker = Worker::new(&kyu)
+        .handle("tick", |_ctx| async { Ok(Outcome::Done) })
+        .scheduler(Scheduler::new(&kyu))
+        .configure(quick)
+        .configure(|c| c.schedule_check = Some(Duration::from_millis(50)))
+        .start();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    worker.shutdown().await;
+    let text = String::from_utf8_lossy(&lines.0.lock().unwrap()).into_owned();
+    assert!(text.contains("schedule fired"), "the scheduler ran: {text}");
+    assert_eq!(warnings(&lines), Vec::<String>::new());
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SendEmail {
+    to: String,
+}
+
+impl Job for SendEmail {
+    const KIND: &'static str = "send_email";
+    const QUEUE: &'static str = "mail";
+    async fn run(self, _ctx: JobContext) -> JobResult {
+        Ok(Outcome::Done)
+    }
+}
+
+async fn unserved_kind_queue_is_warned_about_at_start(lines: Lines) {
+    let (kyu, _dir) = fresh(Backend::Sqlite).await;
+    // Its queue is "mail"; this worker serves only "default".
+    let worker = Worker::new(&kyu)
+        .register::<SendEmail>()
+        .queue("default", 1)
+        .configure(|c| c.serve_kind_queues = false)
+        .start();
+    worker.shutdown().await;
+    let warned = warnings(&lines);
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    assert!(
+        warned[0].contains("kind send_email is registered but its queue mail is not served"),
+        "{}",
+        warned[0]
+    );
+    assert!(warned[0].contains(".queue(\"mail\", N)"), "{}", warned[0]);
 }

@@ -43,10 +43,10 @@ async fn preload(kyu: &Kyu, n: u32) -> anyhow::Result<()> {
     let mut i = 0;
     while i < n {
         let end = (i + CHUNK).min(n);
-        let jobs = (i..end)
+        let jobs: Vec<NewJob> = (i..end)
             .map(|_| NewJob::from_json_text(PRELOAD_KIND, "{}".to_string()).queue(QUEUE))
             .collect();
-        kyu.insert_many(jobs).await.context("preload: inserting")?;
+        kyu.enqueue_many(jobs).await.context("preload: inserting")?;
         i = end;
     }
     let worker = Worker::new(kyu)
@@ -167,10 +167,10 @@ async fn w1(a: &BenchArgs, kyu: &Kyu, url: &str) -> anyhow::Result<serde_json::V
     let mut i = 0;
     while i < n {
         let end = (i + a.chunk).min(n);
-        let jobs = (i..end)
+        let jobs: Vec<NewJob> = (i..end)
             .map(|i| NewJob::new(KIND, serde_json::json!({ "i": i })).queue(QUEUE))
             .collect();
-        kyu.insert_many(jobs).await?;
+        kyu.enqueue_many(jobs).await?;
         i = end;
     }
     let enqueue_s = t0.elapsed().as_secs_f64();
@@ -184,7 +184,7 @@ async fn w1(a: &BenchArgs, kyu: &Kyu, url: &str) -> anyhow::Result<serde_json::V
     Ok(serde_json::json!({
         "system": "kyu", "version": env!("CARGO_PKG_VERSION"), "backend": kyu.store().backend(),
         "workload": "W1", "config": config_name(a),
-        "n": n, "concurrency": a.concurrency, "bulk_api": "Kyu::insert_many", "bulk_chunk": a.chunk,
+        "n": n, "concurrency": a.concurrency, "bulk_api": "Kyu::enqueue_many", "bulk_chunk": a.chunk,
         "enqueue_per_s": round(n as f64 / enqueue_s, 0),
         "process_per_s": round(r.done as f64 / r.process_s, 0),
         "enqueue_s": round(enqueue_s, 3), "process_s": round(r.process_s, 3),
@@ -217,7 +217,7 @@ async fn w2(a: &BenchArgs, kyu: &Kyu, url: &str) -> anyhow::Result<serde_json::V
     let mut row = serde_json::json!({
         "system": "kyu", "version": env!("CARGO_PKG_VERSION"), "backend": kyu.store().backend(),
         "workload": "W2", "config": config_name(a),
-        "n": n, "concurrency": a.concurrency, "single_api": "Kyu::insert",
+        "n": n, "concurrency": a.concurrency, "single_api": "Kyu::enqueue",
         "interval_ms": a.w2_interval_ms, "warmup": a.w2_warmup,
         "p50_ms": if full { pick(percentile(&lat, 50.0)) } else { None },
         "p99_ms": if full { pick(percentile(&lat, 99.0)) } else { None },
@@ -248,7 +248,7 @@ async fn paced(kyu: &Kyu, count: u32, interval: Duration, warmup: bool) -> anyho
             w: warmup.then_some(1),
         };
         let args = serde_json::to_string(&args)?;
-        kyu.insert(NewJob::from_json_text(KIND, args).queue(QUEUE))
+        kyu.enqueue(NewJob::from_json_text(KIND, args).queue(QUEUE))
             .await?;
     }
     Ok(start.elapsed().as_secs_f64())

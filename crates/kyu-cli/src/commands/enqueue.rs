@@ -80,7 +80,7 @@ pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> CmdResult {
         .map_err(kyu::Error::from)?;
     let kyu = ctx.connect().await?;
     let queue = job.queue.clone();
-    let enqueued = kyu.insert(job).await?;
+    let enqueued = kyu.enqueue(job).await?;
     if ctx.json {
         print_json(&enqueued)?;
     } else if enqueued.duplicate {

@@ -76,7 +76,7 @@ pub async fn run(ctx: &Ctx, template: kyu::NewJob, input: impl BufRead) -> CmdRe
     while !rest.is_empty() {
         let chunk: Vec<_> = rest.drain(..rest.len().min(CHUNK)).collect();
         let n = chunk.len();
-        let done = kyu.insert_many(chunk).await.map_err(|e| {
+        let done = kyu.enqueue_many(chunk).await.map_err(|e| {
             bar.abandon();
             Failure::from(anyhow::Error::from(e).context(format!(
                 "enqueued {} of {total} jobs, then the database refused the next {n}",

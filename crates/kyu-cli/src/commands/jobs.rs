@@ -171,6 +171,8 @@ pub async fn run(ctx: &Ctx, cmd: JobsCommand) -> CmdResult {
                     "not cancelled: it is already {s}; only unfinished jobs can be cancelled"
                 )),
                 CancelResult::NotFound => Said::NotFound,
+                // A result a newer kyu-core adds: said as it is, never as done.
+                other => Said::Refused(format!("not cancelled: {other:?}")),
             })?;
         }
         JobsCommand::Retry {
@@ -202,6 +204,7 @@ pub async fn run(ctx: &Ctx, cmd: JobsCommand) -> CmdResult {
                         Said::Refused(format!("not retried: {}", key_held(key, *holder)))
                     }
                     RetryResult::NotFound => Said::NotFound,
+                    other => Said::Refused(format!("not retried: {other:?}")),
                 })?;
             }
         }

@@ -20,7 +20,7 @@ use crate::{FinishOutcome, JobState, StoreError};
 pub fn spec(name: &str, cron: &str) -> ScheduleSpec {
     ScheduleSpec::new(
         name,
-        cron.parse().expect("test cron parses"),
+        cron.parse::<crate::CronExpr>().expect("test cron parses"),
         JobTemplate::new("tick", serde_json::json!({"n": 1})),
     )
 }

@@ -138,6 +138,9 @@ pub(crate) async fn run(
         cancel: cancel.clone(),
         timeout: job.timeout,
         stopping: shared.hard_stop.clone(),
+        run_at: job.run_at,
+        tags: job.tags.as_slice().into(),
+        unique_key: job.unique_key.as_deref().map(Into::into),
     };
     // A handler that stops by itself (a command: SIGTERM, then SIGKILL) gets
     // that long after its timeout, a cancel or a hard stop before it is dropped.

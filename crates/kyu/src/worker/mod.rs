@@ -7,6 +7,8 @@
 //! - [`execute`]: runs one attempt: timeout, panic, cancellation, shutdown;
 //! - [`finish`]: writes finished attempts in batches ([`Store::finish`](kyu_core::Store::finish));
 //! - [`lease`]: heartbeats the leases of running jobs and passes on cancel requests;
+//! - [`schedule_watch`]: warns when enabled schedules are overdue, i.e. no
+//!   scheduler runs on the database;
 //! - [`inline`]: runs one chosen job without starting the worker (for
 //!   [`crate::testing`]);
 //! - [`crate::maintenance`]: the lease reaper and retention, on by default.
@@ -17,6 +19,7 @@ mod finish;
 mod handler;
 pub(crate) mod inline;
 mod lease;
+mod schedule_watch;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -75,6 +78,13 @@ pub struct WorkerConfig {
     /// Lease reaper and retention; `None` turns them off in this worker.
     /// Default on.
     pub maintenance: Option<MaintenanceConfig>,
+    /// How often the worker checks that schedules are being fired: an
+    /// enabled schedule overdue by more than the misfire grace (60 s) means
+    /// no [`Scheduler`](crate::Scheduler) runs on the database, and the
+    /// worker warns, naming it (once an hour per schedule). Not checked by a
+    /// worker that runs a scheduler itself ([`Worker::scheduler`]). `None`
+    /// turns the check off. Default every 60 s.
+    pub schedule_check: Option<Duration>,
     /// Claim jobs of every kind in the worker's queues and fail the attempts
     /// of kinds it has no handler for ("no handler registered for kind …"),
     /// as River does. Default false: the worker claims only the kinds it has
@@ -98,6 +108,7 @@ impl Default for WorkerConfig {
             finish_batch: 512,
             serve_kind_queues: true,
             maintenance: Some(MaintenanceConfig::default()),
+            schedule_check: Some(Duration::from_secs(60)),
             fail_unknown_kinds: false,
         }
     }
@@ -123,6 +134,9 @@ impl WorkerConfig {
         }
         validate::interval("cancel_poll", self.cancel_poll)?;
         validate::interval("poll_interval", self.poll_interval)?;
+        if let Some(every) = self.schedule_check {
+            validate::interval("schedule_check", every)?;
+        }
         Ok(())
     }
 }
@@ -145,8 +159,7 @@ fn default_worker_id() -> String {
 /// use kyu::{Kyu, Outcome, Worker};
 ///
 /// # async fn demo() -> Result<(), kyu::Error> {
-/// let dir = tempfile::tempdir().unwrap();
-/// let kyu = Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display())).await?;
+/// let kyu = Kyu::connect("sqlite::memory:").await?; // e.g. "sqlite://kyu.db"
 /// let worker = Worker::new(&kyu)
 ///     .handle("hello", |ctx| async move {
 ///         println!("hello from job {}", ctx.id());
@@ -154,8 +167,8 @@ fn default_worker_id() -> String {
 ///     })
 ///     .queue("default", 4)
 ///     .start();
-/// let job = kyu.insert(kyu::NewJob::new("hello", serde_json::json!({}))).await?;
-/// let done = kyu.wait_timeout(job.id, Duration::from_secs(10)).await?;
+/// let job = kyu.enqueue(kyu::NewJob::new("hello", serde_json::json!({}))).await?;
+/// let done = kyu.wait(job.id).timeout(Duration::from_secs(10)).await?;
 /// assert_eq!(done.state, kyu::JobState::Completed);
 /// worker.shutdown().await;
 /// # Ok(()) }
@@ -221,6 +234,37 @@ impl Worker {
     /// for a queue nobody works. [`WorkerConfig::serve_kind_queues`] `= false`
     /// serves only the queues named, and warns at start about kinds whose
     /// queue is left out.
+    ///
+    /// ```
+    /// use kyu::{Job, JobContext, JobResult, Outcome, Worker};
+    ///
+    /// #[derive(serde::Serialize, serde::Deserialize)]
+    /// struct SendEmail { to: String }
+    ///
+    /// impl Job for SendEmail {
+    ///     const KIND: &'static str = "send_email";
+    ///     const QUEUE: &'static str = "mail";
+    ///     async fn run(self, _ctx: JobContext) -> JobResult { Ok(Outcome::Done) }
+    /// }
+    ///
+    /// # async fn demo() -> Result<(), kyu::Error> {
+    /// let kyu = kyu::Kyu::connect("sqlite::memory:").await?;
+    /// // Serves "mail" (the kind's queue) beside "default".
+    /// let worker = Worker::new(&kyu).register::<SendEmail>().queue("default", 4).start();
+    /// # worker.shutdown().await;
+    ///
+    /// // Only "default": logs at start
+    /// // WARN kind send_email is registered but its queue mail is not served by this
+    /// //      worker: its jobs wait for another worker (add .queue("mail", N), …)
+    /// let worker = Worker::new(&kyu)
+    ///     .register::<SendEmail>()
+    ///     .queue("default", 4)
+    ///     .configure(|c| c.serve_kind_queues = false)
+    ///     .start();
+    /// # worker.shutdown().await;
+    /// # Ok(()) }
+    /// # tokio::runtime::Runtime::new().unwrap().block_on(demo()).unwrap();
+    /// ```
     pub fn register<J: Job>(mut self) -> Worker {
         self.handlers
             .insert(J::KIND.to_string(), Arc::new(TypedHandler::<J>::new()));
@@ -421,7 +465,17 @@ impl Worker {
                 .await
             })
         });
+        // A worker that runs the scheduler knows one runs.
+        let schedule_watch = match (config.schedule_check, &scheduler) {
+            (Some(every), None) => Some(tokio::spawn(schedule_watch::watch(
+                shared.clone(),
+                every,
+                background.clone(),
+            ))),
+            _ => None,
+        };
         WorkerHandle {
+            schedule_watch,
             scheduler: scheduler.map(crate::Scheduler::start),
             shared,
             slot_gauges,
@@ -519,6 +573,7 @@ pub(crate) struct RunningJob {
 #[must_use = "a worker runs until shut down: keep the handle and call shutdown().await"]
 pub struct WorkerHandle {
     scheduler: Option<crate::SchedulerHandle>,
+    schedule_watch: Option<JoinHandle<()>>,
     shared: Arc<Shared>,
     /// Each queue's `kyu_worker_slots` and its concurrency.
     slot_gauges: Vec<(Arc<SlotGauges>, usize)>,
@@ -581,6 +636,9 @@ impl WorkerHandle {
         }
         if let Some(m) = self.maintenance {
             let _ = m.await;
+        }
+        if let Some(w) = self.schedule_watch {
+            let _ = w.await;
         }
         drop(self.completer);
         tracing::info!(worker = %shared.config.id, "worker stopped");
