@@ -267,18 +267,47 @@ fn first_serve_prints_an_admin_token_and_the_api_enqueues_and_waits_over_http() 
     let (serve, line) = start(d, &["serve", "--http", "127.0.0.1:0"]);
     let addr = http_addr(&line);
     let token = admin_token(&line);
-    assert!(line.contains(&format!("http://{addr}/v1/queues")), "a ready command: {line}");
+    assert!(
+        line.contains(&format!("http://{addr}/v1/queues")),
+        "a ready command: {line}"
+    );
 
-    let (status, body) = call(&addr, "POST", "/v1/jobs", None, Some(serde_json::json!({"kind": "ok"})));
+    let (status, body) = call(
+        &addr,
+        "POST",
+        "/v1/jobs",
+        None,
+        Some(serde_json::json!({"kind": "ok"})),
+    );
     assert_eq!(status, 401, "no token, no API: {body}");
-    let (status, body) = call(&addr, "POST", "/v1/jobs", Some(&token), Some(serde_json::json!({"kind": "ok"})));
+    let (status, body) = call(
+        &addr,
+        "POST",
+        "/v1/jobs",
+        Some(&token),
+        Some(serde_json::json!({"kind": "ok"})),
+    );
     assert_eq!(status, 201, "{body}");
-    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"].as_i64().unwrap();
-    let (status, body) = call(&addr, "GET", &format!("/v1/jobs/{id}?wait=20s"), Some(&token), None);
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (status, body) = call(
+        &addr,
+        "GET",
+        &format!("/v1/jobs/{id}?wait=20s"),
+        Some(&token),
+        None,
+    );
     assert_eq!(status, 200, "{body}");
     let job: serde_json::Value = serde_json::from_str(&body).unwrap();
     assert_eq!(job["state"], "completed", "{body}");
-    let (status, body) = call(&addr, "POST", "/v1/jobs", Some(&token), Some(serde_json::json!({"kind": "ok", "queue": ""})));
+    let (status, body) = call(
+        &addr,
+        "POST",
+        "/v1/jobs",
+        Some(&token),
+        Some(serde_json::json!({"kind": "ok", "queue": ""})),
+    );
     assert_eq!(status, 400);
     assert!(body.contains("\"field\":\"queue\""), "{body}");
     stop(serve);
@@ -287,7 +316,11 @@ fn first_serve_prints_an_admin_token_and_the_api_enqueues_and_waits_over_http() 
     let (serve, line) = start(d, &["serve", "--http", "127.0.0.1:0"]);
     assert!(!line.contains("kyu_"), "no second admin token: {line}");
     let addr = http_addr(&line);
-    assert_eq!(call(&addr, "GET", "/v1/queues", Some(&token), None).0, 200, "the first token still works");
+    assert_eq!(
+        call(&addr, "GET", "/v1/queues", Some(&token), None).0,
+        200,
+        "the first token still works"
+    );
     stop(serve);
 }
 
@@ -295,21 +328,52 @@ fn first_serve_prints_an_admin_token_and_the_api_enqueues_and_waits_over_http() 
 fn tokens_create_prints_the_secret_once_ls_hides_it_and_revoke_ends_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let o = run(d, &["tokens", "create", "--name", "web-app", "--scope", "produce", "--scope", "read",
-        "--queues", "tenant-a.*", "--expires", "90d"]);
+    let o = run(
+        d,
+        &[
+            "tokens",
+            "create",
+            "--name",
+            "web-app",
+            "--scope",
+            "produce",
+            "--scope",
+            "read",
+            "--queues",
+            "tenant-a.*",
+            "--expires",
+            "90d",
+        ],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let secret = String::from_utf8(o.stdout).unwrap().trim().to_string();
-    assert!(secret.starts_with("kyu_") && secret.len() >= 4 + 32, "at least 128 random bits: {secret}");
+    assert!(
+        secret.starts_with("kyu_") && secret.len() >= 4 + 32,
+        "at least 128 random bits: {secret}"
+    );
     let o = run(d, &["tokens", "ls"]);
     let ls = String::from_utf8(o.stdout).unwrap();
-    assert!(ls.contains("web-app") && ls.contains("read,produce") && ls.contains("tenant-a.*"), "{ls}");
-    assert!(!ls.contains(&secret[4..]), "ls never shows the secret: {ls}");
-    let o = run(d, &["tokens", "create", "--name", "web-app", "--scope", "read"]);
+    assert!(
+        ls.contains("web-app") && ls.contains("read,produce") && ls.contains("tenant-a.*"),
+        "{ls}"
+    );
+    assert!(
+        !ls.contains(&secret[4..]),
+        "ls never shows the secret: {ls}"
+    );
+    let o = run(
+        d,
+        &["tokens", "create", "--name", "web-app", "--scope", "read"],
+    );
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("a token named \"web-app\" exists"));
     let o = run(d, &["tokens", "create", "--name", "x", "--scope", "root"]);
     assert!(!o.status.success());
-    assert!(String::from_utf8_lossy(&o.stderr).contains("accepted: admin, operate, read"), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("accepted: admin, operate, read"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let o = run(d, &["tokens", "revoke", "web-app"]);
     assert!(o.status.success());
     let o = run(d, &["tokens", "revoke", "web-app"]);

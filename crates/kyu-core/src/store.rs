@@ -373,7 +373,8 @@ impl AttemptLogs {
 /// [`ManualClock`](crate::ManualClock) and move it.
 #[async_trait]
 pub trait Store:
-    ScheduleStore + LogStore + WorkerRegistry + crate::tokens::TokenStore + Send + Sync + 'static {
+    ScheduleStore + LogStore + WorkerRegistry + crate::tokens::TokenStore + Send + Sync + 'static
+{
     /// The backend's name, e.g. `"sqlite"`.
     fn backend(&self) -> &'static str;
 

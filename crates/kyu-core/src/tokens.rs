@@ -122,7 +122,8 @@ impl fmt::Display for QueuePattern {
 impl FromStr for QueuePattern {
     type Err = InvalidInput;
     fn from_str(s: &str) -> Result<QueuePattern, InvalidInput> {
-        let accepted = "accepted: a queue name (e.g. mail) or a prefix ending in * (e.g. tenant-a.*)";
+        let accepted =
+            "accepted: a queue name (e.g. mail) or a prefix ending in * (e.g. tenant-a.*)";
         if s.trim().is_empty() {
             return Err(InvalidInput::new(
                 "queues",

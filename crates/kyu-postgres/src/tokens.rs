@@ -13,7 +13,8 @@ use crate::PgStore;
 const COLUMNS: &str = "name, hash, scopes, queues, created_at, expires_at";
 
 fn token_from_row(r: &sqlx::postgres::PgRow) -> Result<TokenRecord, StoreError> {
-    let parse = |e: InvalidInput| StoreError::Database(format!("a stored token is unreadable: {e}"));
+    let parse =
+        |e: InvalidInput| StoreError::Database(format!("a stored token is unreadable: {e}"));
     let scopes: Vec<String> = r.try_get(2).map_err(db)?;
     let queues: Vec<String> = r.try_get(3).map_err(db)?;
     Ok(TokenRecord {
@@ -81,12 +82,11 @@ impl TokenStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        let any: Option<i32> = sqlx::query_scalar(&format!(
-            "SELECT 1 FROM {schema}.api_tokens LIMIT 1"
-        ))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(db)?;
+        let any: Option<i32> =
+            sqlx::query_scalar(&format!("SELECT 1 FROM {schema}.api_tokens LIMIT 1"))
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
         if any.is_some() {
             return Ok(false);
         }

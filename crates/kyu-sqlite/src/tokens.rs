@@ -111,7 +111,8 @@ impl TokenStore for SqliteStore {
 
     async fn create_first_token(&self, token: NewToken) -> Result<bool, StoreError> {
         let now = self.now_fn().now();
-        self.write(never, move |c| insert(c, now, &token, true)).await
+        self.write(never, move |c| insert(c, now, &token, true))
+            .await
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {

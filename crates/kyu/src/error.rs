@@ -35,7 +35,9 @@ pub enum Error {
         source: serde_json::Error,
     },
     /// A token with this name exists ([`Kyu::create_token`](crate::Kyu::create_token)).
-    #[error("a token named {0:?} exists; accepted: a name no other token has (see `kyu tokens ls`)")]
+    #[error(
+        "a token named {0:?} exists; accepted: a name no other token has (see `kyu tokens ls`)"
+    )]
     TokenNameTaken(String),
     /// [`Kyu::wait_timeout`](crate::Kyu::wait_timeout) gave up.
     #[error("job {id} did not finish within {waited:?}")]

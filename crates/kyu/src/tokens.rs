@@ -67,7 +67,10 @@ impl TokenSpec {
                     .ok()
                     .and_then(|d| now.checked_add_signed(d))
                     .ok_or_else(|| {
-                        InvalidInput::new("expires", "too far in the future; accepted: up to 100 years")
+                        InvalidInput::new(
+                            "expires",
+                            "too far in the future; accepted: up to 100 years",
+                        )
                     })?,
             ),
         };

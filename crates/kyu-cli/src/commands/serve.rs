@@ -26,7 +26,7 @@ pub struct ServeArgs {
     /// Work a queue with this concurrency, NAME=N (repeatable); overrides kyu.toml.
     #[arg(long = "queue", value_name = "NAME=N", value_parser = parse_queue)]
     queues: Vec<(String, usize)>,
-    /// Listen for HTTP (/metrics, /healthz, /readyz) on IP:PORT, or `off`
+    /// Listen for HTTP (the API under /v1, /metrics, /healthz, /readyz) on IP:PORT, or `off`
     /// [default: kyu serve: `[http] listen` in kyu.toml, else 127.0.0.1:7070;
     /// kyu worker: off]
     #[arg(long = "http", value_name = "ADDR", env = "KYU_HTTP", value_parser = crate::parse::listen)]

@@ -100,11 +100,19 @@ pub async fn run(ctx: &Ctx, cmd: TokensCommand) -> CmdResult {
             for tok in tokens {
                 t.row(vec![
                     tok.name,
-                    tok.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(","),
+                    tok.scopes
+                        .iter()
+                        .map(|s| s.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
                     if tok.queues.is_empty() {
                         "*".to_string()
                     } else {
-                        tok.queues.iter().map(|q| q.as_str()).collect::<Vec<_>>().join(",")
+                        tok.queues
+                            .iter()
+                            .map(|q| q.as_str())
+                            .collect::<Vec<_>>()
+                            .join(",")
                     },
                     time(&tok.created_at),
                     opt_time(&tok.expires_at),

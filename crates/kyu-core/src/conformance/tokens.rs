@@ -33,8 +33,17 @@ pub async fn tokens_create_find_list_revoke(h: &dyn Harness) {
     assert_eq!(found.queues, t.queues);
     assert_eq!(found.created_at, c.now());
     assert_eq!(found.expires_at, t.expires_at);
-    assert!(c.store.token_by_hash("web").await.expect("by hash").is_none());
-    assert!(c.store.create_token(token("cron", "bb22")).await.expect("create"));
+    assert!(c
+        .store
+        .token_by_hash("web")
+        .await
+        .expect("by hash")
+        .is_none());
+    assert!(c
+        .store
+        .create_token(token("cron", "bb22"))
+        .await
+        .expect("create"));
     let names: Vec<String> = c
         .store
         .list_tokens()
@@ -45,24 +54,55 @@ pub async fn tokens_create_find_list_revoke(h: &dyn Harness) {
         .collect();
     assert_eq!(names, ["cron", "web"], "listed by name");
     assert!(c.store.revoke_token("web").await.expect("revoke"));
-    assert!(c.store.token_by_hash("aa11").await.expect("by hash").is_none());
+    assert!(c
+        .store
+        .token_by_hash("aa11")
+        .await
+        .expect("by hash")
+        .is_none());
     assert!(!c.store.revoke_token("web").await.expect("revoke twice"));
 }
 
 /// A second token with a taken name is refused and changes nothing.
 pub async fn tokens_names_are_unique(h: &dyn Harness) {
     let c = Ctx::new(h).await;
-    assert!(c.store.create_token(token("web", "aa11")).await.expect("create"));
-    assert!(!c.store.create_token(token("web", "cc33")).await.expect("create"));
-    assert!(c.store.token_by_hash("cc33").await.expect("by hash").is_none());
-    assert!(c.store.token_by_hash("aa11").await.expect("by hash").is_some());
+    assert!(c
+        .store
+        .create_token(token("web", "aa11"))
+        .await
+        .expect("create"));
+    assert!(!c
+        .store
+        .create_token(token("web", "cc33"))
+        .await
+        .expect("create"));
+    assert!(c
+        .store
+        .token_by_hash("cc33")
+        .await
+        .expect("by hash")
+        .is_none());
+    assert!(c
+        .store
+        .token_by_hash("aa11")
+        .await
+        .expect("by hash")
+        .is_some());
 }
 
 /// The first token is made only while there is no token at all.
 pub async fn tokens_first_token_only_once(h: &dyn Harness) {
     let c = Ctx::new(h).await;
-    assert!(c.store.create_first_token(token("admin", "aa11")).await.expect("first"));
-    assert!(!c.store.create_first_token(token("admin2", "bb22")).await.expect("second"));
+    assert!(c
+        .store
+        .create_first_token(token("admin", "aa11"))
+        .await
+        .expect("first"));
+    assert!(!c
+        .store
+        .create_first_token(token("admin2", "bb22"))
+        .await
+        .expect("second"));
     assert_eq!(c.store.list_tokens().await.expect("list").len(), 1);
 }
 

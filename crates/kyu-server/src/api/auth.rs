@@ -72,7 +72,11 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
         // Only a route built from the table has a caller; a handler reached
         // any other way is refused rather than served unauthenticated.
         parts.extensions.get::<Caller>().cloned().ok_or_else(|| {
-            ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", "this route is not in the route table; nothing is served without a token")
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this route is not in the route table; nothing is served without a token",
+            )
         })
     }
 }
@@ -115,7 +119,10 @@ async fn check(
     let secret = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| unauthorized("the Authorization header is not `Bearer TOKEN`"))?;
@@ -134,7 +141,12 @@ async fn check(
                 path,
                 rule.scope,
                 token.name,
-                token.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                token
+                    .scopes
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     }

@@ -52,7 +52,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
 
 fn serde_urlencoded_from_str<T: DeserializeOwned>(q: &str) -> Result<T, ApiError> {
     axum::extract::Query::<T>::try_from_uri(&format!("/?{q}").parse().map_err(|_| {
-        ApiError::invalid("query", "the query string is not valid; accepted: name=value pairs joined by &")
+        ApiError::invalid(
+            "query",
+            "the query string is not valid; accepted: name=value pairs joined by &",
+        )
     })?)
     .map(|axum::extract::Query(t)| t)
     .map_err(|e| {
@@ -81,7 +84,10 @@ impl<S: Send + Sync> FromRequestParts<S> for JobIdPath {
             .filter(|id| *id > 0)
             .map(JobIdPath)
             .ok_or_else(|| {
-                ApiError::invalid("id", format!("id: {raw:?} is not a job id; accepted: a positive integer"))
+                ApiError::invalid(
+                    "id",
+                    format!("id: {raw:?} is not a job id; accepted: a positive integer"),
+                )
             })
     }
 }
@@ -105,7 +111,9 @@ pub fn duration(field: &str, s: &str) -> Result<std::time::Duration, ApiError> {
     humantime::parse_duration(s).map_err(|e| {
         ApiError::invalid(
             field,
-            format!("{field}: {s:?} is not a duration ({e}); accepted: e.g. 500ms, 30s, 5m, 2h, 7d"),
+            format!(
+                "{field}: {s:?} is not a duration ({e}); accepted: e.g. 500ms, 30s, 5m, 2h, 7d"
+            ),
         )
     })
 }

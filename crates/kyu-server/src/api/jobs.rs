@@ -243,7 +243,11 @@ impl JobView {
         JobView {
             id: job.id,
             args: show.then(|| json_of(&job.args)),
-            result: if show { job.result.as_deref().map(json_of) } else { None },
+            result: if show {
+                job.result.as_deref().map(json_of)
+            } else {
+                None
+            },
             redacted: !show,
             queue: job.queue,
             kind: job.kind,
@@ -311,12 +315,16 @@ pub(crate) async fn enqueue(
     let idem = match headers.get("idempotency-key") {
         None => None,
         Some(v) => {
-            let key = v.to_str().ok().filter(|k| !k.is_empty() && k.len() <= 200).ok_or_else(|| {
-                ApiError::invalid(
+            let key = v
+                .to_str()
+                .ok()
+                .filter(|k| !k.is_empty() && k.len() <= 200)
+                .ok_or_else(|| {
+                    ApiError::invalid(
                     "Idempotency-Key",
                     "Idempotency-Key: not accepted; accepted: 1 to 200 visible ASCII characters",
                 )
-            })?;
+                })?;
             if req.unique_key.is_some() {
                 return Err(ApiError::invalid(
                     "Idempotency-Key",
@@ -420,7 +428,10 @@ pub(crate) async fn get_job(
     if wait > shared.options.max_wait {
         return Err(ApiError::invalid(
             "wait",
-            format!("wait: {wait:?} is too long; accepted: up to {:?}", shared.options.max_wait),
+            format!(
+                "wait: {wait:?} is too long; accepted: up to {:?}",
+                shared.options.max_wait
+            ),
         ));
     }
     if job.state.is_finished() || wait.is_zero() {
@@ -493,7 +504,10 @@ pub(crate) async fn list_jobs(
     let before = match p.cursor {
         None => None,
         Some(c) => Some(c.parse::<JobId>().ok().filter(|c| *c > 0).ok_or_else(|| {
-            ApiError::invalid("cursor", format!("cursor: {c:?} is not a cursor; accepted: the `next` of a previous page"))
+            ApiError::invalid(
+                "cursor",
+                format!("cursor: {c:?} is not a cursor; accepted: the `next` of a previous page"),
+            )
         })?),
     };
     let mut filter = JobFilter {
@@ -608,7 +622,11 @@ async fn visible_ids(
     if ids.is_empty() || ids.len() > shared.options.max_page {
         return Err(ApiError::invalid(
             "ids",
-            format!("ids: {} ids; accepted: 1 to {}", ids.len(), shared.options.max_page),
+            format!(
+                "ids: {} ids; accepted: 1 to {}",
+                ids.len(),
+                shared.options.max_page
+            ),
         ));
     }
     let mut seen = Vec::new();

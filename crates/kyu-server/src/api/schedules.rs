@@ -167,9 +167,18 @@ pub(crate) async fn preview(
 ) -> Result<Json<Vec<DateTime<Utc>>>, ApiError> {
     let count = p.count.unwrap_or(5);
     if count == 0 || count > 100 {
-        return Err(ApiError::invalid("count", format!("count: {count}; accepted: 1 to 100")));
+        return Err(ApiError::invalid(
+            "count",
+            format!("count: {count}; accepted: 1 to 100"),
+        ));
     }
     let s = visible(&shared, &caller, &name).await?;
     let now = shared.kyu.store().clock().now();
-    Ok(Json(s.spec.cron.fire_times(now, s.spec.zone).take(count).collect()))
+    Ok(Json(
+        s.spec
+            .cron
+            .fire_times(now, s.spec.zone)
+            .take(count)
+            .collect(),
+    ))
 }
