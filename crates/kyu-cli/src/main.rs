@@ -68,6 +68,9 @@ enum Command {
     /// Cron schedules: list, add, remove, enable, disable, trigger; preview an expression.
     #[command(subcommand)]
     Schedules(commands::schedules::SchedulesCommand),
+    /// API tokens for `kyu serve`: create (shown once), ls, revoke.
+    #[command(subcommand)]
+    Tokens(commands::tokens::TokensCommand),
     /// Run the scheduler, lease recovery, retention and workers for the
     /// configured command jobs, until SIGTERM or Ctrl-C.
     Serve(commands::serve::ServeArgs),
@@ -195,6 +198,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Enqueue(args) => commands::enqueue::run(&ctx, args).await,
         Command::Jobs(cmd) => commands::jobs::run(&ctx, cmd).await,
         Command::Queues(cmd) => commands::queues::run(&ctx, cmd).await,
+        Command::Tokens(cmd) => commands::tokens::run(&ctx, cmd).await,
         Command::Schedules(cmd) => commands::schedules::run(&ctx, cmd).await,
         Command::Bench(args) => bench::run(&ctx, args).await,
         Command::BenchWorker(args) => bench::worker(&ctx, args).await,

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Empty};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -27,8 +27,9 @@ fn run(dir: &Path, args: &[&str]) -> Output {
     cmd(dir, args).output().unwrap()
 }
 
-/// Starts `kyu ARGS` and returns it with its start line (`kyu … started: …`
-/// on stderr, after any warning).
+/// Starts `kyu ARGS` and returns it with what it wrote to stderr up to and
+/// including its start line (`kyu … started: …`, after any warning or the
+/// first admin token).
 fn start(dir: &Path, args: &[&str]) -> (Child, String) {
     let mut child = cmd(dir, args)
         .stdout(Stdio::null())
@@ -37,13 +38,17 @@ fn start(dir: &Path, args: &[&str]) -> (Child, String) {
         .unwrap();
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
+    let mut before = String::new();
     while !line.contains(" started: ") {
+        before.push_str(&line);
         line.clear();
         assert!(
             stderr.read_line(&mut line).unwrap() > 0,
             "kyu {args:?} ended before its start line"
         );
     }
+    before.push_str(&line);
+    let line = before;
     // Keep reading so the process never blocks on a full pipe.
     std::thread::spawn(move || {
         let mut sink = String::new();
@@ -70,16 +75,44 @@ fn stop(mut child: Child) {
     assert!(status.success(), "exits cleanly on SIGTERM: {status:?}");
 }
 
+/// The admin token the first `kyu serve` printed.
+fn admin_token(stderr: &str) -> String {
+    stderr
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("kyu_") && !l.contains(' '))
+        .unwrap_or_else(|| panic!("no admin token printed:\n{stderr}"))
+        .to_string()
+}
+
 /// GET http://ADDR/PATH: the status and the body.
 fn get(addr: &str, path: &str) -> (u16, String) {
+    call(addr, "GET", path, None, None)
+}
+
+/// METHOD http://ADDR/PATH with a bearer token and a JSON body: the status and the body.
+fn call(
+    addr: &str,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, String) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-        let uri: hyper::Uri = format!("http://{addr}{path}").parse().unwrap();
-        let resp = tokio::time::timeout(Duration::from_secs(10), client.get(uri))
+        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("http://{addr}{path}"));
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        let req = req.body(Full::new(Bytes::from(body))).unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(20), client.request(req))
             .await
             .expect("an answer within 10 s")
             .expect("a response");
@@ -138,7 +171,9 @@ fn serve_exposes_health_readiness_and_metrics_over_http() {
 
     assert_eq!(get(&addr, "/healthz"), (200, "ok\n".to_string()));
     assert_eq!(get(&addr, "/readyz"), (200, "ok\n".to_string()));
-    let (status, text) = get(&addr, "/metrics");
+    assert_eq!(get(&addr, "/metrics").0, 401, "/metrics needs a token");
+    let token = admin_token(&line);
+    let (status, text) = call(&addr, "GET", "/metrics", Some(&token), None);
     assert_eq!(status, 200);
     let at =
         |series: &str| sample(&text, series).unwrap_or_else(|| panic!("no {series} in:\n{text}"));
@@ -222,4 +257,125 @@ fn http_listen_in_kyu_toml_is_checked_with_file_and_line() {
         "{}",
         String::from_utf8_lossy(&o.stdout)
     );
+}
+
+#[test]
+fn first_serve_prints_an_admin_token_and_the_api_enqueues_and_waits_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("kyu.toml"), "[jobs.ok]\ncommand = [\"true\"]\n").unwrap();
+    let (serve, line) = start(d, &["serve", "--http", "127.0.0.1:0"]);
+    let addr = http_addr(&line);
+    let token = admin_token(&line);
+    assert!(
+        line.contains(&format!("http://{addr}/v1/queues")),
+        "a ready command: {line}"
+    );
+
+    let (status, body) = call(
+        &addr,
+        "POST",
+        "/v1/jobs",
+        None,
+        Some(serde_json::json!({"kind": "ok"})),
+    );
+    assert_eq!(status, 401, "no token, no API: {body}");
+    let (status, body) = call(
+        &addr,
+        "POST",
+        "/v1/jobs",
+        Some(&token),
+        Some(serde_json::json!({"kind": "ok"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (status, body) = call(
+        &addr,
+        "GET",
+        &format!("/v1/jobs/{id}?wait=20s"),
+        Some(&token),
+        None,
+    );
+    assert_eq!(status, 200, "{body}");
+    let job: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(job["state"], "completed", "{body}");
+    let (status, body) = call(
+        &addr,
+        "POST",
+        "/v1/jobs",
+        Some(&token),
+        Some(serde_json::json!({"kind": "ok", "queue": ""})),
+    );
+    assert_eq!(status, 400);
+    assert!(body.contains("\"field\":\"queue\""), "{body}");
+    stop(serve);
+
+    // The second start of the same database makes no new token.
+    let (serve, line) = start(d, &["serve", "--http", "127.0.0.1:0"]);
+    assert!(!line.contains("kyu_"), "no second admin token: {line}");
+    let addr = http_addr(&line);
+    assert_eq!(
+        call(&addr, "GET", "/v1/queues", Some(&token), None).0,
+        200,
+        "the first token still works"
+    );
+    stop(serve);
+}
+
+#[test]
+fn tokens_create_prints_the_secret_once_ls_hides_it_and_revoke_ends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = run(
+        d,
+        &[
+            "tokens",
+            "create",
+            "--name",
+            "web-app",
+            "--scope",
+            "produce",
+            "--scope",
+            "read",
+            "--queues",
+            "tenant-a.*",
+            "--expires",
+            "90d",
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let secret = String::from_utf8(o.stdout).unwrap().trim().to_string();
+    assert!(
+        secret.starts_with("kyu_") && secret.len() >= 4 + 32,
+        "at least 128 random bits: {secret}"
+    );
+    let o = run(d, &["tokens", "ls"]);
+    let ls = String::from_utf8(o.stdout).unwrap();
+    assert!(
+        ls.contains("web-app") && ls.contains("read,produce") && ls.contains("tenant-a.*"),
+        "{ls}"
+    );
+    assert!(
+        !ls.contains(&secret[4..]),
+        "ls never shows the secret: {ls}"
+    );
+    let o = run(
+        d,
+        &["tokens", "create", "--name", "web-app", "--scope", "read"],
+    );
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("a token named \"web-app\" exists"));
+    let o = run(d, &["tokens", "create", "--name", "x", "--scope", "root"]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("accepted: admin, operate, read"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = run(d, &["tokens", "revoke", "web-app"]);
+    assert!(o.status.success());
+    let o = run(d, &["tokens", "revoke", "web-app"]);
+    assert!(!o.status.success(), "a second revoke finds nothing");
 }

@@ -13,6 +13,7 @@
 //! - [`store`]: the [`Store`] contract, the only place that talks to a database:
 //!   jobs, and through its supertraits [`ScheduleStore`], [`LogStore`] and
 //!   [`WorkerRegistry`];
+//! - [`tokens`]: API tokens, their scopes and queue patterns ([`TokenStore`]);
 //! - [`validate`]: the checks of names and durations every face shares;
 //! - [`workers`]: the worker registry (who runs which kinds where);
 //! - [`error`]: the typed errors of the library crates.
@@ -33,6 +34,7 @@ pub mod lifecycle;
 pub mod retry;
 pub mod schedule;
 pub mod store;
+pub mod tokens;
 pub mod validate;
 pub mod workers;
 
@@ -52,4 +54,5 @@ pub use store::{
     HeartbeatReply, JobFilter, JobPage, KeyHeld, LeaseRef, LogStore, QueueStats, Reaped,
     RetriedFailed, RetryResult, ScheduleStore, Store, WorkerRegistry,
 };
+pub use tokens::{NewToken, QueuePattern, Scope, TokenRecord, TokenStore};
 pub use workers::{LiveWorker, WaitingKind, WorkerInfo};

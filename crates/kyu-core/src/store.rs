@@ -9,8 +9,8 @@
 //!
 //! The contract is four traits, so each part has one home in a backend:
 //! [`Store`] (jobs: enqueue, claim, finish, leases, control, reads,
-//! retention) requires [`ScheduleStore`], [`LogStore`] and
-//! [`WorkerRegistry`]. A backend implements each in the module that does that
+//! retention) requires [`ScheduleStore`], [`LogStore`],
+//! [`WorkerRegistry`] and [`TokenStore`](crate::TokenStore). A backend implements each in the module that does that
 //! job (its `schedule.rs`, `logs.rs`, `workers.rs`); a caller holding an
 //! `Arc<dyn Store>` calls the methods of all four on it with `Store` alone in
 //! scope.
@@ -382,7 +382,9 @@ impl AttemptLogs {
 /// All times come from the store's [`Clock`]; tests give the store a
 /// [`ManualClock`](crate::ManualClock) and move it.
 #[async_trait]
-pub trait Store: ScheduleStore + LogStore + WorkerRegistry + Send + Sync + 'static {
+pub trait Store:
+    ScheduleStore + LogStore + WorkerRegistry + crate::tokens::TokenStore + Send + Sync + 'static
+{
     /// The backend's name, e.g. `"sqlite"`.
     fn backend(&self) -> &'static str;
 

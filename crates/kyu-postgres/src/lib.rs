@@ -59,6 +59,7 @@ mod schedule;
 mod schema;
 pub mod testing;
 mod tls;
+mod tokens;
 mod url;
 mod workers;
 

@@ -133,6 +133,21 @@ CREATE TABLE {s}.workers (
     expires_at timestamptz NOT NULL
 );
 "#,
+    // 5: API tokens (hashes only) and per-database secrets.
+    r#"
+CREATE TABLE {s}.api_tokens (
+    name       text        PRIMARY KEY,
+    hash       text        NOT NULL UNIQUE,
+    scopes     text[]      NOT NULL,
+    queues     text[]      NOT NULL,
+    created_at timestamptz NOT NULL,
+    expires_at timestamptz
+);
+CREATE TABLE {s}.secrets (
+    name  text PRIMARY KEY,
+    value text NOT NULL
+);
+"#,
 ];
 
 /// The latest schema version this build knows.

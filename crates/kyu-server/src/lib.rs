@@ -13,8 +13,15 @@
 //! - `GET /healthz`: the process is alive (no database call), and
 //!   `GET /readyz`: the database answers (module `health`).
 //!
-//! The JSON API (`/v1`), the event stream and the dashboard will join the
-//! same [`router`], each in its own module. This crate depends on `kyu`
+//! - the JSON API under `/v1` (module [`api`]): producers and operators,
+//!   every route a row of one table with its required token scope, behind
+//!   one authorization middleware; `GET /openapi.json` describes it.
+//!
+//! Every route but `/healthz` and `/readyz` needs `Authorization: Bearer
+//! TOKEN` (see `kyu::tokens`); `/metrics` needs the `metrics` scope.
+//!
+//! The event stream and the dashboard will join the same [`router`], each
+//! in its own module. This crate depends on `kyu`
 //! only, never on a backend.
 //!
 //! ```no_run
@@ -30,6 +37,7 @@
 
 #![warn(missing_docs)]
 
+pub mod api;
 mod exposition;
 mod health;
 mod listen;
@@ -59,6 +67,13 @@ pub struct Options {
     pub store_gauges_ttl: Duration,
     /// How long `/readyz` waits for the database. Default 2 s.
     pub ready_timeout: Duration,
+    /// Largest request body, in bytes; a larger one is refused with 413.
+    /// Default 2 MiB (the library's 1 MiB args limit and room for the rest).
+    pub body_limit: usize,
+    /// Largest page of a list, batch or action by ids. Default 1000.
+    pub max_page: usize,
+    /// Longest long poll (`?wait=`). Default 30 s.
+    pub max_wait: Duration,
 }
 
 impl Default for Options {
@@ -67,6 +82,9 @@ impl Default for Options {
             metrics: None,
             store_gauges_ttl: Duration::from_secs(5),
             ready_timeout: Duration::from_secs(2),
+            body_limit: 2 * 1024 * 1024,
+            max_page: 1000,
+            max_wait: Duration::from_secs(30),
         }
     }
 }
@@ -77,6 +95,9 @@ impl std::fmt::Debug for Options {
             .field("metrics", &self.metrics.is_some())
             .field("store_gauges_ttl", &self.store_gauges_ttl)
             .field("ready_timeout", &self.ready_timeout)
+            .field("body_limit", &self.body_limit)
+            .field("max_page", &self.max_page)
+            .field("max_wait", &self.max_wait)
             .finish()
     }
 }
@@ -99,8 +120,11 @@ pub(crate) struct Shared {
 /// The handle every route gets.
 pub(crate) type State = Arc<Shared>;
 
-/// The whole HTTP face over `kyu`: `/metrics`, `/healthz`, `/readyz`.
+/// The whole HTTP face over `kyu`: the API (`/v1`, `/openapi.json`),
+/// `/metrics`, `/healthz`, `/readyz`. An unknown path answers 404 in the
+/// API's error shape.
 pub fn router(kyu: Kyu, options: Options) -> Router {
+    let body_limit = options.body_limit;
     let shared = Arc::new(Shared {
         store_gauges: store_gauges::StoreGauges::new(kyu.clone(), options.store_gauges_ttl),
         kyu,
@@ -108,8 +132,17 @@ pub fn router(kyu: Kyu, options: Options) -> Router {
     });
     Router::new()
         .merge(health::routes())
-        .merge(metrics::routes())
+        .merge(api::router(shared.clone()))
+        .fallback(not_found)
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(shared)
+}
+
+async fn not_found(uri: axum::http::Uri) -> api::error::ApiError {
+    api::error::ApiError::not_found(format!(
+        "no route {}; accepted: the routes of GET /openapi.json",
+        uri.path()
+    ))
 }
 
 /// Why the server could not start.

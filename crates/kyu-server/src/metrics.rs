@@ -10,8 +10,6 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::routing::get;
-use axum::Router;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 
 use crate::exposition::Exposition;
@@ -55,11 +53,11 @@ pub fn install_recorder() -> Result<PrometheusHandle, Error> {
     Ok(handle)
 }
 
-pub(crate) fn routes() -> Router<Shared> {
-    Router::new().route("/metrics", get(scrape))
-}
-
-async fn scrape(State(shared): State<Shared>) -> impl IntoResponse {
+/// `GET /metrics`: a route of the API's table (scope `metrics`).
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    responses((status = 200, description = "Prometheus text format", body = String, content_type = "text/plain")),
+    security(("bearer" = [])))]
+pub(crate) async fn scrape(State(shared): State<Shared>) -> impl IntoResponse {
     let mut text = match &shared.options.metrics {
         Some(handle) => handle.render(),
         None => String::new(),

@@ -54,6 +54,33 @@ fn quick(c: &mut kyu::WorkerConfig) {
     c.shutdown_grace = Duration::from_secs(5);
 }
 
+/// The router, every request carrying a token with the `metrics` scope
+/// (`/metrics` refuses a request without one).
+async fn app(kyu: Kyu, options: Options) -> axum::Router {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let token = kyu
+        .create_token(kyu::tokens::TokenSpec {
+            name: format!("scrape-{n}"),
+            scopes: vec![kyu::Scope::Metrics],
+            queues: Vec::new(),
+            expires_in: None,
+        })
+        .await
+        .expect("a metrics token");
+    let bearer = format!("Bearer {}", token.secret);
+    kyu_server::router(kyu, options).layer(axum::middleware::map_request(
+        move |mut req: Request<Body>| {
+            let bearer = bearer.clone();
+            async move {
+                req.headers_mut()
+                    .insert(axum::http::header::AUTHORIZATION, bearer.parse().unwrap());
+                req
+            }
+        },
+    ))
+}
+
 async fn get(app: &axum::Router, path: &str) -> (StatusCode, String) {
     let resp = app
         .clone()
@@ -242,7 +269,7 @@ async fn known_workload_is_scraped_exactly(kyu: Kyu, queue: &str) {
     // Every result written and counted.
     worker.shutdown().await;
 
-    let app = kyu_server::router(kyu, Options::default().metrics(handle));
+    let app = app(kyu, Options::default().metrics(handle)).await;
     let (status, text) = get(&app, "/metrics").await;
     assert_eq!(status, StatusCode::OK);
     let s = Scrape::parse(text);
@@ -377,7 +404,7 @@ async fn reaper_counts_expired_leases_and_the_jobs_they_fail() {
         2
     );
 
-    let app = kyu_server::router(kyu, Options::default().metrics(handle));
+    let app = app(kyu, Options::default().metrics(handle)).await;
     let s = Scrape::parse(get(&app, "/metrics").await.1);
     assert_eq!(
         s.at("kyu_leases_expired_total", &[("queue", queue)]),
@@ -420,7 +447,7 @@ async fn scheduler_counts_fires_and_scrape_shows_the_next_fire_time() {
         .next_fire_at
         .unwrap();
 
-    let app = kyu_server::router(kyu, Options::default().metrics(handle));
+    let app = app(kyu, Options::default().metrics(handle)).await;
     let s = Scrape::parse(get(&app, "/metrics").await.1);
     let fires = |outcome| {
         s.at(
@@ -475,7 +502,7 @@ async fn worker_slots_show_used_and_free() {
         .await
         .expect("the job started");
 
-    let app = kyu_server::router(kyu.clone(), Options::default().metrics(handle));
+    let app = app(kyu.clone(), Options::default().metrics(handle)).await;
     let s = Scrape::parse(get(&app, "/metrics").await.1);
     let slots = |s: &Scrape, state| s.at("kyu_worker_slots", &[("queue", queue), ("state", state)]);
     assert_eq!(slots(&s, "used"), 1.0);
@@ -504,7 +531,7 @@ async fn store_gauges_are_read_once_per_ttl() {
         store_gauges_ttl: Duration::from_secs(3600),
         ..Options::default()
     };
-    let cached = kyu_server::router(kyu.clone(), options.clone());
+    let cached = app(kyu.clone(), options.clone()).await;
     let s = Scrape::parse(get(&cached, "/metrics").await.1);
     assert_eq!(available(&s), 1.0);
     assert_eq!(s.at("kyu_queue_paused", &[("queue", "cached")]), 1.0);
@@ -514,7 +541,7 @@ async fn store_gauges_are_read_once_per_ttl() {
     assert_eq!(available(&s), 1.0, "within the TTL: the same reading");
 
     options.store_gauges_ttl = Duration::ZERO;
-    let fresh = kyu_server::router(kyu, options);
+    let fresh = app(kyu, options).await;
     let s = Scrape::parse(get(&fresh, "/metrics").await.1);
     assert_eq!(available(&s), 2.0, "a new reading");
 }
@@ -522,7 +549,7 @@ async fn store_gauges_are_read_once_per_ttl() {
 #[tokio::test]
 async fn healthz_and_readyz_answer_while_the_store_does() {
     let (kyu, _dir) = sqlite().await;
-    let app = kyu_server::router(kyu, Options::default());
+    let app = app(kyu, Options::default()).await;
     assert_eq!(get(&app, "/healthz").await, (StatusCode::OK, "ok\n".into()));
     assert_eq!(get(&app, "/readyz").await, (StatusCode::OK, "ok\n".into()));
     assert_eq!(get(&app, "/nothing-here").await.0, StatusCode::NOT_FOUND);

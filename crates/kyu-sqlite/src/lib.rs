@@ -50,6 +50,7 @@ mod retention;
 mod row;
 mod schedule;
 mod schema;
+mod tokens;
 mod url;
 mod workers;
 mod writer;

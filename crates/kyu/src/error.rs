@@ -35,6 +35,11 @@ pub enum Error {
         /// Why.
         source: serde_json::Error,
     },
+    /// A token with this name exists ([`Kyu::create_token`](crate::Kyu::create_token)).
+    #[error(
+        "a token named {0:?} exists; accepted: a name no other token has (see `kyu tokens ls`)"
+    )]
+    TokenNameTaken(String),
     /// A wait with a deadline ([`Wait::timeout`](crate::Wait::timeout)) gave up;
     /// the job is left as it is.
     #[error("job {id} did not finish within {waited:?}")]

@@ -42,6 +42,7 @@
 //! - [`Scheduler`] (module [`scheduler`]): cron schedules, fired exactly once
 //!   per fire time however many processes run it; declared with
 //!   [`Kyu::schedule`];
+//! - [`tokens`]: API tokens for `kyu serve` ([`Kyu::create_token`]);
 //! - [`testing`]: helpers for an application's tests: assert what was
 //!   enqueued, run one job's handler inline.
 //!
@@ -61,6 +62,7 @@ pub mod metrics;
 pub mod scheduler;
 mod state;
 pub mod testing;
+pub mod tokens;
 mod wait;
 mod worker;
 
@@ -99,6 +101,8 @@ pub use kyu_core::{
     KeyHeld, Limits, LiveWorker, NewJob, Progress, QueueStats, RetriedFailed, RetryPolicy,
     RetryResult, Uniqueness, WaitingKind, WorkerInfo,
 };
+/// API tokens' scopes, queue patterns and records (re-exported from kyu-core).
+pub use kyu_core::{QueuePattern, Scope, TokenRecord};
 
 /// The README's Rust snippets, compiled by `cargo test --doc` so that they
 /// keep compiling as shown.

@@ -9,6 +9,7 @@ pub mod progress;
 pub mod queues;
 pub mod schedules;
 pub mod serve;
+pub mod tokens;
 
 use std::path::{Path, PathBuf};
 

@@ -26,7 +26,7 @@ pub struct ServeArgs {
     /// Work a queue with this concurrency, NAME=N (repeatable); overrides kyu.toml.
     #[arg(long = "queue", value_name = "NAME=N", value_parser = parse_queue)]
     queues: Vec<(String, usize)>,
-    /// Listen for HTTP (/metrics, /healthz, /readyz) on IP:PORT, or `off`
+    /// Listen for HTTP (the API under /v1, /metrics, /healthz, /readyz) on IP:PORT, or `off`
     /// [default: kyu serve: `[http] listen` in kyu.toml, else 127.0.0.1:7070;
     /// kyu worker: off]
     #[arg(long = "http", value_name = "ADDR", env = "KYU_HTTP", value_parser = crate::parse::listen)]
@@ -161,8 +161,17 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
             let task = tokio::spawn(kyu_server::serve(listener, app, async move {
                 let _ = stop_rx.await;
             }));
+            if serve {
+                announce_first_token(&kyu, &at).await?;
+            }
+            if listener_is_public(&listen) {
+                eprintln!(
+                    "warning: kyu serves plain HTTP on {at}, beyond loopback: put it behind a \
+                     TLS-terminating proxy (see README, HTTP API) so tokens never cross a network in clear"
+                );
+            }
             (
-                format!("{at} (/metrics, /healthz, /readyz)"),
+                format!("{at} (API /v1, /openapi.json, /metrics, /healthz, /readyz)"),
                 Some((stop_tx, task)),
             )
         }
@@ -226,5 +235,26 @@ fn stop_signal() -> impl std::future::Future<Output = ()> {
             }
             _ => kyu::wait_for_signal().await,
         }
+    }
+}
+
+/// On the first `kyu serve` of a database without any token, makes the
+/// admin token and prints it once with a ready command, as Jupyter prints
+/// its login URL: the newcomer's path stays one command.
+async fn announce_first_token(kyu: &kyu::Kyu, at: &str) -> Result<(), crate::Failure> {
+    if let Some(made) = kyu.create_first_token().await? {
+        eprintln!(
+            "kyu: this database had no API token; created the admin token (shown this once, store it now):\n    {}\n  try: curl -H 'Authorization: Bearer {}' http://{at}/v1/queues\n  more tokens: kyu tokens create --name NAME --scope produce --queues 'tenant-a.*'",
+            made.secret, made.secret
+        );
+    }
+    Ok(())
+}
+
+/// Whether the listener is reachable from other hosts.
+fn listener_is_public(listen: &Listen) -> bool {
+    match listen {
+        Listen::At(addr) => !addr.ip().is_loopback(),
+        Listen::Off => false,
     }
 }

@@ -32,7 +32,8 @@
 //! - [`retention`]: deleting finished jobs;
 //! - [`workers`]: the worker registry and the kinds waiting for one;
 //! - [`notify`]: the wake-ups of `subscribe()`;
-//! - [`schedules`]: schedules and the exactly-once fire.
+//! - [`schedules`]: schedules and the exactly-once fire;
+//! - [`tokens`]: API tokens and per-database secrets.
 
 pub mod claim;
 pub mod control;
@@ -44,6 +45,7 @@ pub mod logs;
 pub mod notify;
 pub mod retention;
 pub mod schedules;
+pub mod tokens;
 pub mod workers;
 
 use std::sync::Arc;
@@ -259,6 +261,8 @@ macro_rules! conformance_tests {
                 schedule_overlap_allow, schedule_overlap_buffer_one, schedule_trigger,
                 schedule_last_job_state_follows_job, schedule_fire_wakes_workers,
                 schedule_config_sync_removes_undeclared_and_keeps_operator_disable;
+            tokens: tokens_create_find_list_revoke, tokens_names_are_unique,
+                tokens_first_token_only_once, secrets_are_written_once;
         );
     };
     (@cases $harness:expr; $($topic:ident: $($case:ident),+;)+) => {

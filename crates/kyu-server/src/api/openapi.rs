@@ -1,0 +1,53 @@
+//! The OpenAPI 3.1 document, generated from the handlers' types (utoipa),
+//! served at `GET /openapi.json` and checked in as `docs/openapi.json`.
+
+use axum::Json;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+use super::{jobs, queues, schedules};
+
+/// The document's definition: every route of the table.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "kyu", description = "kyu's HTTP API: producers, operators and remote workers. Every route but /healthz and /readyz needs `Authorization: Bearer TOKEN` (a token from `kyu tokens create`). Errors are {\"error\": {\"code\", \"message\", \"field\"}}: 400 bad input (422 never), 401 no or bad token, 403 scope or queue not allowed, 404 not found (or not visible to the token), 409 conflict, 413 body over the limit, 503 database unavailable."),
+    paths(
+        jobs::enqueue, jobs::enqueue_batch, jobs::list_jobs, jobs::get_job, jobs::job_logs,
+        jobs::cancel, jobs::retry,
+        queues::list, queues::pause, queues::resume,
+        schedules::list, schedules::delete, schedules::enable, schedules::disable,
+        schedules::trigger, schedules::preview,
+        crate::metrics::scrape, serve,
+    ),
+    modifiers(&Bearer),
+)]
+pub struct ApiDoc;
+
+struct Bearer;
+
+impl Modify for Bearer {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The document as JSON text, pretty-printed, ending in a newline (as checked in).
+pub fn document() -> String {
+    let mut text = ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes");
+    text.push('\n');
+    text
+}
+
+/// The API's OpenAPI 3.1 document.
+#[utoipa::path(get, path = "/openapi.json", tag = "meta",
+    responses((status = 200, description = "The OpenAPI document", body = Object)),
+    security(("bearer" = [])))]
+pub(crate) async fn serve() -> Json<serde_json::Value> {
+    Json(serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes"))
+}

@@ -1,0 +1,811 @@
+//! The JSON API through the real router (`tower::ServiceExt::oneshot`):
+//! producers, operators, the error shape and status rule, the authorization
+//! matrix generated from the route table, and the OpenAPI document.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode};
+use http_body_util::BodyExt;
+use kyu::tokens::TokenSpec;
+use kyu::{Kyu, Scope};
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+struct T {
+    kyu: Kyu,
+    app: axum::Router,
+    _dir: tempfile::TempDir,
+}
+
+impl T {
+    async fn new() -> T {
+        T::with(kyu_server::Options::default()).await
+    }
+
+    async fn with(options: kyu_server::Options) -> T {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/kyu.db", dir.path().display());
+        let kyu = Kyu::connect(&url).await.unwrap();
+        let app = kyu_server::router(kyu.clone(), options);
+        T {
+            kyu,
+            app,
+            _dir: dir,
+        }
+    }
+
+    /// A token with `scopes`, limited to `queues` if any.
+    async fn token(&self, name: &str, scopes: &[Scope], queues: &[&str]) -> String {
+        self.kyu
+            .create_token(TokenSpec {
+                name: name.into(),
+                scopes: scopes.to_vec(),
+                queues: queues.iter().map(|q| q.parse().unwrap()).collect(),
+                expires_in: None,
+            })
+            .await
+            .unwrap()
+            .secret
+    }
+
+    async fn admin(&self) -> String {
+        self.token("admin", &[Scope::Admin], &[]).await
+    }
+
+    /// Sends one request; the status and the body (JSON, or a string).
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let req = match body {
+            Some(b) => req
+                .header("content-type", "application/json")
+                .body(Body::from(b.to_string())),
+            None => req.body(Body::empty()),
+        }
+        .unwrap();
+        self.send(req).await
+    }
+
+    async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8_lossy(&bytes).to_string();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, body)
+    }
+}
+
+/// Asserts the error shape and returns the code.
+fn error_code(body: &Value) -> String {
+    let e = &body["error"];
+    assert!(
+        e["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "an error has a message: {body}"
+    );
+    assert!(
+        e.get("field").is_some(),
+        "an error has a field (maybe null): {body}"
+    );
+    e["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("an error has a code: {body}"))
+        .to_string()
+}
+
+#[tokio::test]
+async fn enqueue_with_every_option_then_get_shows_it_and_redacts_args_without_read_args() {
+    let t = T::new().await;
+    let producer = t.token("web", &[Scope::Produce, Scope::Read], &[]).await;
+    let reader = t.token("ops", &[Scope::Read, Scope::ReadArgs], &[]).await;
+    let (status, body) = t
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            Some(&producer),
+            Some(
+                json!({"kind": "send_email", "args": {"to": "a@example.com"}, "queue": "mail",
+                "priority": -1, "delay": "1h", "max_attempts": 3,
+                "retry": {"type": "fixed", "delay": "5s"}, "timeout": "30s",
+                "unique_key": "welcome:a", "unique_for": "1h", "tags": ["tenant:42"]}),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["id"].as_i64().unwrap();
+    let job = t.kyu.job(id).await.unwrap();
+    assert_eq!(
+        (job.queue.as_str(), job.priority, job.max_attempts),
+        ("mail", -1, 3)
+    );
+    assert_eq!(job.state, kyu::JobState::Scheduled, "a delay schedules it");
+    assert_eq!(job.timeout, Some(Duration::from_secs(30)));
+    assert_eq!(job.unique_key.as_deref(), Some("welcome:a"));
+    assert_eq!(job.tags, ["tenant:42"]);
+
+    let (status, view) = t
+        .call(
+            Method::GET,
+            &format!("/v1/jobs/{id}"),
+            Some(&producer),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(view["args"], Value::Null, "no read_args: args redacted");
+    assert_eq!(view["redacted"], true);
+    assert_eq!(view["state"], "scheduled");
+    let (_, view) = t
+        .call(Method::GET, &format!("/v1/jobs/{id}"), Some(&reader), None)
+        .await;
+    assert_eq!(view["args"], json!({"to": "a@example.com"}));
+    assert_eq!(view["redacted"], false);
+}
+
+#[tokio::test]
+async fn bad_input_is_400_with_the_cli_words_and_never_5xx() {
+    let t = T::with(kyu_server::Options {
+        body_limit: 4096,
+        ..Default::default()
+    })
+    .await;
+    let admin = t.admin().await;
+    let post = |body: &'static str| {
+        Request::post("/v1/jobs")
+            .header("authorization", format!("Bearer {admin}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    for bad in [
+        "",
+        "{",
+        "[]",
+        "null",
+        "{\"kind\": 5}",
+        "{\"args\": {}}",
+        "{\"kind\":\"k\",\"nope\":1}",
+    ] {
+        let (status, body) = t.send(post(bad)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(error_code(&body), "bad_json", "{bad}");
+    }
+    let (status, body) = t
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            Some(&admin),
+            Some(json!({"kind": "k", "queue": "default "})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["field"], "queue");
+    let words = kyu::validate::queue_name("queue", "default ")
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        body["error"]["message"], words,
+        "the same words as the library and CLI"
+    );
+    let (status, body) = t
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            Some(&admin),
+            Some(json!({"kind": "k", "delay": "soon"})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("delay"))
+    );
+    let big = json!({"kind": "k", "args": {"x": "y".repeat(8192)}});
+    let (status, body) = t
+        .call(Method::POST, "/v1/jobs", Some(&admin), Some(big))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(error_code(&body), "body_too_large");
+    for path in [
+        "/v1/jobs/abc",
+        "/v1/jobs/-1",
+        "/v1/jobs/99999999999999999999",
+        "/v1/jobs?limit=0",
+        "/v1/jobs?state=done",
+        "/v1/jobs?cursor=x",
+        "/v1/jobs?limit=abc",
+        "/v1/jobs/1?wait=forever",
+        "/v1/jobs/1?wait=1h",
+        "/v1/jobs?bogus=1",
+    ] {
+        let (status, body) = t.call(Method::GET, path, Some(&admin), None).await;
+        assert!(
+            status == StatusCode::BAD_REQUEST || status == StatusCode::NOT_FOUND,
+            "{path}: {status} {body}"
+        );
+        error_code(&body);
+    }
+    let (status, body) = t.call(Method::GET, "/v1/nothing", Some(&admin), None).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    let (status, body) = t.call(Method::GET, "/v1/jobs", None, None).await;
+    assert_eq!(
+        (status, error_code(&body).as_str()),
+        (StatusCode::UNAUTHORIZED, "unauthorized")
+    );
+    let (status, _) = t
+        .call(Method::GET, "/v1/jobs", Some("kyu_wrong"), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = t.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK, "/healthz is open");
+}
+
+#[tokio::test]
+async fn revoked_and_expired_tokens_are_refused() {
+    let t = T::new().await;
+    let reader = t.token("r", &[Scope::Read], &[]).await;
+    assert_eq!(
+        t.call(Method::GET, "/v1/jobs", Some(&reader), None).await.0,
+        StatusCode::OK
+    );
+    assert!(t.kyu.revoke_token("r").await.unwrap());
+    assert_eq!(
+        t.call(Method::GET, "/v1/jobs", Some(&reader), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let brief = t
+        .kyu
+        .create_token(TokenSpec {
+            name: "brief".into(),
+            scopes: vec![Scope::Read],
+            queues: vec![],
+            expires_in: Some(Duration::from_millis(1)),
+        })
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        t.call(Method::GET, "/v1/jobs", Some(&brief.secret), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn idempotency_key_makes_a_retried_request_return_the_first_job() {
+    let t = T::new().await;
+    let admin = t.admin().await;
+    let req = || {
+        Request::post("/v1/jobs")
+            .header("authorization", format!("Bearer {admin}"))
+            .header("idempotency-key", "order-7")
+            .body(Body::from(json!({"kind": "charge"}).to_string()))
+            .unwrap()
+    };
+    let (s1, b1) = t.send(req()).await;
+    let (s2, b2) = t.send(req()).await;
+    assert_eq!(
+        (s1, b1["duplicate"].as_bool()),
+        (StatusCode::CREATED, Some(false))
+    );
+    assert_eq!(
+        (s2, b2["duplicate"].as_bool()),
+        (StatusCode::OK, Some(true))
+    );
+    assert_eq!(b1["id"], b2["id"]);
+    assert_eq!(
+        t.kyu
+            .list(&kyu::JobFilter::default())
+            .await
+            .unwrap()
+            .jobs
+            .len(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn batch_enqueue_is_all_or_none() {
+    let t = T::new().await;
+    let admin = t.admin().await;
+    let (status, body) = t
+        .call(
+            Method::POST,
+            "/v1/jobs/batch",
+            Some(&admin),
+            Some(json!({"jobs": [{"kind": "a"}, {"kind": "b", "queue": ""}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "jobs[1].queue");
+    assert!(
+        t.kyu
+            .list(&kyu::JobFilter::default())
+            .await
+            .unwrap()
+            .jobs
+            .is_empty(),
+        "nothing written"
+    );
+    let (status, body) = t
+        .call(
+            Method::POST,
+            "/v1/jobs/batch",
+            Some(&admin),
+            Some(json!({"jobs": [{"kind": "a"}, {"kind": "b"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(body["jobs"].as_array().unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn list_filters_and_pages_by_keyset_cursor() {
+    let t = T::new().await;
+    let admin = t.admin().await;
+    for i in 0..5 {
+        let job =
+            json!({"kind": if i % 2 == 0 { "even" } else { "odd" }, "tags": [format!("n{i}")]});
+        t.call(Method::POST, "/v1/jobs", Some(&admin), Some(job))
+            .await;
+    }
+    let (_, page) = t
+        .call(Method::GET, "/v1/jobs?limit=2", Some(&admin), None)
+        .await;
+    let ids = |p: &Value| {
+        p["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|j| j["id"].as_i64().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&page), [5, 4]);
+    let next = page["next"].as_str().unwrap().to_string();
+    let (_, page) = t
+        .call(
+            Method::GET,
+            &format!("/v1/jobs?limit=2&cursor={next}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(ids(&page), [3, 2]);
+    let next = page["next"].as_str().unwrap().to_string();
+    let (_, page) = t
+        .call(
+            Method::GET,
+            &format!("/v1/jobs?limit=2&cursor={next}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(ids(&page), [1]);
+    assert_eq!(page["next"], Value::Null, "the last page has no next");
+    let (_, page) = t
+        .call(Method::GET, "/v1/jobs?kind=odd", Some(&admin), None)
+        .await;
+    assert_eq!(ids(&page), [4, 2]);
+    let (_, page) = t
+        .call(
+            Method::GET,
+            "/v1/jobs?tag=n3&state=available",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(ids(&page), [4]);
+}
+
+#[tokio::test]
+async fn wait_long_poll_answers_when_the_job_finishes() {
+    let t = T::new().await;
+    let admin = t.admin().await;
+    let (_, b) = t
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            Some(&admin),
+            Some(json!({"kind": "k"})),
+        )
+        .await;
+    let id = b["id"].as_i64().unwrap();
+    let (_, quick) = t
+        .call(
+            Method::GET,
+            &format!("/v1/jobs/{id}?wait=100ms"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        quick["state"], "available",
+        "the wait ended first: the job as it is"
+    );
+    let store = t.kyu.store().clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let c = store
+            .claim(kyu::store::Claim {
+                worker: "w".into(),
+                queues: vec!["default".into()],
+                kinds: None,
+                limit: 1,
+                lease: Duration::from_secs(30),
+            })
+            .await
+            .unwrap();
+        store
+            .finish(vec![kyu::store::Finish {
+                lease: c[0].lease(),
+                worker: "w".into(),
+                outcome: kyu::store::FinishOutcome::Completed {
+                    result: Some("7".into()),
+                },
+            }])
+            .await
+            .unwrap();
+    });
+    let (status, done) = t
+        .call(
+            Method::GET,
+            &format!("/v1/jobs/{id}?wait=10s"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(done["state"], "completed");
+    assert_eq!(done["result"], 7);
+}
+
+#[tokio::test]
+async fn operators_cancel_retry_pause_and_run_schedules() {
+    let t = T::new().await;
+    let admin = t.admin().await;
+    let (_, b) = t
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            Some(&admin),
+            Some(json!({"kind": "k"})),
+        )
+        .await;
+    let id = b["id"].as_i64().unwrap();
+    let (_, r) = t
+        .call(
+            Method::POST,
+            "/v1/jobs/cancel",
+            Some(&admin),
+            Some(json!({"ids": [id, 999]})),
+        )
+        .await;
+    assert_eq!(r["results"][id.to_string()], "cancelled");
+    assert_eq!(r["results"]["999"], "not_found");
+    let (_, r) = t
+        .call(
+            Method::POST,
+            "/v1/jobs/retry",
+            Some(&admin),
+            Some(json!({"ids": [id]})),
+        )
+        .await;
+    assert_eq!(r["results"][id.to_string()], "retried");
+    assert_eq!(
+        t.call(Method::POST, "/v1/queues/default/pause", Some(&admin), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    let (_, qs) = t.call(Method::GET, "/v1/queues", Some(&admin), None).await;
+    assert_eq!(qs[0]["paused"], true);
+    assert_eq!(qs[0]["counts"]["available"], 1);
+    assert_eq!(
+        t.call(
+            Method::POST,
+            "/v1/queues/default/resume",
+            Some(&admin),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    t.kyu
+        .schedule(kyu::ScheduleSpec::new(
+            "nightly",
+            kyu::CronExpr::parse("0 3 * * *").unwrap(),
+            kyu::JobTemplate::new("report", json!({})),
+        ))
+        .await
+        .unwrap();
+    let (_, s) = t
+        .call(Method::GET, "/v1/schedules", Some(&admin), None)
+        .await;
+    assert_eq!(s[0]["name"], "nightly");
+    let (_, p) = t
+        .call(
+            Method::GET,
+            "/v1/schedules/nightly/preview?count=3",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(p.as_array().unwrap().len(), 3);
+    assert_eq!(
+        t.call(
+            Method::POST,
+            "/v1/schedules/nightly/disable",
+            Some(&admin),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    assert!(!t.kyu.get_schedule("nightly").await.unwrap().spec.enabled);
+    assert_eq!(
+        t.call(
+            Method::POST,
+            "/v1/schedules/nightly/enable",
+            Some(&admin),
+            None
+        )
+        .await
+        .0,
+        StatusCode::NO_CONTENT
+    );
+    let (status, trig) = t
+        .call(
+            Method::POST,
+            "/v1/schedules/nightly/trigger",
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(
+        t.kyu.job(trig["id"].as_i64().unwrap()).await.unwrap().kind,
+        "report"
+    );
+    assert_eq!(
+        t.call(Method::DELETE, "/v1/schedules/nightly", Some(&admin), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        t.call(Method::DELETE, "/v1/schedules/nightly", Some(&admin), None)
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+/// What one route is called with in the matrix: its path with the
+/// placeholders filled and a body. Every route of the table must have one;
+/// a new route without one fails here, so it cannot miss the matrix.
+fn sample(
+    route: &kyu_server::api::RouteInfo,
+    job: i64,
+    queue: &str,
+    schedule: &str,
+) -> (String, Option<Value>) {
+    let path = route.path.replace("{id}", &job.to_string()).replace(
+        "{name}",
+        if route.path.starts_with("/v1/queues") {
+            queue
+        } else {
+            schedule
+        },
+    );
+    let body = match (route.method.as_str(), route.path) {
+        ("POST", "/v1/jobs") => Some(json!({"kind": "k", "queue": queue})),
+        ("POST", "/v1/jobs/batch") => Some(json!({"jobs": [{"kind": "k", "queue": queue}]})),
+        ("POST", "/v1/jobs/cancel") | ("POST", "/v1/jobs/retry") => Some(json!({"ids": [job]})),
+        ("GET", "/v1/jobs") => return (format!("/v1/jobs?queue={queue}"), None),
+        ("GET", _) | ("DELETE", _) => None,
+        ("POST", p) if p.starts_with("/v1/queues/") || p.starts_with("/v1/schedules/") => None,
+        _ => panic!(
+            "route {} {} has no sample request in the authorization matrix: add one",
+            route.method, route.path
+        ),
+    };
+    (path, body)
+}
+
+#[tokio::test]
+async fn authorization_matrix_every_route_every_scope() {
+    let t = T::new().await;
+    let admin = t.admin().await;
+    let (_, b) = t
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            Some(&admin),
+            Some(json!({"kind": "k"})),
+        )
+        .await;
+    let job = b["id"].as_i64().unwrap();
+    t.kyu
+        .schedule(kyu::ScheduleSpec::new(
+            "s",
+            kyu::CronExpr::parse("0 3 * * *").unwrap(),
+            kyu::JobTemplate::new("k", json!({})),
+        ))
+        .await
+        .unwrap();
+    let routes = kyu_server::api::routes();
+    assert!(routes.len() >= 18, "the table lists every route");
+    for scope in Scope::ALL {
+        let token = t.token(&format!("only-{scope}"), &[scope], &[]).await;
+        for r in &routes {
+            let (path, body) = sample(r, job, "default", "s");
+            let (status, resp) = t
+                .call(r.method.clone(), &path, Some(&token), body.clone())
+                .await;
+            let allowed = scope == Scope::Admin || scope == r.scope;
+            if allowed {
+                assert!(
+                    status != StatusCode::UNAUTHORIZED && status != StatusCode::FORBIDDEN,
+                    "{scope} may call {} {path}: {status} {resp}",
+                    r.method
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "{scope} may not call {} {path}: {resp}",
+                    r.method
+                );
+                assert_eq!(error_code(&resp), "forbidden_scope");
+            }
+            assert!(status.as_u16() < 500, "{} {path}: {status}", r.method);
+            let (status, resp) = t.call(r.method.clone(), &path, None, body).await;
+            assert_eq!(
+                status,
+                StatusCode::UNAUTHORIZED,
+                "no token on {} {path}: {resp}",
+                r.method
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn tenant_token_sees_and_touches_nothing_of_another_tenant_on_any_route() {
+    let t = T::new().await;
+    let admin = t.admin().await;
+    let (_, b) = t
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            Some(&admin),
+            Some(json!({"kind": "k", "queue": "tenant-b.mail", "args": {"secret": "b"}})),
+        )
+        .await;
+    let theirs = b["id"].as_i64().unwrap();
+    let (_, b) = t
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            Some(&admin),
+            Some(json!({"kind": "k", "queue": "tenant-a.mail"})),
+        )
+        .await;
+    let ours = b["id"].as_i64().unwrap();
+    t.kyu
+        .schedule(kyu::ScheduleSpec::new(
+            "b-nightly",
+            kyu::CronExpr::parse("0 3 * * *").unwrap(),
+            {
+                let mut j = kyu::JobTemplate::new("k", json!({}));
+                j.queue = "tenant-b.mail".into();
+                j
+            },
+        ))
+        .await
+        .unwrap();
+    let tenant = t.token("tenant-a", &Scope::ALL, &["tenant-a.*"]).await;
+    let mut leaks = Vec::new();
+    for r in kyu_server::api::routes() {
+        // Aimed at tenant b's job, queue and schedule.
+        for (path, body) in [sample(&r, theirs, "tenant-b.mail", "b-nightly"), {
+            // And unaimed: lists and counts must not show tenant b.
+            let (p, _) = sample(&r, ours, "tenant-a.mail", "b-nightly");
+            (p.split('?').next().unwrap().to_string(), None)
+        }] {
+            if body.is_none()
+                && r.method == Method::POST
+                && (r.path == "/v1/jobs"
+                    || r.path.ends_with("batch")
+                    || r.path.ends_with("cancel")
+                    || r.path.ends_with("retry"))
+            {
+                continue;
+            }
+            let (status, resp) = t.call(r.method.clone(), &path, Some(&tenant), body).await;
+            let text = resp.to_string();
+            if status.is_success()
+                && (text.contains("tenant-b")
+                    || text.contains("b-nightly")
+                    || text.contains("\"secret\""))
+            {
+                leaks.push(format!("{} {path}: {status} {text}", r.method));
+            }
+            assert!(
+                status.as_u16() < 500,
+                "{} {path}: {status} {text}",
+                r.method
+            );
+        }
+    }
+    assert!(leaks.is_empty(), "tenant a saw tenant b: {leaks:#?}");
+    // And nothing of tenant b changed.
+    let job = t.kyu.job(theirs).await.unwrap();
+    assert_eq!(
+        job.state,
+        kyu::JobState::Available,
+        "tenant b's job untouched"
+    );
+    let q = t.kyu.queues().await.unwrap();
+    assert!(q.iter().all(|q| !q.paused), "no queue paused: {q:?}");
+    assert_eq!(
+        q.iter()
+            .find(|q| q.queue == "tenant-b.mail")
+            .unwrap()
+            .count(kyu::JobState::Available),
+        1,
+        "nothing enqueued into tenant b"
+    );
+    let s = t.kyu.get_schedule("b-nightly").await.unwrap();
+    assert!(s.spec.enabled, "tenant b's schedule untouched");
+    assert!(s.last_job_id.is_none(), "and not triggered");
+}
+
+#[tokio::test]
+async fn served_openapi_matches_docs_openapi_json() {
+    let t = T::new().await;
+    let admin = t.admin().await;
+    let (status, served) = t
+        .call(Method::GET, "/openapi.json", Some(&admin), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        served["openapi"].as_str().map(|v| v.starts_with("3.1")),
+        Some(true)
+    );
+    for r in kyu_server::api::routes() {
+        let method = r.method.as_str().to_lowercase();
+        assert!(
+            served["paths"][r.path][&method].is_object(),
+            "{} {} is in the OpenAPI document",
+            r.method,
+            r.path
+        );
+    }
+    let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+    if std::env::var_os("KYU_UPDATE_OPENAPI").is_some() {
+        std::fs::write(file, kyu_server::api::openapi::document()).unwrap();
+    }
+    let checked_in: Value =
+        serde_json::from_str(&std::fs::read_to_string(file).unwrap_or_default())
+            .unwrap_or(Value::Null);
+    assert!(
+        checked_in == served,
+        "docs/openapi.json differs from the served document; regenerate it with \
+         `KYU_UPDATE_OPENAPI=1 cargo test -p kyu-server --test api served_openapi` and commit it"
+    );
+}
