@@ -13,6 +13,7 @@
 //! - [`store`]: the [`Store`] contract, the only place that talks to a database:
 //!   jobs, and through its supertraits [`ScheduleStore`], [`LogStore`] and
 //!   [`WorkerRegistry`];
+//! - [`event`]: events, the log of every change, written with it;
 //! - [`validate`]: the checks of names and durations every face shares;
 //! - [`workers`]: the worker registry (who runs which kinds where);
 //! - [`error`]: the typed errors of the library crates.
@@ -28,6 +29,7 @@ pub mod clock;
 pub mod conformance;
 pub mod cron;
 pub mod error;
+pub mod event;
 pub mod job;
 pub mod lifecycle;
 pub mod retry;
@@ -39,6 +41,9 @@ pub mod workers;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cron::{parse_zone, CronExpr, FireTimes, Tz};
 pub use error::{InvalidInput, StoreError};
+pub use event::{
+    Event, EventFacts, EventFilter, EventGap, EventId, EventRead, EventType, NewEvent,
+};
 pub use job::{
     AttemptError, Enqueued, JobId, JobRecord, JobState, Limits, NewJob, Progress, Uniqueness,
 };
@@ -48,7 +53,7 @@ pub use schedule::{
     ScheduleRecord, ScheduleSpec, SkipReason,
 };
 pub use store::{
-    AttemptLogs, CancelResult, Claim, ClaimedJob, Finish, FinishOutcome, FinishResult,
+    AttemptLogs, CancelResult, Claim, ClaimedJob, EventLog, Finish, FinishOutcome, FinishResult,
     HeartbeatReply, JobFilter, JobPage, KeyHeld, LeaseRef, LogStore, QueueStats, Reaped,
     RetriedFailed, RetryResult, ScheduleStore, Store, WorkerRegistry,
 };

@@ -75,6 +75,8 @@ CREATE TABLE workers (
     expires_at INTEGER NOT NULL
 ) WITHOUT ROWID;
 "#,
+    // 5: the event log.
+    crate::events::MIGRATION,
 ];
 
 /// Brings the database up to the latest schema, in one `BEGIN IMMEDIATE`
