@@ -133,6 +133,8 @@ CREATE TABLE {s}.workers (
     expires_at timestamptz NOT NULL
 );
 "#,
+    // 5: the event log.
+    crate::events::MIGRATION,
 ];
 
 /// The latest schema version this build knows.
