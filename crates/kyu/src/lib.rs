@@ -55,6 +55,7 @@
 mod client;
 pub mod command_job;
 mod error;
+pub mod events;
 mod humanize;
 mod job;
 pub mod maintenance;
@@ -97,3 +98,5 @@ pub use kyu_core::{
     KeyHeld, Limits, LiveWorker, NewJob, Progress, QueueStats, RetriedFailed, RetryPolicy,
     RetryResult, Uniqueness, WaitingKind, WorkerInfo,
 };
+/// The event log's types (see [`Kyu::events`]).
+pub use kyu_core::{Event, EventFacts, EventFilter, EventGap, EventId, EventType};
