@@ -44,6 +44,18 @@ pub struct Config {
     /// Worker settings.
     #[serde(default)]
     pub worker: WorkerSection,
+    /// The event log.
+    #[serde(default)]
+    pub events: EventsSection,
+}
+
+/// `[events]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSection {
+    /// How long events are kept (pruned by `kyu serve`'s retention). Default 24 h.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub retention: Option<Duration>,
 }
 
 /// `[queues.NAME]`.

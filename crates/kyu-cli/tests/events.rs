@@ -161,3 +161,30 @@ fn kyu_jobs_wait_exits_0_when_completed_and_1_when_failed() {
     );
     assert_eq!(missing.status.code(), Some(3), "{}", stderr(&missing));
 }
+
+#[test]
+fn events_retention_in_kyu_toml_is_checked_with_its_line() {
+    let db = db();
+    let toml = db.dir.path().join("kyu.toml");
+    std::fs::write(&toml, "[events]\nretention = \"2h\"\n").unwrap();
+    let ok = Command::new(env!("CARGO_BIN_EXE_kyu"))
+        .arg("--config")
+        .arg(&toml)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert!(ok.status.success(), "{}", stderr(&ok));
+    std::fs::write(&toml, "[events]\nretention = \"soon\"\n").unwrap();
+    let bad = Command::new(env!("CARGO_BIN_EXE_kyu"))
+        .arg("--config")
+        .arg(&toml)
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    assert!(
+        stderr(&bad).contains(":2"),
+        "names the line: {}",
+        stderr(&bad)
+    );
+}
