@@ -50,6 +50,9 @@ pub struct Config {
     /// The HTTP listener of `kyu serve`.
     #[serde(default)]
     pub http: HttpSection,
+    /// The event log.
+    #[serde(default)]
+    pub events: EventsSection,
 }
 
 /// `[http]`.
@@ -62,6 +65,15 @@ pub struct HttpSection {
     /// on one host does not take its port.
     #[serde(default, deserialize_with = "opt_listen")]
     pub listen: Option<crate::parse::Listen>,
+}
+
+/// `[events]`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EventsSection {
+    /// How long events are kept (pruned by `kyu serve`'s retention). Default 24 h.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub retention: Option<Duration>,
 }
 
 /// `[queues.NAME]`.

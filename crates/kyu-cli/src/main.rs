@@ -62,6 +62,9 @@ enum Command {
     /// List, show, cancel and retry jobs.
     #[command(subcommand)]
     Jobs(commands::jobs::JobsCommand),
+    /// Print the event log (every change of jobs, queues, schedules and
+    /// workers); --follow tails it live.
+    Events(commands::events::EventsArgs),
     /// List queues with their counts; pause and resume them.
     #[command(subcommand)]
     Queues(commands::queues::QueuesCommand),
@@ -197,6 +200,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Migrate(args) => commands::migrate::run(&ctx, args).await,
         Command::Enqueue(args) => commands::enqueue::run(&ctx, args).await,
         Command::Jobs(cmd) => commands::jobs::run(&ctx, cmd).await,
+        Command::Events(args) => commands::events::run(&ctx, args).await,
         Command::Queues(cmd) => commands::queues::run(&ctx, cmd).await,
         Command::Tokens(cmd) => commands::tokens::run(&ctx, cmd).await,
         Command::Schedules(cmd) => commands::schedules::run(&ctx, cmd).await,

@@ -13,6 +13,7 @@
 //! - [`store`]: the [`Store`] contract, the only place that talks to a database:
 //!   jobs, and through its supertraits [`ScheduleStore`], [`LogStore`] and
 //!   [`WorkerRegistry`];
+//! - [`event`]: events, the log of every change, written with it;
 //! - [`tokens`]: API tokens, their scopes and queue patterns ([`TokenStore`]);
 //! - [`validate`]: the checks of names and durations every face shares;
 //! - [`workers`]: the worker registry (who runs which kinds where);
@@ -29,6 +30,7 @@ pub mod clock;
 pub mod conformance;
 pub mod cron;
 pub mod error;
+pub mod event;
 pub mod job;
 pub mod lifecycle;
 pub mod retry;
@@ -41,6 +43,9 @@ pub mod workers;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cron::{parse_zone, CronExpr, FireTimes, IntoCron, IntoZone, Tz};
 pub use error::{InvalidInput, StoreError};
+pub use event::{
+    Event, EventFacts, EventFilter, EventGap, EventId, EventRead, EventType, NewEvent,
+};
 pub use job::{
     AttemptError, Enqueued, JobId, JobRecord, JobState, Limits, NewJob, Progress, Uniqueness,
 };
@@ -50,7 +55,7 @@ pub use schedule::{
     ScheduleRecord, ScheduleSpec, SkipReason,
 };
 pub use store::{
-    AttemptLogs, CancelResult, Claim, ClaimedJob, Finish, FinishOutcome, FinishResult,
+    AttemptLogs, CancelResult, Claim, ClaimedJob, EventLog, Finish, FinishOutcome, FinishResult,
     HeartbeatReply, JobFilter, JobPage, KeyHeld, LeaseRef, LogStore, QueueStats, Reaped,
     RetriedFailed, RetryResult, ScheduleStore, Store, WorkerRegistry,
 };

@@ -76,7 +76,8 @@ impl Ending {
         )
     }
 
-    fn kind(self) -> EndingKind {
+    /// The ending without its data.
+    pub fn kind(self) -> EndingKind {
         match self {
             Ending::Completed => EndingKind::Completed,
             Ending::Errored { .. } => EndingKind::Errored,

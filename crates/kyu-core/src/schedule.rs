@@ -641,6 +641,34 @@ pub fn spec_from_stored(
     })
 }
 
+/// The event of a fire time that enqueued no job: `schedule_misfired` for
+/// a misfire, `schedule_skipped` (with the reason) for the overlap policy.
+pub fn skip_event(
+    now: DateTime<Utc>,
+    name: &str,
+    fire_time: DateTime<Utc>,
+    reason: &SkipReason,
+) -> crate::NewEvent {
+    use crate::event::{EventFacts, EventType, NewEvent};
+    let (t, why) = match reason {
+        SkipReason::Misfire => (EventType::ScheduleMisfired, "misfire".to_string()),
+        SkipReason::Overlap { last_job, state } => (
+            EventType::ScheduleSkipped,
+            format!("overlap: the previous job {last_job} is {state}"),
+        ),
+        SkipReason::AlreadyBuffered => (
+            EventType::ScheduleSkipped,
+            "overlap: a fire time already waits for the previous job".to_string(),
+        ),
+    };
+    NewEvent::other(now, t).facts(EventFacts {
+        schedule: Some(name.to_string()),
+        fire_time: Some(fire_time),
+        reason: Some(why),
+        ..EventFacts::default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

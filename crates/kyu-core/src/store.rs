@@ -7,13 +7,17 @@
 //! attempt), so a late write from a worker whose lease expired cannot overwrite
 //! a job that was rescued and run elsewhere.
 //!
-//! The contract is four traits, so each part has one home in a backend:
+//! The contract is five traits, so each part has one home in a backend:
 //! [`Store`] (jobs: enqueue, claim, finish, leases, control, reads,
-//! retention) requires [`ScheduleStore`], [`LogStore`],
-//! [`WorkerRegistry`] and [`TokenStore`](crate::TokenStore). A backend implements each in the module that does that
-//! job (its `schedule.rs`, `logs.rs`, `workers.rs`); a caller holding an
-//! `Arc<dyn Store>` calls the methods of all four on it with `Store` alone in
-//! scope.
+//! retention) requires [`ScheduleStore`], [`LogStore`], [`WorkerRegistry`]
+//! [`TokenStore`](crate::TokenStore) and [`EventLog`]. A backend implements each in the module that does that
+//! job (its `schedule.rs`, `logs.rs`, `workers.rs`, `tokens.rs`, `events.rs`); a caller
+//! holding an `Arc<dyn Store>` calls the methods of all six on it with
+//! `Store` alone in scope.
+//!
+//! Every method that changes a job, queue, schedule or worker writes its
+//! events ([`crate::event`]) in the same transaction as the change, in the
+//! same batch: an event exists if and only if its change committed.
 //!
 //! The semantics are stated by the backend conformance suite in
 //! `kyu_core::conformance` (feature `conformance`); every backend runs all of it.
@@ -27,6 +31,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::event::{EventId, EventRead};
 use crate::schedule::{ConfigSchedule, ConfigSync, Fire, FireResult, ScheduleRecord, ScheduleSpec};
 use crate::workers::{LiveWorker, WaitingKind, WorkerInfo};
 use crate::{
@@ -383,7 +388,14 @@ impl AttemptLogs {
 /// [`ManualClock`](crate::ManualClock) and move it.
 #[async_trait]
 pub trait Store:
-    ScheduleStore + LogStore + WorkerRegistry + crate::tokens::TokenStore + Send + Sync + 'static
+    ScheduleStore
+    + LogStore
+    + WorkerRegistry
+    + crate::tokens::TokenStore
+    + EventLog
+    + Send
+    + Sync
+    + 'static
 {
     /// The backend's name, e.g. `"sqlite"`.
     fn backend(&self) -> &'static str;
@@ -616,4 +628,33 @@ pub trait WorkerRegistry: Send + Sync {
     /// The jobs runnable now (available, or scheduled with run_at reached),
     /// counted by queue and kind, by queue then kind.
     async fn waiting_kinds(&self) -> Result<Vec<WaitingKind>, StoreError>;
+}
+
+/// The event log of a [`Store`] (see `kyu_core::event`): every change, written
+/// with it, kept for a retention period, read in id order. The semantics are
+/// stated by `kyu_core::conformance::events`.
+#[async_trait]
+pub trait EventLog: Send + Sync {
+    /// A receiver that changes after events were written: by this store at
+    /// once, and by other processes where the backend can tell (SQLite: the
+    /// wake-up sockets beside the file; PostgreSQL: a notification). Readers
+    /// also poll, so a lost wake-up costs latency, never an event.
+    fn subscribe_events(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Up to `limit` events with ids above `after`, in id order, and where
+    /// to read next. Only events whose place in the order is final are
+    /// returned: no event committed later can have a smaller id than one
+    /// returned, so reading on from [`EventRead::next`] misses nothing and
+    /// repeats nothing. When events after `after` were pruned, the read says
+    /// so ([`EventRead::gap`]) and goes on after them.
+    async fn read_events(&self, after: EventId, limit: usize) -> Result<EventRead, StoreError>;
+
+    /// An id to read after to see only what happens from now on: every event
+    /// committed before the call has an id at or below it, and every event
+    /// committed after the call (or not yet visible) has a greater one.
+    async fn last_event_id(&self) -> Result<EventId, StoreError>;
+
+    /// Retention: deletes the events written before `before`. Returns how
+    /// many. A reader asking for ids they had afterwards gets a gap.
+    async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError>;
 }

@@ -70,6 +70,25 @@ fn claimed(r: &PgRow) -> Result<ClaimedJob, StoreError> {
     })
 }
 
+/// The `started` event of every row of the CTE `claimed` (a claim's
+/// RETURNING, so the ids are drawn after the rows changed: module
+/// `events`), in claim order; `now` and `worker` are parameters.
+fn started_events(schema: &str, now: &str, worker: &str) -> String {
+    let facts = crate::events::facts(&[
+        ("state", "'running'"),
+        ("worker", worker),
+        (
+            "wait_ms",
+            &format!("greatest(0, {})", crate::events::ms_between("run_at", now)),
+        ),
+    ]);
+    format!(
+        "{} SELECT {now}, 'started', id, queue, kind, attempt, {facts} FROM claimed \
+         ORDER BY priority, run_at, id",
+        crate::events::insert(schema)
+    )
+}
+
 /// Claims the one job `id` if it is available or scheduled, whatever its
 /// run_at or queue: one conditional update (the row lock makes a second
 /// claim of the job wait, then find it running), so of two claims one gets it.
@@ -81,13 +100,17 @@ pub(crate) async fn claim_job(
     worker: &str,
     lease: Duration,
 ) -> Result<Option<ClaimedJob>, StoreError> {
+    let started = started_events(schema, "$3", "$2");
     let row = sqlx::query(&format!(
-        "UPDATE {schema}.jobs j SET state = 'running', attempt = j.attempt + 1, worker = $2, \
-           attempted_at = $3, lease_expires_at = $4, progress_percent = NULL, \
-           progress_message = NULL \
-         WHERE j.id = $1 AND j.state IN ('available', 'scheduled') \
-         RETURNING j.id, j.queue, j.kind, j.args, j.attempt, j.max_attempts, j.retry, \
-           j.timeout_ms, j.priority, j.run_at, j.lease_expires_at, j.tags, j.unique_key"
+        "WITH claimed AS (\
+           UPDATE {schema}.jobs j SET state = 'running', attempt = j.attempt + 1, worker = $2, \
+             attempted_at = $3, lease_expires_at = $4, progress_percent = NULL, \
+             progress_message = NULL \
+           WHERE j.id = $1 AND j.state IN ('available', 'scheduled') \
+           RETURNING j.id, j.queue, j.kind, j.args, j.attempt, j.max_attempts, j.retry, \
+             j.timeout_ms, j.priority, j.run_at, j.lease_expires_at, j.tags, j.unique_key), \
+         ev AS ({started}) \
+         SELECT * FROM claimed"
     ))
     .bind(id)
     .bind(worker)
@@ -160,6 +183,7 @@ pub(crate) async fn claim(
     // wait on the claim index, where other claims skip them unread, instead
     // of staying due-and-scheduled, which would wake idle workers for them
     // at every turn.
+    let started = started_events(schema, "$2", "$4");
     let sql = format!(
         "WITH live AS (\
            SELECT ARRAY(SELECT q FROM unnest($1::text[]) AS q WHERE NOT EXISTS \
@@ -179,13 +203,16 @@ pub(crate) async fn claim(
            UPDATE {schema}.jobs j SET state = 'available' FROM stray WHERE j.id = stray.id), \
          picked AS (\
            SELECT id FROM (SELECT * FROM available UNION ALL SELECT * FROM due) AS c \
-           ORDER BY priority, run_at, id LIMIT $3) \
-         UPDATE {schema}.jobs j SET state = 'running', attempt = j.attempt + 1, worker = $4, \
-           attempted_at = $2, lease_expires_at = $5, progress_percent = NULL, \
-           progress_message = NULL \
-         FROM picked WHERE j.id = picked.id \
-         RETURNING j.id, j.queue, j.kind, j.args, j.attempt, j.max_attempts, j.retry, \
-           j.timeout_ms, j.priority, j.run_at, j.lease_expires_at, j.tags, j.unique_key"
+           ORDER BY priority, run_at, id LIMIT $3), \
+         claimed AS (\
+           UPDATE {schema}.jobs j SET state = 'running', attempt = j.attempt + 1, worker = $4, \
+             attempted_at = $2, lease_expires_at = $5, progress_percent = NULL, \
+             progress_message = NULL \
+           FROM picked WHERE j.id = picked.id \
+           RETURNING j.id, j.queue, j.kind, j.args, j.attempt, j.max_attempts, j.retry, \
+             j.timeout_ms, j.priority, j.run_at, j.lease_expires_at, j.tags, j.unique_key), \
+         ev AS ({started}) \
+         SELECT * FROM claimed"
     );
     let mut q = sqlx::query(&sql)
         .bind(&queues)

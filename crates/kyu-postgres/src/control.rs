@@ -38,9 +38,15 @@ pub(crate) async fn cancel(
              state = CASE WHEN old.state IN ('scheduled', 'available') THEN 'cancelled' ELSE j.state END, \
              finished_at = CASE WHEN old.state IN ('scheduled', 'available') THEN $2 ELSE j.finished_at END, \
              cancel_requested = j.cancel_requested OR old.state = 'running' \
-           FROM old WHERE j.id = old.id AND old.state IN ('scheduled', 'available', 'running') \
-           RETURNING j.id) \
-         SELECT id, state FROM old"
+           FROM old WHERE j.id = old.id AND (old.state IN ('scheduled', 'available') \
+             OR (old.state = 'running' AND NOT j.cancel_requested)) \
+           RETURNING j.id, j.queue, j.kind, j.attempt, j.state), \
+         ev AS ({insert} SELECT $2, \
+             CASE WHEN state = 'cancelled' THEN 'cancelled' ELSE 'cancel_requested' END, \
+             id, queue, kind, CASE WHEN state = 'running' THEN attempt END, \
+             json_build_object('state', state)::text FROM changed ORDER BY id) \
+         SELECT id, state FROM old",
+        insert = crate::events::insert(schema)
     );
     let before = states(
         sqlx::query_as(&sql)
@@ -61,31 +67,42 @@ pub(crate) async fn cancel(
         .collect())
 }
 
-/// Pauses or resumes a queue; a resume wakes the workers of every process.
+/// Pauses or resumes a queue, with its event when that changed it (true);
+/// a resume wakes the workers of every process.
 pub(crate) async fn set_paused(
     pool: &PgPool,
     schema: &str,
     channel: &str,
+    now: DateTime<Utc>,
     queue: &str,
     paused: bool,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
+    // Only a change writes an event: pausing a paused queue changes nothing.
+    let insert = crate::events::insert(schema);
     let sql = if paused {
         format!(
-            "INSERT INTO {schema}.queues (name, paused) VALUES ($1, true) \
-             ON CONFLICT (name) DO UPDATE SET paused = true"
+            "WITH c AS (INSERT INTO {schema}.queues (name, paused) VALUES ($1, true) \
+               ON CONFLICT (name) DO UPDATE SET paused = true WHERE NOT {schema}.queues.paused \
+               RETURNING name), \
+             ev AS ({insert} SELECT $3, 'queue_paused', NULL, name, NULL, NULL, '{{}}' FROM c) \
+             SELECT count(*) FROM c WHERE $2::text IS NOT NULL"
         )
     } else {
         format!(
-            "WITH r AS (UPDATE {schema}.queues SET paused = false WHERE name = $1) \
-             SELECT pg_notify($2, '')"
+            "WITH c AS (UPDATE {schema}.queues SET paused = false WHERE name = $1 AND paused \
+               RETURNING name), \
+             ev AS ({insert} SELECT $3, 'queue_resumed', NULL, name, NULL, NULL, '{{}}' FROM c) \
+             SELECT count(*) FROM c, pg_notify($2, '')"
         )
     };
-    let mut q = sqlx::query(&sql).bind(queue);
-    if !paused {
-        q = q.bind(channel);
-    }
-    q.execute(pool).await.map_err(db)?;
-    Ok(())
+    let n: i64 = sqlx::query_scalar(&sql)
+        .bind(queue)
+        .bind(channel)
+        .bind(now)
+        .fetch_one(pool)
+        .await
+        .map_err(db)?;
+    Ok(n > 0)
 }
 
 /// The condition of jobs retention deletes: `$1` completed before, `$2` failed

@@ -75,6 +75,13 @@ async fn insert_rows(
         });
         run_at.push(j.run_at.unwrap_or(now));
     }
+    // Each job's `enqueued` event comes from the insert's RETURNING, so its
+    // id is drawn after the row was written (module `events`).
+    let insert_events = crate::events::insert(schema);
+    let facts = crate::events::facts(&[
+        ("state", "state"),
+        ("run_at", "CASE WHEN state = 'scheduled' THEN run_at END"),
+    ]);
     let sql = format!(
         "WITH ins AS (\
            INSERT INTO {schema}.jobs (queue, kind, args, priority, state, max_attempts, retry, \
@@ -90,7 +97,9 @@ async fn insert_rows(
              WITH ORDINALITY AS u(queue, kind, args, priority, max_attempts, retry, timeout_ms, \
              unique_key, unique_window_ms, tags, run_at, ord) \
            ORDER BY u.ord \
-           RETURNING id) \
+           RETURNING id, queue, kind, state, run_at), \
+         ev AS ({insert_events} \
+           SELECT $12, 'enqueued', id, queue, kind, NULL, {facts} FROM ins ORDER BY id) \
          SELECT COALESCE(array_agg(id ORDER BY id), '{{}}'::bigint[]), pg_notify($13, '')::text FROM ins"
     );
     let (mut ids, _): (Vec<i64>, Option<String>) = sqlx::query_as(&sql)
@@ -139,6 +148,57 @@ pub(crate) async fn enqueue_plain(
             duplicate: false,
         })
         .collect())
+}
+
+/// Writes the `enqueued` event (marked duplicate) of every job of the batch
+/// that returned an existing job, in one statement inside the batch's
+/// transaction, after the batch's inserts (so the transaction has its xid).
+async fn duplicate_events(
+    conn: &mut PgConnection,
+    schema: &str,
+    now: DateTime<Utc>,
+    jobs: &[NewJob],
+    slots: &[Slot],
+    ids: &[JobId],
+) -> Result<(), StoreError> {
+    let mut id = Vec::new();
+    let mut queue = Vec::new();
+    let mut kind = Vec::new();
+    for (job, slot) in jobs.iter().zip(slots) {
+        let existing = match slot {
+            Slot::Insert(_) => continue,
+            Slot::Existing(e) => *e,
+            Slot::SameBatch(i) => match &slots[*i] {
+                Slot::Insert(k) => ids[*k],
+                _ => continue,
+            },
+        };
+        id.push(existing);
+        queue.push(job.queue.as_str());
+        kind.push(job.kind.as_str());
+    }
+    if id.is_empty() {
+        return Ok(());
+    }
+    // With only duplicates the transaction wrote nothing yet: draw no event
+    // id before it has an xid (module `events`); pg_current_xact_id() in the
+    // joined CTE assigns it before any row is produced.
+    let sql = format!(
+        "WITH x AS (SELECT pg_current_xact_id()) {} \
+         SELECT $4, 'enqueued', u.id, u.queue, u.kind, NULL, '{{\"duplicate\":true}}' \
+         FROM x, unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY AS u(id, queue, kind, ord) \
+         ORDER BY u.ord",
+        crate::events::insert(schema)
+    );
+    sqlx::query(&sql)
+        .bind(id)
+        .bind(queue)
+        .bind(kind)
+        .bind(now)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+    Ok(())
 }
 
 /// Takes the transaction-scoped advisory locks of unique `keys` (hashed, in
@@ -243,6 +303,7 @@ pub(crate) async fn enqueue_keyed(
     } else {
         insert_rows(&mut tx, schema, channel, now, &to_insert).await?
     };
+    duplicate_events(&mut tx, schema, now, jobs, &slots, &ids).await?;
     tx.commit().await.map_err(db)?;
     let id_of = |slot: &Slot| match slot {
         Slot::Insert(i) => ids[*i],

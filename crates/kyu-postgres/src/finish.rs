@@ -19,6 +19,7 @@ use kyu_core::lifecycle::{self, Ending, SqlFacts};
 use kyu_core::{Finish, FinishOutcome, FinishResult, JobId, StoreError};
 use sqlx::PgPool;
 
+use crate::events;
 use crate::row::{db, error_json, parse_state};
 
 /// Records every finish of `batch`, one result per item, in order.
@@ -69,12 +70,21 @@ async fn complete(
             _ => None,
         });
     }
+    let facts = events::facts(&[
+        ("state", "'completed'"),
+        ("duration_ms", &events::ms_between("attempted_at", "$4")),
+    ]);
     let sql = format!(
-        "UPDATE {schema}.jobs j SET state = 'completed', finished_at = $4, \
-           lease_expires_at = NULL, result = u.result \
-         FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, attempt, result) \
-         WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'running' \
-         RETURNING j.id, j.attempt"
+        "WITH done AS (\
+           UPDATE {schema}.jobs j SET state = 'completed', finished_at = $4, \
+             lease_expires_at = NULL, result = u.result \
+           FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, attempt, result) \
+           WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'running' \
+           RETURNING j.id, j.attempt, j.queue, j.kind, j.attempted_at), \
+         ev AS ({insert} SELECT $4, 'completed', id, queue, kind, attempt, {facts} \
+           FROM done ORDER BY id) \
+         SELECT id, attempt FROM done",
+        insert = events::insert(schema)
     );
     let done: Vec<(i64, i32)> = sqlx::query_as(&sql)
         .bind(ids)
@@ -133,6 +143,19 @@ async fn settle(
         run_at_in_future: "run_at > $7",
     });
     let give_back = lifecycle::sql_give_back_endings();
+    // Each applied row's event, named from its ending and new state as
+    // kyu-core's event::for_ending names it.
+    let event_type = kyu_core::event::sql_for_ending("outcome", "state");
+    let facts = events::facts(&[
+        ("state", "state"),
+        ("error", "error::jsonb->>'message'"),
+        (
+            "run_at",
+            "CASE WHEN state IN ('scheduled', 'available') THEN run_at END",
+        ),
+        ("duration_ms", &events::ms_between("attempted_at", "$7")),
+    ]);
+    let insert = events::insert(schema);
     // $1 ids, $2 attempts, $3 outcomes, $4 run_at, $5 permanent, $6 error json, $7 now, $8 channel.
     let sql = format!(
         "WITH u AS (\
@@ -145,7 +168,7 @@ async fn settle(
            WHERE j.attempt = u.attempt AND j.state = 'running' \
            ORDER BY j.id FOR UPDATE OF j), \
          decided AS (\
-           SELECT id, attempt, run_at, error, {next_state} AS state, \
+           SELECT id, attempt, run_at, error, outcome, {next_state} AS state, \
              outcome IN ({give_back}) AS uncount \
            FROM locked), \
          updated AS (\
@@ -158,7 +181,10 @@ async fn settle(
              attempt = j.attempt - CASE WHEN d.uncount AND d.state IN ('scheduled', 'available') \
                THEN 1 ELSE 0 END \
            FROM decided d WHERE j.id = d.id \
-           RETURNING j.id, d.attempt, j.state) \
+           RETURNING j.id, d.attempt, j.state, j.queue, j.kind, j.attempted_at, j.run_at, \
+             d.outcome, d.error), \
+         ev AS ({insert} SELECT $7, {event_type}, id, queue, kind, attempt, {facts} \
+           FROM updated ORDER BY id) \
          SELECT u.id, u.attempt, u.state, n.notified FROM updated u CROSS JOIN \
            (SELECT max(pg_notify($8, '')::text) AS notified FROM updated \
             WHERE state = 'available') AS n"

@@ -87,22 +87,32 @@ pub(crate) async fn cancel_requests(
 pub(crate) async fn set_progress(
     pool: &PgPool,
     schema: &str,
+    now: DateTime<Utc>,
     lease: LeaseRef,
     progress: &Progress,
 ) -> Result<bool, StoreError> {
+    let facts = crate::events::facts(&[
+        ("progress", "progress_percent"),
+        ("message", "NULLIF(progress_message, '')"),
+    ]);
     let sql = format!(
-        "UPDATE {schema}.jobs SET progress_percent = $1, progress_message = $2 \
-         WHERE id = $3 AND attempt = $4 AND state = 'running'"
+        "WITH p AS (\
+           UPDATE {schema}.jobs SET progress_percent = $1, progress_message = $2 \
+           WHERE id = $3 AND attempt = $4 AND state = 'running' \
+           RETURNING id, queue, kind, attempt, progress_percent, progress_message), \
+         ev AS ({} SELECT $5, 'progress', id, queue, kind, attempt, {facts} FROM p) \
+         SELECT count(*) FROM p",
+        crate::events::insert(schema)
     );
-    let n = sqlx::query(&sql)
+    let n: i64 = sqlx::query_scalar(&sql)
         .bind(i16::from(progress.percent.min(100)))
         .bind(&progress.message)
         .bind(lease.id)
         .bind(lease.attempt as i32)
-        .execute(pool)
+        .bind(now)
+        .fetch_one(pool)
         .await
-        .map_err(db)?
-        .rows_affected();
+        .map_err(db)?;
     Ok(n == 1)
 }
 
@@ -131,6 +141,17 @@ pub(crate) async fn reap_expired(
             run_at_in_future: "false",
         },
     );
+    let event_type = kyu_core::event::sql_for_ending("'lease_expired'", "state");
+    let facts = crate::events::facts(&[
+        ("state", "state"),
+        ("worker", "worker"),
+        ("error", "$4::text"),
+        (
+            "duration_ms",
+            &crate::events::ms_between("attempted_at", "$1"),
+        ),
+    ]);
+    let insert = crate::events::insert(schema);
     let sql = format!(
         "WITH expired AS (\
            SELECT id, attempt, max_attempts, cancel_requested, worker FROM {schema}.jobs \
@@ -147,7 +168,9 @@ pub(crate) async fn reap_expired(
              errors = j.errors || jsonb_build_array(jsonb_build_object('at', $3::jsonb, \
                'attempt', d.attempt, 'message', $4::text, 'worker', COALESCE(d.worker, ''))) \
            FROM decided d WHERE j.id = d.id \
-           RETURNING j.id, j.attempt, j.state) \
+           RETURNING j.id, j.attempt, j.state, j.queue, j.kind, j.attempted_at, d.worker), \
+         ev AS ({insert} SELECT $1, {event_type}, id, queue, kind, attempt, {facts} \
+           FROM updated ORDER BY id) \
          SELECT u.id, u.attempt, u.state, n.notified FROM updated u CROSS JOIN \
            (SELECT max(pg_notify($5, '')::text) AS notified FROM updated \
             WHERE state = 'available') AS n"

@@ -33,6 +33,8 @@
 //!   only then. Each store keeps one `LISTEN` connection that turns
 //!   notifications into [`Store::subscribe`] changes; workers also poll, so a
 //!   lost notification (a reconnect) costs latency, never a job.
+//! - **Events** (module `events`): each change writes its events in the same
+//!   statement; readers hand out ids only once their order is final.
 //! - **Transactional enqueue**: [`PgStore::enqueue_in`] inserts jobs inside the
 //!   application's own transaction: they exist if and only if it commits.
 //! - **Connection loss**: every call takes a connection from a sqlx pool that
@@ -48,6 +50,7 @@
 mod claim;
 mod control;
 mod enqueue;
+mod events;
 mod finish;
 mod lease;
 mod logs;
@@ -141,6 +144,8 @@ struct Inner {
     channel: String,
     limits: Limits,
     notify: Notifier,
+    /// Sends event notifications to other processes.
+    events: events::EventNotifier,
 }
 
 /// The PostgreSQL [`Store`]. Cheap to clone: clones share one pool and one
@@ -222,8 +227,9 @@ impl PgStore {
         let notify = Notifier::new();
         if options.listen {
             let connect = connect.unwrap_or_else(|| (*pool.connect_options()).clone());
-            notify.listen(connect, channel.clone());
+            notify.listen(connect, channel.clone(), events::channel_of(&schema));
         }
+        let events = events::EventNotifier::start(pool.clone(), events::channel_of(&schema));
         tracing::debug!(schema, "kyu-postgres store ready");
         Ok(PgStore {
             inner: Arc::new(Inner {
@@ -233,6 +239,7 @@ impl PgStore {
                 channel,
                 limits: options.limits,
                 notify,
+                events,
             }),
         })
     }
@@ -308,7 +315,7 @@ impl PgStore {
         }
     }
 
-    fn now(&self) -> DateTime<Utc> {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
         self.inner.clock.now()
     }
 
@@ -323,6 +330,13 @@ impl PgStore {
     /// Wakes this process's workers at once (other processes hear the NOTIFY).
     fn wake(&self) {
         self.inner.notify.bump();
+    }
+
+    /// Events were committed: wakes this process's event readers at once and
+    /// other processes' soon (see module `events`).
+    pub(crate) fn events_written(&self) {
+        self.inner.notify.bump_events();
+        self.inner.events.written();
     }
 }
 
@@ -353,6 +367,9 @@ impl Store for PgStore {
         if out.iter().any(|e| !e.duplicate) {
             self.wake();
         }
+        if !out.is_empty() {
+            self.events_written();
+        }
         Ok(out)
     }
 
@@ -363,7 +380,11 @@ impl Store for PgStore {
         {
             return Ok(Vec::new());
         }
-        claim::claim(&self.inner.pool, self.s(), self.now(), &claim).await
+        let out = claim::claim(&self.inner.pool, self.s(), self.now(), &claim).await?;
+        if !out.is_empty() {
+            self.events_written();
+        }
+        Ok(out)
     }
 
     async fn claim_job(
@@ -372,7 +393,12 @@ impl Store for PgStore {
         worker: &str,
         lease: Duration,
     ) -> Result<Option<ClaimedJob>, StoreError> {
-        claim::claim_job(&self.inner.pool, self.s(), self.now(), id, worker, lease).await
+        let out =
+            claim::claim_job(&self.inner.pool, self.s(), self.now(), id, worker, lease).await?;
+        if out.is_some() {
+            self.events_written();
+        }
+        Ok(out)
     }
 
     async fn finish(&self, batch: Vec<Finish>) -> Result<Vec<FinishResult>, StoreError> {
@@ -394,6 +420,9 @@ impl Store for PgStore {
             )
         }) {
             self.wake();
+        }
+        if out.iter().any(|r| matches!(r, FinishResult::Applied(_))) {
+            self.events_written();
         }
         Ok(out)
     }
@@ -425,7 +454,12 @@ impl Store for PgStore {
             )
             .into());
         }
-        lease::set_progress(&self.inner.pool, self.s(), lease, &progress).await
+        let done =
+            lease::set_progress(&self.inner.pool, self.s(), self.now(), lease, &progress).await?;
+        if done {
+            self.events_written();
+        }
+        Ok(done)
     }
 
     async fn reap_expired(&self, limit: usize) -> Result<Vec<Reaped>, StoreError> {
@@ -443,11 +477,21 @@ impl Store for PgStore {
         if out.iter().any(|r| r.state == JobState::Available) {
             self.wake();
         }
+        if !out.is_empty() {
+            self.events_written();
+        }
         Ok(out)
     }
 
     async fn cancel(&self, ids: &[JobId]) -> Result<Vec<CancelResult>, StoreError> {
-        control::cancel(&self.inner.pool, self.s(), self.now(), ids).await
+        let out = control::cancel(&self.inner.pool, self.s(), self.now(), ids).await?;
+        if out
+            .iter()
+            .any(|r| matches!(r, CancelResult::Cancelled | CancelResult::Requested))
+        {
+            self.events_written();
+        }
+        Ok(out)
     }
 
     async fn retry(&self, ids: &[JobId]) -> Result<Vec<RetryResult>, StoreError> {
@@ -461,6 +505,7 @@ impl Store for PgStore {
         .await?;
         if out.contains(&RetryResult::Retried) {
             self.wake();
+            self.events_written();
         }
         Ok(out)
     }
@@ -481,6 +526,7 @@ impl Store for PgStore {
         .await?;
         if out.retried > 0 {
             self.wake();
+            self.events_written();
         }
         Ok(out)
     }
@@ -499,20 +545,36 @@ impl Store for PgStore {
 
     async fn pause_queue(&self, queue: &str) -> Result<(), StoreError> {
         check_name("queue", queue)?;
-        control::set_paused(&self.inner.pool, self.s(), &self.inner.channel, queue, true).await
+        let changed = control::set_paused(
+            &self.inner.pool,
+            self.s(),
+            &self.inner.channel,
+            self.now(),
+            queue,
+            true,
+        )
+        .await?;
+        if changed {
+            self.events_written();
+        }
+        Ok(())
     }
 
     async fn resume_queue(&self, queue: &str) -> Result<(), StoreError> {
         check_name("queue", queue)?;
-        control::set_paused(
+        let changed = control::set_paused(
             &self.inner.pool,
             self.s(),
             &self.inner.channel,
+            self.now(),
             queue,
             false,
         )
         .await?;
         self.wake();
+        if changed {
+            self.events_written();
+        }
         Ok(())
     }
 

@@ -18,6 +18,9 @@ use tokio::sync::watch;
 /// The wake-up channel of one store, and its listener task.
 pub(crate) struct Notifier {
     tx: Arc<watch::Sender<u64>>,
+    /// Event readers' channel: bumped by event notifications, and by job
+    /// wake-ups (an enqueue wrote events too).
+    events: Arc<watch::Sender<u64>>,
     task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -25,6 +28,7 @@ impl Notifier {
     pub(crate) fn new() -> Notifier {
         Notifier {
             tx: Arc::new(watch::channel(0).0),
+            events: Arc::new(watch::channel(0).0),
             task: std::sync::Mutex::new(None),
         }
     }
@@ -34,15 +38,30 @@ impl Notifier {
         self.tx.subscribe()
     }
 
+    /// A receiver that changes when events may have been written.
+    pub(crate) fn subscribe_events(&self) -> watch::Receiver<u64> {
+        self.events.subscribe()
+    }
+
     /// Wakes this process's subscribers.
     pub(crate) fn bump(&self) {
         bump(&self.tx);
     }
 
+    /// Wakes this process's event readers.
+    pub(crate) fn bump_events(&self) {
+        bump(&self.events);
+    }
+
     /// Starts the listener task on its own connection (not from the store's
-    /// pool, so a busy pool never delays a wake-up).
-    pub(crate) fn listen(&self, connect: PgConnectOptions, channel: String) {
-        let tx = self.tx.clone();
+    /// pool, so a busy pool never delays a wake-up), on the job channel and
+    /// the events channel.
+    pub(crate) fn listen(&self, connect: PgConnectOptions, channel: String, events: String) {
+        let tx = Channels {
+            jobs: self.tx.clone(),
+            events: self.events.clone(),
+            events_channel: events,
+        };
         let task = tokio::spawn(async move { listen_loop(connect, channel, tx).await });
         *self.task.lock().expect("notifier lock") = Some(task);
     }
@@ -60,7 +79,21 @@ fn bump(tx: &watch::Sender<u64>) {
     tx.send_modify(|n| *n = n.wrapping_add(1));
 }
 
-async fn listen_loop(connect: PgConnectOptions, channel: String, tx: Arc<watch::Sender<u64>>) {
+/// Where notifications go.
+struct Channels {
+    jobs: Arc<watch::Sender<u64>>,
+    events: Arc<watch::Sender<u64>>,
+    events_channel: String,
+}
+
+impl Channels {
+    fn both(&self) {
+        bump(&self.jobs);
+        bump(&self.events);
+    }
+}
+
+async fn listen_loop(connect: PgConnectOptions, channel: String, tx: Channels) {
     // Runs until the store drops its Notifier, which aborts this task.
     let mut pause = Duration::from_millis(100);
     loop {
@@ -78,7 +111,7 @@ async fn listen_loop(connect: PgConnectOptions, channel: String, tx: Arc<watch::
 async fn listen(
     connect: &PgConnectOptions,
     channel: &str,
-    tx: &watch::Sender<u64>,
+    tx: &Channels,
     pause: &mut Duration,
 ) -> sqlx::Error {
     let pool = match PgPoolOptions::new()
@@ -93,18 +126,22 @@ async fn listen(
         Ok(l) => l,
         Err(e) => return e,
     };
-    if let Err(e) = listener.listen(channel).await {
+    if let Err(e) = listener
+        .listen_all([channel, tx.events_channel.as_str()])
+        .await
+    {
         return e;
     }
     tracing::debug!(channel, "kyu-postgres: listening for wake-ups");
     *pause = Duration::from_millis(100);
-    bump(tx);
+    tx.both();
     loop {
         match listener.try_recv().await {
-            Ok(Some(_)) => bump(tx),
+            Ok(Some(n)) if n.channel() == tx.events_channel => bump(&tx.events),
+            Ok(Some(_)) => tx.both(),
             Ok(None) => {
                 tracing::debug!("kyu-postgres: listener connection lost, reconnecting");
-                bump(tx);
+                tx.both();
             }
             Err(e) => return e,
         }

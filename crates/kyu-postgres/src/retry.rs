@@ -26,7 +26,17 @@ const RETRY_SET: &str = "state = 'available', run_at = $2, finished_at = NULL, \
     lease_expires_at = NULL, cancel_requested = false, result = NULL, \
     max_attempts = GREATEST(j.max_attempts, j.attempt + 1)";
 
-/// Makes the jobs `ids` available again; one notification if any changed.
+/// The `retried` event of every row of the CTE `changed` (`$2` is now).
+fn retried_events(schema: &str) -> String {
+    format!(
+        "{} SELECT $2, 'retried', id, queue, kind, NULL, '{{\"state\":\"available\"}}' \
+         FROM changed ORDER BY id",
+        crate::events::insert(schema)
+    )
+}
+
+/// Makes the jobs `ids` available again, each with its `retried` event;
+/// one notification if any changed.
 async fn retry_ids(
     conn: &mut PgConnection,
     schema: &str,
@@ -39,8 +49,11 @@ async fn retry_ids(
     }
     let sql = format!(
         "WITH changed AS (\
-           UPDATE {schema}.jobs j SET {RETRY_SET} WHERE j.id = ANY($1) RETURNING j.id) \
-         SELECT count(*), max(pg_notify($3, '')::text) FROM changed"
+           UPDATE {schema}.jobs j SET {RETRY_SET} WHERE j.id = ANY($1) \
+           RETURNING j.id, j.queue, j.kind), \
+         ev AS ({RETRIED_EVENTS}) \
+         SELECT count(*), max(pg_notify($3, '')::text) FROM changed",
+        RETRIED_EVENTS = retried_events(schema)
     );
     let (n, _): (i64, Option<String>) = sqlx::query_as(&sql)
         .bind(ids)
@@ -157,8 +170,10 @@ pub(crate) async fn retry_failed(
         "WITH changed AS (\
            UPDATE {schema}.jobs j SET {RETRY_SET} WHERE j.state = 'failed' \
            AND ($3::text IS NULL OR j.queue = $3) AND ($4::text IS NULL OR j.kind = $4) \
-           AND j.unique_key IS NULL RETURNING j.id) \
-         SELECT count(*), max(pg_notify($1, '')::text) FROM changed"
+           AND j.unique_key IS NULL RETURNING j.id, j.queue, j.kind), \
+         ev AS ({RETRIED_EVENTS}) \
+         SELECT count(*), max(pg_notify($1, '')::text) FROM changed",
+        RETRIED_EVENTS = retried_events(schema)
     );
     let (n, _): (i64, Option<String>) = sqlx::query_as(&plain)
         .bind(channel)

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use kyu_core::schedule::{
     self, Existing, Fire, FireResult, OverlapDecision, ScheduleRecord, ScheduleSpec, SkipReason,
 };
-use kyu_core::{JobId, JobState, Limits, ScheduleStore, StoreError};
+use kyu_core::{EventType, JobId, JobState, Limits, NewEvent, ScheduleStore, StoreError};
 use sqlx::postgres::PgRow;
 use sqlx::{Connection, PgConnection, Row};
 
@@ -97,8 +97,13 @@ async fn insert_job(
     fire_time: DateTime<Utc>,
 ) -> Result<JobId, StoreError> {
     let job = schedule::JobTemplate::stored_job_for(template, name, fire_time, limits)?;
+    let (queue, kind) = (job.queue.clone(), job.kind.clone());
     let out = store.enqueue_in(conn, vec![job]).await?;
     let id = out[0].id;
+    let mut e = NewEvent::job(store.now(), EventType::ScheduleFired, id, &queue, &kind);
+    e.facts.schedule = Some(name.to_string());
+    e.facts.fire_time = Some(fire_time);
+    crate::events::write_one(conn, store.schema(), &e).await?;
     if out[0].duplicate {
         tracing::warn!(schedule = name, fire_time = %fire_time, job_id = id, "a job for this fire time already exists; not enqueued again");
     }
@@ -330,6 +335,8 @@ impl ScheduleStore for PgStore {
             return Ok(FireResult::Lost);
         };
         let result = if !f.enqueue {
+            let e = schedule::skip_event(self.now(), &f.name, f.fire_time, &SkipReason::Misfire);
+            crate::events::write_one(&mut tx, s, &e).await?;
             FireResult::Skipped {
                 reason: SkipReason::Misfire,
             }
@@ -353,12 +360,19 @@ impl ScheduleStore for PgStore {
                     .map_err(db)?;
                     FireResult::Buffered
                 }
-                OverlapDecision::Skip(reason) => FireResult::Skipped { reason },
+                OverlapDecision::Skip(reason) => {
+                    let e = schedule::skip_event(self.now(), &f.name, f.fire_time, &reason);
+                    crate::events::write_one(&mut tx, s, &e).await?;
+                    FireResult::Skipped { reason }
+                }
             }
         };
         tx.commit().await.map_err(db)?;
         if matches!(result, FireResult::Fired { .. }) {
             self.wake();
+        }
+        if !matches!(result, FireResult::Buffered) {
+            self.events_written();
         }
         Ok(result)
     }
@@ -405,6 +419,7 @@ impl ScheduleStore for PgStore {
         let job = insert_job(&mut tx, self, &limits, name, &template, fire_time).await?;
         tx.commit().await.map_err(db)?;
         self.wake();
+        self.events_written();
         Ok(FireResult::Fired { job })
     }
 
@@ -425,6 +440,7 @@ impl ScheduleStore for PgStore {
         let job = insert_job(&mut tx, self, &limits, name, &t, now).await?;
         tx.commit().await.map_err(db)?;
         self.wake();
+        self.events_written();
         Ok(Some(job))
     }
 }

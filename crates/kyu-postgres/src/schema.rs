@@ -148,6 +148,8 @@ CREATE TABLE {s}.secrets (
     value text NOT NULL
 );
 "#,
+    // 6: the event log.
+    crate::events::MIGRATION,
 ];
 
 /// The latest schema version this build knows.

@@ -27,13 +27,20 @@ impl WorkerRegistry for PgStore {
         let (pool, schema, now) = (self.pool(), self.schema(), self.now());
         let forget_before =
             now - chrono::Duration::from_std(FORGET_AFTER).unwrap_or(chrono::Duration::zero());
-        sqlx::query(&format!(
+        // A registration that was not there is a worker starting: its event
+        // (xmax = 0 tells an insert from an update of the upsert).
+        let fresh: bool = sqlx::query_scalar(&format!(
             "WITH up AS (\
                INSERT INTO {schema}.workers (id, queues, kinds, last_seen, expires_at) \
                VALUES ($1, $2, $3, $4, $5) \
                ON CONFLICT (id) DO UPDATE SET queues = excluded.queues, kinds = excluded.kinds, \
-                 last_seen = excluded.last_seen, expires_at = excluded.expires_at) \
-             DELETE FROM {schema}.workers WHERE expires_at < $6 AND id <> $1"
+                 last_seen = excluded.last_seen, expires_at = excluded.expires_at \
+               RETURNING id, (xmax = 0) AS fresh), \
+             ev AS ({insert} SELECT $4, 'worker_started', NULL, NULL, NULL, NULL, \
+               json_build_object('worker', id)::text FROM up WHERE fresh), \
+             old AS (DELETE FROM {schema}.workers WHERE expires_at < $6 AND id <> $1) \
+             SELECT COALESCE((SELECT fresh FROM up), false)",
+            insert = crate::events::insert(schema)
         ))
         .bind(&info.id)
         .bind(&info.queues)
@@ -41,20 +48,33 @@ impl WorkerRegistry for PgStore {
         .bind(now)
         .bind(plus(now, ttl))
         .bind(forget_before)
-        .execute(pool)
+        .fetch_one(pool)
         .await
         .map_err(db)?;
+        if fresh {
+            self.events_written();
+        }
         Ok(())
     }
 
-    /// Removes a worker's registration.
+    /// Removes a worker's registration, with its `worker_stopped` event.
     async fn worker_gone(&self, id: &str) -> Result<(), StoreError> {
-        let (pool, schema) = (self.pool(), self.schema());
-        sqlx::query(&format!("DELETE FROM {schema}.workers WHERE id = $1"))
-            .bind(id)
-            .execute(pool)
-            .await
-            .map_err(db)?;
+        let (pool, schema, now) = (self.pool(), self.schema(), self.now());
+        let n: i64 = sqlx::query_scalar(&format!(
+            "WITH gone AS (DELETE FROM {schema}.workers WHERE id = $1 RETURNING id), \
+             ev AS ({insert} SELECT $2, 'worker_stopped', NULL, NULL, NULL, NULL, \
+               json_build_object('worker', id)::text FROM gone) \
+             SELECT count(*) FROM gone",
+            insert = crate::events::insert(schema)
+        ))
+        .bind(id)
+        .bind(now)
+        .fetch_one(pool)
+        .await
+        .map_err(db)?;
+        if n > 0 {
+            self.events_written();
+        }
         Ok(())
     }
 

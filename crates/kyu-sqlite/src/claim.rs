@@ -13,7 +13,37 @@ use kyu_core::{Claim, ClaimedJob, JobId, StoreError};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 
+use crate::events::EventWriter;
 use crate::row::{db, dur_us, from_us, parse_json, us};
+
+/// Writes the `started` event of each claimed job (`run_at_us`: when it
+/// became available, for the wait).
+fn started(
+    conn: &Connection,
+    now_us: i64,
+    worker: &str,
+    jobs: &[(i64, &ClaimedJob)],
+) -> Result<(), StoreError> {
+    let mut events = EventWriter::new(conn)?;
+    for (run_at_us, j) in jobs {
+        let facts = kyu_core::EventFacts {
+            state: Some(kyu_core::JobState::Running),
+            worker: Some(worker.to_string()),
+            wait_ms: Some(now_us.saturating_sub(*run_at_us).max(0) / 1000),
+            ..kyu_core::EventFacts::default()
+        };
+        events.job(
+            now_us,
+            kyu_core::EventType::Started,
+            j.id,
+            &j.queue,
+            &j.kind,
+            Some(j.attempt),
+            &facts,
+        )?;
+    }
+    Ok(())
+}
 
 /// Makes scheduled jobs whose run_at has come `available`. Returns how many.
 pub(crate) fn promote_due(conn: &Connection, now_us: i64) -> Result<usize, StoreError> {
@@ -124,20 +154,25 @@ pub(crate) fn claim_job(
     lease: Duration,
 ) -> Result<Option<ClaimedJob>, StoreError> {
     let now_us = us(now);
-    conn.prepare_cached(&format!(
-        "UPDATE jobs SET state = 'running', attempt = attempt + 1, worker = ?1, \
-         attempted_at = ?2, lease_expires_at = ?3, progress_percent = NULL, \
-         progress_message = NULL \
-         WHERE id = ?4 AND state IN ('available', 'scheduled') {RETURNING}"
-    ))
-    .and_then(|mut s| {
-        s.query_row(
-            params![worker, now_us, now_us.saturating_add(dur_us(lease)), id],
-            claimed,
-        )
-        .optional()
-    })
-    .map_err(db)
+    let got: Option<(i64, ClaimedJob)> = conn
+        .prepare_cached(&format!(
+            "UPDATE jobs SET state = 'running', attempt = attempt + 1, worker = ?1, \
+             attempted_at = ?2, lease_expires_at = ?3, progress_percent = NULL, \
+             progress_message = NULL \
+             WHERE id = ?4 AND state IN ('available', 'scheduled') {RETURNING}"
+        ))
+        .and_then(|mut s| {
+            s.query_row(
+                params![worker, now_us, now_us.saturating_add(dur_us(lease)), id],
+                |r| Ok((r.get(9)?, claimed(r)?)),
+            )
+            .optional()
+        })
+        .map_err(db)?;
+    if let Some((run_at_us, j)) = &got {
+        started(conn, now_us, worker, &[(*run_at_us, j)])?;
+    }
+    Ok(got.map(|(_, j)| j))
 }
 
 /// Claims jobs for `claim`.
@@ -223,5 +258,7 @@ pub(crate) fn claim(
         .map_err(db)?;
     // RETURNING order is unspecified.
     rows.sort_by_key(|(p, run_at, j)| (*p, *run_at, j.id));
+    let claimed: Vec<(i64, &ClaimedJob)> = rows.iter().map(|(_, r, j)| (*r, j)).collect();
+    started(conn, now_us, &claim.worker, &claimed)?;
     Ok(rows.into_iter().map(|(_, _, j)| j).collect())
 }

@@ -1,18 +1,43 @@
 //! Operator controls: cancel, retry, pause and resume.
 
 use chrono::{DateTime, Utc};
-use kyu_core::{CancelResult, JobId, JobState, KeyHeld, RetriedFailed, RetryResult, StoreError};
+use kyu_core::{
+    CancelResult, EventFacts, EventType, JobId, JobState, KeyHeld, NewEvent, RetriedFailed,
+    RetryResult, StoreError,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::events::{write_one, EventWriter};
 use crate::row::{db, parse_state, us};
 
-fn state_of(conn: &Connection, id: JobId) -> Result<Option<JobState>, StoreError> {
-    conn.prepare_cached("SELECT state FROM jobs WHERE id = ?1")
+/// The state, queue and kind of a job.
+fn state_of(
+    conn: &Connection,
+    id: JobId,
+) -> Result<Option<(JobState, String, String)>, StoreError> {
+    conn.prepare_cached("SELECT state, queue, kind FROM jobs WHERE id = ?1")
         .and_then(|mut s| {
-            s.query_row([id], |r| parse_state(&r.get::<_, String>(0)?))
-                .optional()
+            s.query_row([id], |r| {
+                Ok((parse_state(&r.get::<_, String>(0)?)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()
         })
         .map_err(db)
+}
+
+/// The event of a job made `available` again by hand.
+fn retried(
+    events: &mut EventWriter<'_>,
+    now_us: i64,
+    id: JobId,
+    queue: &str,
+    kind: &str,
+) -> Result<(), StoreError> {
+    let facts = EventFacts {
+        state: Some(JobState::Available),
+        ..EventFacts::default()
+    };
+    events.job(now_us, EventType::Retried, id, queue, kind, None, &facts)
 }
 
 /// Cancels each id: see [`CancelResult`].
@@ -23,27 +48,60 @@ pub(crate) fn cancel(
 ) -> Result<Vec<CancelResult>, StoreError> {
     let now_us = us(now);
     let mut out = Vec::with_capacity(ids.len());
+    let mut events = EventWriter::new(conn)?;
     for &id in ids {
         let r = match state_of(conn, id)? {
             None => CancelResult::NotFound,
-            Some(JobState::Scheduled | JobState::Available) => {
+            Some((JobState::Scheduled | JobState::Available, queue, kind)) => {
                 conn.prepare_cached(
                     "UPDATE jobs SET state = 'cancelled', finished_at = ?1 \
                      WHERE id = ?2 AND state IN ('scheduled', 'available')",
                 )
                 .and_then(|mut s| s.execute(params![now_us, id]))
                 .map_err(db)?;
+                let facts = EventFacts {
+                    state: Some(JobState::Cancelled),
+                    ..EventFacts::default()
+                };
+                events.job(
+                    now_us,
+                    EventType::Cancelled,
+                    id,
+                    &queue,
+                    &kind,
+                    None,
+                    &facts,
+                )?;
                 CancelResult::Cancelled
             }
-            Some(JobState::Running) => {
-                conn.prepare_cached(
-                    "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND state = 'running'",
-                )
-                .and_then(|mut s| s.execute([id]))
-                .map_err(db)?;
+            Some((JobState::Running, queue, kind)) => {
+                let attempt: Option<u32> = conn
+                    .prepare_cached(
+                        "UPDATE jobs SET cancel_requested = 1 \
+                         WHERE id = ?1 AND state = 'running' AND cancel_requested = 0 \
+                         RETURNING attempt",
+                    )
+                    .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+                    .map_err(db)?;
+                // Asked again while the first request stands: no change, no event.
+                if let Some(attempt) = attempt {
+                    let facts = EventFacts {
+                        state: Some(JobState::Running),
+                        ..EventFacts::default()
+                    };
+                    events.job(
+                        now_us,
+                        EventType::CancelRequested,
+                        id,
+                        &queue,
+                        &kind,
+                        Some(attempt),
+                        &facts,
+                    )?;
+                }
                 CancelResult::Requested
             }
-            Some(finished) => CancelResult::AlreadyFinished(finished),
+            Some((finished, _, _)) => CancelResult::AlreadyFinished(finished),
         };
         out.push(r);
     }
@@ -86,18 +144,25 @@ pub(crate) fn retry(
     let now_us = us(now);
     let mut out = Vec::with_capacity(ids.len());
     let mut lookup = conn
-        .prepare_cached("SELECT state, unique_key FROM jobs WHERE id = ?1")
+        .prepare_cached("SELECT state, unique_key, queue, kind FROM jobs WHERE id = ?1")
         .map_err(db)?;
+    let mut events = EventWriter::new(conn)?;
     for &id in ids {
-        let found: Option<(JobState, Option<String>)> = lookup
+        #[allow(clippy::type_complexity)]
+        let found: Option<(JobState, Option<String>, String, String)> = lookup
             .query_row([id], |r| {
-                Ok((parse_state(&r.get::<_, String>(0)?)?, r.get(1)?))
+                Ok((
+                    parse_state(&r.get::<_, String>(0)?)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                ))
             })
             .optional()
             .map_err(db)?;
         let r = match found {
             None => RetryResult::NotFound,
-            Some((JobState::Failed | JobState::Cancelled, key)) => {
+            Some((JobState::Failed | JobState::Cancelled, key, queue, kind)) => {
                 let holder = match &key {
                     Some(k) => key_holder(conn, k, id)?,
                     None => None,
@@ -106,11 +171,12 @@ pub(crate) fn retry(
                     (Some(key), Some(holder)) => RetryResult::KeyHeld { key, holder },
                     _ => {
                         retry_one(conn, now_us, id)?;
+                        retried(&mut events, now_us, id, &queue, &kind)?;
                         RetryResult::Retried
                     }
                 }
             }
-            Some((other, _)) => RetryResult::NotRetryable(other),
+            Some((other, _, _, _)) => RetryResult::NotRetryable(other),
         };
         out.push(r);
     }
@@ -129,31 +195,46 @@ pub(crate) fn retry_failed(
 ) -> Result<RetriedFailed, StoreError> {
     let now_us = us(now);
     let filter = "state = 'failed' AND (?2 IS NULL OR queue = ?2) AND (?3 IS NULL OR kind = ?3)";
-    let plain = conn
+    let mut plain: Vec<(JobId, String, String)> = conn
         .prepare_cached(&format!(
-            "UPDATE jobs SET {RETRY_SET} WHERE {filter} AND unique_key IS NULL"
-        ))
-        .and_then(|mut s| s.execute(params![now_us, queue, kind]))
-        .map_err(db)?;
-    let keyed: Vec<(JobId, String)> = conn
-        .prepare_cached(&format!(
-            "SELECT id, unique_key FROM jobs WHERE {filter} AND unique_key IS NOT NULL \
-             ORDER BY id"
+            "UPDATE jobs SET {RETRY_SET} WHERE {filter} AND unique_key IS NULL \
+             RETURNING id, queue, kind"
         ))
         .and_then(|mut s| {
-            s.query_map(params![now_us, queue, kind], |r| Ok((r.get(0)?, r.get(1)?)))?
-                .collect()
+            s.query_map(params![now_us, queue, kind], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })?
+            .collect()
+        })
+        .map_err(db)?;
+    plain.sort_unstable_by_key(|r| r.0);
+    let mut events = EventWriter::new(conn)?;
+    for (id, queue, kind) in &plain {
+        retried(&mut events, now_us, *id, queue, kind)?;
+    }
+    #[allow(clippy::type_complexity)]
+    let keyed: Vec<(JobId, String, String, String)> = conn
+        .prepare_cached(&format!(
+            "SELECT id, unique_key, queue, kind FROM jobs \
+             WHERE {filter} AND unique_key IS NOT NULL ORDER BY id"
+        ))
+        .and_then(|mut s| {
+            s.query_map(params![now_us, queue, kind], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })?
+            .collect()
         })
         .map_err(db)?;
     let mut out = RetriedFailed {
-        retried: plain as u64,
+        retried: plain.len() as u64,
         key_held: Vec::new(),
     };
-    for (id, key) in keyed {
+    for (id, key, queue, kind) in keyed {
         match key_holder(conn, &key, id)? {
             Some(holder) => out.key_held.push(KeyHeld { id, key, holder }),
             None => {
                 retry_one(conn, now_us, id)?;
+                retried(&mut events, now_us, id, &queue, &kind)?;
                 out.retried += 1;
             }
         }
@@ -161,16 +242,33 @@ pub(crate) fn retry_failed(
     Ok(out)
 }
 
-/// Pauses or resumes a queue.
-pub(crate) fn set_paused(conn: &Connection, queue: &str, paused: bool) -> Result<(), StoreError> {
-    let sql = if paused {
-        "INSERT INTO queues (name, paused) VALUES (?1, 1) \
-         ON CONFLICT (name) DO UPDATE SET paused = 1"
+/// Pauses or resumes a queue, with its event when that changed it.
+pub(crate) fn set_paused(
+    conn: &Connection,
+    now: DateTime<Utc>,
+    queue: &str,
+    paused: bool,
+) -> Result<(), StoreError> {
+    let (sql, t) = if paused {
+        (
+            "INSERT INTO queues (name, paused) VALUES (?1, 1) \
+             ON CONFLICT (name) DO UPDATE SET paused = 1 WHERE paused = 0",
+            EventType::QueuePaused,
+        )
     } else {
-        "UPDATE queues SET paused = 0 WHERE name = ?1"
+        (
+            "UPDATE queues SET paused = 0 WHERE name = ?1 AND paused = 1",
+            EventType::QueueResumed,
+        )
     };
-    conn.prepare_cached(sql)
+    let n = conn
+        .prepare_cached(sql)
         .and_then(|mut s| s.execute([queue]))
-        .map(|_| ())
-        .map_err(db)
+        .map_err(db)?;
+    if n > 0 {
+        let mut e = NewEvent::other(now, t);
+        e.queue = Some(queue.to_string());
+        write_one(conn, &e)?;
+    }
+    Ok(())
 }

@@ -1,13 +1,15 @@
 //! Enqueue: inserting jobs, all or none, with unique-key checks.
 
 use chrono::{DateTime, Utc};
-use kyu_core::{Enqueued, NewJob, StoreError, Uniqueness};
+use kyu_core::{Enqueued, EventFacts, EventType, JobState, NewJob, StoreError, Uniqueness};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::row::{db, dur_us, retry_json, us};
+use crate::events::EventWriter;
+use crate::row::{db, dur_us, from_us, retry_json, us};
 
-/// Inserts `jobs` (already validated). Runs inside the writer's savepoint, so
-/// an error undoes every insert of the batch.
+/// Inserts `jobs` (already validated), each with its `enqueued` event (a
+/// duplicate too, marked so). Runs inside the writer's savepoint, so an
+/// error undoes every insert of the batch and its events.
 pub(crate) fn enqueue(
     conn: &Connection,
     now: DateTime<Utc>,
@@ -22,9 +24,23 @@ pub(crate) fn enqueue(
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )
         .map_err(db)?;
+    let mut events = EventWriter::new(conn)?;
     for job in jobs {
         if let Some(key) = &job.unique_key {
             if let Some(id) = existing(conn, key, job.uniqueness, now_us)? {
+                let facts = EventFacts {
+                    duplicate: Some(true),
+                    ..EventFacts::default()
+                };
+                events.job(
+                    now_us,
+                    EventType::Enqueued,
+                    id,
+                    &job.queue,
+                    &job.kind,
+                    None,
+                    &facts,
+                )?;
                 out.push(Enqueued {
                     id,
                     duplicate: true,
@@ -34,9 +50,9 @@ pub(crate) fn enqueue(
         }
         let run_at = job.run_at.map(us).unwrap_or(now_us);
         let state = if run_at > now_us {
-            "scheduled"
+            JobState::Scheduled
         } else {
-            "available"
+            JobState::Available
         };
         let window = match job.uniqueness {
             Uniqueness::WhileUnfinished => None,
@@ -53,7 +69,7 @@ pub(crate) fn enqueue(
                 job.kind,
                 job.args,
                 job.priority,
-                state,
+                state.as_str(),
                 job.max_attempts,
                 retry_json(&job.retry),
                 job.timeout.map(|t| t.as_millis() as i64),
@@ -64,8 +80,23 @@ pub(crate) fn enqueue(
                 run_at,
             ])
             .map_err(db)?;
+        let id = conn.last_insert_rowid();
+        let facts = EventFacts {
+            state: Some(state),
+            run_at: (state == JobState::Scheduled).then(|| from_us(run_at)),
+            ..EventFacts::default()
+        };
+        events.job(
+            now_us,
+            EventType::Enqueued,
+            id,
+            &job.queue,
+            &job.kind,
+            None,
+            &facts,
+        )?;
         out.push(Enqueued {
-            id: conn.last_insert_rowid(),
+            id,
             duplicate: false,
         });
     }

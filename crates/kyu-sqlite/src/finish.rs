@@ -4,13 +4,17 @@
 //! the job is decided by `kyu_core::lifecycle`.
 
 use chrono::{DateTime, Utc};
+use kyu_core::event;
 use kyu_core::lifecycle::{self, Facts};
-use kyu_core::{Finish, FinishOutcome, FinishResult, JobState, StoreError};
+use kyu_core::{EventFacts, EventType, Finish, FinishOutcome, FinishResult, JobState, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 
-use crate::row::{db, error_json, us};
+use crate::events::EventWriter;
+use crate::row::{db, error_json, from_us, us};
 
-/// Records every finish of `batch`, one result per item.
+/// Records every finish of `batch`, one result per item, each applied one
+/// with its event (named by `kyu_core::event::for_ending`); a stale one
+/// writes nothing.
 pub(crate) fn finish(
     conn: &Connection,
     now: DateTime<Utc>,
@@ -20,7 +24,7 @@ pub(crate) fn finish(
     let mut out = Vec::with_capacity(batch.len());
     let mut select = conn
         .prepare_cached(
-            "SELECT attempt, max_attempts, cancel_requested FROM jobs \
+            "SELECT attempt, max_attempts, cancel_requested, queue, kind, attempted_at FROM jobs \
              WHERE id = ?1 AND state = 'running'",
         )
         .map_err(db)?;
@@ -36,28 +40,58 @@ pub(crate) fn finish(
     let mut complete = conn
         .prepare_cached(
             "UPDATE jobs SET state = 'completed', finished_at = ?1, lease_expires_at = NULL, \
-             result = ?2 WHERE id = ?3 AND attempt = ?4 AND state = 'running'",
+             result = ?2 WHERE id = ?3 AND attempt = ?4 AND state = 'running' \
+             RETURNING queue, kind, attempted_at",
         )
         .map_err(db)?;
+    let mut events = EventWriter::new(conn)?;
+    let duration = |attempted_at: Option<i64>| attempted_at.map(|t| (now_us - t).max(0) / 1000);
     for f in batch {
         // The hot path: one fenced statement, nothing to read first (the
         // lifecycle rule for a completion needs no fact about the row).
         if let FinishOutcome::Completed { result } = &f.outcome {
-            let n = complete
-                .execute(params![now_us, result, f.lease.id, f.lease.attempt])
+            let row: Option<(String, String, Option<i64>)> = complete
+                .query_row(params![now_us, result, f.lease.id, f.lease.attempt], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .optional()
                 .map_err(db)?;
-            out.push(if n == 1 {
-                FinishResult::Applied(JobState::Completed)
-            } else {
-                FinishResult::Stale
-            });
+            let Some((queue, kind, attempted_at)) = row else {
+                out.push(FinishResult::Stale);
+                continue;
+            };
+            let facts = EventFacts {
+                state: Some(JobState::Completed),
+                duration_ms: duration(attempted_at),
+                ..EventFacts::default()
+            };
+            events.job(
+                now_us,
+                EventType::Completed,
+                f.lease.id,
+                &queue,
+                &kind,
+                Some(f.lease.attempt),
+                &facts,
+            )?;
+            out.push(FinishResult::Applied(JobState::Completed));
             continue;
         }
-        let row: Option<(u32, u32, bool)> = select
-            .query_row([f.lease.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        #[allow(clippy::type_complexity)]
+        let row: Option<(u32, u32, bool, String, String, Option<i64>)> = select
+            .query_row([f.lease.id], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            })
             .optional()
             .map_err(db)?;
-        let Some((attempt, max_attempts, cancel_requested)) = row else {
+        let Some((attempt, max_attempts, cancel_requested, queue, kind, attempted_at)) = row else {
             out.push(FinishResult::Stale);
             continue;
         };
@@ -90,11 +124,32 @@ pub(crate) fn finish(
                 f.lease.attempt,
             ])
             .map_err(db)?;
-        out.push(if n == 1 {
-            FinishResult::Applied(t.state)
-        } else {
-            FinishResult::Stale
-        });
+        if n != 1 {
+            out.push(FinishResult::Stale);
+            continue;
+        }
+        let ending = f.outcome.ending();
+        let facts = EventFacts {
+            state: Some(t.state),
+            error: f
+                .outcome
+                .error_message()
+                .filter(|_| t.records_error)
+                .map(str::to_string),
+            run_at: run_again_at.filter(|_| t.runs_again()).map(from_us),
+            duration_ms: duration(attempted_at),
+            ..EventFacts::default()
+        };
+        events.job(
+            now_us,
+            event::for_ending(ending.kind(), t.state),
+            f.lease.id,
+            &queue,
+            &kind,
+            Some(attempt),
+            &facts,
+        )?;
+        out.push(FinishResult::Applied(t.state));
     }
     Ok(out)
 }

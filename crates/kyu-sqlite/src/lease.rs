@@ -4,9 +4,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use kyu_core::lifecycle::{self, Ending, Facts};
-use kyu_core::{HeartbeatReply, JobId, LeaseRef, Progress, Reaped, StoreError};
+use kyu_core::{
+    event, EventFacts, EventType, HeartbeatReply, JobId, LeaseRef, Progress, Reaped, StoreError,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::events::EventWriter;
 use crate::row::{db, dur_us, error_json, us};
 
 /// The message recorded for an attempt whose lease ran out.
@@ -64,27 +67,50 @@ pub(crate) fn cancel_requests(
     Ok(out)
 }
 
-/// Records progress; false if the attempt is no longer running.
+/// Records progress, with its event; false (and no event) if the attempt
+/// is no longer running.
 pub(crate) fn set_progress(
     conn: &Connection,
+    now: DateTime<Utc>,
     lease: LeaseRef,
     progress: &Progress,
 ) -> Result<bool, StoreError> {
-    let n = conn
+    let row: Option<(String, String)> = conn
         .prepare_cached(
             "UPDATE jobs SET progress_percent = ?1, progress_message = ?2 \
-             WHERE id = ?3 AND attempt = ?4 AND state = 'running'",
+             WHERE id = ?3 AND attempt = ?4 AND state = 'running' RETURNING queue, kind",
         )
         .and_then(|mut s| {
-            s.execute(params![
-                progress.percent.min(100),
-                progress.message,
-                lease.id,
-                lease.attempt
-            ])
+            s.query_row(
+                params![
+                    progress.percent.min(100),
+                    progress.message,
+                    lease.id,
+                    lease.attempt
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
         })
         .map_err(db)?;
-    Ok(n == 1)
+    let Some((queue, kind)) = row else {
+        return Ok(false);
+    };
+    let facts = EventFacts {
+        progress: Some(progress.percent.min(100)),
+        message: Some(progress.message.clone()).filter(|m| !m.is_empty()),
+        ..EventFacts::default()
+    };
+    EventWriter::new(conn)?.job(
+        us(now),
+        EventType::Progress,
+        lease.id,
+        &queue,
+        &kind,
+        Some(lease.attempt),
+        &facts,
+    )?;
+    Ok(true)
 }
 
 /// Makes up to `limit` running jobs whose lease ran out (lease_expires_at <= now)
@@ -95,16 +121,38 @@ pub(crate) fn reap_expired(
     limit: usize,
 ) -> Result<Vec<Reaped>, StoreError> {
     let now_us = us(now);
-    let expired: Vec<(i64, u32, u32, bool, Option<String>)> = conn
+    #[allow(clippy::type_complexity)]
+    let expired: Vec<(
+        i64,
+        u32,
+        u32,
+        bool,
+        Option<String>,
+        String,
+        String,
+        Option<i64>,
+    )> = conn
         .prepare_cached(
-            "SELECT id, attempt, max_attempts, cancel_requested, worker FROM jobs \
+            "SELECT id, attempt, max_attempts, cancel_requested, worker, queue, kind, \
+             attempted_at FROM jobs \
              WHERE state = 'running' AND lease_expires_at <= ?1 \
              ORDER BY lease_expires_at, id LIMIT ?2",
         )
         .and_then(|mut s| {
             s.query_map(
                 params![now_us, i64::try_from(limit).unwrap_or(i64::MAX)],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                        r.get(6)?,
+                        r.get(7)?,
+                    ))
+                },
             )?
             .collect()
         })
@@ -118,7 +166,9 @@ pub(crate) fn reap_expired(
         )
         .map_err(db)?;
     let mut out = Vec::with_capacity(expired.len());
-    for (id, attempt, max_attempts, cancel_requested, worker) in expired {
+    let mut events = EventWriter::new(conn)?;
+    for (id, attempt, max_attempts, cancel_requested, worker, queue, kind, attempted_at) in expired
+    {
         let facts = Facts {
             attempt,
             max_attempts,
@@ -130,6 +180,22 @@ pub(crate) fn reap_expired(
         update
             .execute(params![state.as_str(), now_us, error, id, attempt])
             .map_err(db)?;
+        let facts = EventFacts {
+            state: Some(state),
+            worker: worker.clone(),
+            error: Some(LEASE_EXPIRED.to_string()),
+            duration_ms: attempted_at.map(|t| (now_us - t).max(0) / 1000),
+            ..EventFacts::default()
+        };
+        events.job(
+            now_us,
+            event::for_ending(Ending::LeaseExpired.kind(), state),
+            id,
+            &queue,
+            &kind,
+            Some(attempt),
+            &facts,
+        )?;
         tracing::warn!(job_id = id, attempt, state = %state, "kyu-sqlite: reaped an expired lease");
         out.push(Reaped { id, attempt, state });
     }

@@ -32,6 +32,8 @@
 //!   enqueue, retry or resume committed by this store, and, through Unix
 //!   datagram sockets in `<database file>.wake/`, by any other store on the same
 //!   file, in this process or another.
+//! - **Events** (module `events`): every change writes its event in the
+//!   same transaction; event readers have their own wake-up channel.
 //! - **Times** are stored as integer microseconds since the Unix epoch, UTC;
 //!   args stay JSON text and are never parsed by the store.
 
@@ -40,6 +42,7 @@
 mod claim;
 mod control;
 mod enqueue;
+mod events;
 mod finish;
 mod lease;
 mod logs;
@@ -175,6 +178,7 @@ struct Inner {
     writer: mpsc::Sender<Box<dyn Op>>,
     readers: Option<Arc<Readers>>,
     notify: Arc<Notifier>,
+    events: Arc<Notifier>,
     limits: Limits,
     location: Location,
 }
@@ -183,6 +187,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         // The writer thread may outlive this handle by a moment; the socket goes now.
         self.notify.stop_listening();
+        self.events.stop_listening();
     }
 }
 
@@ -284,13 +289,15 @@ impl SqliteStore {
                 Some(wake_dir(path)),
             ),
         };
-        let notify = Arc::new(Notifier::new(wake_dir));
+        let notify = Arc::new(Notifier::new(wake_dir.clone(), "sock"));
+        let events = Arc::new(Notifier::new(wake_dir, "events"));
         let (tx, rx) = mpsc::channel();
         let thread_notify = notify.clone();
+        let thread_events = events.clone();
         let max_group = options.max_group.max(1);
         std::thread::Builder::new()
             .name("kyu-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, max_group, thread_notify))
+            .spawn(move || writer::run(conn, rx, max_group, thread_notify, thread_events))
             .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
         tracing::debug!(location = ?location, "kyu-sqlite store opened");
         Ok(SqliteStore {
@@ -299,6 +306,7 @@ impl SqliteStore {
                 writer: tx,
                 readers,
                 notify,
+                events,
                 limits: options.limits,
                 location,
             }),
@@ -481,8 +489,11 @@ impl Store for SqliteStore {
             )
             .into());
         }
-        self.write(never, move |c| lease::set_progress(c, lease, &progress))
-            .await
+        let clock = self.now_fn();
+        self.write(never, move |c| {
+            lease::set_progress(c, clock.now(), lease, &progress)
+        })
+        .await
     }
 
     async fn reap_expired(&self, limit: usize) -> Result<Vec<Reaped>, StoreError> {
@@ -539,15 +550,21 @@ impl Store for SqliteStore {
     async fn pause_queue(&self, queue: &str) -> Result<(), StoreError> {
         check_name("queue", queue)?;
         let queue = queue.to_string();
-        self.write(never, move |c| control::set_paused(c, &queue, true))
-            .await
+        let clock = self.now_fn();
+        self.write(never, move |c| {
+            control::set_paused(c, clock.now(), &queue, true)
+        })
+        .await
     }
 
     async fn resume_queue(&self, queue: &str) -> Result<(), StoreError> {
         check_name("queue", queue)?;
         let queue = queue.to_string();
-        self.write(always, move |c| control::set_paused(c, &queue, false))
-            .await
+        let clock = self.now_fn();
+        self.write(always, move |c| {
+            control::set_paused(c, clock.now(), &queue, false)
+        })
+        .await
     }
 
     async fn next_scheduled(&self, queues: &[String]) -> Result<Option<DateTime<Utc>>, StoreError> {

@@ -11,6 +11,9 @@
 //! sockets nobody listens on any more (`ECONNREFUSED`) are removed. A store
 //! removes its own socket when it is dropped.
 //!
+//! Event readers have a channel of their own (sockets `*.events`), woken
+//! after every commit that wrote events, so workers are not woken by them.
+//!
 //! A wake-up that cannot be delivered is not an error: workers also poll.
 
 use std::io::ErrorKind;
@@ -40,6 +43,9 @@ struct Peers {
 
 /// The wake-up side of a store.
 pub(crate) struct Notifier {
+    /// The extension of this channel's sockets: `sock` for job wake-ups,
+    /// `events` for event readers (so a worker is not woken by events).
+    ext: &'static str,
     tx: watch::Sender<u64>,
     dir: Option<PathBuf>,
     listener: Mutex<Option<Listener>>,
@@ -48,14 +54,16 @@ pub(crate) struct Notifier {
 }
 
 impl Notifier {
-    /// A notifier; `dir` is the wake directory (None: this process only).
-    pub(crate) fn new(dir: Option<PathBuf>) -> Notifier {
+    /// A notifier; `dir` is the wake directory (None: this process only),
+    /// `ext` the extension of the sockets of its channel.
+    pub(crate) fn new(dir: Option<PathBuf>, ext: &'static str) -> Notifier {
         let sender = dir.as_ref().and_then(|_| {
             let s = UnixDatagram::unbound().ok()?;
             s.set_nonblocking(true).ok()?;
             Some(s)
         });
         Notifier {
+            ext,
             tx: watch::channel(0).0,
             dir,
             listener: Mutex::new(None),
@@ -94,13 +102,14 @@ impl Notifier {
             return;
         }
         let name = format!(
-            "{}-{}-{}.sock",
+            "{}-{}-{}.{}",
             std::process::id(),
             SystemTime::now()
                 .duration_since(SystemTime::UNIX_EPOCH)
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0),
-            SOCKET_SEQ.fetch_add(1, Ordering::Relaxed)
+            SOCKET_SEQ.fetch_add(1, Ordering::Relaxed),
+            self.ext
         );
         let path = dir.join(name);
         let socket = match UnixDatagram::bind(&path) {
@@ -171,7 +180,7 @@ impl Notifier {
         };
         let own = self.own_path();
         let mut peers = self.peers.lock().expect("notifier lock poisoned");
-        refresh(dir, &mut peers);
+        refresh(dir, self.ext, &mut peers);
         let mut gone = false;
         for path in &peers.paths {
             if Some(path) == own.as_ref() {
@@ -196,7 +205,7 @@ impl Notifier {
 }
 
 /// Reads the directory again when it changed or the listing is old.
-fn refresh(dir: &Path, peers: &mut Peers) {
+fn refresh(dir: &Path, ext: &str, peers: &mut Peers) {
     let mtime = std::fs::metadata(dir).and_then(|m| m.modified()).ok();
     let fresh = peers
         .listed_at
@@ -209,7 +218,7 @@ fn refresh(dir: &Path, peers: &mut Peers) {
     if let Ok(entries) = std::fs::read_dir(dir) {
         for entry in entries.flatten() {
             let path = entry.path();
-            if path.extension().is_some_and(|e| e == "sock") {
+            if path.extension().is_some_and(|e| e == ext) {
                 peers.paths.push(path);
             }
         }

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use kyu_core::schedule::{
     self, Existing, Fire, FireResult, OverlapDecision, ScheduleRecord, ScheduleSpec, SkipReason,
 };
-use kyu_core::{JobId, JobState, Limits, ScheduleStore, StoreError};
+use kyu_core::{EventType, JobId, JobState, Limits, NewEvent, ScheduleStore, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use crate::row::{db, from_us, parse_state, us};
@@ -290,8 +290,13 @@ fn insert_job(
     fire_time: DateTime<Utc>,
 ) -> Result<JobId, StoreError> {
     let job = schedule::JobTemplate::stored_job_for(template, name, fire_time, limits)?;
+    let (queue, kind) = (job.queue.clone(), job.kind.clone());
     let out = crate::enqueue::enqueue(conn, now, vec![job])?;
     let id = out[0].id;
+    let mut e = NewEvent::job(now, EventType::ScheduleFired, id, &queue, &kind);
+    e.facts.schedule = Some(name.to_string());
+    e.facts.fire_time = Some(fire_time);
+    crate::events::write_one(conn, &e)?;
     if out[0].duplicate {
         tracing::warn!(schedule = name, fire_time = %fire_time, job_id = id, "a job for this fire time already exists; not enqueued again");
     }
@@ -330,6 +335,10 @@ fn fire(
         return Ok(FireResult::Lost);
     };
     if !f.enqueue {
+        crate::events::write_one(
+            conn,
+            &schedule::skip_event(now, &f.name, f.fire_time, &SkipReason::Misfire),
+        )?;
         return Ok(FireResult::Skipped {
             reason: SkipReason::Misfire,
         });
@@ -346,7 +355,13 @@ fn fire(
                 .map_err(db)?;
             Ok(FireResult::Buffered)
         }
-        OverlapDecision::Skip(reason) => Ok(FireResult::Skipped { reason }),
+        OverlapDecision::Skip(reason) => {
+            crate::events::write_one(
+                conn,
+                &schedule::skip_event(now, &f.name, f.fire_time, &reason),
+            )?;
+            Ok(FireResult::Skipped { reason })
+        }
     }
 }
 

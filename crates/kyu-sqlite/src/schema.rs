@@ -77,6 +77,8 @@ CREATE TABLE workers (
 "#,
     // 5: API tokens (hashes only) and per-database secrets.
     crate::tokens::MIGRATION,
+    // 6: the event log.
+    crate::events::MIGRATION,
 ];
 
 /// Brings the database up to the latest schema, in one `BEGIN IMMEDIATE`

@@ -7,9 +7,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kyu_core::{LiveWorker, StoreError, WaitingKind, WorkerInfo, WorkerRegistry};
-use rusqlite::{params, Connection};
+use kyu_core::{
+    EventFacts, EventType, LiveWorker, NewEvent, StoreError, WaitingKind, WorkerInfo,
+    WorkerRegistry,
+};
+use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::events::write_one;
 use crate::row::{db, dur_us, from_us, parse_json, us};
 use crate::{never, SqliteStore};
 
@@ -25,6 +29,13 @@ fn seen(
     ttl: Duration,
 ) -> Result<(), StoreError> {
     let now_us = us(now);
+    let known: Option<i64> = conn
+        .prepare_cached("SELECT 1 FROM workers WHERE id = ?1")
+        .and_then(|mut s| s.query_row([&info.id], |r| r.get(0)).optional())
+        .map_err(db)?;
+    if known.is_none() {
+        write_one(conn, &worker_event(now, EventType::WorkerStarted, &info.id))?;
+    }
     let queues = serde_json::to_string(&info.queues).map_err(StoreError::database)?;
     let kinds = info
         .kinds
@@ -53,12 +64,24 @@ fn seen(
     Ok(())
 }
 
-/// Removes a worker's registration.
-fn gone(conn: &Connection, id: &str) -> Result<(), StoreError> {
-    conn.prepare_cached("DELETE FROM workers WHERE id = ?1")
+/// A worker's start or stop event.
+fn worker_event(now: DateTime<Utc>, t: EventType, id: &str) -> NewEvent {
+    NewEvent::other(now, t).facts(EventFacts {
+        worker: Some(id.to_string()),
+        ..EventFacts::default()
+    })
+}
+
+/// Removes a worker's registration (with its `worker_stopped` event, if it had one).
+fn gone(conn: &Connection, now: DateTime<Utc>, id: &str) -> Result<(), StoreError> {
+    let n = conn
+        .prepare_cached("DELETE FROM workers WHERE id = ?1")
         .and_then(|mut s| s.execute([id]))
-        .map(|_| ())
-        .map_err(db)
+        .map_err(db)?;
+    if n > 0 {
+        write_one(conn, &worker_event(now, EventType::WorkerStopped, id))?;
+    }
+    Ok(())
 }
 
 /// The workers whose registration has not expired, by id.
@@ -121,7 +144,8 @@ impl WorkerRegistry for SqliteStore {
 
     async fn worker_gone(&self, id: &str) -> Result<(), StoreError> {
         let id = id.to_string();
-        self.write(never, move |c| gone(c, &id)).await
+        let clock = self.now_fn();
+        self.write(never, move |c| gone(c, clock.now(), &id)).await
     }
 
     async fn live_workers(&self) -> Result<Vec<LiveWorker>, StoreError> {

@@ -4,7 +4,8 @@
 //! The writer takes every operation waiting, runs them all in one
 //! `BEGIN IMMEDIATE` transaction (each inside its own SAVEPOINT, so one failing
 //! operation does not undo the others), commits once, wakes workers if any
-//! operation made jobs runnable, and only then replies. A caller therefore
+//! operation made jobs runnable (and event readers if events were written),
+//! and only then replies. A caller therefore
 //! learns of success only once its write is durable.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -100,6 +101,7 @@ pub(crate) fn run(
     rx: mpsc::Receiver<Box<dyn Op>>,
     max_group: usize,
     notify: Arc<Notifier>,
+    events: Arc<Notifier>,
 ) {
     let mut batch: Vec<Box<dyn Op>> = Vec::with_capacity(max_group);
     while let Ok(first) = rx.recv() {
@@ -110,7 +112,7 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
-        run_group(&conn, &mut batch, &notify);
+        run_group(&conn, &mut batch, &notify, &events);
     }
     tracing::debug!("kyu-sqlite writer stopped");
 }
@@ -122,7 +124,14 @@ fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
         .map_err(db)
 }
 
-fn run_group(conn: &Connection, batch: &mut Vec<Box<dyn Op>>, notify: &Notifier) {
+fn run_group(
+    conn: &Connection,
+    batch: &mut Vec<Box<dyn Op>>,
+    notify: &Notifier,
+    events: &Notifier,
+) {
+    // Events written by a group that does not commit wake nobody.
+    crate::events::take_written();
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
         let msg = format!("could not begin a write transaction: {e}");
         tracing::error!(error = %e, ops = batch.len(), "kyu-sqlite: BEGIN IMMEDIATE failed");
@@ -168,6 +177,9 @@ fn run_group(conn: &Connection, batch: &mut Vec<Box<dyn Op>>, notify: &Notifier)
     }
     if wake {
         notify.wake();
+    }
+    if crate::events::take_written() {
+        events.wake();
     }
     for op in batch.drain(..) {
         op.reply(None);

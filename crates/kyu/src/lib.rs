@@ -55,6 +55,7 @@
 mod client;
 pub mod command_job;
 mod error;
+pub mod events;
 mod humanize;
 mod job;
 pub mod maintenance;
@@ -101,6 +102,8 @@ pub use kyu_core::{
     KeyHeld, Limits, LiveWorker, NewJob, Progress, QueueStats, RetriedFailed, RetryPolicy,
     RetryResult, Uniqueness, WaitingKind, WorkerInfo,
 };
+/// The event log's types (see [`Kyu::events`]).
+pub use kyu_core::{Event, EventFacts, EventFilter, EventGap, EventId, EventType};
 /// API tokens' scopes, queue patterns and records (re-exported from kyu-core).
 pub use kyu_core::{QueuePattern, Scope, TokenRecord};
 

@@ -2,7 +2,7 @@
 //!
 //! Every process that runs it does the same idempotent work; no leader is
 //! needed. The reaper makes jobs whose worker died runnable again; retention
-//! deletes finished jobs after their age.
+//! deletes finished jobs after their age, and events after theirs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +20,9 @@ pub struct MaintenanceConfig {
     pub keep_completed: Duration,
     /// How long failed and cancelled jobs are kept. Default 7 days.
     pub keep_failed: Duration,
+    /// How long events are kept in the event log. Default 24 h; a reader
+    /// asking for older ids gets a gap marker.
+    pub keep_events: Duration,
     /// How often retention runs. Default 1 min.
     pub retention_every: Duration,
     /// Whether this process runs retention at all. Default true; `kyu worker`
@@ -33,6 +36,7 @@ impl Default for MaintenanceConfig {
             reap_every: Duration::from_secs(5),
             keep_completed: Duration::from_secs(24 * 3600),
             keep_failed: Duration::from_secs(7 * 24 * 3600),
+            keep_events: kyu_core::event::DEFAULT_EVENT_RETENTION,
             retention_every: Duration::from_secs(60),
             retention: true,
         }
@@ -77,7 +81,8 @@ async fn count_reaped(store: &dyn Store, r: &kyu_core::store::Reaped) {
 }
 
 /// Deletes finished jobs older than the config keeps, except those whose
-/// `unique_for` window is still open (see [`Store::delete_finished`]). Returns how many.
+/// `unique_for` window is still open (see [`Store::delete_finished`]), and
+/// events older than `keep_events`. Returns how many jobs.
 pub async fn retention_once(
     store: &dyn Store,
     config: &MaintenanceConfig,
@@ -89,6 +94,10 @@ pub async fn retention_once(
         .await?;
     if n > 0 {
         tracing::info!(deleted = n, "retention deleted finished jobs");
+    }
+    let events = store.prune_events(age(config.keep_events)).await?;
+    if events > 0 {
+        tracing::debug!(deleted = events, "retention pruned the event log");
     }
     Ok(n)
 }

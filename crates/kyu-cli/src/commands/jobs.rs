@@ -55,6 +55,9 @@ kyu jobs ls --before 1200        # the next page: ids below 1200")]
         #[arg(long)]
         attempt: Option<u32>,
     },
+    /// Wait until a job ends: exit 0 if it completed (printing its result),
+    /// 1 if it failed or was cancelled (printing its last error).
+    Wait(super::events::WaitArgs),
     /// Cancel jobs: waiting ones never run; running ones are signalled and end cancelled.
     Cancel {
         /// The jobs' ids.
@@ -85,6 +88,7 @@ kyu jobs retry --all-failed --queue mail --kind send_email")]
 pub async fn run(ctx: &Ctx, cmd: JobsCommand) -> CmdResult {
     let kyu = ctx.connect_existing().await?;
     match cmd {
+        JobsCommand::Wait(args) => return super::events::wait(ctx, &kyu, args).await,
         JobsCommand::Ls {
             states,
             queue,

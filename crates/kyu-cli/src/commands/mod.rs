@@ -3,6 +3,7 @@
 pub mod config;
 pub mod enqueue;
 pub mod enqueue_jsonl;
+pub mod events;
 pub mod jobs;
 pub mod migrate;
 pub mod progress;

@@ -108,6 +108,9 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
         worker_config.lease = l;
         worker_config.heartbeat_every = l / 3;
     }
+    if let (Some(keep), Some(m)) = (config.events.retention, worker_config.maintenance.as_mut()) {
+        m.keep_events = keep;
+    }
     if !serve {
         // Lease recovery stays on in `kyu worker`: a fleet of workers alone
         // must still rescue the jobs of one that died. Retention is left to

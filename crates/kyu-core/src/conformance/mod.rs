@@ -32,12 +32,15 @@
 //! - [`retention`]: deleting finished jobs;
 //! - [`workers`]: the worker registry and the kinds waiting for one;
 //! - [`notify`]: the wake-ups of `subscribe()`;
+//! - [`events`]: the event log: one event per change, only for committed
+//!   changes, ids increasing as readers see them, replay, gaps;
 //! - [`schedules`]: schedules and the exactly-once fire;
 //! - [`tokens`]: API tokens and per-database secrets.
 
 pub mod claim;
 pub mod control;
 pub mod enqueue;
+pub mod events;
 pub mod finish;
 pub mod leases;
 pub mod list;
@@ -250,6 +253,10 @@ macro_rules! conformance_tests {
             retention: delete_finished_retention, retention_keeps_job_inside_unique_window;
             workers: workers_register_expire_and_leave, waiting_kinds_counts_runnable_jobs;
             notify: subscribe_sees_enqueue;
+            events: events_one_per_transition_with_fields, events_of_control_and_leases,
+                events_of_schedules, events_only_for_committed_changes,
+                events_replay_after_since, events_gap_after_pruning,
+                events_ids_increase_for_concurrent_writers;
             logs: logs_replace_per_attempt, logs_ordered_by_attempt,
                 logs_empty_for_job_without_output, logs_of_unknown_job_refused,
                 logs_kept_with_the_job, logs_text_and_counts_round_trip,
