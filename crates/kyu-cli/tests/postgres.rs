@@ -32,13 +32,13 @@ fn migrate_then_enqueue_and_list_on_postgres() {
     let o = kyu(&url, &["migrate"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(
-        stdout(&o).contains("applied migrations 1, 2, 3, 4"),
+        stdout(&o).contains("applied migrations 1, 2, 3, 4, 5, 6"),
         "{}",
         stdout(&o)
     );
     let o = kyu(&url, &["migrate"]);
     assert!(
-        stdout(&o).contains("is up to date (version 4)"),
+        stdout(&o).contains("is up to date (version 6)"),
         "{}",
         stdout(&o)
     );

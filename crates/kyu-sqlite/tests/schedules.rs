@@ -23,7 +23,8 @@ async fn version_1_database_is_migrated() {
     rusqlite::Connection::open(&path)
         .expect("open raw")
         .execute_batch(
-            "DROP TABLE schedules; DROP TABLE workers; DROP TABLE events; DROP TABLE event_log; \
+            "DROP TABLE schedules; DROP TABLE workers; DROP TABLE api_tokens; DROP TABLE secrets; \
+             DROP TABLE events; DROP TABLE event_log; \
              DROP INDEX jobs_claim; \
              CREATE INDEX jobs_claim ON jobs (queue, priority, run_at, id) \
              WHERE state = 'available'; PRAGMA user_version = 1;",
