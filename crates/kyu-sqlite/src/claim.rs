@@ -42,7 +42,7 @@ fn started(
             &facts,
         )?;
     }
-    Ok(())
+    events.finish()
 }
 
 /// Makes scheduled jobs whose run_at has come `available`. Returns how many.

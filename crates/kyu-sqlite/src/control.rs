@@ -105,6 +105,7 @@ pub(crate) fn cancel(
         };
         out.push(r);
     }
+    events.finish()?;
     Ok(out)
 }
 
@@ -180,6 +181,7 @@ pub(crate) fn retry(
         };
         out.push(r);
     }
+    events.finish()?;
     Ok(out)
 }
 
@@ -239,6 +241,7 @@ pub(crate) fn retry_failed(
             }
         }
     }
+    events.finish()?;
     Ok(out)
 }
 

@@ -100,6 +100,7 @@ pub(crate) fn enqueue(
             duplicate: false,
         });
     }
+    events.finish()?;
     Ok(out)
 }
 

@@ -2,16 +2,20 @@
 //! each change inside the writer's transaction, so an event exists if and
 //! only if its change committed.
 //!
-//! Ids are rowids: the single writer (one lock across processes) assigns
-//! them in commit order, so a reader that reads `id > last` never misses an
-//! event committed later with a smaller id. Rowids are not reused: pruning
-//! never deletes the newest row, so the next id is always above every id
-//! ever handed out. `event_log.pruned_through` records the highest id
+//! **One row per batch.** The events of one write (a claim of 100 jobs, a
+//! batch of finishes) are one row: ids `first..=id` and their events as a
+//! JSON array, so a batch costs one insert however many events it holds.
+//! Readers expand the rows and skip the ids they already have.
+//!
+//! **Ids.** The row key is the batch's last id; the next batch starts after
+//! the greatest. The single writer (one lock across processes) assigns them
+//! in commit order, so a reader that reads `id > last` never misses an event
+//! committed later with a smaller id. Ids are not reused: pruning never
+//! deletes the newest row. `event_log.pruned_through` records the highest id
 //! pruned, so a reader asking for older ids is told it missed them.
 //!
-//! Writes are prepared statements on the writer's connection, in the same
-//! transaction as the change, with no round trip; after a commit that wrote
-//! events the writer wakes event readers (module `notify`).
+//! After a commit that wrote events the writer wakes event readers (module
+//! `notify`).
 
 use std::cell::Cell;
 
@@ -20,22 +24,19 @@ use chrono::{DateTime, Utc};
 use kyu_core::{
     Event, EventFacts, EventGap, EventId, EventLog, EventRead, EventType, NewEvent, StoreError,
 };
-use rusqlite::{params, CachedStatement, Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
 
-use crate::row::{db, from_us, parse_json, us};
+use crate::row::{db, from_us, us};
 use crate::{never, SqliteStore};
 
 /// The migration that makes the log.
 pub(crate) const MIGRATION: &str = r#"
 CREATE TABLE events (
-    id      INTEGER PRIMARY KEY,
-    at      INTEGER NOT NULL,
-    type    TEXT    NOT NULL,
-    job_id  INTEGER,
-    queue   TEXT,
-    kind    TEXT,
-    attempt INTEGER,
-    data    TEXT    NOT NULL
+    id    INTEGER PRIMARY KEY,
+    first INTEGER NOT NULL,
+    at    INTEGER NOT NULL,
+    data  TEXT    NOT NULL
 );
 CREATE TABLE event_log (
     one            INTEGER PRIMARY KEY CHECK (one = 1),
@@ -55,25 +56,53 @@ pub(crate) fn take_written() -> bool {
     WRITTEN.with(|w| w.replace(false))
 }
 
-/// Writes events inside the open transaction with one cached statement.
+/// One event of a batch row, without the id and time the row gives it.
+#[derive(Serialize, Deserialize)]
+struct Packed<'a> {
+    #[serde(rename = "t")]
+    event_type: EventType,
+    #[serde(rename = "j", default, skip_serializing_if = "Option::is_none")]
+    job_id: Option<i64>,
+    #[serde(rename = "q", default, skip_serializing_if = "Option::is_none", borrow)]
+    queue: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "k", default, skip_serializing_if = "Option::is_none", borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
+    attempt: Option<u32>,
+    #[serde(rename = "f", default)]
+    facts: std::borrow::Cow<'a, EventFacts>,
+}
+
+/// The events of one write, collected and then written as one row by
+/// [`EventWriter::finish`], inside the write's transaction.
 pub(crate) struct EventWriter<'c> {
-    insert: CachedStatement<'c>,
+    conn: &'c Connection,
+    at: Option<i64>,
+    data: Vec<u8>,
+    count: i64,
 }
 
 impl<'c> EventWriter<'c> {
     /// A writer on `conn` (the writer's connection, inside its transaction).
     pub(crate) fn new(conn: &'c Connection) -> Result<Self, StoreError> {
         Ok(EventWriter {
-            insert: conn
-                .prepare_cached(
-                    "INSERT INTO events (at, type, job_id, queue, kind, attempt, data) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )
-                .map_err(db)?,
+            conn,
+            at: None,
+            data: Vec::new(),
+            count: 0,
         })
     }
 
-    /// Writes one event about job `id`.
+    fn push(&mut self, at_us: i64, p: &Packed<'_>) -> Result<(), StoreError> {
+        // Every event of one write has the write's time.
+        self.at.get_or_insert(at_us);
+        self.data.push(if self.count == 0 { b'[' } else { b',' });
+        serde_json::to_writer(&mut self.data, p).map_err(StoreError::database)?;
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Adds one event about job `id`.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn job(
         &mut self,
@@ -85,58 +114,104 @@ impl<'c> EventWriter<'c> {
         attempt: Option<u32>,
         facts: &EventFacts,
     ) -> Result<(), StoreError> {
-        WRITTEN.with(|w| w.set(true));
-        self.insert
-            .execute(params![
-                at_us,
-                t.as_str(),
-                id,
-                queue,
-                kind,
+        self.push(
+            at_us,
+            &Packed {
+                event_type: t,
+                job_id: Some(id),
+                queue: Some(queue.into()),
+                kind: Some(kind.into()),
                 attempt,
-                facts.to_json()
-            ])
-            .map(|_| ())
-            .map_err(db)
+                facts: std::borrow::Cow::Borrowed(facts),
+            },
+        )
     }
 
-    /// Writes one event.
+    /// Adds one event.
     pub(crate) fn write(&mut self, e: &NewEvent) -> Result<(), StoreError> {
+        self.push(
+            us(e.at),
+            &Packed {
+                event_type: e.event_type,
+                job_id: e.job_id,
+                queue: e.queue.as_deref().map(Into::into),
+                kind: e.kind.as_deref().map(Into::into),
+                attempt: e.attempt,
+                facts: std::borrow::Cow::Borrowed(&e.facts),
+            },
+        )
+    }
+
+    /// Writes the collected events as one row (nothing when there are none).
+    /// Every write that adds events calls it before it returns.
+    pub(crate) fn finish(mut self) -> Result<(), StoreError> {
+        if self.count == 0 {
+            return Ok(());
+        }
+        self.data.push(b']');
+        let data =
+            String::from_utf8(std::mem::take(&mut self.data)).map_err(StoreError::database)?;
+        let last: EventId = self
+            .conn
+            .prepare_cached("SELECT COALESCE(max(id), 0) FROM events")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(db)?;
+        let first = last + 1;
+        self.conn
+            .prepare_cached("INSERT INTO events (id, first, at, data) VALUES (?1, ?2, ?3, ?4)")
+            .and_then(|mut s| {
+                s.execute(params![
+                    first + self.count - 1,
+                    first,
+                    self.at.unwrap_or(0),
+                    data
+                ])
+            })
+            .map_err(db)?;
         WRITTEN.with(|w| w.set(true));
-        self.insert
-            .execute(params![
-                us(e.at),
-                e.event_type.as_str(),
-                e.job_id,
-                e.queue,
-                e.kind,
-                e.attempt,
-                e.facts.to_json()
-            ])
-            .map(|_| ())
-            .map_err(db)
+        Ok(())
     }
 }
 
 /// Writes one event (for changes that write one or two).
 pub(crate) fn write_one(conn: &Connection, e: &NewEvent) -> Result<(), StoreError> {
-    EventWriter::new(conn)?.write(e)
+    let mut w = EventWriter::new(conn)?;
+    w.write(e)?;
+    w.finish()
 }
 
-fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Event> {
-    let t: String = r.get(2)?;
-    Ok(Event {
-        id: r.get(0)?,
-        at: from_us(r.get(1)?),
-        event_type: t.parse().map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
-        })?,
-        job_id: r.get(3)?,
-        queue: r.get(4)?,
-        kind: r.get(5)?,
-        attempt: r.get(6)?,
-        facts: parse_json(7, &r.get::<_, String>(7)?)?,
-    })
+/// The events of one stored row whose ids are above `after`.
+fn expand(
+    id: EventId,
+    first: EventId,
+    at: i64,
+    data: &str,
+    after: EventId,
+    out: &mut Vec<Event>,
+) -> Result<(), StoreError> {
+    let packed: Vec<Packed<'_>> = serde_json::from_str(data).map_err(|e| {
+        StoreError::Database(format!(
+            "stored events {first}..={id} are not readable: {e}"
+        ))
+    })?;
+    let at = from_us(at);
+    for (i, p) in packed.into_iter().enumerate() {
+        let eid = first + i as EventId;
+        if eid <= after {
+            continue;
+        }
+        out.push(Event {
+            id: eid,
+            at,
+            event_type: p.event_type,
+            job_id: p.job_id,
+            queue: p.queue.map(|q| q.into_owned()),
+            kind: p.kind.map(|k| k.into_owned()),
+            attempt: p.attempt,
+            facts: p.facts.into_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Up to `limit` events after `after`. Every committed event is final here
@@ -157,19 +232,24 @@ fn read(conn: &Connection, after: EventId, limit: usize) -> Result<EventRead, St
     } else {
         (None, after)
     };
-    let events: Vec<Event> = conn
-        .prepare_cached(
-            "SELECT id, at, type, job_id, queue, kind, attempt, data FROM events \
-             WHERE id > ?1 ORDER BY id LIMIT ?2",
-        )
+    let rows: Vec<(EventId, EventId, i64, String)> = conn
+        .prepare_cached("SELECT id, first, at, data FROM events WHERE id > ?1 ORDER BY id LIMIT ?2")
         .and_then(|mut s| {
             s.query_map(
                 params![from, i64::try_from(limit).unwrap_or(i64::MAX)],
-                event_from_row,
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
             )?
             .collect()
         })
         .map_err(db)?;
+    let mut events = Vec::new();
+    for (id, first, at, data) in &rows {
+        expand(*id, *first, *at, data, from, &mut events)?;
+        if events.len() >= limit {
+            events.truncate(limit);
+            break;
+        }
+    }
     let next = events.last().map_or(from, |e| e.id);
     Ok(EventRead { gap, events, next })
 }
@@ -186,8 +266,9 @@ fn last_id(conn: &Connection) -> Result<EventId, StoreError> {
     Ok(max.unwrap_or(0).max(pruned))
 }
 
-/// Deletes the events before the first one written at or after `before`,
-/// never the newest (its rowid keeps new ids above every old one).
+/// Deletes the event rows before the first one written at or after
+/// `before`, never the newest (its id keeps new ids above every old one).
+/// Returns how many events.
 fn prune(conn: &Connection, before: DateTime<Utc>) -> Result<u64, StoreError> {
     let Some(max): Option<EventId> = conn
         .prepare_cached("SELECT max(id) FROM events")
@@ -204,14 +285,21 @@ fn prune(conn: &Connection, before: DateTime<Utc>) -> Result<u64, StoreError> {
         .map_err(db)?
         .unwrap_or(max)
         .min(max);
-    let n = conn
-        .prepare_cached("DELETE FROM events WHERE id < ?1")
-        .and_then(|mut s| s.execute([bound]))
+    let n: i64 = conn
+        .prepare_cached("SELECT COALESCE(sum(id - first + 1), 0) FROM events WHERE id < ?1")
+        .and_then(|mut s| s.query_row([bound], |r| r.get(0)))
         .map_err(db)?;
     if n > 0 {
-        conn.prepare_cached("UPDATE event_log SET pruned_through = max(pruned_through, ?1 - 1)")
+        conn.prepare_cached("DELETE FROM events WHERE id < ?1")
             .and_then(|mut s| s.execute([bound]))
             .map_err(db)?;
+        // The kept rows start at the bound's row: every id before its first is gone.
+        conn.prepare_cached(
+            "UPDATE event_log SET pruned_through = \
+             max(pruned_through, (SELECT first - 1 FROM events WHERE id = ?1))",
+        )
+        .and_then(|mut s| s.execute([bound]))
+        .map_err(db)?;
     }
     Ok(n as u64)
 }

@@ -151,5 +151,6 @@ pub(crate) fn finish(
         )?;
         out.push(FinishResult::Applied(t.state));
     }
+    events.finish()?;
     Ok(out)
 }

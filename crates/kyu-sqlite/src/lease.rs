@@ -101,7 +101,8 @@ pub(crate) fn set_progress(
         message: Some(progress.message.clone()).filter(|m| !m.is_empty()),
         ..EventFacts::default()
     };
-    EventWriter::new(conn)?.job(
+    let mut events = EventWriter::new(conn)?;
+    events.job(
         us(now),
         EventType::Progress,
         lease.id,
@@ -110,6 +111,7 @@ pub(crate) fn set_progress(
         Some(lease.attempt),
         &facts,
     )?;
+    events.finish()?;
     Ok(true)
 }
 
@@ -199,5 +201,6 @@ pub(crate) fn reap_expired(
         tracing::warn!(job_id = id, attempt, state = %state, "kyu-sqlite: reaped an expired lease");
         out.push(Reaped { id, attempt, state });
     }
+    events.finish()?;
     Ok(out)
 }

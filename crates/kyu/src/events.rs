@@ -28,12 +28,9 @@ const POLL: Duration = Duration::from_millis(500);
 
 /// One item of [`Kyu::events`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-// Nearly every item is an event: boxing it would allocate per event to
-// shrink the rare gap marker.
-#[allow(clippy::large_enum_variant)]
 pub enum EventItem {
-    /// An event that passed the filter.
-    Event(Event),
+    /// An event that passed the filter (boxed: a gap is small).
+    Event(Box<Event>),
     /// Events after the id asked for were pruned before they could be read:
     /// the subscriber missed them. The stream goes on after them.
     Gap(EventGap),
@@ -65,7 +62,7 @@ impl State {
         let moved = read.next > self.after || !read.events.is_empty();
         for e in read.events {
             if self.filter.matches(&e) {
-                self.ready.push_back(EventItem::Event(e));
+                self.ready.push_back(EventItem::Event(Box::new(e)));
             }
         }
         self.after = self.after.max(read.next);
@@ -84,7 +81,7 @@ impl Kyu {
     /// # async fn demo(kyu: kyu::Kyu) -> kyu::Result<()> {
     /// use futures_util::StreamExt;
     /// use kyu::events::EventItem;
-    /// use kyu_core::{EventFilter, EventType};
+    /// use kyu::{EventFilter, EventType};
     ///
     /// let filter = EventFilter { types: vec![EventType::Failed], ..EventFilter::default() };
     /// let mut events = std::pin::pin!(kyu.events(None, filter));

@@ -100,7 +100,7 @@ async fn a_subscriber_in_another_process_sees_every_event_once_in_order(backend:
             if e.event_type == EventType::Completed {
                 completed.insert(e.job_id.expect("a job event"));
             }
-            seen.push(e);
+            seen.push(*e);
             if completed.len() == JOBS {
                 break;
             }

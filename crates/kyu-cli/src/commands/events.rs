@@ -175,7 +175,7 @@ pub async fn run(ctx: &Ctx, args: EventsArgs) -> CmdResult {
         first = false;
         for e in read.events.into_iter().filter(|e| e.id <= end) {
             if filter.matches(&e) {
-                print(ctx, &EventItem::Event(e))?;
+                print(ctx, &EventItem::Event(Box::new(e)))?;
             }
         }
         if read.next == after {
@@ -203,42 +203,40 @@ pub struct WaitArgs {
 }
 
 pub async fn wait(ctx: &Ctx, kyu: &kyu::Kyu, args: WaitArgs) -> CmdResult {
-    // The log's end first, then the job: a change after the read has a
-    // greater id, so the stream below sees it.
-    let after = kyu.last_event_id().await?;
-    let mut job = kyu.job(args.id).await?;
-    if !job.state.is_finished() {
+    let ended = async {
+        // The log's end first, then the job: a change after the read has a
+        // greater id, so the stream below sees it.
+        let after = kyu.last_event_id().await?;
+        if kyu.job(args.id).await?.state.is_finished() {
+            return Ok::<(), Failure>(());
+        }
         let filter = EventFilter {
             job_id: Some(args.id),
             ..EventFilter::default()
         };
         let mut stream = std::pin::pin!(kyu.events(Some(after), filter));
-        let ended = async {
-            while let Some(item) = stream.next().await {
-                if let EventItem::Event(e) = item? {
-                    if e.event_type.ends_job() {
-                        return Ok::<(), Failure>(());
-                    }
+        while let Some(item) = stream.next().await {
+            if let EventItem::Event(e) = item? {
+                if e.event_type.ends_job() {
+                    return Ok(());
                 }
             }
-            Ok(())
-        };
-        match tokio::time::timeout(args.timeout, ended).await {
-            Ok(r) => r?,
-            Err(_) => {
-                return Err(Failure {
-                    code: 1,
-                    error: anyhow::anyhow!(
-                        "job {} is still {} after {}; wait longer with --timeout",
-                        args.id,
-                        kyu.job(args.id).await?.state,
-                        humantime(args.timeout)
-                    ),
-                })
-            }
         }
-        job = kyu.job(args.id).await?;
-    }
+        Ok(())
+    };
+    let Ok(waited) = tokio::time::timeout(args.timeout, ended).await else {
+        return Err(Failure {
+            code: 1,
+            error: anyhow::anyhow!(
+                "job {} is still {} after {}; wait longer with --timeout",
+                args.id,
+                kyu.job(args.id).await?.state,
+                humantime(args.timeout)
+            ),
+        });
+    };
+    waited?;
+    let job = kyu.job(args.id).await?;
     if ctx.json {
         super::print_json(&job)?;
     }
