@@ -72,7 +72,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{
-    DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, TimeDelta, TimeZone, Timelike, Utc,
+    DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta, TimeZone,
+    Timelike, Utc,
 };
 use serde::{Deserialize, Serialize};
 
@@ -91,6 +92,14 @@ pub const DEFAULT_ZONE: Tz = Tz::UTC;
 /// Days searched ahead for the next matching date: enough for the longest gap
 /// between two February 29ths (8 years, e.g. 2096 to 2104), plus margin.
 const MAX_SEARCH_DAYS: u32 = 9 * 366;
+
+/// The most steps one next-fire search takes (see
+/// [`CronExpr::next_after_with_steps`]): the longest date scan
+/// (9 × 366 days), one walk across the longest daylight-saving
+/// gap (49 h by the minute, then a bisection to the second), and a handful
+/// of candidates around a clock that was turned back. A step is a few
+/// hundred nanoseconds, so a search ends within a few milliseconds.
+pub const MAX_SEARCH_STEPS: u32 = 10_000;
 
 const ACCEPTED_FORMS: &str = "5 fields (minute hour day-of-month month day-of-week), \
      6 fields with seconds first (second minute hour day-of-month month day-of-week), \
@@ -394,17 +403,37 @@ impl CronExpr {
     ///
     /// `None` only when no fire time exists within chrono's representable range.
     pub fn next_after(&self, after: DateTime<Utc>, tz: Tz) -> Option<DateTime<Utc>> {
+        self.next_after_with_steps(after, tz).0
+    }
+
+    /// [`next_after`](Self::next_after), with the number of steps the search
+    /// took (a day scanned, a candidate wall time tried, a time-zone lookup
+    /// while crossing a daylight-saving gap). Whatever the expression, zone and
+    /// instant, it is at most [`MAX_SEARCH_STEPS`], and the search allocates
+    /// nothing: a crafted schedule cannot make the scheduler spin or grow.
+    pub fn next_after_with_steps(&self, after: DateTime<Utc>, tz: Tz) -> (Option<DateTime<Utc>>, u32) {
+        let mut steps = 0;
+        let next = self.search(after, tz, &mut steps);
+        (next, steps)
+    }
+
+    fn search(&self, after: DateTime<Utc>, tz: Tz, steps: &mut u32) -> Option<DateTime<Utc>> {
         let local = after.with_timezone(&tz).naive_local().with_nanosecond(0)?;
         let mut cursor = local.checked_add_signed(TimeDelta::seconds(1))?;
         loop {
-            let wall = self.next_wall_time(cursor)?;
-            let at = first_instant_showing(wall, tz)?;
+            *steps += 1;
+            let wall = self.next_wall_time(cursor, steps)?;
+            let at = first_instant_showing(wall, tz, steps)?;
             if at > after {
                 return Some(at);
             }
-            // `after` is in the second pass of a repeated hour and `wall` already
-            // fired in the first pass.
-            cursor = wall.checked_add_signed(TimeDelta::seconds(1))?;
+            // `after` is in the second pass of a repeated hour (or day) and
+            // `wall` already fired in the first pass, as did every wall time
+            // up to the latest one the clock showed by `after`: skip them all
+            // at once rather than one candidate at a time (a whole repeated
+            // day of an every-second schedule is 86,400 candidates).
+            let shown = latest_wall_shown(after, tz, steps);
+            cursor = wall.max(shown).checked_add_signed(TimeDelta::seconds(1))?;
         }
     }
 
@@ -456,10 +485,11 @@ impl CronExpr {
     }
 
     /// The first local wall time at or after `from` that the expression matches.
-    fn next_wall_time(&self, from: NaiveDateTime) -> Option<NaiveDateTime> {
+    fn next_wall_time(&self, from: NaiveDateTime, steps: &mut u32) -> Option<NaiveDateTime> {
         let mut date = from.date();
         let mut start = from.time();
         for _ in 0..MAX_SEARCH_DAYS {
+            *steps += 1;
             if self.months & (1 << date.month()) == 0 {
                 // Jump to the first day of the next month.
                 let (y, m) = if date.month() == 12 {
@@ -492,11 +522,61 @@ fn next_bit(bits: u64, from: u32) -> Option<u32> {
     (rest != 0).then(|| from + rest.trailing_zeros())
 }
 
+/// How far back a clock may have been turned: a day, as in America/Juneau
+/// in 1867, plus margin.
+const LONGEST_TURN_BACK_HOURS: i64 = 26;
+
+/// The latest wall time the clock of `tz` showed at or before `after`: its
+/// wall time then, or, when it was turned back within the last
+/// [`LONGEST_TURN_BACK_HOURS`], the wall time just before the turn. Offsets
+/// are sampled hourly and each turn-back found is bisected to the second; a
+/// turn missed by the sampling only makes the result earlier, never later,
+/// so the caller skips less, never a wall time still to come.
+fn latest_wall_shown(after: DateTime<Utc>, tz: Tz, steps: &mut u32) -> NaiveDateTime {
+    let mut offset = |t: DateTime<Utc>| {
+        *steps += 1;
+        i64::from(tz.offset_from_utc_datetime(&t.naive_utc()).fix().local_minus_utc())
+    };
+    let wall = |t: DateTime<Utc>, off: i64| {
+        t.naive_utc() + TimeDelta::seconds(off)
+    };
+    let after = after.with_nanosecond(0).unwrap_or(after);
+    let mut latest = wall(after, offset(after));
+    let hour = TimeDelta::hours(1);
+    let Some(mut prev) = after.checked_sub_signed(hour * LONGEST_TURN_BACK_HOURS as i32) else {
+        return latest;
+    };
+    let mut prev_off = offset(prev);
+    for k in (0..LONGEST_TURN_BACK_HOURS).rev() {
+        let t = after - hour * k as i32;
+        let off = offset(t);
+        if off < prev_off {
+            // Turned back between `prev` and `t`: find the last second of the old offset.
+            let (mut lo, mut hi) = (prev, t);
+            while hi - lo > TimeDelta::seconds(1) {
+                let mid = lo + TimeDelta::seconds((hi - lo).num_seconds() / 2);
+                if offset(mid) == prev_off {
+                    lo = mid;
+                } else {
+                    hi = mid;
+                }
+            }
+            latest = latest.max(wall(lo, prev_off));
+        }
+        prev = t;
+        prev_off = off;
+    }
+    latest
+}
+
 /// The first instant at which the clock of `tz` shows `wall` or a later time:
 /// the instant itself, the first of two in a fall-back overlap, or the end of a
 /// spring-forward gap that skips `wall`.
-fn first_instant_showing(wall: NaiveDateTime, tz: Tz) -> Option<DateTime<Utc>> {
-    let exists = |w: NaiveDateTime| tz.from_local_datetime(&w).earliest();
+fn first_instant_showing(wall: NaiveDateTime, tz: Tz, steps: &mut u32) -> Option<DateTime<Utc>> {
+    let mut exists = |w: NaiveDateTime| {
+        *steps += 1;
+        tz.from_local_datetime(&w).earliest()
+    };
     if let Some(at) = exists(wall) {
         return Some(at.with_timezone(&Utc));
     }
@@ -1056,6 +1136,48 @@ mod tests {
                     prev = t;
                 }
             }
+        }
+    }
+
+    #[test]
+    fn next_fire_search_is_bounded_when_a_clock_repeats_a_whole_day() {
+        // America/Juneau, 1867-10-19 (Alaska's purchase): the clock went back
+        // from +15:02:19 to -8:57:41, so a whole day of wall times repeats.
+        // From inside the second pass, every wall time up to 15:33:31 on the
+        // 19th has fired in the first pass; the next never-shown one is
+        // 15:33:32, at 1867-10-20 00:31:13 UTC.
+        let tz = parse_zone("America/Juneau").unwrap();
+        let after = utc("1867-10-19T12:00:00Z");
+        for (expr, expected) in [
+            ("* * * * * *", "1867-10-20T00:31:13Z"),
+            ("* * * * *", "1867-10-20T00:31:41Z"),
+            ("*/7 * * * * *", "1867-10-20T00:31:16Z"),
+        ] {
+            let e = CronExpr::parse(expr).unwrap();
+            let (next, steps) = e.next_after_with_steps(after, tz);
+            assert!(
+                steps <= MAX_SEARCH_STEPS,
+                "{expr}: the search took {steps} steps (bound {MAX_SEARCH_STEPS})"
+            );
+            let next = next.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true));
+            assert_eq!(next.as_deref(), Some(expected), "{expr}");
+        }
+    }
+
+    #[test]
+    fn next_fire_search_is_bounded_for_the_rarest_and_gap_crossing_schedules() {
+        let cases = [
+            ("0 0 29 2 *", "UTC", "2096-03-01T00:00:00Z"), // next Feb 29 is 2104
+            ("* * * * * *", "Pacific/Apia", "2011-12-30T09:59:59Z"), // a skipped day
+            ("59 59 23 31 12 *", "Asia/Manila", "1844-12-30T00:00:00Z"), // a skipped day
+            ("*/30 * * * * *", "America/New_York", "2026-11-01T06:10:00Z"), // repeated hour
+        ];
+        for (expr, zone, after) in cases {
+            let e = CronExpr::parse(expr).unwrap();
+            let tz = parse_zone(zone).unwrap();
+            let (next, steps) = e.next_after_with_steps(utc(after), tz);
+            assert!(next.is_some(), "{expr} {zone}");
+            assert!(steps <= MAX_SEARCH_STEPS, "{expr} {zone} after {after}: {steps} steps");
         }
     }
 
