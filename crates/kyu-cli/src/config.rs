@@ -53,6 +53,9 @@ pub struct Config {
     /// The event log.
     #[serde(default)]
     pub events: EventsSection,
+    /// How long `kyu serve` keeps finished jobs.
+    #[serde(default)]
+    pub retention: RetentionSection,
 }
 
 /// `[http]`.
@@ -74,6 +77,21 @@ pub struct EventsSection {
     /// How long events are kept (pruned by `kyu serve`'s retention). Default 24 h.
     #[serde(default, deserialize_with = "opt_duration")]
     pub retention: Option<Duration>,
+}
+
+/// `[retention]`: applied by `kyu serve` (`kyu worker` leaves retention to it).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionSection {
+    /// Completed jobs are deleted after this age. Default 24 h.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub completed: Option<Duration>,
+    /// Failed and cancelled jobs are deleted after this age. Default 7 days.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub failed: Option<Duration>,
+    /// How often retention runs. Default 1 min.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub every: Option<Duration>,
 }
 
 /// `[queues.NAME]`.
@@ -335,6 +353,13 @@ impl Config {
                     e.to_string(),
                 )
             })?;
+        }
+        if self.retention.every == Some(Duration::ZERO) {
+            return Err(ConfigError::at(
+                path,
+                key_line_in_table(text, find_line(text, "[retention]"), "every"),
+                "retention.every: 0s is not accepted; give a positive duration, e.g. 1m",
+            ));
         }
         for (name, q) in &self.queues {
             validate::queue_name("queues", name).map_err(|e| {

@@ -108,8 +108,12 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
         worker_config.lease = l;
         worker_config.heartbeat_every = l / 3;
     }
-    if let (Some(keep), Some(m)) = (config.events.retention, worker_config.maintenance.as_mut()) {
-        m.keep_events = keep;
+    if let Some(m) = worker_config.maintenance.as_mut() {
+        let r = &config.retention;
+        m.keep_completed = r.completed.unwrap_or(m.keep_completed);
+        m.keep_failed = r.failed.unwrap_or(m.keep_failed);
+        m.retention_every = r.every.unwrap_or(m.retention_every);
+        m.keep_events = config.events.retention.unwrap_or(m.keep_events);
     }
     if !serve {
         // Lease recovery stays on in `kyu worker`: a fleet of workers alone
