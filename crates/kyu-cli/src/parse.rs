@@ -44,6 +44,14 @@ pub fn duration(s: &str) -> Result<Duration, String> {
     })
 }
 
+/// A number of attempts: a whole number from 1. (A negative number reaches
+/// this parser, so that the error names it, rather than clap taking it for a flag.)
+pub fn attempts(s: &str) -> Result<u32, String> {
+    s.parse::<u32>().map_err(|_| {
+        format!("{s:?} is not a number of attempts; accepted: a whole number from 1 to 4294967295")
+    })
+}
+
 /// An RFC 3339 time such as `2026-11-25T09:00:00Z` or `2026-11-25T18:00:00+09:00`.
 pub fn time(s: &str) -> Result<DateTime<Utc>, String> {
     DateTime::parse_from_rfc3339(s)

@@ -30,7 +30,7 @@ pub struct EnqueueArgs {
     #[arg(long, conflicts_with_all = ["unique_key", "unique_for"])]
     jsonl: bool,
     /// Run no earlier than this long from now, e.g. 30s, 5m, 1h.
-    #[arg(long, value_parser = parse::duration, conflicts_with = "run_at")]
+    #[arg(long, allow_hyphen_values = true, value_parser = parse::duration, conflicts_with = "run_at")]
     delay: Option<Duration>,
     /// Run no earlier than this RFC 3339 time, e.g. 2026-11-25T09:00:00Z.
     #[arg(long, value_parser = parse::time)]
@@ -39,7 +39,7 @@ pub struct EnqueueArgs {
     #[arg(long)]
     unique_key: Option<String>,
     /// With --unique-key: the key holds for this long after the first enqueue, finished or not.
-    #[arg(long, value_parser = parse::duration, requires = "unique_key")]
+    #[arg(long, allow_hyphen_values = true, value_parser = parse::duration, requires = "unique_key")]
     unique_for: Option<Duration>,
     #[command(flatten)]
     job: JobFlags,

@@ -155,14 +155,14 @@ pub struct JobFlags {
     #[arg(long, short, allow_negative_numbers = true)]
     priority: Option<i32>,
     /// Attempts before the job fails for good [default: the kind's in kyu.toml, else 5]
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = crate::parse::attempts)]
     max_attempts: Option<u32>,
     /// Retry policy: exponential:INITIAL:CAP or fixed:DELAY
     /// [default: the kind's in kyu.toml, else exponential:1s:16s]
     #[arg(long, value_parser = crate::parse::retry)]
     retry: Option<kyu::RetryPolicy>,
     /// Fail an attempt that runs longer than this, e.g. 5m.
-    #[arg(long, value_parser = crate::parse::duration)]
+    #[arg(long, allow_hyphen_values = true, value_parser = crate::parse::duration)]
     timeout: Option<std::time::Duration>,
     /// A tag to filter by later (repeat for more).
     #[arg(long = "tag", short = 't')]
