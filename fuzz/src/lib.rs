@@ -1,0 +1,186 @@
+//! The bodies of kyu's fuzz targets, shared by the cargo-fuzz targets
+//! (`fuzz_targets/`, libFuzzer on nightly) and the stable runner
+//! (`src/bin/stable.rs`). Each takes arbitrary bytes and panics only when a
+//! promise is broken: bad input must be refused with an error, never a panic,
+//! and whatever is accepted must behave.
+
+use std::path::Path;
+use std::sync::OnceLock;
+
+use chrono::{DateTime, Utc};
+use kyu_core::cron::{CronExpr, MAX_SEARCH_STEPS};
+use kyu_core::{Limits, NewJob, Store};
+
+// The kyu.toml loader lives in the `kyu` binary's crate, which has no
+// library; its two source files are compiled here as they are there.
+#[allow(dead_code)]
+#[path = "../../crates/kyu-cli/src/parse.rs"]
+mod parse;
+#[allow(dead_code)]
+#[path = "../../crates/kyu-cli/src/config.rs"]
+pub mod config;
+
+/// The cron parser and next-fire computation, in any time zone.
+///
+/// Input: bytes 0..2 pick the zone (of every IANA zone), bytes 2..10 the
+/// instant to search from (any second chrono can represent), the rest is the
+/// expression. An expression
+/// that parses must: display as a string that parses to the same thing, find
+/// each next fire time within [`MAX_SEARCH_STEPS`], and give fire times that
+/// strictly increase.
+pub fn cron(data: &[u8]) {
+    if data.len() < 10 {
+        return;
+    }
+    let zones = chrono_tz::TZ_VARIANTS;
+    let tz = zones[u16::from_le_bytes([data[0], data[1]]) as usize % zones.len()];
+    let secs = i64::from_le_bytes(data[2..10].try_into().unwrap());
+    // Half of the inputs search from a recent instant, where schedules live.
+    let secs = if secs % 2 == 0 {
+        secs.rem_euclid(200 * 365 * 86_400) + 946_684_800
+    } else {
+        secs
+    };
+    let Some(after) = DateTime::<Utc>::from_timestamp(secs, 0) else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(&data[10..]) else {
+        return;
+    };
+    let Ok(expr) = CronExpr::parse(text) else {
+        return;
+    };
+    let again = CronExpr::parse(&expr.to_string()).expect("the displayed form parses");
+    assert_eq!(again, expr, "display round trip of {text:?}");
+    let mut last = after;
+    for _ in 0..4 {
+        let (next, steps) = expr.next_after_with_steps(last, tz);
+        assert!(
+            steps <= MAX_SEARCH_STEPS,
+            "{text:?} in {tz} after {last}: {steps} steps (bound {MAX_SEARCH_STEPS})"
+        );
+        let Some(next) = next else { return };
+        assert!(next > last, "{text:?} in {tz}: {next} is not after {last}");
+        last = next;
+    }
+}
+
+/// The kyu.toml loader: any text is either a config or an error that names
+/// the file; a config that loads gives schedule specs that validate and
+/// command specs for each kind.
+pub fn config_toml(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let path = Path::new("/fuzz/kyu.toml");
+    match config::Config::parse(path, text) {
+        Ok(c) => {
+            for s in &c.schedules {
+                c.schedule_spec(s).expect("a loaded config's schedules are valid");
+            }
+            for name in c.jobs.keys() {
+                assert!(c.command_spec(name, Path::new("/fuzz")).is_some());
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            assert!(message.starts_with("/fuzz/kyu.toml"), "{message}");
+        }
+    }
+}
+
+/// Database URL parsing: SQLite's forms and parameters, PostgreSQL's URL
+/// (TLS parameters, kyu's `schema`, `migrate` and timeout parameters) and
+/// the password redaction used in every message.
+pub fn database_url(data: &[u8]) {
+    let Ok(url) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok((base, _)) = kyu_sqlite::split_params(url) {
+        let _ = kyu_sqlite::parse_location(base);
+    }
+    let redacted = kyu_postgres::redact_url(url);
+    if let Err(e) = kyu_postgres::split_url(url) {
+        // A refused URL's message shows it redacted, never its password.
+        let message = e.to_string();
+        if let Some(password) = password_of(url) {
+            if password.len() >= 4 && !redacted.contains(password) {
+                assert!(!message.contains(password), "{message}");
+            }
+        }
+    }
+}
+
+/// The password of `scheme://user:password@host…`, if the URL has one.
+fn password_of(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = &rest[..rest.find(['/', '?']).unwrap_or(rest.len())];
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    userinfo.split_once(':').map(|(_, p)| p)
+}
+
+/// The job validation path: a `NewJob` from arbitrary JSON is either refused
+/// by validation, or stored by SQLite and read back as it was sent.
+pub fn new_job(data: &[u8]) {
+    let Ok(job) = serde_json::from_slice::<NewJob>(data) else {
+        return;
+    };
+    let limits = Limits::default();
+    if job.validate(&limits).is_err() {
+        return;
+    }
+    // Every retry delay the job could ever wait is computable.
+    for attempt in 1..=job.max_attempts.min(64) {
+        let _ = job.retry.delay(attempt);
+    }
+    let (rt, store) = sqlite();
+    rt.block_on(async {
+        let enqueued = store
+            .enqueue(vec![job.clone()])
+            .await
+            .unwrap_or_else(|e| panic!("a valid job was refused: {e}\n{job:?}"));
+        if enqueued[0].duplicate {
+            return;
+        }
+        let stored = store
+            .get(enqueued[0].id)
+            .await
+            .expect("read back")
+            .expect("the job exists");
+        assert_eq!(stored.kind, job.kind);
+        assert_eq!(stored.queue, job.queue);
+        assert_eq!(stored.args, job.args);
+        assert_eq!(stored.priority, job.priority);
+        assert_eq!(stored.max_attempts, job.max_attempts);
+        assert_eq!(stored.retry, job.retry);
+        assert_eq!(stored.unique_key, job.unique_key);
+        assert_eq!(stored.tags, job.tags);
+        if let Some(at) = job.run_at {
+            assert_eq!(stored.run_at.timestamp_millis(), at.timestamp_millis());
+        }
+    });
+}
+
+/// One in-memory SQLite store shared by every input of a run.
+fn sqlite() -> &'static (tokio::runtime::Runtime, kyu_sqlite::SqliteStore) {
+    static STORE: OnceLock<(tokio::runtime::Runtime, kyu_sqlite::SqliteStore)> = OnceLock::new();
+    STORE.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let store = rt.block_on(async {
+            kyu_sqlite::SqliteStore::open("sqlite::memory:", Default::default())
+                .expect("in-memory store")
+        });
+        (rt, store)
+    })
+}
+
+/// The targets by name, for the stable runner.
+pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    ("cron", cron),
+    ("config_toml", config_toml),
+    ("database_url", database_url),
+    ("new_job", new_job),
+];
