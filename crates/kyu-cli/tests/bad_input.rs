@@ -98,7 +98,15 @@ fn site() -> Site {
     };
     site.ok(&["enqueue", "k", r#"{"n":1}"#, "--queue", "mail"]);
     site.ok(&["enqueue", "k", r#"{"n":2}"#, "--unique-key", "u1"]);
-    site.ok(&["schedules", "add", "nightly", "0 2 * * *", "k", "--tz", "Asia/Tokyo"]);
+    site.ok(&[
+        "schedules",
+        "add",
+        "nightly",
+        "0 2 * * *",
+        "k",
+        "--tz",
+        "Asia/Tokyo",
+    ]);
     site.ok(&["queues", "pause", "mail"]);
     // A read-only command: after it, the WAL is checkpointed and the files
     // are at rest, so any later difference is a write.
@@ -108,7 +116,12 @@ fn site() -> Site {
 
 /// Runs each case; each must exit 2, say every expected word (the value and
 /// what is accepted), and leave the database unchanged.
-fn check_refused(site: &Site, toml: Option<&str>, args: &[&str], expect: &[&str]) -> Option<String> {
+fn check_refused(
+    site: &Site,
+    toml: Option<&str>,
+    args: &[&str],
+    expect: &[&str],
+) -> Option<String> {
     let before = site.snapshot();
     let o = site.run(toml, args);
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
@@ -126,7 +139,11 @@ fn check_refused(site: &Site, toml: Option<&str>, args: &[&str], expect: &[&str]
         }
     }
     if before != after {
-        let names = |s: &[(String, Vec<u8>)]| s.iter().map(|(n, b)| format!("{n} ({} bytes)", b.len())).collect::<Vec<_>>();
+        let names = |s: &[(String, Vec<u8>)]| {
+            s.iter()
+                .map(|(n, b)| format!("{n} ({} bytes)", b.len()))
+                .collect::<Vec<_>>()
+        };
         problems.push(format!(
             "the database changed: {:?} -> {:?}",
             names(&before),
@@ -136,7 +153,8 @@ fn check_refused(site: &Site, toml: Option<&str>, args: &[&str], expect: &[&str]
     (!problems.is_empty()).then(|| {
         format!(
             "kyu {args:?}{}: {}\n    stderr: {}",
-            toml.map(|t| format!(" with kyu.toml {t:?}")).unwrap_or_default(),
+            toml.map(|t| format!(" with kyu.toml {t:?}"))
+                .unwrap_or_default(),
             problems.join("; "),
             err.trim()
         )

@@ -72,8 +72,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use chrono::{
-    DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta, TimeZone,
-    Timelike, Utc,
+    DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Offset, TimeDelta, TimeZone, Timelike,
+    Utc,
 };
 use serde::{Deserialize, Serialize};
 
@@ -411,7 +411,11 @@ impl CronExpr {
     /// while crossing a daylight-saving gap). Whatever the expression, zone and
     /// instant, it is at most [`MAX_SEARCH_STEPS`], and the search allocates
     /// nothing: a crafted schedule cannot make the scheduler spin or grow.
-    pub fn next_after_with_steps(&self, after: DateTime<Utc>, tz: Tz) -> (Option<DateTime<Utc>>, u32) {
+    pub fn next_after_with_steps(
+        &self,
+        after: DateTime<Utc>,
+        tz: Tz,
+    ) -> (Option<DateTime<Utc>>, u32) {
         let mut steps = 0;
         let next = self.search(after, tz, &mut steps);
         (next, steps)
@@ -535,11 +539,13 @@ const LONGEST_TURN_BACK_HOURS: i64 = 26;
 fn latest_wall_shown(after: DateTime<Utc>, tz: Tz, steps: &mut u32) -> NaiveDateTime {
     let mut offset = |t: DateTime<Utc>| {
         *steps += 1;
-        i64::from(tz.offset_from_utc_datetime(&t.naive_utc()).fix().local_minus_utc())
+        i64::from(
+            tz.offset_from_utc_datetime(&t.naive_utc())
+                .fix()
+                .local_minus_utc(),
+        )
     };
-    let wall = |t: DateTime<Utc>, off: i64| {
-        t.naive_utc() + TimeDelta::seconds(off)
-    };
+    let wall = |t: DateTime<Utc>, off: i64| t.naive_utc() + TimeDelta::seconds(off);
     let after = after.with_nanosecond(0).unwrap_or(after);
     let mut latest = wall(after, offset(after));
     let hour = TimeDelta::hours(1);
@@ -1177,7 +1183,10 @@ mod tests {
             let tz = parse_zone(zone).unwrap();
             let (next, steps) = e.next_after_with_steps(utc(after), tz);
             assert!(next.is_some(), "{expr} {zone}");
-            assert!(steps <= MAX_SEARCH_STEPS, "{expr} {zone} after {after}: {steps} steps");
+            assert!(
+                steps <= MAX_SEARCH_STEPS,
+                "{expr} {zone} after {after}: {steps} steps"
+            );
         }
     }
 
