@@ -218,6 +218,13 @@ pub struct JobTemplate {
     pub tags: Vec<String>,
 }
 
+/// How long a fired job's fire-time key holds: well past the misfire grace
+/// (60 s), the only span in which another scheduler may still try to fire the
+/// same time. Retention keeps a job while its key holds, so this is also the
+/// least time a schedule's job is kept: a day here kept every job of an
+/// every-second schedule (86,400 of them) whatever the retention said.
+pub const FIRE_KEY_WINDOW: Duration = Duration::from_secs(10 * 60);
+
 impl JobTemplate {
     /// A template of `kind` with `args`, every option at its default.
     pub fn new(kind: impl Into<String>, args: serde_json::Value) -> JobTemplate {
@@ -226,8 +233,8 @@ impl JobTemplate {
 
     /// The job for the fire time `fire_time` of schedule `schedule`: it may
     /// run from `fire_time` on, is tagged `schedule:NAME`, and has the unique
-    /// key `schedule:NAME:FIRE_TIME` (RFC 3339, UTC; valid for a day), a second
-    /// guard behind the compare-and-set.
+    /// key `schedule:NAME:FIRE_TIME` (RFC 3339, UTC), a second guard behind
+    /// the compare-and-set, valid for [`FIRE_KEY_WINDOW`].
     pub fn job_for(&self, schedule: &str, fire_time: DateTime<Utc>) -> NewJob {
         let mut tags = self.tags.clone();
         let tag = format!("schedule:{schedule}");
@@ -244,7 +251,7 @@ impl JobTemplate {
             retry: self.retry,
             timeout: self.timeout_ms.map(Duration::from_millis),
             unique_key: Some(fire_key(schedule, fire_time)),
-            uniqueness: Uniqueness::Within(Duration::from_secs(24 * 3600)),
+            uniqueness: Uniqueness::Within(FIRE_KEY_WINDOW),
             tags,
         }
     }
