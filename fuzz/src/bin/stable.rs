@@ -17,17 +17,83 @@ use rand::{Rng, SeedableRng};
 /// Tokens the mutator inserts: the words of each grammar, so random inputs
 /// reach past the first check.
 const DICTIONARY: &[&str] = &[
-    "*", "/", "-", ",", " ", "@daily", "@hourly", "@yearly", "MON", "SUN", "JAN", "DEC", "L", "?",
-    "#", "59", "60", "0", "31", "29", "2", "7", "4294967296", "99999999999", "=", "\"", "[", "]",
-    "[[schedules]]", "[jobs.a]", "[queues.a]", "[worker]", "[retention]", "command = [\"x\"]",
-    "cron = \"* * * * *\"", "zone = \"America/Juneau\"", "timeout = \"0s\"", "lease = \"1ns\"",
-    "every = \"0s\"", "retry = \"exponential:1s:0s\"", "max_attempts = 0", "concurrency = 0",
-    "\n", "sqlite://", "sqlite:", "postgres://", "postgresql://", "u:p@h:5432/db", "?", "&",
-    "sslmode=", "sslrootcert=", "schema=", "migrate=", "connect_timeout=", "statement_timeout=",
-    "%", "%ff", ":memory:", "{", "}", "\"kind\":", "\"queue\":", "\"args\":", "\"run_at\":",
-    "\"retry\":", "\"timeout\":", "\"max_attempts\":", "\"uniqueness\":", "\"tags\":[]",
-    "18446744073709551615", "-1", "1e999", "\"262143-12-31T23:59:59Z\"",
-    "{\"type\":\"exponential\",\"initial_ms\":1,\"cap_ms\":18446744073709551615}", "\u{0}", "\u{202e}",
+    "*",
+    "/",
+    "-",
+    ",",
+    " ",
+    "@daily",
+    "@hourly",
+    "@yearly",
+    "MON",
+    "SUN",
+    "JAN",
+    "DEC",
+    "L",
+    "?",
+    "#",
+    "59",
+    "60",
+    "0",
+    "31",
+    "29",
+    "2",
+    "7",
+    "4294967296",
+    "99999999999",
+    "=",
+    "\"",
+    "[",
+    "]",
+    "[[schedules]]",
+    "[jobs.a]",
+    "[queues.a]",
+    "[worker]",
+    "[retention]",
+    "command = [\"x\"]",
+    "cron = \"* * * * *\"",
+    "zone = \"America/Juneau\"",
+    "timeout = \"0s\"",
+    "lease = \"1ns\"",
+    "every = \"0s\"",
+    "retry = \"exponential:1s:0s\"",
+    "max_attempts = 0",
+    "concurrency = 0",
+    "\n",
+    "sqlite://",
+    "sqlite:",
+    "postgres://",
+    "postgresql://",
+    "u:p@h:5432/db",
+    "?",
+    "&",
+    "sslmode=",
+    "sslrootcert=",
+    "schema=",
+    "migrate=",
+    "connect_timeout=",
+    "statement_timeout=",
+    "%",
+    "%ff",
+    ":memory:",
+    "{",
+    "}",
+    "\"kind\":",
+    "\"queue\":",
+    "\"args\":",
+    "\"run_at\":",
+    "\"retry\":",
+    "\"timeout\":",
+    "\"max_attempts\":",
+    "\"uniqueness\":",
+    "\"tags\":[]",
+    "18446744073709551615",
+    "-1",
+    "1e999",
+    "\"262143-12-31T23:59:59Z\"",
+    "{\"type\":\"exponential\",\"initial_ms\":1,\"cap_ms\":18446744073709551615}",
+    "\u{0}",
+    "\u{202e}",
 ];
 
 fn main() {
@@ -95,7 +161,7 @@ fn read_dir(dir: &Path) -> Vec<Vec<u8>> {
     files.iter().filter_map(|f| std::fs::read(f).ok()).collect()
 }
 
-fn run_one(name: &str, target: fn(&[u8]), input: &[u8], root: &Path) {
+fn run_one(name: &str, target: kyu_fuzz::Target, input: &[u8], root: &Path) {
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| target(input)));
     if let Err(panic) = outcome {
         let message = panic
@@ -105,9 +171,9 @@ fn run_one(name: &str, target: fn(&[u8]), input: &[u8], root: &Path) {
             .unwrap_or_default();
         let dir = root.join("artifacts").join(name);
         let _ = std::fs::create_dir_all(&dir);
-        let hash = input
-            .iter()
-            .fold(0xcbf29ce484222325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x100000001b3));
+        let hash = input.iter().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ *b as u64).wrapping_mul(0x100000001b3)
+        });
         let file = dir.join(format!("crash-{hash:016x}"));
         let _ = std::fs::write(&file, input);
         eprintln!(
