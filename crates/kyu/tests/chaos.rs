@@ -4,7 +4,7 @@
 //! commit, mid-claim, mid-handler, mid-completion.
 //!
 //! Then: `PRAGMA integrity_check` is `ok`; every job whose enqueue returned
-//! (the producer logs the ids after `insert_many` returns) is completed, none
+//! (the producer logs the ids after `enqueue_many` returns) is completed, none
 //! lost, none stuck; and a job ran more than once only when a lease expired
 //! (each extra run matched by a "lease expired" attempt). The figures are
 //! printed.
@@ -65,7 +65,7 @@ async fn chaos_child() {
             // A failed enqueue (the database busy while a killed process's
             // transaction is rolled back) is the caller's to retry; only
             // enqueues that returned are promised.
-            if let Ok(out) = kyu.insert_many(jobs).await {
+            if let Ok(out) = kyu.enqueue_many(jobs).await {
                 let ids: Vec<String> = out.iter().map(|e| e.id.to_string()).collect();
                 append(&log, &ids.join("\n"));
             }

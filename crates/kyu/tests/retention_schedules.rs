@@ -25,7 +25,7 @@ async fn retention_deletes_a_schedule_job_ten_minutes_after_its_fire_at_the_late
     let kyu = connect_with_clock(&url, Arc::new(clock.clone())).await;
     kyu.schedule(ScheduleSpec::new(
         "tick",
-        "* * * * *".parse().unwrap(),
+        "* * * * *",
         JobTemplate::new("tick", serde_json::json!({})),
     ))
     .await
@@ -50,7 +50,8 @@ async fn retention_deletes_a_schedule_job_ten_minutes_after_its_fire_at_the_late
     clock.advance(Duration::from_secs(10 * 60));
     let deleted = retention_once(kyu.store().as_ref(), &config).await.unwrap();
     assert_eq!(
-        deleted, 1,
+        deleted,
+        1,
         "the schedule's job outlived retention: {:?}",
         kyu.job(job.id).await.map(|j| j.state)
     );
