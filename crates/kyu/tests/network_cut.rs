@@ -52,6 +52,12 @@ async fn network_cut_child() {
     }
     let url = std::env::var("KYU_CUT_URL").unwrap();
     let log = std::env::var("KYU_CUT_LOG").unwrap();
+    if std::env::var_os("KYU_CUT_TRACE").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("info")
+            .with_writer(std::io::stderr)
+            .try_init();
+    }
     let kyu = Kyu::connect(&url).await.unwrap();
     let _worker = Worker::new(&kyu)
         .handle("cut", move |ctx| {
@@ -202,7 +208,11 @@ async fn workers_survive_a_silent_network_cut_longer_than_the_lease() {
                     .env("KYU_CUT_URL", &proxied)
                     .env("KYU_CUT_LOG", &runs)
                     .stdout(Stdio::null())
-                    .stderr(Stdio::null())
+                    .stderr(if std::env::var_os("KYU_CUT_TRACE").is_some() {
+                        Stdio::inherit()
+                    } else {
+                        Stdio::null()
+                    })
                     .spawn()
                     .expect("spawn a worker"),
             )
