@@ -217,6 +217,8 @@ fn every_command_refuses_bad_values_without_writing() {
         (&["--database", "mysql://x", "jobs", "ls"], &["mysql://x", "accepted: sqlite://PATH"]),
         (&["--database", "sqlite://kyu.db?mode=ro", "jobs", "ls"], &["\"mode=ro\"", "synchronous=normal"]),
         (&["--database", "postgres://u@127.0.0.1:1/d?sslmode=bogus", "jobs", "ls"], &["bogus", "disable"]),
+        (&["--database", "postgres://u@127.0.0.1:1/d?statement_timeout=soon", "jobs", "ls"], &["\"soon\"", "statement_timeout"]),
+        (&["--database", "postgres://u@127.0.0.1:1/d?connect_timeout=-1", "jobs", "ls"], &["\"-1\"", "connect_timeout"]),
     ];
     let failures: Vec<String> = cases
         .iter()

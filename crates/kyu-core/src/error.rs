@@ -64,6 +64,18 @@ pub enum StoreError {
     /// The store has been shut down.
     #[error("the store is closed")]
     Closed,
+    /// The disk holding the database is full: the write was refused and
+    /// nothing of it was stored. Jobs already stored keep running (kyu keeps
+    /// a small reserve file beside the database for their results), and
+    /// writes resume by themselves once space is freed.
+    #[error(
+        "the disk holding {path} is full: nothing was written; free space on that disk \
+         (or move the database to a bigger one) and try again; jobs already stored keep running"
+    )]
+    DiskFull {
+        /// The database file.
+        path: String,
+    },
 }
 
 impl StoreError {

@@ -352,14 +352,17 @@ impl EventLog for PgStore {
     }
 
     async fn read_events(&self, after: EventId, limit: usize) -> Result<EventRead, StoreError> {
-        read(&self.inner.pool, self.s(), after, limit.max(1)).await
+        self.limit(async { read(&self.inner.pool, self.s(), after, limit.max(1)).await })
+            .await
     }
 
     async fn last_event_id(&self) -> Result<EventId, StoreError> {
-        last_id(&self.inner.pool, self.s()).await
+        self.limit(async { last_id(&self.inner.pool, self.s()).await })
+            .await
     }
 
     async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {
-        prune(&self.inner.pool, self.s(), before).await
+        self.limit(async { prune(&self.inner.pool, self.s(), before).await })
+            .await
     }
 }

@@ -49,6 +49,7 @@
 
 mod claim;
 mod control;
+mod deadline;
 mod enqueue;
 mod events;
 mod finish;
@@ -83,8 +84,12 @@ pub use lease::LEASE_EXPIRED;
 pub use schema::{check_schema, latest_version, DEFAULT_SCHEMA};
 /// The sqlx this crate is built with, for [`PgStore::enqueue_in`]'s transactions.
 pub use sqlx;
-pub use url::{is_postgres_url, redact as redact_url, split_url, UrlParams};
+pub use url::{
+    is_postgres_url, redact as redact_url, split_url, UrlParams, CALL_GRACE,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_STATEMENT_TIMEOUT,
+};
 
+use crate::deadline::Deadlines;
 use crate::notify::Notifier;
 use crate::row::db;
 
@@ -146,6 +151,8 @@ struct Inner {
     notify: Notifier,
     /// Sends event notifications to other processes.
     events: events::EventNotifier,
+    /// The time limits of calls (module `deadline`).
+    deadlines: Arc<Deadlines>,
 }
 
 /// The PostgreSQL [`Store`]. Cheap to clone: clones share one pool and one
@@ -183,25 +190,39 @@ impl PgStore {
         if let Some(m) = params.migrate {
             options.migrate = m;
         }
+        let deadlines = Deadlines::new(params.connect_timeout, params.statement_timeout);
         // One connection first, outside the pool: its error is the real
         // reason (refused, unknown database, bad password), where the pool
         // would only report that it timed out.
-        let first = PgConnection::connect_with(&connect)
-            .await
-            .map_err(|e| cannot_connect(url, &connect, e))?;
-        let _ = first.close().await;
-        let pool = PgPoolOptions::new()
+        let first =
+            match tokio::time::timeout(deadlines.connect, PgConnection::connect_with(&connect))
+                .await
+            {
+                Ok(first) => first.map_err(|e| cannot_connect(url, &connect, e))?,
+                Err(_) => {
+                    return Err(StoreError::Database(format!(
+                        "cannot connect to {}: no answer within connect_timeout ({} s); is the \
+                     server up and reachable? (raise connect_timeout=SECONDS in the URL for a \
+                     slow network)",
+                        redact_url(url),
+                        deadlines.connect.as_secs()
+                    )))
+                }
+            };
+        let _ = tokio::time::timeout(deadline::PING_LIMIT, first.close()).await;
+        let pool = deadlines
+            .pool_options()
             .max_connections(options.max_connections.max(1))
-            .acquire_timeout(options.acquire_timeout)
+            .acquire_timeout(options.acquire_timeout.max(deadlines.connect))
             .connect_lazy_with(connect.clone());
-        PgStore::build(pool, Some(connect), schema, options).await
+        PgStore::build(pool, Some(connect), schema, options, deadlines).await
     }
 
     /// A store over an existing pool (the application's own, for instance).
     /// Wake-ups listen on a connection made with the pool's options.
     pub async fn from_pool(pool: PgPool, options: PgOptions) -> Result<PgStore, StoreError> {
         let schema = options.schema.clone();
-        PgStore::build(pool, None, schema, options).await
+        PgStore::build(pool, None, schema, options, Deadlines::new(None, None)).await
     }
 
     async fn build(
@@ -209,6 +230,7 @@ impl PgStore {
         connect: Option<PgConnectOptions>,
         schema: String,
         options: PgOptions,
+        deadlines: Arc<Deadlines>,
     ) -> Result<PgStore, StoreError> {
         check_schema(&schema)?;
         if options.migrate {
@@ -227,7 +249,12 @@ impl PgStore {
         let notify = Notifier::new();
         if options.listen {
             let connect = connect.unwrap_or_else(|| (*pool.connect_options()).clone());
-            notify.listen(connect, channel.clone(), events::channel_of(&schema));
+            notify.listen(
+                connect,
+                channel.clone(),
+                events::channel_of(&schema),
+                deadlines.clone(),
+            );
         }
         let events = events::EventNotifier::start(pool.clone(), events::channel_of(&schema));
         tracing::debug!(schema, "kyu-postgres store ready");
@@ -240,6 +267,7 @@ impl PgStore {
                 limits: options.limits,
                 notify,
                 events,
+                deadlines,
             }),
         })
     }
@@ -323,6 +351,14 @@ impl PgStore {
         &self.inner.schema
     }
 
+    /// Runs one store call within its time limit (module `deadline`).
+    pub(crate) async fn limit<T>(
+        &self,
+        call: impl std::future::Future<Output = Result<T, StoreError>>,
+    ) -> Result<T, StoreError> {
+        self.inner.deadlines.limit(call).await
+    }
+
     async fn conn(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, StoreError> {
         self.inner.pool.acquire().await.map_err(db)
     }
@@ -362,29 +398,35 @@ impl Store for PgStore {
     }
 
     async fn enqueue(&self, jobs: Vec<NewJob>) -> Result<Vec<Enqueued>, StoreError> {
-        let mut conn = self.conn().await?;
-        let out = self.enqueue_in(&mut conn, jobs).await?;
-        if out.iter().any(|e| !e.duplicate) {
-            self.wake();
-        }
-        if !out.is_empty() {
-            self.events_written();
-        }
-        Ok(out)
+        self.limit(async {
+            let mut conn = self.conn().await?;
+            let out = self.enqueue_in(&mut conn, jobs).await?;
+            if out.iter().any(|e| !e.duplicate) {
+                self.wake();
+            }
+            if !out.is_empty() {
+                self.events_written();
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn claim(&self, claim: Claim) -> Result<Vec<ClaimedJob>, StoreError> {
-        if claim.limit == 0
-            || claim.queues.is_empty()
-            || claim.kinds.as_ref().is_some_and(Vec::is_empty)
-        {
-            return Ok(Vec::new());
-        }
-        let out = claim::claim(&self.inner.pool, self.s(), self.now(), &claim).await?;
-        if !out.is_empty() {
-            self.events_written();
-        }
-        Ok(out)
+        self.limit(async {
+            if claim.limit == 0
+                || claim.queues.is_empty()
+                || claim.kinds.as_ref().is_some_and(Vec::is_empty)
+            {
+                return Ok(Vec::new());
+            }
+            let out = claim::claim(&self.inner.pool, self.s(), self.now(), &claim).await?;
+            if !out.is_empty() {
+                self.events_written();
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn claim_job(
@@ -393,38 +435,44 @@ impl Store for PgStore {
         worker: &str,
         lease: Duration,
     ) -> Result<Option<ClaimedJob>, StoreError> {
-        let out =
-            claim::claim_job(&self.inner.pool, self.s(), self.now(), id, worker, lease).await?;
-        if out.is_some() {
-            self.events_written();
-        }
-        Ok(out)
+        self.limit(async {
+            let out =
+                claim::claim_job(&self.inner.pool, self.s(), self.now(), id, worker, lease).await?;
+            if out.is_some() {
+                self.events_written();
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn finish(&self, batch: Vec<Finish>) -> Result<Vec<FinishResult>, StoreError> {
-        if batch.is_empty() {
-            return Ok(Vec::new());
-        }
-        let out = finish::finish(
-            &self.inner.pool,
-            self.s(),
-            &self.inner.channel,
-            self.now(),
-            &batch,
-        )
-        .await?;
-        if out.iter().any(|r| {
-            matches!(
-                r,
-                FinishResult::Applied(JobState::Available | JobState::Scheduled)
+        self.limit(async {
+            if batch.is_empty() {
+                return Ok(Vec::new());
+            }
+            let out = finish::finish(
+                &self.inner.pool,
+                self.s(),
+                &self.inner.channel,
+                self.now(),
+                &batch,
             )
-        }) {
-            self.wake();
-        }
-        if out.iter().any(|r| matches!(r, FinishResult::Applied(_))) {
-            self.events_written();
-        }
-        Ok(out)
+            .await?;
+            if out.iter().any(|r| {
+                matches!(
+                    r,
+                    FinishResult::Applied(JobState::Available | JobState::Scheduled)
+                )
+            }) {
+                self.wake();
+            }
+            if out.iter().any(|r| matches!(r, FinishResult::Applied(_))) {
+                self.events_written();
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn heartbeat(
@@ -433,81 +481,100 @@ impl Store for PgStore {
         leases: &[LeaseRef],
         lease: Duration,
     ) -> Result<HeartbeatReply, StoreError> {
-        if leases.is_empty() {
-            return Ok(HeartbeatReply::default());
-        }
-        lease::heartbeat(&self.inner.pool, self.s(), self.now(), leases, lease).await
+        self.limit(async {
+            if leases.is_empty() {
+                return Ok(HeartbeatReply::default());
+            }
+            lease::heartbeat(&self.inner.pool, self.s(), self.now(), leases, lease).await
+        })
+        .await
     }
 
     async fn cancel_requests(&self, leases: &[LeaseRef]) -> Result<Vec<JobId>, StoreError> {
-        if leases.is_empty() {
-            return Ok(Vec::new());
-        }
-        lease::cancel_requests(&self.inner.pool, self.s(), leases).await
+        self.limit(async {
+            if leases.is_empty() {
+                return Ok(Vec::new());
+            }
+            lease::cancel_requests(&self.inner.pool, self.s(), leases).await
+        })
+        .await
     }
 
     async fn set_progress(&self, lease: LeaseRef, progress: Progress) -> Result<bool, StoreError> {
-        if progress.percent > 100 {
-            return Err(kyu_core::InvalidInput::new(
-                "progress.percent",
-                format!("{} is not accepted; give 0 to 100", progress.percent),
-            )
-            .into());
-        }
-        let done =
-            lease::set_progress(&self.inner.pool, self.s(), self.now(), lease, &progress).await?;
-        if done {
-            self.events_written();
-        }
-        Ok(done)
+        self.limit(async {
+            if progress.percent > 100 {
+                return Err(kyu_core::InvalidInput::new(
+                    "progress.percent",
+                    format!("{} is not accepted; give 0 to 100", progress.percent),
+                )
+                .into());
+            }
+            let done =
+                lease::set_progress(&self.inner.pool, self.s(), self.now(), lease, &progress)
+                    .await?;
+            if done {
+                self.events_written();
+            }
+            Ok(done)
+        })
+        .await
     }
 
     async fn reap_expired(&self, limit: usize) -> Result<Vec<Reaped>, StoreError> {
-        if limit == 0 {
-            return Ok(Vec::new());
-        }
-        let out = lease::reap_expired(
-            &self.inner.pool,
-            self.s(),
-            &self.inner.channel,
-            self.now(),
-            limit,
-        )
-        .await?;
-        if out.iter().any(|r| r.state == JobState::Available) {
-            self.wake();
-        }
-        if !out.is_empty() {
-            self.events_written();
-        }
-        Ok(out)
+        self.limit(async {
+            if limit == 0 {
+                return Ok(Vec::new());
+            }
+            let out = lease::reap_expired(
+                &self.inner.pool,
+                self.s(),
+                &self.inner.channel,
+                self.now(),
+                limit,
+            )
+            .await?;
+            if out.iter().any(|r| r.state == JobState::Available) {
+                self.wake();
+            }
+            if !out.is_empty() {
+                self.events_written();
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn cancel(&self, ids: &[JobId]) -> Result<Vec<CancelResult>, StoreError> {
-        let out = control::cancel(&self.inner.pool, self.s(), self.now(), ids).await?;
-        if out
-            .iter()
-            .any(|r| matches!(r, CancelResult::Cancelled | CancelResult::Requested))
-        {
-            self.events_written();
-        }
-        Ok(out)
+        self.limit(async {
+            let out = control::cancel(&self.inner.pool, self.s(), self.now(), ids).await?;
+            if out
+                .iter()
+                .any(|r| matches!(r, CancelResult::Cancelled | CancelResult::Requested))
+            {
+                self.events_written();
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn retry(&self, ids: &[JobId]) -> Result<Vec<RetryResult>, StoreError> {
-        let out = retry::retry(
-            &self.inner.pool,
-            self.s(),
-            &self.inner.channel,
-            self.now(),
-            ids,
-        )
-        .await?;
-        if out.contains(&RetryResult::Retried) {
-            self.wake();
-            self.events_written();
-        }
-        Ok(out)
+        self.limit(async {
+            let out = retry::retry(
+                &self.inner.pool,
+                self.s(),
+                &self.inner.channel,
+                self.now(),
+                ids,
+            )
+            .await?;
+            if out.contains(&RetryResult::Retried) {
+                self.wake();
+                self.events_written();
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn retry_failed(
@@ -515,71 +582,84 @@ impl Store for PgStore {
         queue: Option<&str>,
         kind: Option<&str>,
     ) -> Result<RetriedFailed, StoreError> {
-        let out = retry::retry_failed(
-            &self.inner.pool,
-            self.s(),
-            &self.inner.channel,
-            self.now(),
-            queue,
-            kind,
-        )
-        .await?;
-        if out.retried > 0 {
-            self.wake();
-            self.events_written();
-        }
-        Ok(out)
+        self.limit(async {
+            let out = retry::retry_failed(
+                &self.inner.pool,
+                self.s(),
+                &self.inner.channel,
+                self.now(),
+                queue,
+                kind,
+            )
+            .await?;
+            if out.retried > 0 {
+                self.wake();
+                self.events_written();
+            }
+            Ok(out)
+        })
+        .await
     }
 
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError> {
-        query::get(&self.inner.pool, self.s(), id).await
+        self.limit(async { query::get(&self.inner.pool, self.s(), id).await })
+            .await
     }
 
     async fn list(&self, filter: &JobFilter) -> Result<JobPage, StoreError> {
-        query::list(&self.inner.pool, self.s(), filter).await
+        self.limit(async { query::list(&self.inner.pool, self.s(), filter).await })
+            .await
     }
 
     async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {
-        query::queue_stats(&self.inner.pool, self.s()).await
+        self.limit(async { query::queue_stats(&self.inner.pool, self.s()).await })
+            .await
     }
 
     async fn pause_queue(&self, queue: &str) -> Result<(), StoreError> {
-        check_name("queue", queue)?;
-        let changed = control::set_paused(
-            &self.inner.pool,
-            self.s(),
-            &self.inner.channel,
-            self.now(),
-            queue,
-            true,
-        )
-        .await?;
-        if changed {
-            self.events_written();
-        }
-        Ok(())
+        self.limit(async {
+            check_name("queue", queue)?;
+            let changed = control::set_paused(
+                &self.inner.pool,
+                self.s(),
+                &self.inner.channel,
+                self.now(),
+                queue,
+                true,
+            )
+            .await?;
+            if changed {
+                self.events_written();
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn resume_queue(&self, queue: &str) -> Result<(), StoreError> {
-        check_name("queue", queue)?;
-        let changed = control::set_paused(
-            &self.inner.pool,
-            self.s(),
-            &self.inner.channel,
-            self.now(),
-            queue,
-            false,
-        )
-        .await?;
-        self.wake();
-        if changed {
-            self.events_written();
-        }
-        Ok(())
+        self.limit(async {
+            check_name("queue", queue)?;
+            let changed = control::set_paused(
+                &self.inner.pool,
+                self.s(),
+                &self.inner.channel,
+                self.now(),
+                queue,
+                false,
+            )
+            .await?;
+            self.wake();
+            if changed {
+                self.events_written();
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn next_scheduled(&self, queues: &[String]) -> Result<Option<DateTime<Utc>>, StoreError> {
-        query::next_scheduled(&self.inner.pool, self.s(), queues).await
+        self.limit(async { query::next_scheduled(&self.inner.pool, self.s(), queues).await })
+            .await
     }
 
     async fn delete_finished(
@@ -587,13 +667,16 @@ impl Store for PgStore {
         completed_before: DateTime<Utc>,
         failed_before: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
-        control::delete_finished(
-            &self.inner.pool,
-            self.s(),
-            self.now(),
-            completed_before,
-            failed_before,
-        )
+        self.limit(async {
+            control::delete_finished(
+                &self.inner.pool,
+                self.s(),
+                self.now(),
+                completed_before,
+                failed_before,
+            )
+            .await
+        })
         .await
     }
 }

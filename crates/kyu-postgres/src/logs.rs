@@ -11,6 +11,7 @@ use crate::PgStore;
 #[async_trait]
 impl LogStore for PgStore {
     async fn set_logs(&self, id: JobId, logs: AttemptLogs) -> Result<(), StoreError> {
+        self.limit(async {
         let schema = self.schema();
         let sql = format!(
             "INSERT INTO {schema}.job_logs (job_id, attempt, stdout, stderr, stdout_bytes, stderr_bytes) \
@@ -36,27 +37,32 @@ impl LogStore for PgStore {
             return Err(StoreError::NotFound(id));
         }
         Ok(())
+        })
+        .await
     }
 
     async fn logs(&self, id: JobId) -> Result<Vec<AttemptLogs>, StoreError> {
-        let rows: Vec<(i32, String, String, i64, i64)> = sqlx::query_as(&format!(
-            "SELECT attempt, stdout, stderr, stdout_bytes, stderr_bytes FROM {}.job_logs \
+        self.limit(async {
+            let rows: Vec<(i32, String, String, i64, i64)> = sqlx::query_as(&format!(
+                "SELECT attempt, stdout, stderr, stdout_bytes, stderr_bytes FROM {}.job_logs \
              WHERE job_id = $1 ORDER BY attempt",
-            self.schema()
-        ))
-        .bind(id)
-        .fetch_all(self.pool())
+                self.schema()
+            ))
+            .bind(id)
+            .fetch_all(self.pool())
+            .await
+            .map_err(db)?;
+            Ok(rows
+                .into_iter()
+                .map(|(attempt, stdout, stderr, so, se)| AttemptLogs {
+                    attempt: attempt as u32,
+                    stdout,
+                    stderr,
+                    stdout_bytes: so.max(0) as u64,
+                    stderr_bytes: se.max(0) as u64,
+                })
+                .collect())
+        })
         .await
-        .map_err(db)?;
-        Ok(rows
-            .into_iter()
-            .map(|(attempt, stdout, stderr, so, se)| AttemptLogs {
-                attempt: attempt as u32,
-                stdout,
-                stderr,
-                stdout_bytes: so.max(0) as u64,
-                stderr_bytes: se.max(0) as u64,
-            })
-            .collect())
     }
 }

@@ -12,8 +12,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener};
 use tokio::sync::watch;
+
+use crate::deadline::Deadlines;
 
 /// The wake-up channel of one store, and its listener task.
 pub(crate) struct Notifier {
@@ -56,13 +58,19 @@ impl Notifier {
     /// Starts the listener task on its own connection (not from the store's
     /// pool, so a busy pool never delays a wake-up), on the job channel and
     /// the events channel.
-    pub(crate) fn listen(&self, connect: PgConnectOptions, channel: String, events: String) {
+    pub(crate) fn listen(
+        &self,
+        connect: PgConnectOptions,
+        channel: String,
+        events: String,
+        deadlines: Arc<Deadlines>,
+    ) {
         let tx = Channels {
             jobs: self.tx.clone(),
             events: self.events.clone(),
             events_channel: events,
         };
-        let task = tokio::spawn(async move { listen_loop(connect, channel, tx).await });
+        let task = tokio::spawn(async move { listen_loop(connect, channel, tx, deadlines).await });
         *self.task.lock().expect("notifier lock") = Some(task);
     }
 }
@@ -93,11 +101,20 @@ impl Channels {
     }
 }
 
-async fn listen_loop(connect: PgConnectOptions, channel: String, tx: Channels) {
+/// How long the listener waits for a notification before it checks that
+/// its connection still answers.
+const QUIET_CHECK: Duration = Duration::from_secs(10);
+
+async fn listen_loop(
+    connect: PgConnectOptions,
+    channel: String,
+    tx: Channels,
+    deadlines: Arc<Deadlines>,
+) {
     // Runs until the store drops its Notifier, which aborts this task.
     let mut pause = Duration::from_millis(100);
     loop {
-        let e = listen(&connect, &channel, &tx, &mut pause).await;
+        let e = listen(&connect, &channel, &tx, &mut pause, &deadlines).await;
         tracing::warn!(error = %e, retry_in = ?pause, "kyu-postgres: the wake-up listener lost its connection; workers poll meanwhile");
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_secs(5));
@@ -108,35 +125,57 @@ async fn listen_loop(connect: PgConnectOptions, channel: String, tx: Channels) {
 /// a dropped connection by itself (`try_recv` then yields `None`); every
 /// (re)connection bumps the channel, since notifications sent meanwhile are
 /// lost and workers should look once.
+///
+/// A network that stops answering sends no error: after [`QUIET_CHECK`]
+/// without a notification the listener runs `SELECT 1`, and a connection
+/// that does not answer within the store's call limit is given up and made
+/// again (connecting within `connect_timeout`).
 async fn listen(
     connect: &PgConnectOptions,
     channel: &str,
     tx: &Channels,
     pause: &mut Duration,
+    deadlines: &Arc<Deadlines>,
 ) -> sqlx::Error {
-    let pool = match PgPoolOptions::new()
+    let timed_out = |what: &str| {
+        sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!("{what}: no answer within {:?}", deadlines.call()),
+        ))
+    };
+    let pool = deadlines
+        .pool_options()
         .max_connections(1)
-        .connect_with(connect.clone())
-        .await
+        .acquire_timeout(deadlines.connect)
+        .connect_lazy_with(connect.clone());
+    let mut listener = match tokio::time::timeout(deadlines.call(), async {
+        let mut l = PgListener::connect_with(&pool).await?;
+        l.listen_all([channel, tx.events_channel.as_str()]).await?;
+        Ok::<_, sqlx::Error>(l)
+    })
+    .await
     {
-        Ok(p) => p,
-        Err(e) => return e,
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => return e,
+        Err(_) => return timed_out("LISTEN"),
     };
-    let mut listener = match PgListener::connect_with(&pool).await {
-        Ok(l) => l,
-        Err(e) => return e,
-    };
-    if let Err(e) = listener
-        .listen_all([channel, tx.events_channel.as_str()])
-        .await
-    {
-        return e;
-    }
     tracing::debug!(channel, "kyu-postgres: listening for wake-ups");
     *pause = Duration::from_millis(100);
     tx.both();
     loop {
-        match listener.try_recv().await {
+        let Ok(received) = tokio::time::timeout(QUIET_CHECK, listener.try_recv()).await else {
+            match tokio::time::timeout(
+                deadlines.call(),
+                sqlx::query("SELECT 1").execute(&mut listener),
+            )
+            .await
+            {
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => return e,
+                Err(_) => return timed_out("the wake-up listener's check"),
+            }
+        };
+        match received {
             Ok(Some(n)) if n.channel() == tx.events_channel => bump(&tx.events),
             Ok(Some(_)) => tx.both(),
             Ok(None) => {

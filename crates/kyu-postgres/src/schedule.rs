@@ -184,74 +184,84 @@ type FireRow = (String, String, Option<i64>, Option<DateTime<Utc>>);
 #[async_trait]
 impl ScheduleStore for PgStore {
     async fn upsert_schedule(&self, spec: ScheduleSpec) -> Result<ScheduleRecord, StoreError> {
-        spec.validate(&self.inner.limits)?;
-        let now = self.now();
-        let mut conn = self.conn().await?;
-        let mut tx = conn.begin().await.map_err(db)?;
-        let rec = upsert_in(&mut tx, self.schema(), now, &spec, false).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(rec)
+        self.limit(async {
+            spec.validate(&self.inner.limits)?;
+            let now = self.now();
+            let mut conn = self.conn().await?;
+            let mut tx = conn.begin().await.map_err(db)?;
+            let rec = upsert_in(&mut tx, self.schema(), now, &spec, false).await?;
+            tx.commit().await.map_err(db)?;
+            Ok(rec)
+        })
+        .await
     }
 
     async fn sync_config_schedules(
         &self,
         declared: Vec<schedule::ConfigSchedule>,
     ) -> Result<schedule::ConfigSync, StoreError> {
-        for d in &declared {
-            d.spec.validate(&self.inner.limits)?;
-        }
-        let s = self.schema();
-        let now = self.now();
-        let mut conn = self.conn().await?;
-        let mut tx = conn.begin().await.map_err(db)?;
-        // Rows are locked in name order, so processes syncing at once queue
-        // instead of deadlocking.
-        let mut order: Vec<&schedule::ConfigSchedule> = declared.iter().collect();
-        order.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
-        let mut by_name = std::collections::HashMap::new();
-        for d in order {
-            let stored: Option<bool> = sqlx::query_scalar(&format!(
-                "SELECT enabled FROM {s}.schedules WHERE name = $1 FOR UPDATE"
-            ))
-            .bind(&d.spec.name)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(db)?;
-            let spec = d.spec.clone().enabled(d.enabled_given(stored));
-            let rec = upsert_in(&mut tx, s, now, &spec, true).await?;
-            by_name.insert(d.spec.name.clone(), rec);
-        }
-        let names: Vec<String> = declared.iter().map(|d| d.spec.name.clone()).collect();
-        let mut removed: Vec<String> = sqlx::query_scalar(&format!(
+        self.limit(async {
+            for d in &declared {
+                d.spec.validate(&self.inner.limits)?;
+            }
+            let s = self.schema();
+            let now = self.now();
+            let mut conn = self.conn().await?;
+            let mut tx = conn.begin().await.map_err(db)?;
+            // Rows are locked in name order, so processes syncing at once queue
+            // instead of deadlocking.
+            let mut order: Vec<&schedule::ConfigSchedule> = declared.iter().collect();
+            order.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+            let mut by_name = std::collections::HashMap::new();
+            for d in order {
+                let stored: Option<bool> = sqlx::query_scalar(&format!(
+                    "SELECT enabled FROM {s}.schedules WHERE name = $1 FOR UPDATE"
+                ))
+                .bind(&d.spec.name)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db)?;
+                let spec = d.spec.clone().enabled(d.enabled_given(stored));
+                let rec = upsert_in(&mut tx, s, now, &spec, true).await?;
+                by_name.insert(d.spec.name.clone(), rec);
+            }
+            let names: Vec<String> = declared.iter().map(|d| d.spec.name.clone()).collect();
+            let mut removed: Vec<String> = sqlx::query_scalar(&format!(
             "DELETE FROM {s}.schedules WHERE from_config AND NOT (name = ANY($1)) RETURNING name"
         ))
-        .bind(&names)
-        .fetch_all(&mut *tx)
+            .bind(&names)
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(db)?;
+            tx.commit().await.map_err(db)?;
+            removed.sort();
+            let schedules = declared
+                .iter()
+                .filter_map(|d| by_name.remove(&d.spec.name))
+                .collect();
+            Ok(schedule::ConfigSync { schedules, removed })
+        })
         .await
-        .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        removed.sort();
-        let schedules = declared
-            .iter()
-            .filter_map(|d| by_name.remove(&d.spec.name))
-            .collect();
-        Ok(schedule::ConfigSync { schedules, removed })
     }
 
     async fn delete_schedule(&self, name: &str) -> Result<bool, StoreError> {
-        let n = sqlx::query(&format!(
-            "DELETE FROM {}.schedules WHERE name = $1",
-            self.schema()
-        ))
-        .bind(name)
-        .execute(self.pool())
+        self.limit(async {
+            let n = sqlx::query(&format!(
+                "DELETE FROM {}.schedules WHERE name = $1",
+                self.schema()
+            ))
+            .bind(name)
+            .execute(self.pool())
+            .await
+            .map_err(db)?
+            .rows_affected();
+            Ok(n > 0)
+        })
         .await
-        .map_err(db)?
-        .rows_affected();
-        Ok(n > 0)
     }
 
     async fn set_schedule_enabled(&self, name: &str, enabled: bool) -> Result<bool, StoreError> {
+        self.limit(async {
         let s = self.schema();
         let now = self.now();
         let mut conn = self.conn().await?;
@@ -286,20 +296,29 @@ impl ScheduleStore for PgStore {
         }
         tx.commit().await.map_err(db)?;
         Ok(true)
+        })
+        .await
     }
 
     async fn get_schedule(&self, name: &str) -> Result<Option<ScheduleRecord>, StoreError> {
-        let mut conn = self.conn().await?;
-        get(&mut conn, self.schema(), name).await
+        self.limit(async {
+            let mut conn = self.conn().await?;
+            get(&mut conn, self.schema(), name).await
+        })
+        .await
     }
 
     async fn list_schedules(&self) -> Result<Vec<ScheduleRecord>, StoreError> {
-        let sql = format!("SELECT {} ORDER BY s.name", columns(self.schema()));
-        let rows = sqlx::query(&sql).fetch_all(self.pool()).await.map_err(db)?;
-        rows.iter().map(record_from_row).collect()
+        self.limit(async {
+            let sql = format!("SELECT {} ORDER BY s.name", columns(self.schema()));
+            let rows = sqlx::query(&sql).fetch_all(self.pool()).await.map_err(db)?;
+            rows.iter().map(record_from_row).collect()
+        })
+        .await
     }
 
     async fn due_schedules(&self, now: DateTime<Utc>) -> Result<Vec<ScheduleRecord>, StoreError> {
+        self.limit(async {
         let sql = format!(
             "SELECT {} WHERE s.enabled AND (s.next_fire_at <= $1 OR (s.buffered_fire_at IS NOT NULL \
              AND (j.state IS NULL OR j.state IN ('completed', 'failed', 'cancelled')))) \
@@ -312,69 +331,76 @@ impl ScheduleStore for PgStore {
             .await
             .map_err(db)?;
         rows.iter().map(record_from_row).collect()
+        })
+        .await
     }
 
     async fn fire_schedule(&self, f: Fire) -> Result<FireResult, StoreError> {
-        let s = self.schema();
-        let limits = self.inner.limits;
-        let mut conn = self.conn().await?;
-        let mut tx = conn.begin().await.map_err(db)?;
-        // The compare-and-set: only the scheduler that read the current next fire time wins.
-        let row: Option<FireRow> = sqlx::query_as(&format!(
-            "UPDATE {s}.schedules SET next_fire_at = $3 \
+        self.limit(async {
+            let s = self.schema();
+            let limits = self.inner.limits;
+            let mut conn = self.conn().await?;
+            let mut tx = conn.begin().await.map_err(db)?;
+            // The compare-and-set: only the scheduler that read the current next fire time wins.
+            let row: Option<FireRow> = sqlx::query_as(&format!(
+                "UPDATE {s}.schedules SET next_fire_at = $3 \
              WHERE name = $1 AND next_fire_at = $2 AND enabled \
              RETURNING job, overlap, last_job_id, buffered_fire_at"
-        ))
-        .bind(&f.name)
-        .bind(f.expected_next_fire_at)
-        .bind(f.new_next_fire_at)
-        .fetch_optional(&mut *tx)
+            ))
+            .bind(&f.name)
+            .bind(f.expected_next_fire_at)
+            .bind(f.new_next_fire_at)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            let Some((template, overlap, last_job_id, buffered)) = row else {
+                return Ok(FireResult::Lost);
+            };
+            let result = if !f.enqueue {
+                let e =
+                    schedule::skip_event(self.now(), &f.name, f.fire_time, &SkipReason::Misfire);
+                crate::events::write_one(&mut tx, s, &e).await?;
+                FireResult::Skipped {
+                    reason: SkipReason::Misfire,
+                }
+            } else {
+                let overlap: schedule::OverlapPolicy = overlap.parse()?;
+                let last = job_state(&mut tx, s, last_job_id).await?;
+                match overlap.decide(last, buffered.is_some()) {
+                    OverlapDecision::Enqueue => {
+                        let job =
+                            insert_job(&mut tx, self, &limits, &f.name, &template, f.fire_time)
+                                .await?;
+                        FireResult::Fired { job }
+                    }
+                    OverlapDecision::Buffer => {
+                        sqlx::query(&format!(
+                            "UPDATE {s}.schedules SET buffered_fire_at = $2 WHERE name = $1"
+                        ))
+                        .bind(&f.name)
+                        .bind(f.fire_time)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(db)?;
+                        FireResult::Buffered
+                    }
+                    OverlapDecision::Skip(reason) => {
+                        let e = schedule::skip_event(self.now(), &f.name, f.fire_time, &reason);
+                        crate::events::write_one(&mut tx, s, &e).await?;
+                        FireResult::Skipped { reason }
+                    }
+                }
+            };
+            tx.commit().await.map_err(db)?;
+            if matches!(result, FireResult::Fired { .. }) {
+                self.wake();
+            }
+            if !matches!(result, FireResult::Buffered) {
+                self.events_written();
+            }
+            Ok(result)
+        })
         .await
-        .map_err(db)?;
-        let Some((template, overlap, last_job_id, buffered)) = row else {
-            return Ok(FireResult::Lost);
-        };
-        let result = if !f.enqueue {
-            let e = schedule::skip_event(self.now(), &f.name, f.fire_time, &SkipReason::Misfire);
-            crate::events::write_one(&mut tx, s, &e).await?;
-            FireResult::Skipped {
-                reason: SkipReason::Misfire,
-            }
-        } else {
-            let overlap: schedule::OverlapPolicy = overlap.parse()?;
-            let last = job_state(&mut tx, s, last_job_id).await?;
-            match overlap.decide(last, buffered.is_some()) {
-                OverlapDecision::Enqueue => {
-                    let job =
-                        insert_job(&mut tx, self, &limits, &f.name, &template, f.fire_time).await?;
-                    FireResult::Fired { job }
-                }
-                OverlapDecision::Buffer => {
-                    sqlx::query(&format!(
-                        "UPDATE {s}.schedules SET buffered_fire_at = $2 WHERE name = $1"
-                    ))
-                    .bind(&f.name)
-                    .bind(f.fire_time)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db)?;
-                    FireResult::Buffered
-                }
-                OverlapDecision::Skip(reason) => {
-                    let e = schedule::skip_event(self.now(), &f.name, f.fire_time, &reason);
-                    crate::events::write_one(&mut tx, s, &e).await?;
-                    FireResult::Skipped { reason }
-                }
-            }
-        };
-        tx.commit().await.map_err(db)?;
-        if matches!(result, FireResult::Fired { .. }) {
-            self.wake();
-        }
-        if !matches!(result, FireResult::Buffered) {
-            self.events_written();
-        }
-        Ok(result)
     }
 
     async fn fire_buffered(
@@ -382,65 +408,71 @@ impl ScheduleStore for PgStore {
         name: &str,
         fire_time: DateTime<Utc>,
     ) -> Result<FireResult, StoreError> {
-        let s = self.schema();
-        let limits = self.inner.limits;
-        let mut conn = self.conn().await?;
-        let mut tx = conn.begin().await.map_err(db)?;
-        let row: Option<(String, Option<i64>)> = sqlx::query_as(&format!(
-            "SELECT job, last_job_id FROM {s}.schedules \
+        self.limit(async {
+            let s = self.schema();
+            let limits = self.inner.limits;
+            let mut conn = self.conn().await?;
+            let mut tx = conn.begin().await.map_err(db)?;
+            let row: Option<(String, Option<i64>)> = sqlx::query_as(&format!(
+                "SELECT job, last_job_id FROM {s}.schedules \
              WHERE name = $1 AND buffered_fire_at = $2 AND enabled FOR UPDATE"
-        ))
-        .bind(name)
-        .bind(fire_time)
-        .fetch_optional(&mut *tx)
+            ))
+            .bind(name)
+            .bind(fire_time)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            let Some((template, last_job_id)) = row else {
+                return Ok(FireResult::Lost);
+            };
+            if let Some((id, state)) = job_state(&mut tx, s, last_job_id)
+                .await?
+                .filter(|(_, st)| !st.is_finished())
+            {
+                return Ok(FireResult::Skipped {
+                    reason: SkipReason::Overlap {
+                        last_job: id,
+                        state,
+                    },
+                });
+            }
+            sqlx::query(&format!(
+                "UPDATE {s}.schedules SET buffered_fire_at = NULL WHERE name = $1"
+            ))
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            let job = insert_job(&mut tx, self, &limits, name, &template, fire_time).await?;
+            tx.commit().await.map_err(db)?;
+            self.wake();
+            self.events_written();
+            Ok(FireResult::Fired { job })
+        })
         .await
-        .map_err(db)?;
-        let Some((template, last_job_id)) = row else {
-            return Ok(FireResult::Lost);
-        };
-        if let Some((id, state)) = job_state(&mut tx, s, last_job_id)
-            .await?
-            .filter(|(_, st)| !st.is_finished())
-        {
-            return Ok(FireResult::Skipped {
-                reason: SkipReason::Overlap {
-                    last_job: id,
-                    state,
-                },
-            });
-        }
-        sqlx::query(&format!(
-            "UPDATE {s}.schedules SET buffered_fire_at = NULL WHERE name = $1"
-        ))
-        .bind(name)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        let job = insert_job(&mut tx, self, &limits, name, &template, fire_time).await?;
-        tx.commit().await.map_err(db)?;
-        self.wake();
-        self.events_written();
-        Ok(FireResult::Fired { job })
     }
 
     async fn trigger_schedule(&self, name: &str) -> Result<Option<JobId>, StoreError> {
-        let s = self.schema();
-        let limits = self.inner.limits;
-        let now = self.now();
-        let mut conn = self.conn().await?;
-        let mut tx = conn.begin().await.map_err(db)?;
-        let template: Option<String> = sqlx::query_scalar(&format!(
-            "SELECT job FROM {s}.schedules WHERE name = $1 FOR UPDATE"
-        ))
-        .bind(name)
-        .fetch_optional(&mut *tx)
+        self.limit(async {
+            let s = self.schema();
+            let limits = self.inner.limits;
+            let now = self.now();
+            let mut conn = self.conn().await?;
+            let mut tx = conn.begin().await.map_err(db)?;
+            let template: Option<String> = sqlx::query_scalar(&format!(
+                "SELECT job FROM {s}.schedules WHERE name = $1 FOR UPDATE"
+            ))
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+            let Some(t) = template else { return Ok(None) };
+            let job = insert_job(&mut tx, self, &limits, name, &t, now).await?;
+            tx.commit().await.map_err(db)?;
+            self.wake();
+            self.events_written();
+            Ok(Some(job))
+        })
         .await
-        .map_err(db)?;
-        let Some(t) = template else { return Ok(None) };
-        let job = insert_job(&mut tx, self, &limits, name, &t, now).await?;
-        tx.commit().await.map_err(db)?;
-        self.wake();
-        self.events_written();
-        Ok(Some(job))
     }
 }

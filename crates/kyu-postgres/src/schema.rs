@@ -163,6 +163,12 @@ pub fn latest_version() -> i64 {
 /// from the schema name, so concurrent starters apply each migration once.
 pub(crate) async fn migrate(pool: &PgPool, schema: &str) -> Result<Vec<i64>, StoreError> {
     let mut tx = pool.begin().await.map_err(db)?;
+    // A migration may build indexes on big tables: kyu's statement_timeout
+    // (module `deadline`) is for calls, not for this.
+    sqlx::query("SET LOCAL statement_timeout = 0")
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
         .bind(format!("kyu-migrate:{schema}"))
         .execute(&mut *tx)

@@ -67,83 +67,101 @@ impl PgStore {
 #[async_trait]
 impl TokenStore for PgStore {
     async fn create_token(&self, token: NewToken) -> Result<bool, StoreError> {
-        let mut conn = self.pool().acquire().await.map_err(db)?;
-        self.insert_token(&mut conn, &token).await
+        self.limit(async {
+            let mut conn = self.pool().acquire().await.map_err(db)?;
+            self.insert_token(&mut conn, &token).await
+        })
+        .await
     }
 
     async fn create_first_token(&self, token: NewToken) -> Result<bool, StoreError> {
-        let schema = self.schema();
-        let mut tx = self.pool().begin().await.map_err(db)?;
-        // The lock makes "no token yet" and the insert one step: of two
-        // first starts, the second waits and then sees the first's token.
-        sqlx::query(&format!(
-            "LOCK TABLE {schema}.api_tokens IN SHARE ROW EXCLUSIVE MODE"
-        ))
-        .execute(&mut *tx)
+        self.limit(async {
+            let schema = self.schema();
+            let mut tx = self.pool().begin().await.map_err(db)?;
+            // The lock makes "no token yet" and the insert one step: of two
+            // first starts, the second waits and then sees the first's token.
+            sqlx::query(&format!(
+                "LOCK TABLE {schema}.api_tokens IN SHARE ROW EXCLUSIVE MODE"
+            ))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+            let any: Option<i32> =
+                sqlx::query_scalar(&format!("SELECT 1 FROM {schema}.api_tokens LIMIT 1"))
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db)?;
+            if any.is_some() {
+                return Ok(false);
+            }
+            let made = self.insert_token(&mut tx, &token).await?;
+            tx.commit().await.map_err(db)?;
+            Ok(made)
+        })
         .await
-        .map_err(db)?;
-        let any: Option<i32> =
-            sqlx::query_scalar(&format!("SELECT 1 FROM {schema}.api_tokens LIMIT 1"))
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db)?;
-        if any.is_some() {
-            return Ok(false);
-        }
-        let made = self.insert_token(&mut tx, &token).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(made)
     }
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRecord>, StoreError> {
-        let schema = self.schema();
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM {schema}.api_tokens WHERE hash = $1"
-        ))
-        .bind(hash)
-        .fetch_optional(self.pool())
+        self.limit(async {
+            let schema = self.schema();
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM {schema}.api_tokens WHERE hash = $1"
+            ))
+            .bind(hash)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(token_from_row)
+            .transpose()
+        })
         .await
-        .map_err(db)?
-        .as_ref()
-        .map(token_from_row)
-        .transpose()
     }
 
     async fn list_tokens(&self) -> Result<Vec<TokenRecord>, StoreError> {
-        let schema = self.schema();
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM {schema}.api_tokens ORDER BY name"
-        ))
-        .fetch_all(self.pool())
+        self.limit(async {
+            let schema = self.schema();
+            sqlx::query(&format!(
+                "SELECT {COLUMNS} FROM {schema}.api_tokens ORDER BY name"
+            ))
+            .fetch_all(self.pool())
+            .await
+            .map_err(db)?
+            .iter()
+            .map(token_from_row)
+            .collect()
+        })
         .await
-        .map_err(db)?
-        .iter()
-        .map(token_from_row)
-        .collect()
     }
 
     async fn revoke_token(&self, name: &str) -> Result<bool, StoreError> {
-        let schema = self.schema();
-        let n = sqlx::query(&format!("DELETE FROM {schema}.api_tokens WHERE name = $1"))
-            .bind(name)
-            .execute(self.pool())
-            .await
-            .map_err(db)?
-            .rows_affected();
-        Ok(n == 1)
+        self.limit(async {
+            let schema = self.schema();
+            let n = sqlx::query(&format!("DELETE FROM {schema}.api_tokens WHERE name = $1"))
+                .bind(name)
+                .execute(self.pool())
+                .await
+                .map_err(db)?
+                .rows_affected();
+            Ok(n == 1)
+        })
+        .await
     }
 
     async fn secret(&self, name: &str, candidate: &str) -> Result<String, StoreError> {
-        let schema = self.schema();
-        // The no-op update makes RETURNING give the stored row when it exists.
-        sqlx::query_scalar(&format!(
-            "INSERT INTO {schema}.secrets (name, value) VALUES ($1, $2) \
+        self.limit(async {
+            let schema = self.schema();
+            // The no-op update makes RETURNING give the stored row when it exists.
+            sqlx::query_scalar(&format!(
+                "INSERT INTO {schema}.secrets (name, value) VALUES ($1, $2) \
              ON CONFLICT (name) DO UPDATE SET value = {schema}.secrets.value RETURNING value"
-        ))
-        .bind(name)
-        .bind(candidate)
-        .fetch_one(self.pool())
+            ))
+            .bind(name)
+            .bind(candidate)
+            .fetch_one(self.pool())
+            .await
+            .map_err(db)
+        })
         .await
-        .map_err(db)
     }
 }

@@ -5,9 +5,13 @@
 //! `sslkey`) are checked and settled as libpq reads them (see the `tls`
 //! module). Two are kyu's own: `schema=NAME` chooses the schema kyu's tables
 //! live in, and `migrate=false` stops connect from applying migrations (run
-//! `kyu migrate` instead).
+//! `kyu migrate` instead). Two bound the time a call may take, so that no
+//! call waits forever on a network that stopped answering:
+//! `connect_timeout=SECONDS` (libpq's) and `statement_timeout=TIME`
+//! (PostgreSQL's setting, applied to every connection).
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use kyu_core::StoreError;
 use sqlx::postgres::PgConnectOptions;
@@ -26,6 +30,71 @@ pub struct UrlParams {
     pub schema: Option<String>,
     /// `migrate=true|false`, if given.
     pub migrate: Option<bool>,
+    /// `connect_timeout=SECONDS` (libpq's parameter and unit), if given:
+    /// how long making one connection may take. Default
+    /// [`DEFAULT_CONNECT_TIMEOUT`].
+    pub connect_timeout: Option<Duration>,
+    /// `statement_timeout=TIME` (PostgreSQL's setting: milliseconds, or a
+    /// number with `ms`, `s`, `min` or `h`), if given. Set on every
+    /// connection kyu makes; a store call that gets no answer within it
+    /// plus [`CALL_GRACE`] fails and its connection is closed. Default
+    /// [`DEFAULT_STATEMENT_TIMEOUT`].
+    pub statement_timeout: Option<Duration>,
+}
+
+/// How long making one connection may take unless the URL says
+/// `connect_timeout=SECONDS`.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The `statement_timeout` kyu sets unless the URL gives one.
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a store call may take beyond `statement_timeout` before kyu gives
+/// up on the connection (the server's own cancel, a clear error, normally
+/// comes first).
+pub const CALL_GRACE: Duration = Duration::from_secs(2);
+
+/// The largest `connect_timeout` and `statement_timeout` accepted.
+const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// `connect_timeout=VALUE`: whole seconds, as libpq reads it, 1 to 3600.
+fn parse_connect_timeout(v: &str) -> Result<Duration, String> {
+    match v.parse::<u64>() {
+        Ok(n) if n >= 1 && n <= MAX_TIMEOUT.as_secs() => Ok(Duration::from_secs(n)),
+        _ => Err(format!(
+            "connect_timeout parameter: {v:?} is not accepted; give a whole number of \
+             seconds from 1 to 3600, e.g. connect_timeout=10 (kyu does not wait forever, \
+             so 0 is refused)"
+        )),
+    }
+}
+
+/// `statement_timeout=VALUE`: milliseconds, or a number with `ms`, `s`,
+/// `min` or `h`, as PostgreSQL reads it; from 1 ms to 1 h.
+fn parse_statement_timeout(v: &str) -> Result<Duration, String> {
+    let bad = || {
+        format!(
+            "statement_timeout parameter: {v:?} is not accepted; give milliseconds or a \
+             number with ms, s, min or h, from 1ms to 1h, e.g. statement_timeout=30s \
+             (kyu does not wait forever, so 0 is refused)"
+        )
+    };
+    let split = v.find(|c: char| !c.is_ascii_digit()).unwrap_or(v.len());
+    let (n, unit) = v.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let ms = match unit.trim() {
+        "" | "ms" => Some(n),
+        "s" => n.checked_mul(1000),
+        "min" => n.checked_mul(60_000),
+        "h" => n.checked_mul(3_600_000),
+        _ => None,
+    }
+    .ok_or_else(bad)?;
+    let d = Duration::from_millis(ms);
+    if d.is_zero() || d > MAX_TIMEOUT {
+        return Err(bad());
+    }
+    Ok(d)
 }
 
 /// Splits `url` into sqlx connect options and kyu's own parameters.
@@ -77,6 +146,12 @@ pub fn split_url(url: &str) -> Result<(PgConnectOptions, UrlParams), StoreError>
                         )))
                     }
                 });
+            }
+            Some(("connect_timeout", v)) => {
+                params.connect_timeout = Some(parse_connect_timeout(v).map_err(bad)?);
+            }
+            Some(("statement_timeout", v)) => {
+                params.statement_timeout = Some(parse_statement_timeout(v).map_err(bad)?);
             }
             Some((name, v)) => {
                 if tls.take(name, v).map_err(bad)? {
@@ -276,6 +351,47 @@ mod tests {
             e.contains("sslrootcert=system needs sslmode=verify-full"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn time_limits_are_read_and_bad_ones_refused() {
+        let (_, p) = split_url("postgres://h/db?connect_timeout=5&statement_timeout=1500").unwrap();
+        assert_eq!(p.connect_timeout, Some(Duration::from_secs(5)));
+        assert_eq!(p.statement_timeout, Some(Duration::from_millis(1500)));
+        for (v, ms) in [
+            ("250ms", 250),
+            ("2s", 2000),
+            ("1min", 60_000),
+            ("1h", 3_600_000),
+        ] {
+            let (_, p) = split_url(&format!("postgres://h/db?statement_timeout={v}")).unwrap();
+            assert_eq!(p.statement_timeout, Some(Duration::from_millis(ms)), "{v}");
+        }
+        for v in ["0", "-1", "soon", "2h", "", "1.5s", "5 days"] {
+            let e = split_url(&format!("postgres://u:pw@h/db?statement_timeout={v}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!(
+                    "statement_timeout parameter: {v:?} is not accepted"
+                )),
+                "{e}"
+            );
+            assert!(e.contains("ms, s, min or h"), "{e}");
+            assert!(!e.contains("pw@"), "{e}");
+        }
+        for v in ["0", "-1", "10s", "3601", ""] {
+            let e = split_url(&format!("postgres://h/db?connect_timeout={v}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains(&format!("connect_timeout parameter: {v:?} is not accepted")),
+                "{e}"
+            );
+            assert!(e.contains("whole number of seconds from 1 to 3600"), "{e}");
+        }
+        let (_, p) = split_url("postgres://h/db").unwrap();
+        assert_eq!((p.connect_timeout, p.statement_timeout), (None, None));
     }
 
     #[test]

@@ -49,6 +49,7 @@ mod logs;
 mod notify;
 mod open_error;
 mod query;
+mod reserve;
 mod retention;
 mod row;
 mod schedule;
@@ -72,9 +73,11 @@ use kyu_core::{
 use rusqlite::{Connection, OpenFlags};
 
 pub use lease::LEASE_EXPIRED;
+pub use reserve::RESERVE_BYTES;
 pub use url::{parse_location, split_params, Location};
 
 use crate::notify::Notifier;
+use crate::reserve::Reserve;
 use crate::row::db;
 use crate::writer::{Op, Pending};
 
@@ -181,6 +184,8 @@ struct Inner {
     events: Arc<Notifier>,
     limits: Limits,
     location: Location,
+    /// The reserve file of a file database (module `reserve`).
+    reserve: Option<Arc<Reserve>>,
 }
 
 impl Drop for Inner {
@@ -274,6 +279,9 @@ impl SqliteStore {
             Location::File(path) if open_error::permission_problem(path).is_some() => {
                 open_error::open_failed(path, e)
             }
+            Location::File(path) if matches!(e, StoreError::DiskFull { .. }) => {
+                reserve::full_error(path)
+            }
             _ => e,
         })?;
 
@@ -289,15 +297,29 @@ impl SqliteStore {
                 Some(wake_dir(path)),
             ),
         };
+        let reserve = match &location {
+            Location::Memory => None,
+            Location::File(path) => Some(Arc::new(Reserve::new(path))),
+        };
         let notify = Arc::new(Notifier::new(wake_dir.clone(), "sock"));
         let events = Arc::new(Notifier::new(wake_dir, "events"));
         let (tx, rx) = mpsc::channel();
         let thread_notify = notify.clone();
         let thread_events = events.clone();
         let max_group = options.max_group.max(1);
+        let thread_reserve = reserve.clone();
         std::thread::Builder::new()
             .name("kyu-sqlite-writer".into())
-            .spawn(move || writer::run(conn, rx, max_group, thread_notify, thread_events))
+            .spawn(move || {
+                writer::run(
+                    conn,
+                    rx,
+                    max_group,
+                    thread_notify,
+                    thread_events,
+                    thread_reserve,
+                )
+            })
             .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
         tracing::debug!(location = ?location, "kyu-sqlite store opened");
         Ok(SqliteStore {
@@ -309,6 +331,7 @@ impl SqliteStore {
                 events,
                 limits: options.limits,
                 location,
+                reserve,
             }),
         })
     }
@@ -326,7 +349,33 @@ impl SqliteStore {
     {
         let (op, rx) = Pending::queue(wakes, f);
         self.inner.writer.send(op).map_err(|_| StoreError::Closed)?;
-        rx.await.map_err(|_| StoreError::Closed)?
+        let r = rx.await.map_err(|_| StoreError::Closed)?;
+        r.map_err(|e| self.named(e))
+    }
+
+    /// Refuses a write that adds jobs while the disk is full (see module
+    /// `reserve`): nothing is written, and the space left goes to the jobs
+    /// already stored.
+    pub(crate) fn check_space(&self) -> Result<(), StoreError> {
+        match &self.inner.reserve {
+            Some(r) => r.ensure(),
+            None => Ok(()),
+        }
+    }
+
+    /// A full-disk error named with this store's file.
+    fn named(&self, e: StoreError) -> StoreError {
+        match (e, &self.inner.location) {
+            (StoreError::DiskFull { path }, Location::File(p)) if path.is_empty() => {
+                reserve::full_error(p)
+            }
+            (StoreError::DiskFull { path }, Location::Memory) if path.is_empty() => {
+                StoreError::DiskFull {
+                    path: ":memory:".into(),
+                }
+            }
+            (e, _) => e,
+        }
     }
 
     /// Runs `f` on a read connection (on the writer for an in-memory database).
@@ -338,14 +387,15 @@ impl SqliteStore {
         let Some(readers) = self.inner.readers.clone() else {
             return self.write(never, f).await;
         };
-        tokio::task::spawn_blocking(move || {
+        let r = tokio::task::spawn_blocking(move || {
             let conn = readers.take()?;
             let r = f(&conn);
             readers.put(conn);
             r
         })
         .await
-        .map_err(|e| StoreError::Database(format!("a read task failed: {e}")))?
+        .map_err(|e| StoreError::Database(format!("a read task failed: {e}")))?;
+        r.map_err(|e| self.named(e))
     }
 
     fn now_fn(&self) -> Arc<dyn Clock> {
@@ -413,6 +463,7 @@ impl Store for SqliteStore {
         if jobs.is_empty() {
             return Ok(Vec::new());
         }
+        self.check_space()?;
         let clock = self.now_fn();
         self.write(inserted, move |c| enqueue::enqueue(c, clock.now(), jobs))
             .await

@@ -95,6 +95,14 @@ pub(crate) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
 }
 
 /// Maps a rusqlite error to a store error.
+///
+/// `SQLITE_FULL` becomes [`StoreError::DiskFull`] with no path yet: the
+/// store's `read` and `write` name the file (see [`crate::named`]).
 pub(crate) fn db(e: rusqlite::Error) -> StoreError {
+    if crate::reserve::is_full(&e) {
+        return StoreError::DiskFull {
+            path: String::new(),
+        };
+    }
     StoreError::database(e)
 }

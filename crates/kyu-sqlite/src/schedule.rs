@@ -486,6 +486,7 @@ impl ScheduleStore for SqliteStore {
     }
 
     async fn fire_schedule(&self, f: Fire) -> Result<FireResult, StoreError> {
+        self.check_space()?;
         let clock = self.now_fn();
         let limits = self.inner.limits;
         self.write(fired, move |c| fire(c, clock.now(), &limits, &f))
@@ -497,6 +498,7 @@ impl ScheduleStore for SqliteStore {
         name: &str,
         fire_time: DateTime<Utc>,
     ) -> Result<FireResult, StoreError> {
+        self.check_space()?;
         let clock = self.now_fn();
         let limits = self.inner.limits;
         let name = name.to_string();
@@ -507,6 +509,7 @@ impl ScheduleStore for SqliteStore {
     }
 
     async fn trigger_schedule(&self, name: &str) -> Result<Option<JobId>, StoreError> {
+        self.check_space()?;
         let clock = self.now_fn();
         let limits = self.inner.limits;
         let name = name.to_string();

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 
 use crate::db;
 use crate::notify::Notifier;
+use crate::reserve::{LowSpace, Reserve};
 
 /// One operation queued for the writer.
 pub(crate) trait Op: Send {
@@ -26,9 +27,28 @@ pub(crate) trait Op: Send {
     fn run(&mut self, conn: &Connection) -> bool;
     /// Whether the (successful) run should wake idle workers after the commit.
     fn wakes(&self) -> bool;
+    /// Whether the (failed) run met a full disk.
+    fn disk_full(&self) -> bool;
     /// Sends the reply: the operation's own result, or `failure` when the
     /// transaction as a whole could not be begun or committed.
-    fn reply(self: Box<Self>, failure: Option<&str>);
+    fn reply(self: Box<Self>, failure: Option<&Failure>);
+}
+
+/// Why a whole group failed.
+pub(crate) enum Failure {
+    /// BEGIN or COMMIT failed, for this reason.
+    Message(String),
+    /// BEGIN or COMMIT met a full disk.
+    DiskFull,
+}
+
+impl Failure {
+    fn of(what: &str, e: StoreError) -> Failure {
+        match e {
+            StoreError::DiskFull { .. } => Failure::DiskFull,
+            e => Failure::Message(format!("{what}: {e}")),
+        }
+    }
 }
 
 /// An operation made of a closure and the oneshot its caller waits on.
@@ -85,9 +105,16 @@ where
         matches!(&self.result, Some(Ok(r)) if (self.wakes)(r))
     }
 
-    fn reply(self: Box<Self>, failure: Option<&str>) {
+    fn disk_full(&self) -> bool {
+        matches!(&self.result, Some(Err(StoreError::DiskFull { .. })))
+    }
+
+    fn reply(self: Box<Self>, failure: Option<&Failure>) {
         let r = match (failure, self.result) {
-            (Some(msg), _) => Err(StoreError::Database(msg.to_string())),
+            (Some(Failure::Message(msg)), _) => Err(StoreError::Database(msg.clone())),
+            (Some(Failure::DiskFull), _) => Err(StoreError::DiskFull {
+                path: String::new(),
+            }),
             (None, Some(r)) => r,
             (None, None) => Err(StoreError::Database("the operation did not run".into())),
         };
@@ -95,16 +122,20 @@ where
     }
 }
 
-/// Runs the writer loop until every sender is dropped.
+/// Runs the writer loop until every sender is dropped. When a group meets a
+/// full disk, `reserve` is released (see module `reserve`).
 pub(crate) fn run(
     conn: Connection,
     rx: mpsc::Receiver<Box<dyn Op>>,
     max_group: usize,
     notify: Arc<Notifier>,
     events: Arc<Notifier>,
+    reserve: Option<Arc<Reserve>>,
 ) {
     let mut batch: Vec<Box<dyn Op>> = Vec::with_capacity(max_group);
+    let mut space = LowSpace::new(reserve);
     while let Ok(first) = rx.recv() {
+        space.check(&conn, false);
         batch.push(first);
         while batch.len() < max_group {
             match rx.try_recv() {
@@ -112,7 +143,7 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
-        run_group(&conn, &mut batch, &notify, &events);
+        run_group(&conn, &mut batch, &notify, &events, &mut space);
     }
     tracing::debug!("kyu-sqlite writer stopped");
 }
@@ -124,22 +155,29 @@ fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
         .map_err(db)
 }
 
+/// Runs and answers one group. When it meets a full disk the reserve is
+/// released before anyone is answered.
 fn run_group(
     conn: &Connection,
     batch: &mut Vec<Box<dyn Op>>,
     notify: &Notifier,
     events: &Notifier,
+    space: &mut LowSpace,
 ) {
     // Events written by a group that does not commit wake nobody.
     crate::events::take_written();
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
-        let msg = format!("could not begin a write transaction: {e}");
         tracing::error!(error = %e, ops = batch.len(), "kyu-sqlite: BEGIN IMMEDIATE failed");
+        let failure = Failure::of("could not begin a write transaction", e);
+        if matches!(failure, Failure::DiskFull) {
+            space.check(conn, true);
+        }
         for op in batch.drain(..) {
-            op.reply(Some(&msg));
+            op.reply(Some(&failure));
         }
         return;
     }
+    let mut full = false;
     let mut wake = false;
     if let [op] = batch.as_mut_slice() {
         // Alone in its transaction: no savepoint needed, a failure rolls back.
@@ -147,6 +185,9 @@ fn run_group(
             wake = op.wakes();
         } else {
             let _ = exec(conn, "ROLLBACK");
+            if op.disk_full() {
+                space.check(conn, true);
+            }
             for op in batch.drain(..) {
                 op.reply(None);
             }
@@ -161,6 +202,7 @@ fn run_group(
             if op.run(conn) {
                 wake |= op.wakes();
             } else {
+                full |= op.disk_full();
                 let _ = exec(conn, "ROLLBACK TO op");
             }
             let _ = exec(conn, "RELEASE op");
@@ -169,9 +211,17 @@ fn run_group(
     if let Err(e) = exec(conn, "COMMIT") {
         tracing::error!(error = %e, ops = batch.len(), "kyu-sqlite: COMMIT failed");
         let _ = conn.execute_batch("ROLLBACK");
-        let msg = format!("could not commit: {e}");
+        // A full disk may have rolled the whole transaction back already.
+        let failure = if full {
+            Failure::DiskFull
+        } else {
+            Failure::of("could not commit", e)
+        };
+        if matches!(failure, Failure::DiskFull) {
+            space.check(conn, true);
+        }
         for op in batch.drain(..) {
-            op.reply(Some(&msg));
+            op.reply(Some(&failure));
         }
         return;
     }
@@ -180,6 +230,9 @@ fn run_group(
     }
     if crate::events::take_written() {
         events.wake();
+    }
+    if full {
+        space.check(conn, true);
     }
     for op in batch.drain(..) {
         op.reply(None);
