@@ -412,7 +412,8 @@ pub struct GetParams {
 /// One job: state, attempts with their errors, progress, result. With
 /// `?wait=30s`, a long poll: answered when the job finishes or the wait ends.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = i64, Path, description = "The job id"), GetParams),
-    responses((status = 200, body = JobView), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = JobView), (status = 404, body = ErrorBody),
+        (status = 429, description = "The token holds its cap of long polls", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn get_job(
     State(shared): State<Shared>,
@@ -437,6 +438,11 @@ pub(crate) async fn get_job(
     if job.state.is_finished() || wait.is_zero() {
         return Ok(Json(JobView::of(job, &caller)));
     }
+    let _permit = shared.permits.take(
+        &caller.token.name,
+        super::permits::Kind::LongPoll,
+        shared.options.long_polls_per_token,
+    )?;
     let job = match shared.kyu.wait(id).timeout(wait).await {
         Ok(job) => job,
         Err(kyu::Error::WaitTimedOut { .. }) => caller.visible_job(&shared.kyu, id).await?,

@@ -7,9 +7,11 @@
 
 pub mod auth;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod jobs;
 pub mod openapi;
+pub mod permits;
 pub mod queues;
 pub mod schedules;
 
@@ -143,6 +145,7 @@ pub(crate) fn table() -> Vec<Route> {
         ),
         route(M::GET, "/metrics", S::Metrics, ALL, crate::metrics::scrape),
         route(M::GET, "/openapi.json", S::Read, QUEUES, openapi::serve),
+        route(M::GET, "/v1/events", S::Read, QUEUES, events::stream),
     ]
 }
 
