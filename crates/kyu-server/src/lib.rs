@@ -85,6 +85,9 @@ pub struct Options {
     pub long_polls_per_token: usize,
     /// How often an idle event stream gets a keep-alive comment. Default 15 s.
     pub sse_keep_alive: Duration,
+    /// How many jobs a bulk action by filter reads and acts on per store
+    /// call (one transaction each). Default 500.
+    pub bulk_batch: usize,
 }
 
 impl Default for Options {
@@ -99,6 +102,7 @@ impl Default for Options {
             sse_streams_per_token: 8,
             long_polls_per_token: 64,
             sse_keep_alive: Duration::from_secs(15),
+            bulk_batch: 500,
         }
     }
 }
@@ -115,6 +119,7 @@ impl std::fmt::Debug for Options {
             .field("sse_streams_per_token", &self.sse_streams_per_token)
             .field("long_polls_per_token", &self.long_polls_per_token)
             .field("sse_keep_alive", &self.sse_keep_alive)
+            .field("bulk_batch", &self.bulk_batch)
             .finish()
     }
 }

@@ -643,7 +643,15 @@ fn sample(
     let body = match (route.method.as_str(), route.path) {
         ("POST", "/v1/jobs") => Some(json!({"kind": "k", "queue": queue})),
         ("POST", "/v1/jobs/batch") => Some(json!({"jobs": [{"kind": "k", "queue": queue}]})),
-        ("POST", "/v1/jobs/cancel") | ("POST", "/v1/jobs/retry") => Some(json!({"ids": [job]})),
+        ("POST", "/v1/jobs/cancel")
+        | ("POST", "/v1/jobs/retry")
+        | ("POST", "/v1/jobs/delete")
+        | ("POST", "/v1/jobs/run_now") => Some(json!({"ids": [job]})),
+        ("POST", "/v1/jobs/bulk") => Some(json!({"action": "cancel", "ids": [job]})),
+        ("PUT", "/v1/schedules/{name}") => {
+            Some(json!({"cron": "0 3 * * *", "job": {"kind": "k", "queue": queue}}))
+        }
+        ("PATCH", "/v1/schedules/{name}") => Some(json!({"enabled": true})),
         ("GET", "/v1/jobs") => return (format!("/v1/jobs?queue={queue}"), None),
         ("GET", "/v1/events") => return ("/v1/events?since=0".to_string(), None),
         ("GET", _) | ("DELETE", _) => None,
@@ -758,11 +766,16 @@ async fn tenant_token_sees_and_touches_nothing_of_another_tenant_on_any_route() 
             (p.split('?').next().unwrap().to_string(), None)
         }] {
             if body.is_none()
-                && r.method == Method::POST
-                && (r.path == "/v1/jobs"
-                    || r.path.ends_with("batch")
-                    || r.path.ends_with("cancel")
-                    || r.path.ends_with("retry"))
+                && (r.method == Method::PUT
+                    || r.method == Method::PATCH
+                    || r.method == Method::POST
+                        && (r.path == "/v1/jobs"
+                            || r.path.ends_with("batch")
+                            || r.path.ends_with("cancel")
+                            || r.path.ends_with("retry")
+                            || r.path.ends_with("delete")
+                            || r.path.ends_with("run_now")
+                            || r.path.ends_with("bulk")))
             {
                 continue;
             }

@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{events, jobs, queues, schedules};
+use super::{bulk, events, jobs, queues, schedules};
 
 /// The document's definition: every route of the table.
 #[derive(OpenApi)]
@@ -19,6 +19,8 @@ use super::{events, jobs, queues, schedules};
         schedules::trigger, schedules::preview,
         crate::metrics::scrape, serve,
         events::stream,
+        bulk::delete_one, bulk::delete_ids, bulk::run_now_ids, bulk::bulk,
+        schedules::upsert, schedules::update,
     ),
     modifiers(&Bearer),
 )]
