@@ -17,7 +17,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 secs="${1:-60}"
-targets=(cron config_toml database_url new_job)
+targets=(cron config_toml database_url new_job api_request)
 cd "$root/fuzz"
 mkdir -p artifacts
 

@@ -4,9 +4,9 @@
 //! promise is broken: bad input must be refused with an error, never a panic,
 //! and whatever is accepted must behave.
 //!
-//! Still to come: the HTTP API's request decoding (kyu-server) gets a target
-//! here when the API exists; add it to `TARGETS`, `Cargo.toml` and
-//! `scripts/fuzz.sh`.
+//! `api_request` sends the HTTP API's router (kyu-server) requests decoded
+//! from the bytes: every route of its table, any method, path, query,
+//! headers and body.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -198,4 +198,152 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("config_toml", config_toml),
     ("database_url", database_url),
     ("new_job", new_job),
+    ("api_request", api_request),
 ];
+
+/// The router of one in-memory store, with tokens, shared by every input.
+struct Api {
+    rt: tokio::runtime::Runtime,
+    app: axum::Router,
+    routes: Vec<kyu_server::api::RouteInfo>,
+    tokens: Vec<String>,
+}
+
+fn api() -> &'static Api {
+    static API: OnceLock<Api> = OnceLock::new();
+    API.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (app, tokens) = rt.block_on(async {
+            let kyu = kyu::Kyu::connect("sqlite::memory:").await.expect("in-memory store");
+            let mut tokens = Vec::new();
+            for (name, scopes, queues) in [
+                ("admin", vec![kyu::Scope::Admin], vec![]),
+                ("tenant", kyu::Scope::ALL.to_vec(), vec!["tenant-a.*".parse().expect("a pattern")]),
+            ] {
+                let t = kyu
+                    .create_token(kyu::tokens::TokenSpec {
+                        name: name.into(),
+                        scopes,
+                        queues,
+                        expires_in: None,
+                    })
+                    .await
+                    .expect("a token");
+                tokens.push(t.secret);
+            }
+            for q in ["q", "tenant-a.x", "tenant-b.x"] {
+                kyu.enqueue(kyu::NewJob::new("k", serde_json::json!({"user": 1})).queue(q))
+                    .await
+                    .expect("a job");
+            }
+            let options = kyu_server::Options {
+                body_limit: 64 * 1024,
+                max_wait: std::time::Duration::from_millis(5),
+                ..Default::default()
+            };
+            (kyu_server::router(kyu, options), tokens)
+        });
+        Api {
+            rt,
+            app,
+            routes: kyu_server::api::routes(),
+            tokens,
+        }
+    })
+}
+
+/// Percent-encodes every byte a URI may not hold as is.
+fn uri_text(bytes: &[u8], keep: &[u8]) -> String {
+    let mut out = String::new();
+    for &b in bytes {
+        if b.is_ascii_alphanumeric() || keep.contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The HTTP API's request decoding, through the real router (every
+/// extractor, the authorization middleware, every handler).
+///
+/// Input: byte 0 picks a route of the table, byte 1 the method (mostly the
+/// route's), byte 2 the token (admin, tenant, none, malformed) and headers;
+/// the rest, split at 0xFF bytes, is the path parameters' text, the query
+/// string, a header value, and the body. Promise: no answer is 5xx and
+/// nothing panics; an error answer has the API's JSON shape.
+pub fn api_request(data: &[u8]) {
+    use tower::ServiceExt;
+    if data.len() < 3 {
+        return;
+    }
+    let api = api();
+    let route = &api.routes[data[0] as usize % api.routes.len()];
+    let methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+    let method = if data[1] < 200 {
+        route.method.as_str()
+    } else {
+        methods[data[1] as usize % methods.len()]
+    };
+    let mut parts = data[3..].splitn(4, |b| *b == 0xFF);
+    let param = parts.next().unwrap_or_default();
+    let query = parts.next().unwrap_or_default();
+    let header = parts.next().unwrap_or_default();
+    let body = parts.next().unwrap_or_default().to_vec();
+    let mut path = String::new();
+    for seg in route.path.split('/').skip(1) {
+        path.push('/');
+        if seg.starts_with('{') {
+            path.push_str(&uri_text(param, b"-._~"));
+        } else {
+            path.push_str(seg);
+        }
+    }
+    if !query.is_empty() {
+        path.push('?');
+        path.push_str(&uri_text(query, b"-._~=&,:"));
+    }
+    let mut req = axum::http::Request::builder().method(method).uri(&path);
+    match data[2] % 4 {
+        0 => req = req.header("authorization", format!("Bearer {}", api.tokens[0])),
+        1 => req = req.header("authorization", format!("Bearer {}", api.tokens[1])),
+        2 => {}
+        _ => {
+            if let Ok(v) = axum::http::HeaderValue::from_bytes(header) {
+                req = req.header("authorization", v);
+            }
+        }
+    }
+    if let Ok(v) = axum::http::HeaderValue::from_bytes(header) {
+        let name = ["idempotency-key", "last-event-id", "content-type", "accept"][(data[2] as usize / 4) % 4];
+        req = req.header(name, v);
+    }
+    let Ok(req) = req.body(axum::body::Body::from(body)) else {
+        return;
+    };
+    let shown = format!("{method} {path}");
+    api.rt.block_on(async {
+        let resp = api.app.clone().oneshot(req).await.expect("the router answers");
+        let status = resp.status();
+        assert!(status.as_u16() < 500, "{status} for {shown}");
+        let stream = resp
+            .headers()
+            .get("content-type")
+            .is_some_and(|c| c == "text/event-stream");
+        if stream || method == "HEAD" || status.is_success() || status.as_u16() == 405 {
+            return;
+        }
+        use http_body_util::BodyExt;
+        let bytes = resp.into_body().collect().await.expect("a body").to_bytes();
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+        assert!(
+            v["error"]["code"].is_string(),
+            "{status} without the error shape for {shown}: {}",
+            String::from_utf8_lossy(&bytes)
+        );
+    });
+}

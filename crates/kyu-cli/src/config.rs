@@ -11,7 +11,12 @@
 //! concurrency = 4
 //!
 //! [http]
-//! listen = "127.0.0.1:7070"   # kyu serve's /metrics, /healthz, /readyz
+//! listen = "127.0.0.1:7070"   # kyu serve's API, /metrics, /healthz, /readyz
+//! body_limit = "2MiB"         # 413 above it (args alone: 1 MiB, as the library)
+//! page_size_limit = 1000      # lists, batch enqueues, actions by ids
+//! max_wait = "30s"            # longest long poll (?wait=)
+//! sse_streams_per_token = 8   # open GET /v1/events streams per token (429 above)
+//! long_polls_per_token = 64   # open long polls per token (429 above)
 //!
 //! [jobs.sync]
 //! command = ["python3", "-u", "scripts/sync.py"]
@@ -68,6 +73,85 @@ pub struct HttpSection {
     /// on one host does not take its port.
     #[serde(default, deserialize_with = "opt_listen")]
     pub listen: Option<crate::parse::Listen>,
+    /// Largest request body: bytes (`2097152`) or with a unit (`"2MiB"`,
+    /// `"512KiB"`); a larger body is refused with 413. Default 2 MiB: the
+    /// library's 1 MiB args limit and room for the rest of the job.
+    #[serde(default, deserialize_with = "opt_size")]
+    pub body_limit: Option<usize>,
+    /// Largest page of a list, batch enqueue or action by ids, 1 to 10000.
+    /// Default 1000.
+    #[serde(default)]
+    pub page_size_limit: Option<usize>,
+    /// Longest long poll (`GET /v1/jobs/{id}?wait=`), e.g. `"30s"`, at most
+    /// 1 h. Default 30 s.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub max_wait: Option<Duration>,
+    /// Event streams (`GET /v1/events`) one token may hold open at once;
+    /// one more is refused with 429. Default 8.
+    #[serde(default)]
+    pub sse_streams_per_token: Option<usize>,
+    /// Long polls one token may hold open at once; one more is refused with
+    /// 429. Default 64.
+    #[serde(default)]
+    pub long_polls_per_token: Option<usize>,
+}
+
+impl HttpSection {
+    /// The server options with this section's limits (defaults for what it leaves out).
+    pub fn server_options(&self) -> kyu_server::Options {
+        let mut o = kyu_server::Options::default();
+        if let Some(n) = self.body_limit {
+            o.body_limit = n;
+        }
+        if let Some(n) = self.page_size_limit {
+            o.max_page = n;
+        }
+        if let Some(d) = self.max_wait {
+            o.max_wait = d;
+        }
+        if let Some(n) = self.sse_streams_per_token {
+            o.sse_streams_per_token = n;
+        }
+        if let Some(n) = self.long_polls_per_token {
+            o.long_polls_per_token = n;
+        }
+        o
+    }
+}
+
+/// Reads a size: a whole number of bytes, or text with a unit B, KiB, MiB, GiB.
+fn opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    let bad = |v: &str| {
+        serde::de::Error::custom(format!(
+            "{v:?} is not a size; accepted: bytes (2097152) or a number with B, KiB, MiB or GiB (\"2MiB\")"
+        ))
+    };
+    let bytes = match Size::deserialize(d)? {
+        Size::Bytes(n) => n,
+        Size::Text(t) => {
+            let t = t.trim();
+            let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+            let (n, unit) = t.split_at(split);
+            let n: u64 = n.parse().map_err(|_| bad(t))?;
+            let mult = match unit.trim() {
+                "" | "B" => 1,
+                "KiB" => 1 << 10,
+                "MiB" => 1 << 20,
+                "GiB" => 1 << 30,
+                _ => return Err(bad(t)),
+            };
+            n.checked_mul(mult).ok_or_else(|| bad(t))?
+        }
+    };
+    usize::try_from(bytes)
+        .map(Some)
+        .map_err(|_| bad(&bytes.to_string()))
 }
 
 /// `[events]`.
@@ -353,6 +437,49 @@ impl Config {
                     e.to_string(),
                 )
             })?;
+        }
+        let http_line = |key: &str| key_line_in_table(text, find_line(text, "[http]"), key);
+        let h = &self.http;
+        if let Some(n) = h.body_limit {
+            if !(1024..=1 << 30).contains(&n) {
+                return Err(ConfigError::at(
+                    path,
+                    http_line("body_limit"),
+                    format!("http.body_limit: {n} bytes is not accepted; accepted: 1KiB to 1GiB"),
+                ));
+            }
+        }
+        if let Some(n) = h.page_size_limit {
+            if !(1..=10_000).contains(&n) {
+                return Err(ConfigError::at(
+                    path,
+                    http_line("page_size_limit"),
+                    format!("http.page_size_limit: {n} is not accepted; accepted: 1 to 10000"),
+                ));
+            }
+        }
+        if let Some(d) = h.max_wait {
+            if d.is_zero() || d > Duration::from_secs(3600) {
+                return Err(ConfigError::at(
+                    path,
+                    http_line("max_wait"),
+                    format!(
+                        "http.max_wait: {d:?} is not accepted; accepted: more than 0s, up to 1h"
+                    ),
+                ));
+            }
+        }
+        for (key, v) in [
+            ("sse_streams_per_token", h.sse_streams_per_token),
+            ("long_polls_per_token", h.long_polls_per_token),
+        ] {
+            if v == Some(0) {
+                return Err(ConfigError::at(
+                    path,
+                    http_line(key),
+                    format!("http.{key}: 0 is not accepted; give 1 or more"),
+                ));
+            }
         }
         if self.retention.every == Some(Duration::ZERO) {
             return Err(ConfigError::at(

@@ -71,11 +71,15 @@ pub enum EventType {
     WorkerStarted,
     /// A worker process stopped (`worker`).
     WorkerStopped,
+    /// A job was deleted by hand (`state`: the state it was in).
+    Deleted,
+    /// A scheduled job was made available by hand (run now).
+    RunNow,
 }
 
 impl EventType {
     /// Every type, in the order above.
-    pub const ALL: [EventType; 19] = [
+    pub const ALL: [EventType; 21] = [
         EventType::Enqueued,
         EventType::Started,
         EventType::Progress,
@@ -95,6 +99,8 @@ impl EventType {
         EventType::ScheduleMisfired,
         EventType::WorkerStarted,
         EventType::WorkerStopped,
+        EventType::Deleted,
+        EventType::RunNow,
     ];
 
     /// The name stored in the database and used by the CLI and JSON.
@@ -119,6 +125,8 @@ impl EventType {
             EventType::ScheduleMisfired => "schedule_misfired",
             EventType::WorkerStarted => "worker_started",
             EventType::WorkerStopped => "worker_stopped",
+            EventType::Deleted => "deleted",
+            EventType::RunNow => "run_now",
         }
     }
 

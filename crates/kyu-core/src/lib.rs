@@ -55,9 +55,10 @@ pub use schedule::{
     ScheduleRecord, ScheduleSpec, SkipReason,
 };
 pub use store::{
-    AttemptLogs, CancelResult, Claim, ClaimedJob, EventLog, Finish, FinishOutcome, FinishResult,
-    HeartbeatReply, JobFilter, JobPage, KeyHeld, LeaseRef, LogStore, QueueStats, Reaped,
-    RetriedFailed, RetryResult, ScheduleStore, Store, WorkerRegistry,
+    ArgMatch, AttemptLogs, CancelResult, Claim, ClaimedJob, DeleteResult, EventLog, Finish,
+    FinishOutcome, FinishResult, HeartbeatReply, JobFilter, JobPage, KeyHeld, LeaseRef, LogStore,
+    QueueStats, Reaped, RetriedFailed, RetryResult, RunNowResult, ScheduleStore, Store,
+    WorkerRegistry,
 };
 pub use tokens::{NewToken, QueuePattern, Scope, TokenRecord, TokenStore};
 pub use workers::{LiveWorker, WaitingKind, WorkerInfo};

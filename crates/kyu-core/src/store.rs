@@ -287,6 +287,114 @@ pub struct RetriedFailed {
     pub key_held: Vec<KeyHeld>,
 }
 
+/// What [`Store::delete_jobs`] did with one id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "result", content = "state")]
+#[non_exhaustive]
+pub enum DeleteResult {
+    /// It was in this state (anything but running) and is gone, with its
+    /// recorded output. Its unique key no longer holds.
+    Deleted(JobState),
+    /// It is running: nothing changed (cancel it first, then delete it).
+    Running,
+    /// No job has this id.
+    NotFound,
+}
+
+/// What [`Store::run_now`] did with one id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "result", content = "state")]
+#[non_exhaustive]
+pub enum RunNowResult {
+    /// It was scheduled and is now `available` with run_at now: the next
+    /// claim of its queue may take it.
+    MadeAvailable,
+    /// It is in this state, not scheduled; nothing changed.
+    NotScheduled(JobState),
+    /// No job has this id.
+    NotFound,
+}
+
+/// Longest path of an [`ArgMatch`], in keys.
+pub const ARG_PATH_MAX_DEPTH: usize = 8;
+
+/// A search inside a job's args: the JSON value at `path` (object keys from
+/// the top, e.g. `["user", "id"]`) equals `value`, a JSON scalar. Numbers
+/// compare as numbers (`42` matches `42.0`), strings as exact text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArgMatch {
+    /// Object keys from the top of the args: 1 to [`ARG_PATH_MAX_DEPTH`]
+    /// keys of 1 to 64 characters `A-Z a-z 0-9 _ -`.
+    pub path: Vec<String>,
+    /// A string, number, boolean or null (`null` matches a key whose value
+    /// is null, not a missing key).
+    pub value: serde_json::Value,
+}
+
+impl ArgMatch {
+    /// Parses `args.PATH=VALUE`, e.g. `args.user=42`, `args.a.b="x"`,
+    /// `args.flag=true`: PATH is dot-separated keys; VALUE is a JSON scalar
+    /// (a bare word that is not JSON, e.g. `args.name=ada`, is the string).
+    /// `field` names where the text came from in the error.
+    pub fn parse(field: &str, text: &str) -> Result<ArgMatch, crate::InvalidInput> {
+        let accepted = "accepted: args.PATH=VALUE, PATH dot-separated keys (A-Z a-z 0-9 _ -, at most 8), VALUE a JSON string, number, true, false or null, e.g. args.user=42 or args.a.b=\"x\"";
+        let bad =
+            |why: &str| crate::InvalidInput::new(field, format!("{text:?} {why}; {accepted}"));
+        let (path, value) = text.split_once('=').ok_or_else(|| bad("has no ="))?;
+        let path = path
+            .strip_prefix("args.")
+            .ok_or_else(|| bad("does not start with args."))?;
+        let path: Vec<String> = path.split('.').map(str::to_string).collect();
+        let value = match serde_json::from_str::<serde_json::Value>(value) {
+            Ok(v) => v,
+            Err(_) if !value.is_empty() && !value.starts_with(['"', '{', '[']) => {
+                serde_json::Value::String(value.to_string())
+            }
+            Err(_) => return Err(bad("has a VALUE that is not JSON")),
+        };
+        let m = ArgMatch { path, value };
+        m.check(field)
+            .map_err(|_| bad("is not a search inside args"))?;
+        Ok(m)
+    }
+
+    /// Checks the path and value: see the fields.
+    pub fn check(&self, field: &str) -> Result<(), crate::InvalidInput> {
+        let key_ok = |k: &String| {
+            !k.is_empty()
+                && k.len() <= 64
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        };
+        if self.path.is_empty()
+            || self.path.len() > ARG_PATH_MAX_DEPTH
+            || !self.path.iter().all(key_ok)
+        {
+            return Err(crate::InvalidInput::new(
+                field,
+                format!("the path {:?} is not accepted; accepted: 1 to 8 keys of 1 to 64 characters A-Z a-z 0-9 _ -", self.path.join(".")),
+            ));
+        }
+        if self.value.is_object() || self.value.is_array() {
+            return Err(crate::InvalidInput::new(
+                field,
+                "the value is an object or array; accepted: a JSON string, number, true, false or null",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The path as SQLite's JSON path: `$."a"."b"` (keys are checked to
+    /// need no escaping).
+    pub fn sqlite_path(&self) -> String {
+        let mut p = String::from("$");
+        for k in &self.path {
+            p.push_str(&format!(".\"{k}\""));
+        }
+        p
+    }
+}
+
 /// Which jobs [`Store::list`] returns: newest first, `limit` at a time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobFilter {
@@ -298,6 +406,25 @@ pub struct JobFilter {
     pub kind: Option<String>,
     /// Only jobs with this tag.
     pub tag: Option<String>,
+    /// Only jobs created at or after this time.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only jobs created before this time.
+    pub created_before: Option<DateTime<Utc>>,
+    /// Only jobs whose args match every one of these.
+    pub args: Vec<ArgMatch>,
+    /// A snapshot bound: only jobs whose latest recorded change was at or
+    /// before this time, i.e. that were already in their present state then
+    /// (the state a state filter asks for). The change is the job's finish
+    /// for completed, failed and cancelled jobs (a failed job retried and
+    /// failed again counts from its new failure); its attempt's start for
+    /// running jobs; for available jobs its run_at too (a retry, release or
+    /// run-now sets it), else its creation. A scheduled job put back by a
+    /// failed attempt counts from that attempt's start. With [`before`]
+    /// (the highest id seen, plus one) it makes "every failed job when I
+    /// looked" exact: a job that failed a second later is not in it.
+    ///
+    /// [`before`]: JobFilter::before
+    pub changed_by: Option<DateTime<Utc>>,
     /// Only jobs with an id below this one: the `next` of the previous page.
     pub before: Option<JobId>,
     /// Page size. Default 100.
@@ -311,6 +438,10 @@ impl Default for JobFilter {
             queue: None,
             kind: None,
             tag: None,
+            created_after: None,
+            created_before: None,
+            args: Vec::new(),
+            changed_by: None,
             before: None,
             limit: 100,
         }
@@ -480,6 +611,15 @@ pub trait Store:
         queue: Option<&str>,
         kind: Option<&str>,
     ) -> Result<RetriedFailed, StoreError>;
+
+    /// Deletes jobs that are not running, with their recorded output, each
+    /// with a `deleted` event: see [`DeleteResult`]. One result per id, in order.
+    async fn delete_jobs(&self, ids: &[JobId]) -> Result<Vec<DeleteResult>, StoreError>;
+
+    /// Makes scheduled jobs `available` now (run_at now, attempts
+    /// untouched), each with a `run_now` event, and wakes the workers: see
+    /// [`RunNowResult`]. One result per id, in order.
+    async fn run_now(&self, ids: &[JobId]) -> Result<Vec<RunNowResult>, StoreError>;
 
     /// One job, or `None`.
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;

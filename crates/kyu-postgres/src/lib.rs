@@ -56,6 +56,7 @@ mod finish;
 mod lease;
 mod logs;
 mod notify;
+mod operate;
 mod query;
 mod retry;
 mod row;
@@ -73,9 +74,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kyu_core::{
-    job::check_name, CancelResult, Claim, ClaimedJob, Clock, Enqueued, Finish, FinishResult,
-    HeartbeatReply, JobFilter, JobId, JobPage, JobRecord, JobState, LeaseRef, Limits, NewJob,
-    Progress, QueueStats, Reaped, RetriedFailed, RetryResult, Store, StoreError, SystemClock,
+    job::check_name, CancelResult, Claim, ClaimedJob, Clock, DeleteResult, Enqueued, Finish,
+    FinishResult, HeartbeatReply, JobFilter, JobId, JobPage, JobRecord, JobState, LeaseRef, Limits,
+    NewJob, Progress, QueueStats, Reaped, RetriedFailed, RetryResult, RunNowResult, Store,
+    StoreError, SystemClock,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -556,6 +558,30 @@ impl Store for PgStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn delete_jobs(&self, ids: &[JobId]) -> Result<Vec<DeleteResult>, StoreError> {
+        let out = operate::delete_jobs(&self.inner.pool, self.s(), self.now(), ids).await?;
+        if out.iter().any(|r| matches!(r, DeleteResult::Deleted(_))) {
+            self.events_written();
+        }
+        Ok(out)
+    }
+
+    async fn run_now(&self, ids: &[JobId]) -> Result<Vec<RunNowResult>, StoreError> {
+        let out = operate::run_now(
+            &self.inner.pool,
+            self.s(),
+            &self.inner.channel,
+            self.now(),
+            ids,
+        )
+        .await?;
+        if out.contains(&RunNowResult::MadeAvailable) {
+            self.wake();
+            self.events_written();
+        }
+        Ok(out)
     }
 
     async fn retry(&self, ids: &[JobId]) -> Result<Vec<RetryResult>, StoreError> {

@@ -40,8 +40,29 @@ pub(crate) async fn list(
            AND ($3::text IS NULL OR kind = $3) \
            AND ($4::text IS NULL OR $4 = ANY(tags)) \
            AND ($5::bigint IS NULL OR id < $5) \
+           AND ($7::timestamptz IS NULL OR created_at >= $7) \
+           AND ($8::timestamptz IS NULL OR created_at < $8) \
+           AND ($9::text IS NULL OR NOT EXISTS (\
+             SELECT 1 FROM jsonb_array_elements($9::text::jsonb) m \
+             WHERE (args::jsonb #> ARRAY(SELECT jsonb_array_elements_text(m->'p'))) \
+               IS DISTINCT FROM m->'v')) \
+           AND ($10::timestamptz IS NULL OR (COALESCE(finished_at, attempted_at, created_at) <= $10 \
+             AND (state <> 'available' OR run_at <= $10))) \
          ORDER BY id DESC LIMIT $6"
     );
+    for m in &filter.args {
+        m.check("args")?;
+    }
+    let args = (!filter.args.is_empty()).then(|| {
+        serde_json::Value::Array(
+            filter
+                .args
+                .iter()
+                .map(|m| serde_json::json!({"p": m.path, "v": m.value}))
+                .collect(),
+        )
+        .to_string()
+    });
     let rows = sqlx::query(&sql)
         .bind(states)
         .bind(filter.queue.as_deref())
@@ -49,6 +70,10 @@ pub(crate) async fn list(
         .bind(filter.tag.as_deref())
         .bind(filter.before)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1)
+        .bind(filter.created_after)
+        .bind(filter.created_before)
+        .bind(args)
+        .bind(filter.changed_by)
         .fetch_all(pool)
         .await
         .map_err(db)?;

@@ -20,7 +20,10 @@
 //! Every route but `/healthz` and `/readyz` needs `Authorization: Bearer
 //! TOKEN` (see `kyu::tokens`); `/metrics` needs the `metrics` scope.
 //!
-//! The event stream and the dashboard will join the same [`router`], each
+//! - `GET /v1/events`: the event log as Server-Sent Events (module
+//!   `api::events`), resumable with `Last-Event-ID`.
+//!
+//! The dashboard will join the same [`router`], each
 //! in its own module. This crate depends on `kyu`
 //! only, never on a backend.
 //!
@@ -74,6 +77,17 @@ pub struct Options {
     pub max_page: usize,
     /// Longest long poll (`?wait=`). Default 30 s.
     pub max_wait: Duration,
+    /// Event streams (`GET /v1/events`) one token may hold open at once;
+    /// one more is refused with 429. Default 8.
+    pub sse_streams_per_token: usize,
+    /// Long polls (`?wait=`) one token may hold open at once; one more is
+    /// refused with 429. Default 64.
+    pub long_polls_per_token: usize,
+    /// How often an idle event stream gets a keep-alive comment. Default 15 s.
+    pub sse_keep_alive: Duration,
+    /// How many jobs a bulk action by filter reads and acts on per store
+    /// call (one transaction each). Default 500.
+    pub bulk_batch: usize,
 }
 
 impl Default for Options {
@@ -85,6 +99,10 @@ impl Default for Options {
             body_limit: 2 * 1024 * 1024,
             max_page: 1000,
             max_wait: Duration::from_secs(30),
+            sse_streams_per_token: 8,
+            long_polls_per_token: 64,
+            sse_keep_alive: Duration::from_secs(15),
+            bulk_batch: 500,
         }
     }
 }
@@ -98,6 +116,10 @@ impl std::fmt::Debug for Options {
             .field("body_limit", &self.body_limit)
             .field("max_page", &self.max_page)
             .field("max_wait", &self.max_wait)
+            .field("sse_streams_per_token", &self.sse_streams_per_token)
+            .field("long_polls_per_token", &self.long_polls_per_token)
+            .field("sse_keep_alive", &self.sse_keep_alive)
+            .field("bulk_batch", &self.bulk_batch)
             .finish()
     }
 }
@@ -115,6 +137,7 @@ pub(crate) struct Shared {
     pub(crate) kyu: Kyu,
     pub(crate) options: Options,
     pub(crate) store_gauges: store_gauges::StoreGauges,
+    pub(crate) permits: api::permits::Permits,
 }
 
 /// The handle every route gets.
@@ -129,6 +152,7 @@ pub fn router(kyu: Kyu, options: Options) -> Router {
         store_gauges: store_gauges::StoreGauges::new(kyu.clone(), options.store_gauges_ttl),
         kyu,
         options,
+        permits: Default::default(),
     });
     Router::new()
         .merge(health::routes())

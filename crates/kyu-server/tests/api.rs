@@ -20,7 +20,12 @@ struct T {
 
 impl T {
     async fn new() -> T {
-        T::with(kyu_server::Options::default()).await
+        T::with(kyu_server::Options {
+            // An event stream is read until its first keep-alive.
+            sse_keep_alive: Duration::from_millis(200),
+            ..Default::default()
+        })
+        .await
     }
 
     async fn with(options: kyu_server::Options) -> T {
@@ -78,11 +83,35 @@ impl T {
     async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
+        if resp
+            .headers()
+            .get("content-type")
+            .is_some_and(|c| c == "text/event-stream")
+        {
+            return (status, Value::String(read_stream(resp.into_body()).await));
+        }
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         let text = String::from_utf8_lossy(&bytes).to_string();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
         (status, body)
     }
+}
+
+/// An event stream's text up to its first keep-alive comment: what it
+/// replayed before it went idle.
+async fn read_stream(mut body: Body) -> String {
+    let mut text = String::new();
+    while !text.contains(": keep-alive") {
+        let frame = tokio::time::timeout(Duration::from_secs(10), body.frame())
+            .await
+            .expect("a keep-alive within 10 s")
+            .expect("the stream goes on")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    text
 }
 
 /// Asserts the error shape and returns the code.
@@ -614,8 +643,17 @@ fn sample(
     let body = match (route.method.as_str(), route.path) {
         ("POST", "/v1/jobs") => Some(json!({"kind": "k", "queue": queue})),
         ("POST", "/v1/jobs/batch") => Some(json!({"jobs": [{"kind": "k", "queue": queue}]})),
-        ("POST", "/v1/jobs/cancel") | ("POST", "/v1/jobs/retry") => Some(json!({"ids": [job]})),
+        ("POST", "/v1/jobs/cancel")
+        | ("POST", "/v1/jobs/retry")
+        | ("POST", "/v1/jobs/delete")
+        | ("POST", "/v1/jobs/run_now") => Some(json!({"ids": [job]})),
+        ("POST", "/v1/jobs/bulk") => Some(json!({"action": "cancel", "ids": [job]})),
+        ("PUT", "/v1/schedules/{name}") => {
+            Some(json!({"cron": "0 3 * * *", "job": {"kind": "k", "queue": queue}}))
+        }
+        ("PATCH", "/v1/schedules/{name}") => Some(json!({"enabled": true})),
         ("GET", "/v1/jobs") => return (format!("/v1/jobs?queue={queue}"), None),
+        ("GET", "/v1/events") => return ("/v1/events?since=0".to_string(), None),
         ("GET", _) | ("DELETE", _) => None,
         ("POST", p) if p.starts_with("/v1/queues/") || p.starts_with("/v1/schedules/") => None,
         _ => panic!(
@@ -728,11 +766,16 @@ async fn tenant_token_sees_and_touches_nothing_of_another_tenant_on_any_route() 
             (p.split('?').next().unwrap().to_string(), None)
         }] {
             if body.is_none()
-                && r.method == Method::POST
-                && (r.path == "/v1/jobs"
-                    || r.path.ends_with("batch")
-                    || r.path.ends_with("cancel")
-                    || r.path.ends_with("retry"))
+                && (r.method == Method::PUT
+                    || r.method == Method::PATCH
+                    || r.method == Method::POST
+                        && (r.path == "/v1/jobs"
+                            || r.path.ends_with("batch")
+                            || r.path.ends_with("cancel")
+                            || r.path.ends_with("retry")
+                            || r.path.ends_with("delete")
+                            || r.path.ends_with("run_now")
+                            || r.path.ends_with("bulk")))
             {
                 continue;
             }

@@ -48,6 +48,7 @@ mod lease;
 mod logs;
 mod notify;
 mod open_error;
+mod operate;
 mod query;
 mod reserve;
 mod retention;
@@ -66,9 +67,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kyu_core::{
-    job::check_name, CancelResult, Claim, ClaimedJob, Clock, Enqueued, Finish, FinishResult,
-    HeartbeatReply, JobFilter, JobId, JobPage, JobRecord, LeaseRef, Limits, NewJob, Progress,
-    QueueStats, Reaped, RetriedFailed, RetryResult, Store, StoreError, SystemClock,
+    job::check_name, CancelResult, Claim, ClaimedJob, Clock, DeleteResult, Enqueued, Finish,
+    FinishResult, HeartbeatReply, JobFilter, JobId, JobPage, JobRecord, LeaseRef, Limits, NewJob,
+    Progress, QueueStats, Reaped, RetriedFailed, RetryResult, RunNowResult, Store, StoreError,
+    SystemClock,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -426,6 +428,11 @@ fn retried(r: &Vec<RetryResult>) -> bool {
     r.contains(&RetryResult::Retried)
 }
 
+#[allow(clippy::ptr_arg)] // must be a fn(&T) for T = Vec<_>
+fn made_available(r: &Vec<RunNowResult>) -> bool {
+    r.contains(&RunNowResult::MadeAvailable)
+}
+
 /// A finish that made a job runnable again (a retry soon, a release).
 #[allow(clippy::ptr_arg)] // must be a fn(&T) for T = Vec<_>
 fn runnable_again(r: &Vec<FinishResult>) -> bool {
@@ -582,6 +589,22 @@ impl Store for SqliteStore {
             |r: &RetriedFailed| r.retried > 0,
             move |c| control::retry_failed(c, clock.now(), queue.as_deref(), kind.as_deref()),
         )
+        .await
+    }
+
+    async fn delete_jobs(&self, ids: &[JobId]) -> Result<Vec<DeleteResult>, StoreError> {
+        let clock = self.now_fn();
+        let ids = ids.to_vec();
+        self.write(never, move |c| operate::delete_jobs(c, clock.now(), &ids))
+            .await
+    }
+
+    async fn run_now(&self, ids: &[JobId]) -> Result<Vec<RunNowResult>, StoreError> {
+        let clock = self.now_fn();
+        let ids = ids.to_vec();
+        self.write(made_available, move |c| {
+            operate::run_now(c, clock.now(), &ids)
+        })
         .await
     }
 

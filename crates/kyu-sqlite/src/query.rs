@@ -8,7 +8,7 @@ use kyu_core::{JobFilter, JobId, JobPage, JobRecord, QueueStats, StoreError};
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 
-use crate::row::{db, from_us, job_from_row, parse_state, JOB_COLUMNS};
+use crate::row::{db, from_us, job_from_row, parse_state, us, JOB_COLUMNS};
 
 /// One job.
 pub(crate) fn get(conn: &Connection, id: JobId) -> Result<Option<JobRecord>, StoreError> {
@@ -22,9 +22,11 @@ pub(crate) fn list(conn: &Connection, filter: &JobFilter) -> Result<JobPage, Sto
     let limit = filter.limit.max(1);
     let mut sql = format!("SELECT {JOB_COLUMNS} FROM jobs WHERE 1 = 1");
     let mut values: Vec<Value> = Vec::new();
-    let mut bind = |sql: &mut String, clause: &str, v: Value| {
+    // Binds `v` as the `?` of `clause`; returns its number.
+    let mut bind = |sql: &mut String, clause: &str, v: Value| -> usize {
         values.push(v);
         sql.push_str(&clause.replace('?', &format!("?{}", values.len())));
+        values.len()
     };
     if !filter.states.is_empty() {
         sql.push_str(" AND state IN (");
@@ -49,6 +51,44 @@ pub(crate) fn list(conn: &Connection, filter: &JobFilter) -> Result<JobPage, Sto
             " AND EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE json_each.value = ?)",
             Value::Text(t.clone()),
         );
+    }
+    if let Some(t) = filter.created_after {
+        bind(&mut sql, " AND created_at >= ?", Value::Integer(us(t)));
+    }
+    if let Some(t) = filter.created_before {
+        bind(&mut sql, " AND created_at < ?", Value::Integer(us(t)));
+    }
+    for m in &filter.args {
+        m.check("args")?;
+        let path = Value::Text(m.sqlite_path());
+        let n = bind(&mut sql, " AND json_type(args, ?)", path);
+        match &m.value {
+            serde_json::Value::String(v) => {
+                sql.push_str(" = 'text'");
+                sql.push_str(&format!(" AND json_extract(args, ?{n})"));
+                bind(&mut sql, " = ?", Value::Text(v.clone()));
+            }
+            serde_json::Value::Number(v) => {
+                sql.push_str(" IN ('integer', 'real')");
+                let v = match v.as_i64() {
+                    Some(i) => Value::Integer(i),
+                    None => Value::Real(v.as_f64().unwrap_or(f64::NAN)),
+                };
+                sql.push_str(&format!(" AND json_extract(args, ?{n})"));
+                bind(&mut sql, " = ?", v);
+            }
+            serde_json::Value::Bool(true) => sql.push_str(" = 'true'"),
+            serde_json::Value::Bool(false) => sql.push_str(" = 'false'"),
+            _ => sql.push_str(" = 'null'"),
+        }
+    }
+    if let Some(t) = filter.changed_by {
+        let n = bind(
+            &mut sql,
+            " AND COALESCE(finished_at, attempted_at, created_at) <= ?",
+            Value::Integer(us(t)),
+        );
+        sql.push_str(&format!(" AND (state <> 'available' OR run_at <= ?{n})"));
     }
     if let Some(b) = filter.before {
         bind(&mut sql, " AND id < ?", Value::Integer(b));

@@ -284,6 +284,19 @@ impl Kyu {
         Ok(self.store.retry(ids).await?)
     }
 
+    /// Deletes jobs that are not running, with their recorded output
+    /// ([`kyu_core::DeleteResult`]); a running job is left alone (cancel it
+    /// first). A deleted job's unique key no longer holds.
+    pub async fn delete(&self, ids: &[JobId]) -> Result<Vec<kyu_core::DeleteResult>> {
+        Ok(self.store.delete_jobs(ids).await?)
+    }
+
+    /// Makes scheduled jobs available now, whatever their run_at
+    /// ([`kyu_core::RunNowResult`]); the next claim of their queue may take them.
+    pub async fn run_now(&self, ids: &[JobId]) -> Result<Vec<kyu_core::RunNowResult>> {
+        Ok(self.store.run_now(ids).await?)
+    }
+
     /// Runs every failed job again, of one queue and/or kind if given. Of
     /// failed jobs sharing a unique key only the first is retried, none if an
     /// unfinished job holds the key; the reply counts the retried and lists

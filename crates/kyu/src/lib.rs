@@ -98,9 +98,9 @@ pub use kyu_core::JobRecord;
 /// The store contract and clocks, for backends and tests.
 pub use kyu_core::{clock, store, Clock, ManualClock, Store, StoreError, SystemClock};
 pub use kyu_core::{
-    AttemptError, AttemptLogs, CancelResult, Enqueued, JobFilter, JobId, JobPage, JobState,
-    KeyHeld, Limits, LiveWorker, NewJob, Progress, QueueStats, RetriedFailed, RetryPolicy,
-    RetryResult, Uniqueness, WaitingKind, WorkerInfo,
+    ArgMatch, AttemptError, AttemptLogs, CancelResult, DeleteResult, Enqueued, JobFilter, JobId,
+    JobPage, JobState, KeyHeld, Limits, LiveWorker, NewJob, Progress, QueueStats, RetriedFailed,
+    RetryPolicy, RetryResult, RunNowResult, Uniqueness, WaitingKind, WorkerInfo,
 };
 /// The event log's types (see [`Kyu::events`]).
 pub use kyu_core::{Event, EventFacts, EventFilter, EventGap, EventId, EventType};

@@ -104,6 +104,7 @@ pub async fn run(ctx: &Ctx, cmd: JobsCommand) -> CmdResult {
                 tag,
                 before,
                 limit: limit as usize,
+                ..JobFilter::default()
             };
             let page = kyu.list(&filter).await?;
             if ctx.json {

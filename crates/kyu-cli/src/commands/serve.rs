@@ -94,8 +94,12 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
                 )
             })?;
             let metrics = kyu_server::install_recorder()?;
-            let app =
-                kyu_server::router(kyu.clone(), kyu_server::Options::default().metrics(metrics));
+            let options = if serve {
+                config.http.server_options()
+            } else {
+                kyu_server::Options::default()
+            };
+            let app = kyu_server::router(kyu.clone(), options.metrics(metrics));
             Some((listener, app))
         }
     };

@@ -28,6 +28,8 @@
 //! - [`leases`]: heartbeats, cancel requests, progress, reaping expired leases;
 //! - [`control`]: pausing queues, cancelling and retrying jobs;
 //! - [`list`]: reading jobs and queues;
+//! - [`operate`]: delete and run now by id; list filters by created range,
+//!   inside args, and the snapshot bound of bulk actions;
 //! - [`logs`]: the recorded output of attempts;
 //! - [`retention`]: deleting finished jobs;
 //! - [`workers`]: the worker registry and the kinds waiting for one;
@@ -46,6 +48,7 @@ pub mod leases;
 pub mod list;
 pub mod logs;
 pub mod notify;
+pub mod operate;
 pub mod retention;
 pub mod schedules;
 pub mod tokens;
@@ -270,6 +273,9 @@ macro_rules! conformance_tests {
                 schedule_config_sync_removes_undeclared_and_keeps_operator_disable;
             tokens: tokens_create_find_list_revoke, tokens_names_are_unique,
                 tokens_first_token_only_once, secrets_are_written_once;
+            operate: delete_each_state, run_now_makes_scheduled_available,
+                list_filters_created_range_and_args,
+                list_snapshot_bound_excludes_later_changes;
         );
     };
     (@cases $harness:expr; $($topic:ident: $($case:ident),+;)+) => {

@@ -9,6 +9,7 @@
 //! | 404 | no such job, schedule or route, or one in a queue the token may not see (indistinguishable, so nothing leaks) |
 //! | 409 | a conflict with the stored state (a token name taken, a stale lease) |
 //! | 413 | the body is over the limit |
+//! | 429 | the token already holds its cap of open event streams or long polls (`[http] sse_streams_per_token`, `long_polls_per_token`) |
 //! | 503 | the database did not answer (the only 5xx; never for bad input) |
 
 use axum::http::StatusCode;

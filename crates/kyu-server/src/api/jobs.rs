@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use kyu::{JobFilter, JobId, JobRecord, JobState, NewJob, RetryPolicy};
+use kyu::{ArgMatch, JobFilter, JobId, JobRecord, JobState, NewJob, RetryPolicy};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -240,6 +240,10 @@ impl JobView {
     /// The view of `job` for `caller` (args and result redacted without `read_args`).
     pub(crate) fn of(job: JobRecord, caller: &Caller) -> JobView {
         let show = caller.reads_args();
+        let unique_key = job
+            .unique_key
+            .clone()
+            .map(|k| unscoped_key(caller, &job.queue, k));
         JobView {
             id: job.id,
             args: show.then(|| json_of(&job.args)),
@@ -255,7 +259,7 @@ impl JobView {
             priority: job.priority,
             attempt: job.attempt,
             max_attempts: job.max_attempts,
-            unique_key: job.unique_key,
+            unique_key,
             tags: job.tags,
             created_at: job.created_at,
             run_at: job.run_at,
@@ -281,6 +285,40 @@ impl JobView {
     }
 }
 
+/// Scopes a unique key given through a token limited to queues to the
+/// job's queue (`queue:QUEUE:KEY`), so it can only ever match a job of that
+/// queue, one the token may see: a tenant cannot learn of another tenant's
+/// job by enqueueing with the same key. Keys given through a token without
+/// queue limits are used as they are (global, as in the library).
+fn scope_key(caller: &Caller, mut job: NewJob) -> NewJob {
+    if !caller.token.queues.is_empty() {
+        if let Some(k) = job.unique_key.take() {
+            job.unique_key = Some(format!("queue:{}:{k}", job.queue));
+        }
+    }
+    job
+}
+
+/// A unique key as the caller gave it (without the scope [`scope_key`] added).
+fn unscoped_key(caller: &Caller, queue: &str, key: String) -> String {
+    if caller.token.queues.is_empty() {
+        return key;
+    }
+    match key.strip_prefix(&format!("queue:{queue}:")) {
+        Some(k) => k.to_string(),
+        None => key,
+    }
+}
+
+/// Whether the job an enqueue answered with is one the caller may see (a
+/// duplicate of a key it does not own is never shown).
+async fn shown(shared: &Shared, caller: &Caller, out: &kyu::Enqueued) -> Result<bool, ApiError> {
+    if !out.duplicate || caller.token.queues.is_empty() {
+        return Ok(true);
+    }
+    Ok(caller.visible_job(&shared.kyu, out.id).await.is_ok())
+}
+
 /// Makes the library's job for one request, checking the caller may enqueue into its queue.
 fn job_for(
     shared: &Shared,
@@ -298,13 +336,23 @@ fn job_for(
 /// instead of making a second: the key becomes the job's unique key
 /// (`idempotency:TOKEN:KEY`, held for 24 h whatever the job's state), so it
 /// cannot be given with `unique_key`.
+///
+/// A unique key (or Idempotency-Key) given through a token limited to
+/// queues is scoped to the job's queue (stored as `queue:QUEUE:KEY`; shown
+/// to that token without the prefix): it only ever matches a job of that
+/// queue, so a tenant cannot learn of another tenant's job through a shared
+/// key. Keys from a token without queue limits are global, as in the
+/// library. Should a tenant's key still meet a job it may not see (a key an
+/// unlimited token wrote in that form), the answer is 409
+/// `unique_key_taken` with no id.
 #[utoipa::path(post, path = "/v1/jobs", tag = "jobs", request_body = EnqueueRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retried request return the first job")),
     responses(
         (status = 201, description = "Enqueued", body = EnqueueReply),
         (status = 200, description = "A duplicate: the existing job", body = EnqueueReply),
         (status = 400, description = "Bad input", body = ErrorBody),
-        (status = 403, description = "Scope or queue not allowed", body = ErrorBody)),
+        (status = 403, description = "Scope or queue not allowed", body = ErrorBody),
+        (status = 409, description = "The unique key is held by a job this token may not see", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn enqueue(
     State(shared): State<Shared>,
@@ -338,7 +386,15 @@ pub(crate) async fn enqueue(
     if let Some(key) = idem {
         job = job.unique_for(key, IDEMPOTENCY_WINDOW);
     }
-    let out = shared.kyu.enqueue(job).await?;
+    let out = shared.kyu.enqueue(scope_key(&caller, job)).await?;
+    if !shown(&shared, &caller, &out).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "unique_key_taken",
+            "unique_key: held by a job this token may not see; accepted: another key",
+        )
+        .field("unique_key"));
+    }
     let status = if out.duplicate {
         StatusCode::OK
     } else {
@@ -383,21 +439,23 @@ pub(crate) async fn enqueue_batch(
             }
             e
         })?;
-        jobs.push(job);
+        jobs.push(scope_key(&caller, job));
     }
     let out = shared.kyu.enqueue_many(jobs).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(BatchReply {
-            jobs: out
-                .into_iter()
-                .map(|e| EnqueueReply {
-                    id: e.id,
-                    duplicate: e.duplicate,
-                })
-                .collect(),
-        }),
-    ))
+    let mut replies = Vec::with_capacity(out.len());
+    for e in out {
+        // A duplicate of a job the token may not see: id 0, nothing shown.
+        let id = if shown(&shared, &caller, &e).await? {
+            e.id
+        } else {
+            0
+        };
+        replies.push(EnqueueReply {
+            id,
+            duplicate: e.duplicate,
+        });
+    }
+    Ok((StatusCode::CREATED, Json(BatchReply { jobs: replies })))
 }
 
 /// How to read one job.
@@ -412,7 +470,8 @@ pub struct GetParams {
 /// One job: state, attempts with their errors, progress, result. With
 /// `?wait=30s`, a long poll: answered when the job finishes or the wait ends.
 #[utoipa::path(get, path = "/v1/jobs/{id}", tag = "jobs", params(("id" = i64, Path, description = "The job id"), GetParams),
-    responses((status = 200, body = JobView), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = JobView), (status = 404, body = ErrorBody),
+        (status = 429, description = "The token holds its cap of long polls", body = ErrorBody)),
     security(("bearer" = [])))]
 pub(crate) async fn get_job(
     State(shared): State<Shared>,
@@ -437,6 +496,11 @@ pub(crate) async fn get_job(
     if job.state.is_finished() || wait.is_zero() {
         return Ok(Json(JobView::of(job, &caller)));
     }
+    let _permit = shared.permits.take(
+        &caller.token.name,
+        super::permits::Kind::LongPoll,
+        shared.options.long_polls_per_token,
+    )?;
     let job = match shared.kyu.wait(id).timeout(wait).await {
         Ok(job) => job,
         Err(kyu::Error::WaitTimedOut { .. }) => caller.visible_job(&shared.kyu, id).await?,
@@ -457,10 +521,83 @@ pub struct ListParams {
     pub kind: Option<String>,
     /// Only jobs with this tag.
     pub tag: Option<String>,
+    /// Only jobs created at or after this time (RFC 3339).
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only jobs created before this time (RFC 3339).
+    pub created_before: Option<DateTime<Utc>>,
+    /// A search inside args: the parameter's name is the path, e.g.
+    /// `args.user=42`, `args.a.b="x"`, `args.flag=true` (repeat for several;
+    /// all must match). The value is a JSON scalar; a bare word is a string.
+    #[serde(rename = "args.PATH")]
+    pub args_path: Option<String>,
     /// The `next` of the previous page.
     pub cursor: Option<String>,
     /// Page size, 1 to 1000 (default 100).
     pub limit: Option<usize>,
+}
+
+impl ListParams {
+    /// The parameters from the query's name=value pairs: `args.…` names are
+    /// searches inside args; any other name must be a field.
+    fn from_pairs(pairs: Vec<(String, String)>) -> Result<(ListParams, Vec<ArgMatch>), ApiError> {
+        let mut p = ListParams {
+            state: None,
+            queue: None,
+            kind: None,
+            tag: None,
+            created_after: None,
+            created_before: None,
+            args_path: None,
+            cursor: None,
+            limit: None,
+        };
+        let mut args = Vec::new();
+        let time = |field: &str, v: &str| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|e| {
+                    ApiError::invalid(
+                        field,
+                        format!("{field}: {v:?} is not a time ({e}); accepted: RFC 3339, e.g. 2030-01-01T00:00:00Z"),
+                    )
+                })
+        };
+        for (name, value) in pairs {
+            match name.as_str() {
+                "state" => p.state = Some(value),
+                "queue" => p.queue = Some(value),
+                "kind" => p.kind = Some(value),
+                "tag" => p.tag = Some(value),
+                "cursor" => p.cursor = Some(value),
+                "created_after" => p.created_after = Some(time("created_after", &value)?),
+                "created_before" => p.created_before = Some(time("created_before", &value)?),
+                "limit" => {
+                    p.limit = Some(value.parse().map_err(|_| {
+                        ApiError::invalid(
+                            "limit",
+                            format!("limit: {value:?} is not a number; accepted: 1 to the page limit"),
+                        )
+                    })?)
+                }
+                n if n.starts_with("args.") => {
+                    if args.len() == 8 {
+                        return Err(ApiError::invalid(
+                            "args",
+                            "args: more than 8 searches inside args; accepted: up to 8",
+                        ));
+                    }
+                    args.push(ArgMatch::parse("args", &format!("{n}={value}"))?);
+                }
+                other => {
+                    return Err(ApiError::invalid(
+                        "query",
+                        format!("query: unknown parameter {other:?}; accepted: state, queue, kind, tag, created_after, created_before, args.PATH, cursor, limit"),
+                    ))
+                }
+            }
+        }
+        Ok((p, args))
+    }
 }
 
 /// One page of jobs, newest first.
@@ -477,7 +614,9 @@ pub struct JobList {
 /// continues where the scan stopped.
 const MAX_SCAN_PAGES: usize = 10;
 
-/// Lists jobs, newest first, by keyset cursor. A token limited to queues
+/// Lists jobs, newest first, by keyset cursor, filtered in the store by
+/// state, queue, kind, tag, created range and searches inside args
+/// (`?args.user=42&args.a.b="x"`). A token limited to queues
 /// sees only its queues' jobs (a page may then be short; follow `next`).
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListParams),
     responses((status = 200, body = JobList), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
@@ -485,8 +624,9 @@ const MAX_SCAN_PAGES: usize = 10;
 pub(crate) async fn list_jobs(
     State(shared): State<Shared>,
     caller: Caller,
-    Query(p): Query<ListParams>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<JobList>, ApiError> {
+    let (p, args) = ListParams::from_pairs(pairs)?;
     let limit = p.limit.unwrap_or(100);
     if limit == 0 || limit > shared.options.max_page {
         return Err(ApiError::invalid(
@@ -515,8 +655,12 @@ pub(crate) async fn list_jobs(
         queue: p.queue,
         kind: p.kind,
         tag: p.tag,
+        created_after: p.created_after,
+        created_before: p.created_before,
+        args,
         before,
         limit,
+        ..JobFilter::default()
     };
     let mut jobs = Vec::new();
     let mut next = None;
@@ -614,7 +758,7 @@ pub struct ActionReply {
 }
 
 /// Checks the ids and keeps those the caller may see; the others answer `not_found`.
-async fn visible_ids(
+pub(crate) async fn visible_ids(
     shared: &Shared,
     caller: &Caller,
     ids: &[JobId],

@@ -6,10 +6,13 @@
 //! matrix test and the OpenAPI test walk the same table.
 
 pub mod auth;
+pub mod bulk;
 pub mod error;
+pub mod events;
 pub mod extract;
 pub mod jobs;
 pub mod openapi;
+pub mod permits;
 pub mod queues;
 pub mod schedules;
 
@@ -143,6 +146,43 @@ pub(crate) fn table() -> Vec<Route> {
         ),
         route(M::GET, "/metrics", S::Metrics, ALL, crate::metrics::scrape),
         route(M::GET, "/openapi.json", S::Read, QUEUES, openapi::serve),
+        route(M::GET, "/v1/events", S::Read, QUEUES, events::stream),
+        route(
+            M::DELETE,
+            "/v1/jobs/{id}",
+            S::Operate,
+            QUEUES,
+            bulk::delete_one,
+        ),
+        route(
+            M::POST,
+            "/v1/jobs/delete",
+            S::Operate,
+            QUEUES,
+            bulk::delete_ids,
+        ),
+        route(
+            M::POST,
+            "/v1/jobs/run_now",
+            S::Operate,
+            QUEUES,
+            bulk::run_now_ids,
+        ),
+        route(M::POST, "/v1/jobs/bulk", S::Operate, QUEUES, bulk::bulk),
+        route(
+            M::PUT,
+            "/v1/schedules/{name}",
+            S::Operate,
+            QUEUES,
+            schedules::upsert,
+        ),
+        route(
+            M::PATCH,
+            "/v1/schedules/{name}",
+            S::Operate,
+            QUEUES,
+            schedules::update,
+        ),
     ]
 }
 

@@ -5,12 +5,12 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{jobs, queues, schedules};
+use super::{bulk, events, jobs, queues, schedules};
 
 /// The document's definition: every route of the table.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "kyu", description = "kyu's HTTP API: producers, operators and remote workers. Every route but /healthz and /readyz needs `Authorization: Bearer TOKEN` (a token from `kyu tokens create`). Errors are {\"error\": {\"code\", \"message\", \"field\"}}: 400 bad input (422 never), 401 no or bad token, 403 scope or queue not allowed, 404 not found (or not visible to the token), 409 conflict, 413 body over the limit, 503 database unavailable."),
+    info(title = "kyu", description = "kyu's HTTP API: producers, operators and remote workers. Every route but /healthz and /readyz needs `Authorization: Bearer TOKEN` (a token from `kyu tokens create`). Errors are {\"error\": {\"code\", \"message\", \"field\"}}: 400 bad input (422 never), 401 no or bad token, 403 scope or queue not allowed, 404 not found (or not visible to the token), 409 conflict, 413 body over the limit, 429 too many open streams or long polls for the token, 503 database unavailable."),
     paths(
         jobs::enqueue, jobs::enqueue_batch, jobs::list_jobs, jobs::get_job, jobs::job_logs,
         jobs::cancel, jobs::retry,
@@ -18,6 +18,9 @@ use super::{jobs, queues, schedules};
         schedules::list, schedules::delete, schedules::enable, schedules::disable,
         schedules::trigger, schedules::preview,
         crate::metrics::scrape, serve,
+        events::stream,
+        bulk::delete_one, bulk::delete_ids, bulk::run_now_ids, bulk::bulk,
+        schedules::upsert, schedules::update,
     ),
     modifiers(&Bearer),
 )]

@@ -1,0 +1,161 @@
+//! `GET /v1/jobs` filters pushed into the store: created range, tag, and
+//! searches inside args by path, with cursor paging; and unique keys that
+//! cannot reveal another tenant's job.
+
+mod common;
+
+use axum::http::{Method, StatusCode};
+use common::{ids, T};
+use kyu::{NewJob, Scope};
+use serde_json::json;
+
+#[tokio::test]
+async fn list_by_args_path_created_range_and_tag_with_a_cursor() {
+    let t = T::new().await;
+    let r = t.token("r", &[Scope::Read], &[]).await;
+    let a = t
+        .add(NewJob::new("k", json!({"user": 42, "a": {"b": "x"}})).tag("t"))
+        .await;
+    let b = t
+        .add(NewJob::new("k", json!({"user": 42, "a": {"b": "y"}})))
+        .await;
+    let c = t.add(NewJob::new("k", json!({"user": 7}))).await;
+    let cases = [
+        ("/v1/jobs?args.user=42", vec![b, a]),
+        ("/v1/jobs?args.a.b=%22x%22", vec![a]),
+        ("/v1/jobs?args.a.b=y", vec![b]),
+        ("/v1/jobs?args.user=42&args.a.b=x", vec![a]),
+        ("/v1/jobs?args.user=42&tag=t", vec![a]),
+        ("/v1/jobs?args.nope=1", vec![]),
+    ];
+    for (path, want) in cases {
+        let (status, page) = t.call(Method::GET, path, &r, None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {page}");
+        assert_eq!(ids(&page), want, "{path}");
+    }
+    let (_, page) = t
+        .call(Method::GET, "/v1/jobs?args.user=42&limit=1", &r, None)
+        .await;
+    assert_eq!(ids(&page), [b]);
+    let next = page["next"].as_str().unwrap().to_string();
+    let (_, page) = t
+        .call(
+            Method::GET,
+            &format!("/v1/jobs?args.user=42&limit=1&cursor={next}"),
+            &r,
+            None,
+        )
+        .await;
+    assert_eq!(ids(&page), [a]);
+    let created_c = t.kyu.job(c).await.unwrap().created_at;
+    let at = created_c.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let (_, page) = t
+        .call(
+            Method::GET,
+            &format!("/v1/jobs?created_after={at}"),
+            &r,
+            None,
+        )
+        .await;
+    assert_eq!(ids(&page), [c], "from (inclusive)");
+    let (_, page) = t
+        .call(
+            Method::GET,
+            &format!("/v1/jobs?created_before={at}"),
+            &r,
+            None,
+        )
+        .await;
+    assert_eq!(ids(&page), [b, a], "before (exclusive)");
+    for (path, field) in [
+        ("/v1/jobs?created_after=yesterday", "created_after"),
+        ("/v1/jobs?args.a%20b=1", "args"),
+        ("/v1/jobs?args.a={}", "args"),
+        ("/v1/jobs?argsx=1", "query"),
+    ] {
+        let (status, body) = t.call(Method::GET, path, &r, None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["error"]["field"], field, "{path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_tenant_cannot_learn_of_another_tenants_job_through_a_unique_key() {
+    let t = T::new().await;
+    let a = t
+        .token("a", &[Scope::Produce, Scope::Read], &["tenant-a.*"])
+        .await;
+    let b = t
+        .token("b", &[Scope::Produce, Scope::Read], &["tenant-b.*"])
+        .await;
+    let (status, theirs) = t
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            &b,
+            Some(json!({"kind": "k", "queue": "tenant-b.mail", "unique_key": "order-7"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{theirs}");
+    let (status, mine) = t
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            &a,
+            Some(json!({"kind": "k", "queue": "tenant-a.mail", "unique_key": "order-7"})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "a new job, not tenant b's: {mine}"
+    );
+    assert_eq!(mine["duplicate"], false);
+    assert_ne!(mine["id"], theirs["id"]);
+    // The key still dedupes within the tenant's queue, and shows as given.
+    let (status, again) = t
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            &a,
+            Some(json!({"kind": "k", "queue": "tenant-a.mail", "unique_key": "order-7"})),
+        )
+        .await;
+    assert_eq!((status, &again["id"]), (StatusCode::OK, &mine["id"]));
+    let (_, view) = t
+        .call(Method::GET, &format!("/v1/jobs/{}", mine["id"]), &a, None)
+        .await;
+    assert_eq!(view["unique_key"], "order-7");
+    // Batches too.
+    let (_, batch) = t
+        .call(
+            Method::POST,
+            "/v1/jobs/batch",
+            &a,
+            Some(json!({"jobs": [{"kind": "k", "queue": "tenant-a.x", "unique_key": "order-7"}]})),
+        )
+        .await;
+    assert_eq!(batch["jobs"][0]["duplicate"], false, "{batch}");
+    // A key written in the scoped form into tenant b by an unlimited token
+    // is still never shown to tenant a.
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    t.call(
+        Method::POST,
+        "/v1/jobs",
+        &admin,
+        Some(json!({"kind": "k", "queue": "tenant-b.mail", "unique_key": "queue:tenant-a.y:k9"})),
+    )
+    .await;
+    let (status, body) = t
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            &a,
+            Some(json!({"kind": "k", "queue": "tenant-a.y", "unique_key": "k9"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    assert_eq!(body["error"]["code"], "unique_key_taken");
+    assert!(!body.to_string().contains("tenant-b"), "{body}");
+    assert!(body.get("id").is_none());
+}
