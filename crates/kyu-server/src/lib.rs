@@ -15,7 +15,10 @@
 //!
 //! - the JSON API under `/v1` (module [`api`]): producers and operators,
 //!   every route a row of one table with its required token scope, behind
-//!   one authorization middleware; `GET /openapi.json` describes it.
+//!   one authorization middleware; `GET /openapi.json` describes it;
+//! - remote workers over HTTP under `/v1/workers` (module [`api::workers`]):
+//!   register, claim with a long poll, heartbeat, finish fenced by lease
+//!   tokens, leave.
 //!
 //! Every route but `/healthz` and `/readyz` needs `Authorization: Bearer
 //! TOKEN` (see `kyu::tokens`); `/metrics` needs the `metrics` scope.
@@ -72,8 +75,14 @@ pub struct Options {
     pub body_limit: usize,
     /// Largest page of a list, batch or action by ids. Default 1000.
     pub max_page: usize,
-    /// Longest long poll (`?wait=`). Default 30 s.
+    /// Longest long poll (`?wait=`, a worker claim's `wait_ms`). Default 30 s.
     pub max_wait: Duration,
+    /// The lease of a remote worker that registers without `lease_ms`
+    /// (`POST /v1/workers`). Default 30 s, as a local worker's.
+    pub worker_lease: Duration,
+    /// What remote workers are told to do (run, quiet, stop): `kyu serve`
+    /// says quiet when it starts shutting down. Default run.
+    pub worker_control: api::workers::WorkerControl,
 }
 
 impl Default for Options {
@@ -85,6 +94,8 @@ impl Default for Options {
             body_limit: 2 * 1024 * 1024,
             max_page: 1000,
             max_wait: Duration::from_secs(30),
+            worker_lease: Duration::from_secs(30),
+            worker_control: api::workers::WorkerControl::default(),
         }
     }
 }
@@ -98,6 +109,8 @@ impl std::fmt::Debug for Options {
             .field("body_limit", &self.body_limit)
             .field("max_page", &self.max_page)
             .field("max_wait", &self.max_wait)
+            .field("worker_lease", &self.worker_lease)
+            .field("worker_control", &self.worker_control.get())
             .finish()
     }
 }
@@ -115,6 +128,8 @@ pub(crate) struct Shared {
     pub(crate) kyu: Kyu,
     pub(crate) options: Options,
     pub(crate) store_gauges: store_gauges::StoreGauges,
+    /// The remote workers registered here.
+    pub(crate) workers: api::worker_sessions::Sessions,
 }
 
 /// The handle every route gets.
@@ -129,6 +144,7 @@ pub fn router(kyu: Kyu, options: Options) -> Router {
         store_gauges: store_gauges::StoreGauges::new(kyu.clone(), options.store_gauges_ttl),
         kyu,
         options,
+        workers: Default::default(),
     });
     Router::new()
         .merge(health::routes())
