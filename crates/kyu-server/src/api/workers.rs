@@ -30,7 +30,11 @@
 //!    not the claim's, or an attempt that no longer holds (the lease expired
 //!    and the job was rescued), answers 409 `lease_lost` and changes nothing.
 //!    These writes do not need the worker's registration to be live: a
-//!    lease that still holds can be finished.
+//!    lease that still holds can be finished. Besides the token and the
+//!    store's fence, the server checks the attempt is this worker's (its
+//!    record of the worker's claims, else the job's row): a snooze or a
+//!    release gives the attempt number back, so a late write of the first
+//!    holder must not land on the next holder's attempt of the same number.
 //! 5. `DELETE /v1/workers/{worker}`: leave. The jobs it holds go back to
 //!    `available` at once (as a local worker's graceful shutdown releases
 //!    them; the attempt is not counted) and its registration is removed.
@@ -701,15 +705,19 @@ pub(crate) async fn heartbeat(
     let session = shared.workers.touch(&shared, &caller, &worker).await?;
     let key = shared.workers.key(&shared).await?;
     let store = shared.kyu.store();
-    let genuine: Vec<LeaseRef> = req
-        .leases
-        .iter()
-        .filter(|l| verify(key, &worker, l.job_id, l.attempt, &l.lease_token))
-        .map(|l| LeaseRef {
-            id: l.job_id,
-            attempt: l.attempt,
-        })
-        .collect();
+    let mut genuine: Vec<LeaseRef> = Vec::with_capacity(req.leases.len());
+    for l in &req.leases {
+        if verify(key, &worker, l.job_id, l.attempt, &l.lease_token)
+            && holds(&shared, &caller, &worker, true, l.job_id, l.attempt)
+                .await?
+                .is_some()
+        {
+            genuine.push(LeaseRef {
+                id: l.job_id,
+                attempt: l.attempt,
+            });
+        }
+    }
     let reply = store.heartbeat(&worker, &genuine, session.lease).await?;
     let lease_expires_at = store.clock().now()
         + chrono::Duration::from_std(session.lease).unwrap_or(chrono::Duration::MAX);
@@ -790,6 +798,39 @@ fn later(now: DateTime<Utc>, d: Duration, field: &str) -> Result<DateTime<Utc>, 
         })
 }
 
+/// Whether `worker` holds attempt `attempt` of `job`, as far as can be told
+/// before the store's fence (job id + attempt): this server's record of the
+/// worker's claims while its session is live, else the job's own row
+/// (running that attempt, for this worker, in a queue the caller may see).
+/// The second check matters because a snooze or a release gives the attempt
+/// number back: the store alone would take a late write of the first holder
+/// for the next one's. With the job's retry policy.
+async fn holds(
+    shared: &Shared,
+    caller: &Caller,
+    worker: &str,
+    live: bool,
+    job: JobId,
+    attempt: u32,
+) -> Result<Option<kyu::RetryPolicy>, ApiError> {
+    if live {
+        if let Some(h) = shared.workers.held(worker, job, attempt) {
+            return Ok(Some(h.retry));
+        }
+    }
+    Ok(match shared.kyu.store().get(job).await? {
+        Some(j)
+            if caller.sees(&j.queue)
+                && j.state == JobState::Running
+                && j.attempt == attempt
+                && j.worker.as_deref() == Some(worker) =>
+        {
+            Some(j.retry)
+        }
+        _ => None,
+    })
+}
+
 /// Checks each write's lease token and the caller's right to its job, then
 /// writes the genuine ones in one `Store::finish` batch. One result per
 /// write, in order: the job's state, or `None` for a lost lease.
@@ -806,28 +847,15 @@ async fn finish_all(
     let mut batch = Vec::new();
     let mut slots = Vec::with_capacity(writes.len());
     for w in writes {
-        if !verify(key, worker, w.job, w.attempt, &w.token) {
+        let retry = if verify(key, worker, w.job, w.attempt, &w.token) {
+            holds(shared, caller, worker, session.is_some(), w.job, w.attempt).await?
+        } else {
+            None
+        };
+        let Some(retry) = retry else {
             slots.push(None);
             continue;
-        }
-        let held = shared.workers.held(worker, w.job, w.attempt);
-        // The job's own record, when the session cannot vouch for it (it
-        // expired, or this server did not register the worker): its queue
-        // must be the caller's, and a failure needs its retry policy.
-        let record = match (&session, &held) {
-            (Some(_), Some(_)) => None,
-            _ => match store.get(w.job).await? {
-                Some(j) if caller.sees(&j.queue) => Some(j),
-                _ => {
-                    slots.push(None);
-                    continue;
-                }
-            },
         };
-        let retry = held
-            .map(|h| h.retry)
-            .or_else(|| record.map(|j| j.retry))
-            .unwrap_or_default();
         let outcome = match w.outcome {
             Pending::Complete(result) => FinishOutcome::Completed { result },
             Pending::Fail {
@@ -996,14 +1024,15 @@ pub(crate) async fn progress(
     if !verify(key, &worker, job, req.attempt, &req.lease_token) {
         return Err(lease_lost(job, req.attempt));
     }
-    let now = store.clock().now();
-    let vouched = shared.workers.peek(&caller, &worker, now).is_some()
-        && shared.workers.held(&worker, job, req.attempt).is_some();
-    if !vouched {
-        match store.get(job).await? {
-            Some(j) if caller.sees(&j.queue) => {}
-            _ => return Err(lease_lost(job, req.attempt)),
-        }
+    let live = shared
+        .workers
+        .peek(&caller, &worker, store.clock().now())
+        .is_some();
+    if holds(&shared, &caller, &worker, live, job, req.attempt)
+        .await?
+        .is_none()
+    {
+        return Err(lease_lost(job, req.attempt));
     }
     let lease = LeaseRef {
         id: job,
