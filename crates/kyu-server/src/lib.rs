@@ -15,7 +15,10 @@
 //!
 //! - the JSON API under `/v1` (module [`api`]): producers and operators,
 //!   every route a row of one table with its required token scope, behind
-//!   one authorization middleware; `GET /openapi.json` describes it.
+//!   one authorization middleware; `GET /openapi.json` describes it;
+//! - remote workers over HTTP under `/v1/workers` (module [`api::workers`]):
+//!   register, claim with a long poll, heartbeat, finish fenced by lease
+//!   tokens, leave.
 //!
 //! Every route but `/healthz` and `/readyz` needs `Authorization: Bearer
 //! TOKEN` (see `kyu::tokens`); `/metrics` needs the `metrics` scope.
@@ -75,7 +78,7 @@ pub struct Options {
     pub body_limit: usize,
     /// Largest page of a list, batch or action by ids. Default 1000.
     pub max_page: usize,
-    /// Longest long poll (`?wait=`). Default 30 s.
+    /// Longest long poll (`?wait=`, a worker claim's `wait_ms`). Default 30 s.
     pub max_wait: Duration,
     /// Event streams (`GET /v1/events`) one token may hold open at once;
     /// one more is refused with 429. Default 8.
@@ -88,6 +91,12 @@ pub struct Options {
     /// How many jobs a bulk action by filter reads and acts on per store
     /// call (one transaction each). Default 500.
     pub bulk_batch: usize,
+    /// The lease of a remote worker that registers without `lease_ms`
+    /// (`POST /v1/workers`). Default 30 s, as a local worker's.
+    pub worker_lease: Duration,
+    /// What remote workers are told to do (run, quiet, stop): `kyu serve`
+    /// says quiet when it starts shutting down. Default run.
+    pub worker_control: api::workers::WorkerControl,
 }
 
 impl Default for Options {
@@ -103,6 +112,8 @@ impl Default for Options {
             long_polls_per_token: 64,
             sse_keep_alive: Duration::from_secs(15),
             bulk_batch: 500,
+            worker_lease: Duration::from_secs(30),
+            worker_control: api::workers::WorkerControl::default(),
         }
     }
 }
@@ -120,6 +131,8 @@ impl std::fmt::Debug for Options {
             .field("long_polls_per_token", &self.long_polls_per_token)
             .field("sse_keep_alive", &self.sse_keep_alive)
             .field("bulk_batch", &self.bulk_batch)
+            .field("worker_lease", &self.worker_lease)
+            .field("worker_control", &self.worker_control.get())
             .finish()
     }
 }
@@ -138,6 +151,8 @@ pub(crate) struct Shared {
     pub(crate) options: Options,
     pub(crate) store_gauges: store_gauges::StoreGauges,
     pub(crate) permits: api::permits::Permits,
+    /// The remote workers registered here.
+    pub(crate) workers: api::worker_sessions::Sessions,
 }
 
 /// The handle every route gets.
@@ -153,6 +168,7 @@ pub fn router(kyu: Kyu, options: Options) -> Router {
         kyu,
         options,
         permits: Default::default(),
+        workers: Default::default(),
     });
     Router::new()
         .merge(health::routes())

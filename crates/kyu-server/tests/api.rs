@@ -640,6 +640,7 @@ fn sample(
             schedule
         },
     );
+    let path = path.replace("{worker}", "w-0");
     let body = match (route.method.as_str(), route.path) {
         ("POST", "/v1/jobs") => Some(json!({"kind": "k", "queue": queue})),
         ("POST", "/v1/jobs/batch") => Some(json!({"jobs": [{"kind": "k", "queue": queue}]})),
@@ -654,6 +655,7 @@ fn sample(
         ("PATCH", "/v1/schedules/{name}") => Some(json!({"enabled": true})),
         ("GET", "/v1/jobs") => return (format!("/v1/jobs?queue={queue}"), None),
         ("GET", "/v1/events") => return ("/v1/events?since=0".to_string(), None),
+        ("POST", p) if p.starts_with("/v1/workers") => return (path, worker_sample(p, queue)),
         ("GET", _) | ("DELETE", _) => None,
         ("POST", p) if p.starts_with("/v1/queues/") || p.starts_with("/v1/schedules/") => None,
         _ => panic!(
@@ -662,6 +664,28 @@ fn sample(
         ),
     };
     (path, body)
+}
+
+/// The body of a sample request to a worker route (`/v1/workers…`).
+fn worker_sample(path: &str, queue: &str) -> Option<Value> {
+    let fence = |extra: Value| {
+        let mut b = json!({"attempt": 1, "lease_token": "00"});
+        b.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        Some(b)
+    };
+    match path.rsplit('/').next().unwrap() {
+        "workers" => Some(json!({"name": "w", "queues": [queue], "kinds": ["k"]})),
+        "claim" => Some(json!({"max": 1})),
+        "heartbeat" => Some(json!({"leases": []})),
+        "ack" => Some(json!({"acks": []})),
+        "complete" => fence(json!({})),
+        "fail" => fence(json!({"message": "m"})),
+        "snooze" => fence(json!({"delay_ms": 1000})),
+        "progress" => fence(json!({"percent": 1})),
+        other => panic!("worker route {path} ({other}) has no sample request: add one"),
+    }
 }
 
 #[tokio::test]

@@ -98,9 +98,11 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
                 config.http.server_options()
             } else {
                 kyu_server::Options::default()
-            };
-            let app = kyu_server::router(kyu.clone(), options.metrics(metrics));
-            Some((listener, app))
+            }
+            .metrics(metrics);
+            let control = options.worker_control.clone();
+            let app = kyu_server::router(kyu.clone(), options);
+            Some((listener, app, control))
         }
     };
 
@@ -161,7 +163,7 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
     let handle = worker.config(worker_config).try_start()?;
     let (http_line, http) = match http {
         None => ("off".to_string(), None),
-        Some((listener, app)) => {
+        Some((listener, app, control)) => {
             // The bound address: the one asked for, with the port the system
             // chose for port 0.
             let at = listener
@@ -183,7 +185,7 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
             }
             (
                 format!("{at} (API /v1, /openapi.json, /metrics, /healthz, /readyz)"),
-                Some((stop_tx, task)),
+                Some((stop_tx, task, control)),
             )
         }
     };
@@ -213,12 +215,17 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
     tracing::info!("{line}");
     eprintln!("{line}");
     stop.await;
+    // Remote workers (HTTP) claim nothing more and finish what they hold.
+    if let Some((_, _, control)) = &http {
+        control.set(kyu_server::api::workers::WorkerCommand::Quiet);
+    }
     if let Some(s) = scheduler {
         s.shutdown().await;
     }
     handle.shutdown().await;
     // The listener last: /healthz answers while running jobs finish.
-    if let Some((stop, task)) = http {
+    if let Some((stop, task, control)) = http {
+        control.set(kyu_server::api::workers::WorkerCommand::Stop);
         let _ = stop.send(());
         match task.await {
             Ok(Ok(())) => {}

@@ -15,6 +15,8 @@ pub mod openapi;
 pub mod permits;
 pub mod queues;
 pub mod schedules;
+pub(crate) mod worker_sessions;
+pub mod workers;
 
 use std::collections::BTreeMap;
 
@@ -143,6 +145,63 @@ pub(crate) fn table() -> Vec<Route> {
             S::Read,
             QUEUES,
             schedules::preview,
+        ),
+        route(M::POST, "/v1/workers", S::Work, QUEUES, workers::register),
+        route(
+            M::DELETE,
+            "/v1/workers/{worker}",
+            S::Work,
+            QUEUES,
+            workers::leave,
+        ),
+        route(
+            M::POST,
+            "/v1/workers/{worker}/claim",
+            S::Work,
+            QUEUES,
+            workers::claim,
+        ),
+        route(
+            M::POST,
+            "/v1/workers/{worker}/heartbeat",
+            S::Work,
+            QUEUES,
+            workers::heartbeat,
+        ),
+        route(
+            M::POST,
+            "/v1/workers/{worker}/ack",
+            S::Work,
+            QUEUES,
+            workers::ack,
+        ),
+        route(
+            M::POST,
+            "/v1/workers/{worker}/jobs/{id}/complete",
+            S::Work,
+            QUEUES,
+            workers::complete,
+        ),
+        route(
+            M::POST,
+            "/v1/workers/{worker}/jobs/{id}/fail",
+            S::Work,
+            QUEUES,
+            workers::fail,
+        ),
+        route(
+            M::POST,
+            "/v1/workers/{worker}/jobs/{id}/snooze",
+            S::Work,
+            QUEUES,
+            workers::snooze,
+        ),
+        route(
+            M::POST,
+            "/v1/workers/{worker}/jobs/{id}/progress",
+            S::Work,
+            QUEUES,
+            workers::progress,
         ),
         route(M::GET, "/metrics", S::Metrics, ALL, crate::metrics::scrape),
         route(M::GET, "/openapi.json", S::Read, QUEUES, openapi::serve),

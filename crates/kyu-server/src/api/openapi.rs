@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{bulk, events, jobs, queues, schedules};
+use super::{bulk, events, jobs, queues, schedules, workers};
 
 /// The document's definition: every route of the table.
 #[derive(OpenApi)]
@@ -17,6 +17,8 @@ use super::{bulk, events, jobs, queues, schedules};
         queues::list, queues::pause, queues::resume,
         schedules::list, schedules::delete, schedules::enable, schedules::disable,
         schedules::trigger, schedules::preview,
+        workers::register, workers::leave, workers::claim, workers::heartbeat, workers::ack,
+        workers::complete, workers::fail, workers::snooze, workers::progress,
         crate::metrics::scrape, serve,
         events::stream,
         bulk::delete_one, bulk::delete_ids, bulk::run_now_ids, bulk::bulk,
