@@ -34,6 +34,11 @@
 //!   file, in this process or another.
 //! - **Events** (module `events`): every change writes its event in the
 //!   same transaction; event readers have their own wake-up channel.
+//! - **A full disk** (module `reserve`): a write that meets `SQLITE_FULL`
+//!   fails with [`StoreError::DiskFull`] naming the file, and releases the
+//!   reserve file kept beside the database (`<file>.reserve`,
+//!   [`RESERVE_BYTES`]) so that stored jobs can still be claimed and
+//!   finished; enqueues are refused until space is back, then go on.
 //! - **Times** are stored as integer microseconds since the Unix epoch, UTC;
 //!   args stay JSON text and are never parsed by the store.
 
