@@ -1,0 +1,46 @@
+"""kyu-client: enqueue, inspect, wait for and run kyu background jobs from Python over
+kyu's HTTP API (``kyu serve``).
+
+::
+
+    import kyu
+    client = kyu.Client("http://127.0.0.1:7070", token="kyu_...")
+    job = client.enqueue("send_email", {"to": "ada@example.com"})
+"""
+
+from .client import Client, job_body
+from .errors import (
+    ConflictError,
+    ConnectionError,
+    ForbiddenError,
+    InvalidError,
+    KyuError,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnauthorizedError,
+    UnavailableError,
+    WaitTimeoutError,
+)
+from .types import Duration, Enqueued, Job, JobPage, JobState, duration_seconds, duration_text
+
+__all__ = [
+    "Client",
+    "job_body",
+    "KyuError",
+    "InvalidError",
+    "UnauthorizedError",
+    "ForbiddenError",
+    "NotFoundError",
+    "ConflictError",
+    "PayloadTooLargeError",
+    "UnavailableError",
+    "ConnectionError",
+    "WaitTimeoutError",
+    "Duration",
+    "Enqueued",
+    "Job",
+    "JobPage",
+    "JobState",
+    "duration_seconds",
+    "duration_text",
+]
