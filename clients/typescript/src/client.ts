@@ -16,6 +16,7 @@ import type {
   Schedule,
 } from "./types.js";
 import { isFinished } from "./types.js";
+import { streamEvents, type EventsOptions, type KyuEvent } from "./events.js";
 
 /** How to reach kyu. */
 export interface ClientOptions {
@@ -115,15 +116,22 @@ export class Kyu {
       headers["content-type"] = "application/json";
       body = JSON.stringify(init.body);
     }
+    const res = await this.#send(method, url, path, headers, body, init.signal);
+    const text = await res.text();
+    return (text ? JSON.parse(text) : undefined) as T;
+  }
+
+  /** Sends a request; an error answer (or none) throws the matching {@link KyuError}. */
+  async #send(method: string, url: string, path: string, headers: Record<string, string>, body: string | undefined, signal?: AbortSignal): Promise<Response> {
     let res: Response;
     try {
-      res = await this.#fetch(url, { method, headers, body, signal: init.signal });
+      res = await this.#fetch(url, { method, headers, body, signal });
     } catch (e) {
-      if (init.signal?.aborted) throw e;
+      if (signal?.aborted) throw e;
       throw new ConnectionError(0, { code: "connection", message: `${method} ${url}: no answer (${(e as Error).message})` }, { cause: e });
     }
-    const text = await res.text();
     if (!res.ok) {
+      const text = await res.text().catch(() => "");
       let err: ApiErrorBody = { code: `http_${res.status}`, message: `${method} ${path}: HTTP ${res.status}: ${text.slice(0, 200)}` };
       try {
         const parsed = JSON.parse(text) as { error?: ApiErrorBody };
@@ -133,7 +141,25 @@ export class Kyu {
       }
       throw errorFor(res.status, err);
     }
-    return (text ? JSON.parse(text) : undefined) as T;
+    return res;
+  }
+
+  /**
+   * The event log as an async iterator over `GET /v1/events` (Server-Sent
+   * Events). A dropped connection is reopened with `Last-Event-ID`, so no
+   * event is lost or repeated; `gap` events say retention pruned some first.
+   * Stop with `options.signal` or by leaving the `for await` loop.
+   *
+   * ```ts
+   * for await (const e of kyu.events({ since: 0, types: ["failed"] })) console.log(e.job_id, e.type);
+   * ```
+   */
+  events(options: EventsOptions = {}): AsyncGenerator<KyuEvent> {
+    return streamEvents((path, headers, signal) => {
+      const h: Record<string, string> = { ...headers };
+      if (this.#token) h.authorization = `Bearer ${this.#token}`;
+      return this.#send("GET", this.url + path, path, h, undefined, signal);
+    }, options);
   }
 
   /**

@@ -11,3 +11,4 @@
 export * from "./errors.js";
 export * from "./types.js";
 export { Kyu, durationText, parseDurationMs, jobBody, type ClientOptions, type RequestOptions } from "./client.js";
+export { parseSse, streamEvents, type KyuEvent, type EventsOptions } from "./events.js";

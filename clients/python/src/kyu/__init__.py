@@ -21,10 +21,14 @@ from .errors import (
     UnavailableError,
     WaitTimeoutError,
 )
+from .job import CurrentJob, current_job, progress
 from .types import Duration, Enqueued, Job, JobPage, JobState, duration_seconds, duration_text
 
 __all__ = [
     "Client",
+    "CurrentJob",
+    "current_job",
+    "progress",
     "job_body",
     "KyuError",
     "InvalidError",

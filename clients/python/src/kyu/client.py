@@ -203,6 +203,19 @@ class Client:
         """Disables a schedule."""
         self.http.request("POST", f"/v1/schedules/{_seg(name)}/disable")
 
+    def events(self, **options: Any) -> Iterator[dict[str, Any]]:
+        """The event log over ``GET /v1/events`` (Server-Sent Events): ``since`` (an event id; 0
+        replays all the log holds; default live only), ``queue``, ``kind``, ``job``, ``types``, ``stop``
+        (a ``threading.Event`` that ends the iterator), ``on_reconnect``. A dropped connection is reopened
+        with ``Last-Event-ID``, so no event is lost or repeated::
+
+            for e in client.events(since=0, types=["failed"]):
+                print(e["job_id"], e["type"])
+        """
+        from .events import stream_events
+
+        return stream_events(self.http, **options)
+
     def trigger_schedule(self, name: str) -> Any:
         """Fires a schedule now."""
         return self.http.request("POST", f"/v1/schedules/{_seg(name)}/trigger")
