@@ -20,3 +20,6 @@ venv="$root/target/clients-python-venv"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check -e "clients/python[test]"
 (cd clients/python && "$venv/bin/python" -m pytest -q)
+
+echo "== examples/plugin-scheduler (seed 004 on the TypeScript client): npm ci, tsc, node --test"
+(cd examples/plugin-scheduler && npm ci --no-audit --no-fund && npm test)

@@ -12,3 +12,16 @@ export * from "./errors.js";
 export * from "./types.js";
 export { Kyu, durationText, parseDurationMs, jobBody, type ClientOptions, type RequestOptions } from "./client.js";
 export { parseSse, streamEvents, type KyuEvent, type EventsOptions } from "./events.js";
+export {
+  Worker,
+  PermanentError,
+  RetryAfterError,
+  Snooze,
+  snooze,
+  CancelledError,
+  TimeoutError,
+  LeaseLostError,
+  type JobContext,
+  type Handler,
+  type WorkerOptions,
+} from "./worker.js";

@@ -21,10 +21,17 @@ from .errors import (
     UnavailableError,
     WaitTimeoutError,
 )
+from .worker import Handler, JobContext, PermanentError, RetryAfter, Snooze, Worker
 from .job import CurrentJob, current_job, progress
 from .types import Duration, Enqueued, Job, JobPage, JobState, duration_seconds, duration_text
 
 __all__ = [
+    "Worker",
+    "JobContext",
+    "Handler",
+    "PermanentError",
+    "RetryAfter",
+    "Snooze",
     "Client",
     "CurrentJob",
     "current_job",
