@@ -14,6 +14,7 @@ import type {
   QueueInfo,
   RetryPolicy,
   Schedule,
+  ScheduleSpec,
 } from "./types.js";
 import { isFinished } from "./types.js";
 import { streamEvents, type EventsOptions, type KyuEvent } from "./events.js";
@@ -274,6 +275,20 @@ export class Kyu {
   /** Every schedule the token may see, by name. */
   async schedules(options: RequestOptions = {}): Promise<Schedule[]> {
     return this.request("GET", "/v1/schedules", { signal: options.signal });
+  }
+
+  /**
+   * Creates or replaces the schedule `name` (`PUT /v1/schedules/{name}`, scope
+   * operate): its next fire time is kept when cron and zone are unchanged.
+   */
+  async putSchedule(name: string, spec: ScheduleSpec): Promise<Schedule> {
+    const { cron, zone, overlap, misfire, enabled, ...job } = spec;
+    const body: Record<string, unknown> = { cron, ...jobBody(job) };
+    if (zone !== undefined) body.zone = zone;
+    if (overlap !== undefined) body.overlap = overlap;
+    if (misfire !== undefined) body.misfire = misfire;
+    if (enabled !== undefined) body.enabled = enabled;
+    return this.request("PUT", `/v1/schedules/${encodeURIComponent(name)}`, { body });
   }
 
   /** Deletes a schedule (its jobs stay). */

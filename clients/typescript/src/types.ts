@@ -146,6 +146,24 @@ export interface Schedule {
   last_job_id: number | null;
 }
 
+/** A schedule to create or replace with {@link Kyu.putSchedule}: when it fires and the job it enqueues. */
+export interface ScheduleSpec extends Omit<EnqueueOptions, "runAt" | "delay" | "uniqueKey" | "uniqueFor"> {
+  /** Cron expression: 5 fields, or 6 with seconds first. */
+  cron: string;
+  /** IANA time zone of the fire times; default UTC. */
+  zone?: string;
+  /** The kind of its jobs. */
+  kind: string;
+  /** Its jobs' args. */
+  args?: unknown;
+  /** A fire time while the previous job is unfinished: `allow`, `skip` (default), `buffer_one`. */
+  overlap?: "allow" | "skip" | "buffer_one";
+  /** Fire times missed while no scheduler ran: `skip` (default) or `run_once`. */
+  misfire?: "skip" | "run_once";
+  /** Whether it fires; default true. */
+  enabled?: boolean;
+}
+
 /** True for the states a job never leaves. */
 export function isFinished(state: JobState): boolean {
   return state === "completed" || state === "failed" || state === "cancelled";

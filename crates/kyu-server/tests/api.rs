@@ -616,6 +616,9 @@ fn sample(
         ("POST", "/v1/jobs/batch") => Some(json!({"jobs": [{"kind": "k", "queue": queue}]})),
         ("POST", "/v1/jobs/cancel") | ("POST", "/v1/jobs/retry") => Some(json!({"ids": [job]})),
         ("GET", "/v1/jobs") => return (format!("/v1/jobs?queue={queue}"), None),
+        ("PUT", p) if p.starts_with("/v1/schedules/") => {
+            Some(json!({"cron": "0 3 * * *", "kind": "k", "queue": queue}))
+        }
         ("GET", _) | ("DELETE", _) => None,
         ("POST", p) if p.starts_with("/v1/queues/") || p.starts_with("/v1/schedules/") => None,
         _ => panic!(
@@ -808,4 +811,85 @@ async fn served_openapi_matches_docs_openapi_json() {
         "docs/openapi.json differs from the served document; regenerate it with \
          `KYU_UPDATE_OPENAPI=1 cargo test -p kyu-server --test api served_openapi` and commit it"
     );
+}
+
+#[tokio::test]
+async fn put_schedule_creates_replaces_and_checks_its_fields_and_queue() {
+    let t = T::new().await;
+    let admin = t.admin().await;
+    let body = json!({"cron": "0 * * * *", "zone": "Asia/Tokyo", "kind": "sync", "args": {"tenant": 42},
+        "queue": "plugins", "max_attempts": 3, "retry": {"type": "exponential", "initial": "1s", "cap": "1m"},
+        "timeout": "5m", "overlap": "skip", "misfire": "run_once"});
+    let (status, s) = t
+        .call(
+            Method::PUT,
+            "/v1/schedules/hourly",
+            Some(&admin),
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{s}");
+    assert_eq!(s["name"], "hourly");
+    assert_eq!(s["cron"], "0 * * * *");
+    assert_eq!(s["zone"], "Asia/Tokyo");
+    assert_eq!(s["queue"], "plugins");
+    assert!(s["next_fire_at"].is_string());
+    let stored = t.kyu.schedules().await.unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].spec.job.max_attempts, 3);
+    assert_eq!(stored[0].spec.job.timeout_ms, Some(300_000));
+    // replaced by name
+    let mut changed = body.clone();
+    changed["cron"] = json!("*/5 * * * *");
+    let (_, s) = t
+        .call(
+            Method::PUT,
+            "/v1/schedules/hourly",
+            Some(&admin),
+            Some(changed),
+        )
+        .await;
+    assert_eq!(s["cron"], "*/5 * * * *");
+    assert_eq!(t.kyu.schedules().await.unwrap().len(), 1);
+    // bad fields name themselves
+    for (field, value, named) in [
+        ("cron", json!("61 * * * *"), "cron"),
+        ("zone", json!("Mars/Olympus"), "zone"),
+        ("overlap", json!("sometimes"), "overlap"),
+        ("timeout", json!("soon"), "timeout"),
+    ] {
+        let mut bad = body.clone();
+        bad[field] = value;
+        let (status, e) = t
+            .call(Method::PUT, "/v1/schedules/bad", Some(&admin), Some(bad))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}: {e}");
+        assert_eq!(e["error"]["field"], named, "{e}");
+    }
+    assert!(t.kyu.store().get_schedule("bad").await.unwrap().is_none());
+    // a tenant may not put a schedule in another tenant's queue, nor replace theirs
+    let tenant = t
+        .token("tenant-a", &[Scope::Operate], &["tenant-a.*"])
+        .await;
+    let mut other = body.clone();
+    other["queue"] = json!("tenant-b.x");
+    let (status, e) = t
+        .call(Method::PUT, "/v1/schedules/t", Some(&tenant), Some(other))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{e}");
+    let mut mine = body.clone();
+    mine["queue"] = json!("tenant-a.x");
+    let (status, e) = t
+        .call(
+            Method::PUT,
+            "/v1/schedules/hourly",
+            Some(&tenant),
+            Some(mine.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{e}");
+    let (status, _) = t
+        .call(Method::PUT, "/v1/schedules/t", Some(&tenant), Some(mine))
+        .await;
+    assert_eq!(status, StatusCode::OK);
 }

@@ -113,18 +113,16 @@ export class JobScheduler {
     const kind = kindOf(pluginId, jobName);
     this.#handlers.set(kind, { pluginId, jobName, handler, options });
     if (options.cron) {
-      await this.kyu.request("PUT", `/v1/schedules/${encodeURIComponent(kind)}`, {
-        body: {
-          cron: options.cron,
-          zone: this.#opts.zone ?? "UTC",
-          kind,
-          queue: QUEUE,
-          args: { tenantId: this.#opts.tenantId },
-          ...(options.priority !== undefined ? { priority: options.priority } : {}),
-          ...(options.attempts !== undefined ? { max_attempts: options.attempts } : {}),
-          ...(options.backoff ? { retry: retryBodyOf(options.backoff) } : {}),
-          ...(options.timeout !== undefined ? { timeout: `${options.timeout}ms` } : {}),
-        },
+      await this.kyu.putSchedule(kind, {
+        cron: options.cron,
+        zone: this.#opts.zone ?? "UTC",
+        kind,
+        queue: QUEUE,
+        args: { tenantId: this.#opts.tenantId },
+        priority: options.priority,
+        maxAttempts: options.attempts,
+        retry: retryOf(options.backoff),
+        timeout: options.timeout,
       });
     }
     await this.#restartWorker();
@@ -239,8 +237,4 @@ export class JobScheduler {
       appendFileSync(join(this.#opts.runsDir, `${row.tenant_id}.jsonl`), JSON.stringify(run) + "\n");
     }
   }
-}
-
-function retryBodyOf(b: NonNullable<JobOptions["backoff"]>): Record<string, string> {
-  return b.type === "fixed" ? { type: "fixed", delay: `${b.delay}ms` } : { type: "exponential", initial: `${b.delay}ms`, cap: "1h" };
 }

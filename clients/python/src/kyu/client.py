@@ -191,6 +191,32 @@ class Client:
         """Every schedule the token may see, by name."""
         return cast(list[Schedule], self.http.request("GET", "/v1/schedules"))
 
+    def put_schedule(
+        self,
+        name: str,
+        *,
+        cron: str,
+        kind: str,
+        args: Any = None,
+        zone: str | None = None,
+        overlap: str | None = None,
+        misfire: str | None = None,
+        enabled: bool | None = None,
+        **options: Any,
+    ) -> Schedule:
+        """Creates or replaces the schedule ``name`` (``PUT /v1/schedules/{name}``, scope operate): ``cron``
+        (5 fields, or 6 with seconds first), ``zone`` (IANA; default UTC), the job (``kind``, ``args`` and
+        ``queue``, ``priority``, ``max_attempts``, ``retry``, ``timeout``, ``tags``), ``overlap``
+        (allow, skip, buffer_one), ``misfire`` (skip, run_once), ``enabled``."""
+        for bad in ("run_at", "delay", "unique_key", "unique_for"):
+            if bad in options:
+                raise TypeError(f"put_schedule: {bad} is not a schedule option")
+        body: dict[str, Any] = {"cron": cron, **job_body(kind, args, **options)}
+        for k, v in (("zone", zone), ("overlap", overlap), ("misfire", misfire), ("enabled", enabled)):
+            if v is not None:
+                body[k] = v
+        return cast(Schedule, self.http.request("PUT", f"/v1/schedules/{_seg(name)}", body=body))
+
     def delete_schedule(self, name: str) -> None:
         """Deletes a schedule (its jobs stay)."""
         self.http.request("DELETE", f"/v1/schedules/{_seg(name)}")

@@ -107,6 +107,13 @@ pub(crate) fn table() -> Vec<Route> {
         ),
         route(M::GET, "/v1/schedules", S::Read, QUEUES, schedules::list),
         route(
+            M::PUT,
+            "/v1/schedules/{name}",
+            S::Operate,
+            QUEUES,
+            schedules::put,
+        ),
+        route(
             M::DELETE,
             "/v1/schedules/{name}",
             S::Operate,

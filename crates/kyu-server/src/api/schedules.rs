@@ -1,4 +1,5 @@
-//! Schedules: list, delete, enable, disable, trigger, preview. A schedule
+//! Schedules: create or replace (by name), list, delete, enable, disable,
+//! trigger, preview. A schedule
 //! belongs to the queue of its job template: a token limited to queues
 //! sees and acts on only the schedules whose jobs go to its queues.
 
@@ -12,7 +13,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::{NamePath, Query};
+use super::extract::{JsonBody, NamePath, Query};
+use super::jobs::{EnqueueRequest, RetryRequest};
 use crate::State as Shared;
 
 /// A schedule as the API shows it.
@@ -77,6 +79,102 @@ pub(crate) async fn list(
             .map(ScheduleView::from)
             .collect(),
     ))
+}
+
+/// A schedule to create or replace: when it fires and the job it enqueues.
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"cron": "0 * * * *", "zone": "Asia/Tokyo", "kind": "sync_analytics", "args": {"tenant": 42}, "queue": "plugins", "priority": 0, "max_attempts": 3, "retry": {"type": "exponential", "initial": "1s", "cap": "1m"}, "timeout": "5m", "overlap": "skip", "misfire": "skip"}))]
+pub struct ScheduleRequest {
+    /// The cron expression (5 or 6 fields, e.g. `0 * * * *`).
+    pub cron: String,
+    /// The IANA time zone its fire times are in; default `UTC`.
+    pub zone: Option<String>,
+    /// The kind of its jobs.
+    pub kind: String,
+    /// The jobs' arguments (any JSON; default `{}`).
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub args: Option<serde_json::Value>,
+    /// The jobs' queue; default `default`.
+    pub queue: Option<String>,
+    /// Lower runs first; default 0.
+    pub priority: Option<i32>,
+    /// Attempts before a job fails for good; default 5.
+    pub max_attempts: Option<u32>,
+    /// Delay before each retry; default exponential 1 s .. 16 s.
+    pub retry: Option<RetryRequest>,
+    /// Time limit of one attempt, e.g. `5m`.
+    pub timeout: Option<String>,
+    /// Labels of its jobs.
+    #[serde(default)]
+    pub tags: Vec<String>,
+    /// When a fire time comes while the previous job is unfinished: `allow`, `skip` (default), `buffer_one`.
+    pub overlap: Option<String>,
+    /// Fire times missed (no scheduler running): `skip` (default) or `run_once`.
+    pub misfire: Option<String>,
+    /// Whether it fires; default true.
+    pub enabled: Option<bool>,
+}
+
+/// Creates or replaces the schedule `name` (upsert: every process may declare
+/// its schedules at start-up). Its next fire time is kept when the cron
+/// expression and zone are unchanged, else it is the first after now.
+#[utoipa::path(put, path = "/v1/schedules/{name}", tag = "schedules",
+    params(("name" = String, Path, description = "The schedule")),
+    request_body = ScheduleRequest,
+    responses((status = 200, body = ScheduleView), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn put(
+    State(shared): State<Shared>,
+    caller: Caller,
+    NamePath(name): NamePath,
+    JsonBody(req): JsonBody<ScheduleRequest>,
+) -> Result<Json<ScheduleView>, ApiError> {
+    let now = shared.kyu.store().clock().now();
+    let job = EnqueueRequest {
+        kind: req.kind,
+        args: req.args,
+        queue: req.queue,
+        priority: req.priority,
+        run_at: None,
+        delay: None,
+        max_attempts: req.max_attempts,
+        retry: req.retry,
+        timeout: req.timeout,
+        unique_key: None,
+        unique_for: None,
+        tags: req.tags,
+    }
+    .into_job(now)?;
+    caller.check_queue("queue", &job.queue)?;
+    // A schedule of this name in a queue the caller may not see is not theirs to replace.
+    if let Some(old) = shared.kyu.store().get_schedule(&name).await? {
+        if !caller.sees(&old.spec.job.queue) {
+            return Err(ApiError::forbidden_queue("queue", &old.spec.job.queue));
+        }
+    }
+    let mut spec = kyu::ScheduleSpec::new(name, req.cron, job);
+    if let Some(z) = req.zone {
+        // The library names the field `timezone`; this request calls it `zone`.
+        let tz = kyu::parse_zone(&z).map_err(|e| {
+            let mut err = ApiError::from(e);
+            err.body.field = Some("zone".into());
+            err.body.message = err.body.message.replacen("timezone:", "zone:", 1);
+            err
+        })?;
+        spec = spec.zone(tz);
+    }
+    if let Some(o) = req.overlap {
+        spec = spec.overlap(o.parse()?);
+    }
+    if let Some(m) = req.misfire {
+        spec = spec.misfire(m.parse()?);
+    }
+    if let Some(e) = req.enabled {
+        spec = spec.enabled(e);
+    }
+    Ok(Json(shared.kyu.schedule(spec).await?.into()))
 }
 
 /// Deletes a schedule (its jobs stay).
