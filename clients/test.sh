@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Runs both clients' test suites against a real kyu binary: KYU_BIN, else
-# target/debug/kyu (built with `cargo build -p kyu-cli` when missing).
+# Runs both clients' test suites (and seed 004's plugin scheduler) against a
+# real kyu binary: KYU_BIN, else target/debug/kyu (`cargo build -p kyu-cli`
+# first, a no-op when it is fresh).
 # Installs what they need from the registries only: npm ci (package-lock.json)
 # and pip install -e into a venv under target/.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-export KYU_BIN=${KYU_BIN:-$root/target/debug/kyu}
-if [ ! -x "$KYU_BIN" ]; then
-  echo "clients/test.sh: building kyu (cargo build -p kyu-cli)"
+if [ -z "${KYU_BIN:-}" ]; then
+  echo "clients/test.sh: cargo build -p kyu-cli (a no-op when target/debug/kyu is fresh)"
   cargo build -p kyu-cli
+  export KYU_BIN=$root/target/debug/kyu
 fi
 
 echo "== clients/typescript: npm ci, tsc, node --test"

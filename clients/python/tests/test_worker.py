@@ -205,3 +205,18 @@ def test_token_without_work_scope_cannot_register(server) -> None:
     with pytest.raises(kyu.ForbiddenError) as e:
         t.start()
     assert e.value.code == "forbidden_queue"
+
+
+def test_forgotten_worker_registers_again(server, client) -> None:
+    w = worker(server, "w.again")
+    w.register("k", lambda job: "after re-registering")
+    w.start()
+    try:
+        first = w.id
+        # the server forgets it (as after three silent lease periods): it leaves behind the worker's back
+        client.request("DELETE", f"/v1/workers/{first}")
+        i = client.enqueue("k", {}, queue="w.again")["id"]
+        assert client.wait(i, timeout=20)["result"] == "after re-registering"
+        assert w.id != first
+    finally:
+        w.close()

@@ -193,6 +193,13 @@ export class Worker {
   /** Registers with the server and starts claiming. Resolves once registered. */
   async start(): Promise<void> {
     if (this.#handlers.size === 0) throw new Error("start: no handler registered; call register(kind, handler) first");
+    await this.#register();
+    this.#scheduleHeartbeat();
+    this.#loops.push(this.#claimLoop());
+  }
+
+  /** Registers (again, after the server forgot this worker: `unknown_worker`). */
+  async #register(): Promise<void> {
     const reply = await this.client.request<{ worker_id: string; heartbeat_interval_ms: number; lease_ms: number; max_wait_ms: number }>(
       "POST",
       "/v1/workers",
@@ -209,8 +216,6 @@ export class Worker {
     this.#workerId = reply.worker_id;
     this.#heartbeatMs = reply.heartbeat_interval_ms;
     this.#maxWaitMs = Math.min(this.#opts.pollWaitMs ?? reply.max_wait_ms, reply.max_wait_ms);
-    this.#scheduleHeartbeat();
-    this.#loops.push(this.#claimLoop());
   }
 
   /**
@@ -274,6 +279,16 @@ export class Worker {
       } catch (e) {
         if (this.#closing) return;
         this.#opts.onError?.(e);
+        if (e instanceof KyuError && e.code === "unknown_worker") {
+          // the server forgot this worker (it left, or was silent three lease periods): register again;
+          // the jobs it holds are finished with their lease tokens as before
+          try {
+            await this.#register();
+            continue;
+          } catch (again) {
+            this.#opts.onError?.(again);
+          }
+        }
         await new Promise((r) => setTimeout(r, backoff));
         backoff = Math.min(backoff * 2, 5000);
         continue;

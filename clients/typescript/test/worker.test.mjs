@@ -183,3 +183,20 @@ test("token errors: a token without the work scope cannot register", async (t) =
   const tenant = new Worker({ url: server.url, token: server.token(["work"], { queues: "tenant-a.*" }), queues: ["tenant-b.x"] }).register("k", () => 1);
   await assert.rejects(tenant.start(), (e) => e instanceof ForbiddenError && e.code === "forbidden_queue");
 });
+
+test("a worker the server forgot registers again and goes on", async (t) => {
+  if (skip(t)) return;
+  const w = worker("w.again").register("k", async () => "after re-registering");
+  await w.start();
+  try {
+    const first = w.id;
+    // the server forgets it (as after three silent lease periods): it leaves behind the worker's back
+    await kyu.request("DELETE", `/v1/workers/${encodeURIComponent(first)}`);
+    const { id } = await kyu.enqueue("k", {}, { queue: "w.again" });
+    const job = await kyu.wait(id, { timeout: "20s" });
+    assert.equal(job.result, "after re-registering");
+    assert.notEqual(w.id, first);
+  } finally {
+    await w.close();
+  }
+});

@@ -153,6 +153,14 @@ class Worker:
         """Registers with the server and starts claiming in background threads."""
         if not self.handlers:
             raise RuntimeError("start: no handler registered; call register(kind, handler) first")
+        self._register()
+        for target in (self._claim_loop, self._heartbeat_loop, self._ack_loop):
+            t = threading.Thread(target=target, name=f"kyu-{target.__name__}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _register(self) -> None:
+        """Registers (again, after the server forgot this worker: ``unknown_worker``)."""
         body: dict[str, Any] = {"name": self.name, "queues": self.queues, "kinds": list(self.handlers), "capacity": self.concurrency}
         if self.lease is not None:
             body["lease_ms"] = round(duration_seconds(self.lease) * 1000)
@@ -161,10 +169,6 @@ class Worker:
         self._heartbeat_s = reply["heartbeat_interval_ms"] / 1000
         wait = reply["max_wait_ms"] if self.poll_wait is None else min(reply["max_wait_ms"], round(duration_seconds(self.poll_wait) * 1000))
         self._max_wait_ms = wait
-        for target in (self._claim_loop, self._heartbeat_loop, self._ack_loop):
-            t = threading.Thread(target=target, name=f"kyu-{target.__name__}", daemon=True)
-            t.start()
-            self._threads.append(t)
 
     def run(self) -> None:
         """:meth:`start`, then block until SIGTERM/SIGINT (main thread) or :meth:`close`; closes gracefully."""
@@ -230,6 +234,14 @@ class Worker:
                 for _ in range(free):
                     self._slots.release()
                 self.on_error(e)
+                if e.code == "unknown_worker":
+                    # the server forgot this worker (it left, or was silent three lease periods):
+                    # register again; held jobs are finished with their lease tokens as before
+                    try:
+                        self._register()
+                        continue
+                    except KyuError as again:
+                        self.on_error(again)
                 self._closing.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
