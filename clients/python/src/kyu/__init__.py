@@ -8,6 +8,7 @@ kyu's HTTP API (``kyu serve``).
     job = client.enqueue("send_email", {"to": "ada@example.com"})
 """
 
+from .aio import AsyncClient
 from .client import Client, job_body
 from .errors import (
     ConflictError,
@@ -26,6 +27,7 @@ from .job import CurrentJob, current_job, progress
 from .types import Duration, Enqueued, Job, JobPage, JobState, duration_seconds, duration_text
 
 __all__ = [
+    "AsyncClient",
     "Worker",
     "JobContext",
     "Handler",
