@@ -659,7 +659,7 @@ async fn claimed(
                 j.id,
                 Held {
                     attempt: j.attempt,
-                    retry: j.retry.clone(),
+                    retry: j.retry,
                 },
             )
         }),
