@@ -43,6 +43,9 @@ const LIMIT_COLUMNS: &str = "global_concurrency, rate_starts, rate_per_ms";
 /// A queue is limited when one of its limits is set.
 const IS_LIMITED: &str = "(global_concurrency IS NOT NULL OR rate_starts IS NOT NULL)";
 
+/// A `queues` row's name, paused flag and limit columns.
+type QueueRow = (String, bool, Option<i32>, Option<i32>, Option<i64>);
+
 fn limits_of(gc: Option<i32>, starts: Option<i32>, per_ms: Option<i64>) -> QueueLimits {
     QueueLimits {
         global_concurrency: gc.map(|n| n.max(0) as u32),
@@ -175,14 +178,13 @@ async fn limited_queues(
     conn: &mut PgConnection,
     schema: &str,
 ) -> Result<Vec<(String, bool, QueueLimits)>, StoreError> {
-    let rows: Vec<(String, bool, Option<i32>, Option<i32>, Option<i64>)> =
-        sqlx::query_as(&format!(
-            "SELECT name, paused, {LIMIT_COLUMNS} FROM {schema}.queues WHERE {IS_LIMITED} \
+    let rows: Vec<QueueRow> = sqlx::query_as(&format!(
+        "SELECT name, paused, {LIMIT_COLUMNS} FROM {schema}.queues WHERE {IS_LIMITED} \
              ORDER BY name"
-        ))
-        .fetch_all(conn)
-        .await
-        .map_err(db)?;
+    ))
+    .fetch_all(conn)
+    .await
+    .map_err(db)?;
     Ok(rows
         .into_iter()
         .map(|(q, p, gc, s, ms)| (q, p, limits_of(gc, s, ms)))
