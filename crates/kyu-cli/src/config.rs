@@ -9,6 +9,8 @@
 //!
 //! [queues.default]
 //! concurrency = 4
+//! global_concurrency = 8    # across every worker process and host
+//! rate = "5000/1h"          # at most 5000 starts in any hour
 //!
 //! [http]
 //! listen = "127.0.0.1:7070"   # kyu serve's API, /metrics, /healthz, /readyz
@@ -188,6 +190,29 @@ pub struct QueueConfig {
     /// Start paused. Default false.
     #[serde(default)]
     pub paused: bool,
+    /// At most this many jobs of the queue running at once across every
+    /// process and host (stored in the database by `kyu serve` and `kyu
+    /// worker` at start). Default: no limit. Leaving the key out keeps what
+    /// is stored (`kyu queues set NAME --global-concurrency none` clears it).
+    #[serde(default)]
+    pub global_concurrency: Option<u32>,
+    /// At most this many job starts in any window of this length across
+    /// every process and host, e.g. `"5000/1h"`, `"10/1s"`, `"10000/1d"`.
+    /// Default: no limit; stored like `global_concurrency`.
+    #[serde(default)]
+    pub rate: Option<kyu::RateLimit>,
+}
+
+impl QueueConfig {
+    /// The limits this table declares, as a change that keeps the ones it
+    /// leaves out; `None` if it declares none.
+    pub fn limits(&self) -> Option<kyu::LimitsUpdate> {
+        let u = kyu::LimitsUpdate {
+            global_concurrency: self.global_concurrency.map(Some),
+            rate: self.rate.map(Some),
+        };
+        (u != kyu::LimitsUpdate::default()).then_some(u)
+    }
 }
 
 fn default_concurrency() -> usize {
@@ -498,6 +523,20 @@ impl Config {
                     find_line(text, &format!("[queues.{name}]")),
                     format!("queues.{name}.concurrency: 0 is not accepted; give 1 or more"),
                 ));
+            }
+            if let Some(n) = q.global_concurrency {
+                let field = format!("queues.{name}.global_concurrency");
+                kyu::limits::check_global_concurrency(&field, n).map_err(|e| {
+                    ConfigError::at(
+                        path,
+                        key_line_in_table(
+                            text,
+                            find_line(text, &format!("[queues.{name}]")),
+                            "global_concurrency",
+                        ),
+                        e.to_string(),
+                    )
+                })?;
             }
         }
         for (name, j) in &self.jobs {

@@ -61,6 +61,8 @@ pub enum EventType {
     QueuePaused,
     /// A queue was resumed.
     QueueResumed,
+    /// A queue's limits (global concurrency, rate) were set or cleared.
+    QueueLimitsChanged,
     /// A schedule enqueued the job of a fire time (`schedule`, `fire_time`).
     ScheduleFired,
     /// A schedule's fire time enqueued nothing because of its overlap policy (`reason`).
@@ -79,7 +81,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, in the order above.
-    pub const ALL: [EventType; 21] = [
+    pub const ALL: [EventType; 22] = [
         EventType::Enqueued,
         EventType::Started,
         EventType::Progress,
@@ -94,6 +96,7 @@ impl EventType {
         EventType::Retried,
         EventType::QueuePaused,
         EventType::QueueResumed,
+        EventType::QueueLimitsChanged,
         EventType::ScheduleFired,
         EventType::ScheduleSkipped,
         EventType::ScheduleMisfired,
@@ -120,6 +123,7 @@ impl EventType {
             EventType::Retried => "retried",
             EventType::QueuePaused => "queue_paused",
             EventType::QueueResumed => "queue_resumed",
+            EventType::QueueLimitsChanged => "queue_limits_changed",
             EventType::ScheduleFired => "schedule_fired",
             EventType::ScheduleSkipped => "schedule_skipped",
             EventType::ScheduleMisfired => "schedule_misfired",

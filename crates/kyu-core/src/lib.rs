@@ -13,6 +13,7 @@
 //! - [`store`]: the [`Store`] contract, the only place that talks to a database:
 //!   jobs, and through its supertraits [`ScheduleStore`], [`LogStore`] and
 //!   [`WorkerRegistry`];
+//! - [`limits`]: a queue's global concurrency and rate limit, across hosts ([`LimitStore`]);
 //! - [`event`]: events, the log of every change, written with it;
 //! - [`tokens`]: API tokens, their scopes and queue patterns ([`TokenStore`]);
 //! - [`validate`]: the checks of names and durations every face shares;
@@ -33,6 +34,7 @@ pub mod error;
 pub mod event;
 pub mod job;
 pub mod lifecycle;
+pub mod limits;
 pub mod retry;
 pub mod schedule;
 pub mod store;
@@ -49,6 +51,7 @@ pub use event::{
 pub use job::{
     AttemptError, Enqueued, JobId, JobRecord, JobState, Limits, NewJob, Progress, Uniqueness,
 };
+pub use limits::{LimitStore, LimitsUpdate, QueueLimitStatus, QueueLimits, RateLimit};
 pub use retry::RetryPolicy;
 pub use schedule::{
     ConfigSchedule, ConfigSync, Fire, FireResult, JobTemplate, MisfirePolicy, OverlapPolicy,

@@ -524,6 +524,7 @@ pub trait Store:
     + WorkerRegistry
     + crate::tokens::TokenStore
     + EventLog
+    + crate::limits::LimitStore
     + Send
     + Sync
     + 'static

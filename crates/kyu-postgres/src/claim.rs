@@ -17,7 +17,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use kyu_core::{Claim, ClaimedJob, JobId, StoreError};
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Row};
+use sqlx::{PgConnection, PgPool, Row};
 
 use crate::row::{db, parse_json, plus};
 
@@ -28,7 +28,7 @@ const MAX_WALKS: usize = 32;
 /// The (queue, kind) pairs with available jobs in `queues`: a loose scan
 /// of the claim index, one seek per distinct kind however many jobs each has.
 async fn present_pairs(
-    pool: &PgPool,
+    conn: &mut PgConnection,
     schema: &str,
     queues: &[String],
 ) -> Result<Vec<(String, String)>, StoreError> {
@@ -43,7 +43,7 @@ async fn present_pairs(
          SELECT queue, kind FROM k WHERE kind IS NOT NULL"
     ))
     .bind(queues)
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await
     .map_err(db)
 }
@@ -122,13 +122,38 @@ pub(crate) async fn claim_job(
     row.as_ref().map(claimed).transpose()
 }
 
-/// Claims jobs for `claim` (limit > 0, at least one queue, kinds not empty).
+/// Claims jobs for `claim` (limit > 0, at least one queue, kinds not empty):
+/// from the queues without limits in one statement, then, if that left room,
+/// from each limited queue up to what its limits leave (module `limits`).
 pub(crate) async fn claim(
     pool: &PgPool,
     schema: &str,
     now: DateTime<Utc>,
     claim: &Claim,
 ) -> Result<Vec<ClaimedJob>, StoreError> {
+    let mut conn = pool.acquire().await.map_err(db)?;
+    let mut out = claim_in(&mut conn, schema, now, claim, false).await?;
+    if out.len() < claim.limit {
+        let more = crate::limits::claim_limited(&mut conn, schema, now, claim, out.len()).await?;
+        if !more.is_empty() {
+            out.extend(more);
+            out.sort_by_key(|(priority, run_at, job)| (*priority, *run_at, job.id));
+        }
+    }
+    Ok(out.into_iter().map(|(_, _, j)| j).collect())
+}
+
+/// Claims up to `claim.limit` jobs from `claim.queues` that are not paused
+/// and, unless `limited` (the caller holds the queue's row lock and gives
+/// the room its limits leave), have no limit; in claim order, with the
+/// priority and run_at of each.
+pub(crate) async fn claim_in(
+    conn: &mut PgConnection,
+    schema: &str,
+    now: DateTime<Utc>,
+    claim: &Claim,
+    limited: bool,
+) -> Result<Vec<(i32, DateTime<Utc>, ClaimedJob)>, StoreError> {
     let mut queues = claim.queues.clone();
     queues.sort();
     queues.dedup();
@@ -143,7 +168,7 @@ pub(crate) async fn claim(
             .iter()
             .flat_map(|q| ks.iter().map(move |k| (q.clone(), k.clone())))
             .collect(),
-        _ => present_pairs(pool, schema, &queues)
+        _ => present_pairs(&mut *conn, schema, &queues)
             .await?
             .into_iter()
             .filter(|(_, k)| kinds.as_ref().map_or(true, |ks| ks.contains(k)))
@@ -183,11 +208,17 @@ pub(crate) async fn claim(
     // wait on the claim index, where other claims skip them unread, instead
     // of staying due-and-scheduled, which would wake idle workers for them
     // at every turn.
+    // A limited queue is claimed only under its row lock (module `limits`).
+    let skipped = if limited {
+        "p.paused"
+    } else {
+        "(p.paused OR p.global_concurrency IS NOT NULL OR p.rate_starts IS NOT NULL)"
+    };
     let started = started_events(schema, "$2", "$4");
     let sql = format!(
         "WITH live AS (\
            SELECT ARRAY(SELECT q FROM unnest($1::text[]) AS q WHERE NOT EXISTS \
-             (SELECT 1 FROM {schema}.queues p WHERE p.name = q AND p.paused)) AS qs), \
+             (SELECT 1 FROM {schema}.queues p WHERE p.name = q AND {skipped})) AS qs), \
          available AS ({available}), \
          due AS (\
            SELECT id, priority, run_at FROM {schema}.jobs \
@@ -227,7 +258,7 @@ pub(crate) async fn claim(
         let (pq, pk): (Vec<String>, Vec<String>) = pairs.into_iter().unzip();
         q.bind(pq).bind(pk)
     };
-    let rows = q.fetch_all(pool).await.map_err(db)?;
+    let rows = q.fetch_all(&mut *conn).await.map_err(db)?;
     let mut out: Vec<(i32, DateTime<Utc>, ClaimedJob)> = Vec::with_capacity(rows.len());
     for r in rows {
         out.push((
@@ -238,5 +269,5 @@ pub(crate) async fn claim(
     }
     // RETURNING order is unspecified.
     out.sort_by_key(|(priority, run_at, job)| (*priority, *run_at, job.id));
-    Ok(out.into_iter().map(|(_, _, j)| j).collect())
+    Ok(out)
 }

@@ -54,6 +54,7 @@ mod enqueue;
 mod events;
 mod finish;
 mod lease;
+mod limits;
 mod logs;
 mod notify;
 mod operate;

@@ -150,6 +150,8 @@ CREATE TABLE {s}.secrets (
 "#,
     // 6: the event log.
     crate::events::MIGRATION,
+    // 7: queue limits (global concurrency, rate) and the rate window's starts.
+    crate::limits::MIGRATION,
 ];
 
 /// The latest schema version this build knows.

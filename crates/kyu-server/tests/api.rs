@@ -653,6 +653,7 @@ fn sample(
             Some(json!({"cron": "0 3 * * *", "job": {"kind": "k", "queue": queue}}))
         }
         ("PATCH", "/v1/schedules/{name}") => Some(json!({"enabled": true})),
+        ("PATCH", "/v1/queues/{name}") => Some(json!({"global_concurrency": 5})),
         ("GET", "/v1/jobs") => return (format!("/v1/jobs?queue={queue}"), None),
         ("GET", "/v1/events") => return ("/v1/events?since=0".to_string(), None),
         ("POST", p) if p.starts_with("/v1/workers") => return (path, worker_sample(p, queue)),
@@ -686,6 +687,87 @@ fn worker_sample(path: &str, queue: &str) -> Option<Value> {
         "progress" => fence(json!({"percent": 1})),
         other => panic!("worker route {path} ({other}) has no sample request: add one"),
     }
+}
+
+#[tokio::test]
+async fn queue_update_sets_and_clears_limits() {
+    let t = T::new().await;
+    let admin = t.admin().await;
+    let path = "/v1/queues/batch";
+    let (status, body) = t
+        .call(
+            Method::PATCH,
+            path,
+            Some(&admin),
+            Some(json!({"global_concurrency": 1, "rate": "5000/1h"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"queue": "batch", "global_concurrency": 1, "rate": "5000/1h"})
+    );
+    let limits = t.kyu.queue_limits().await.unwrap();
+    assert_eq!(limits.len(), 1);
+    assert_eq!(limits[0].limits.global_concurrency, Some(1));
+    // A field left out is kept; null clears.
+    let (status, body) = t
+        .call(
+            Method::PATCH,
+            path,
+            Some(&admin),
+            Some(json!({"rate": null})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"queue": "batch", "global_concurrency": 1, "rate": null})
+    );
+    // Bad input: 400, the field named, nothing changed.
+    for (bad, field) in [
+        (json!({"global_concurrency": 0}), "global_concurrency"),
+        (json!({"rate": "5000/1y"}), "rate"),
+        (json!({"rate": 5}), "body"),
+        (json!({}), "body"),
+        (json!({"concurrency": 2}), "body"),
+    ] {
+        let (status, body) = t
+            .call(Method::PATCH, path, Some(&admin), Some(bad.clone()))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert!(
+            body["error"]["field"]
+                .as_str()
+                .unwrap_or("")
+                .contains(field)
+                || body["error"]["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains(field),
+            "{bad}: {body}"
+        );
+    }
+    let limits = t.kyu.queue_limits().await.unwrap();
+    assert_eq!(limits[0].limits.global_concurrency, Some(1));
+    assert_eq!(limits[0].limits.rate, None);
+    // A token limited to other queues may not change this one.
+    let tenant = t.token("tenant", &[Scope::Operate], &["tenant-a.*"]).await;
+    let (status, _) = t
+        .call(
+            Method::PATCH,
+            path,
+            Some(&tenant),
+            Some(json!({"global_concurrency": null})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        t.kyu.queue_limits().await.unwrap()[0]
+            .limits
+            .global_concurrency,
+        Some(1)
+    );
 }
 
 #[tokio::test]
@@ -829,6 +911,11 @@ async fn tenant_token_sees_and_touches_nothing_of_another_tenant_on_any_route() 
     );
     let q = t.kyu.queues().await.unwrap();
     assert!(q.iter().all(|q| !q.paused), "no queue paused: {q:?}");
+    let limited = t.kyu.queue_limits().await.unwrap();
+    assert!(
+        limited.iter().all(|l| l.queue != "tenant-b.mail"),
+        "tenant b's queue limits untouched: {limited:?}"
+    );
     assert_eq!(
         q.iter()
             .find(|q| q.queue == "tenant-b.mail")

@@ -54,24 +54,6 @@ pub(crate) fn promote_due(conn: &Connection, now_us: i64) -> Result<usize, Store
     .map_err(db)
 }
 
-/// The queues among `names` that are paused.
-fn unpaused(conn: &Connection, names: &[String]) -> Result<Vec<String>, StoreError> {
-    let mut paused = conn
-        .prepare_cached("SELECT name FROM queues WHERE paused = 1")
-        .map_err(db)?;
-    let paused: Vec<String> = paused
-        .query_map([], |r| r.get(0))
-        .and_then(|rows| rows.collect())
-        .map_err(db)?;
-    let mut out: Vec<String> = Vec::with_capacity(names.len());
-    for n in names {
-        if !paused.contains(n) && !out.contains(n) {
-            out.push(n.clone());
-        }
-    }
-    Ok(out)
-}
-
 /// The most (queue, kind) pairs a claim walks one by one. Beyond it the
 /// claim first narrows the pairs to the kinds that have available jobs, and
 /// if there are still more, reads them all in one statement and sorts.
@@ -175,7 +157,8 @@ pub(crate) fn claim_job(
     Ok(got.map(|(_, j)| j))
 }
 
-/// Claims jobs for `claim`.
+/// Claims jobs for `claim`: from the queues without limits at once, then
+/// from each limited queue up to what its limits leave (module `limits`).
 pub(crate) fn claim(
     conn: &Connection,
     now: DateTime<Utc>,
@@ -186,7 +169,28 @@ pub(crate) fn claim(
     }
     let now_us = us(now);
     promote_due(conn, now_us)?;
-    let queues = unpaused(conn, &claim.queues)?;
+    let (free, limited) = crate::limits::split(conn, &claim.queues)?;
+    let mut rows = claim_from(conn, now_us, claim, free)?;
+    if !limited.is_empty() && rows.len() < claim.limit {
+        let more =
+            crate::limits::claim_limited(conn, now_us, claim, limited, rows.len(), |c, one| {
+                claim_from(c, now_us, one, one.queues.clone())
+            })?;
+        rows.extend(more);
+        rows.sort_by_key(|(p, run_at, j)| (*p, *run_at, j.id));
+    }
+    Ok(rows.into_iter().map(|(_, _, j)| j).collect())
+}
+
+/// Claims up to `claim.limit` jobs from `queues` (unpaused, and either
+/// without limits or with room for that many), in claim order, with the
+/// priority and run_at of each.
+fn claim_from(
+    conn: &Connection,
+    now_us: i64,
+    claim: &Claim,
+    queues: Vec<String>,
+) -> Result<Vec<(i32, i64, ClaimedJob)>, StoreError> {
     if queues.is_empty() {
         return Ok(Vec::new());
     }
@@ -260,5 +264,5 @@ pub(crate) fn claim(
     rows.sort_by_key(|(p, run_at, j)| (*p, *run_at, j.id));
     let claimed: Vec<(i64, &ClaimedJob)> = rows.iter().map(|(_, r, j)| (*r, j)).collect();
     started(conn, now_us, &claim.worker, &claimed)?;
-    Ok(rows.into_iter().map(|(_, _, j)| j).collect())
+    Ok(rows)
 }

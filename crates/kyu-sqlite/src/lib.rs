@@ -50,6 +50,7 @@ mod enqueue;
 mod events;
 mod finish;
 mod lease;
+mod limits;
 mod logs;
 mod notify;
 mod open_error;

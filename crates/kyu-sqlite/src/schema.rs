@@ -79,6 +79,8 @@ CREATE TABLE workers (
     crate::tokens::MIGRATION,
     // 6: the event log.
     crate::events::MIGRATION,
+    // 7: queue limits (global concurrency, rate) and the rate window's starts.
+    crate::limits::MIGRATION,
 ];
 
 /// Brings the database up to the latest schema, in one `BEGIN IMMEDIATE`

@@ -375,6 +375,39 @@ impl Kyu {
         kyu_core::job::check_name("queue", queue)?;
         Ok(self.store.resume_queue(queue).await?)
     }
+
+    /// Sets or clears a queue's limits, for every process and host that
+    /// claims from it (they are stored with the queue, and enforced by the
+    /// store's claim): at most `global_concurrency` jobs of the queue
+    /// running at once, at most `rate` starts in any window of its period.
+    /// A field of `update` left `None` keeps its value. Returns the limits
+    /// as they are now. Jobs already running go on when a limit is lowered.
+    ///
+    /// ```no_run
+    /// # async fn demo(kyu: kyu::Kyu) -> kyu::Result<()> {
+    /// use kyu::{LimitsUpdate, RateLimit};
+    /// // One batch at a time across the fleet, and at most 5000 starts an hour.
+    /// kyu.set_queue_limits("batch", LimitsUpdate {
+    ///     global_concurrency: Some(Some(1)),
+    ///     rate: Some(Some("5000/1h".parse::<RateLimit>()?)),
+    /// }).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn set_queue_limits(
+        &self,
+        queue: &str,
+        update: kyu_core::LimitsUpdate,
+    ) -> Result<kyu_core::QueueLimits> {
+        kyu_core::job::check_name("queue", queue)?;
+        update.validate()?;
+        Ok(self.store.set_queue_limits(queue, update).await?)
+    }
+
+    /// Every queue with a limit, by name, with its use now (jobs running,
+    /// starts in the rate window, when the next start is allowed).
+    pub async fn queue_limits(&self) -> Result<Vec<kyu_core::QueueLimitStatus>> {
+        Ok(self.store.queue_limits().await?)
+    }
 }
 
 /// Schedules: declare, list, enable, disable, trigger (see [`crate::scheduler`]).

@@ -85,6 +85,9 @@ pub use kyu_core::cron::{parse_zone, CronExpr, Tz};
 /// Checks a queue or kind name (1 to 128 characters, no control characters,
 /// no leading or trailing whitespace).
 pub use kyu_core::job::check_name;
+/// Flow control across hosts: a queue's global concurrency and rate limit
+/// (see [`Kyu::set_queue_limits`]; re-exported from kyu-core).
+pub use kyu_core::limits::{self, LimitsUpdate, QueueLimitStatus, QueueLimits, RateLimit};
 pub use kyu_core::schedule::{
     ConfigSchedule, ConfigSync, FireResult, JobTemplate, MisfirePolicy, OverlapPolicy,
     ScheduleRecord, ScheduleSpec, SkipReason,

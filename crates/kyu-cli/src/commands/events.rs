@@ -38,7 +38,7 @@ pub struct EventsArgs {
     /// Only this type (repeat for several): enqueued, started, progress,
     /// completed, retrying, failed, snoozed, cancelled, cancel_requested,
     /// released, lease_expired, retried, queue_paused, queue_resumed,
-    /// schedule_fired, schedule_skipped, schedule_misfired, worker_started,
+    /// queue_limits_changed, schedule_fired, schedule_skipped, schedule_misfired, worker_started,
     /// worker_stopped.
     #[arg(long = "type", short = 't', value_parser = parse_type)]
     types: Vec<EventType>,

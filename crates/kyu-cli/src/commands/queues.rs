@@ -1,4 +1,4 @@
-//! `kyu queues ls|pause|resume`.
+//! `kyu queues ls|pause|resume|set`.
 
 use std::collections::BTreeMap;
 
@@ -12,7 +12,8 @@ use crate::CmdResult;
 /// Queue commands.
 #[derive(Subcommand, Debug)]
 pub enum QueuesCommand {
-    /// List queues with job counts by state, and the runnable jobs no live
+    /// List queues with job counts by state, each limit with its use now and
+    /// when the next start is allowed, and the runnable jobs no live
     /// worker handles (NO WORKER: they wait until a worker that runs their
     /// kind on their queue starts).
     Ls,
@@ -26,6 +27,93 @@ pub enum QueuesCommand {
         /// The queue.
         queue: String,
     },
+    /// Set or clear a queue's limits, for every worker process and host:
+    /// stored in the database, enforced when jobs are claimed.
+    Set {
+        /// The queue.
+        queue: String,
+        /// At most N jobs of the queue running at once across every process
+        /// and host; `none` clears the limit.
+        #[arg(long, value_name = "N|none")]
+        global_concurrency: Option<String>,
+        /// At most STARTS job starts in any window of PERIOD, e.g. 5000/1h,
+        /// 10/1s, 10000/1d; `none` clears the limit.
+        #[arg(long, value_name = "STARTS/PERIOD|none")]
+        rate: Option<String>,
+    },
+}
+
+/// Whether a limit's value clears it.
+fn clears(v: &str) -> bool {
+    matches!(v.trim(), "none" | "off")
+}
+
+/// The change `kyu queues set` asks for, checked.
+fn limits_update(
+    global_concurrency: Option<&str>,
+    rate: Option<&str>,
+) -> Result<kyu::LimitsUpdate, kyu::InvalidInput> {
+    let mut u = kyu::LimitsUpdate::default();
+    if let Some(v) = global_concurrency {
+        u.global_concurrency = Some(if clears(v) {
+            None
+        } else {
+            let n: u32 = v.trim().parse().map_err(|_| {
+                kyu::InvalidInput::new(
+                    "--global-concurrency",
+                    format!(
+                        "{v:?} is not accepted; give a whole number from 1, or none to clear it"
+                    ),
+                )
+            })?;
+            kyu::limits::check_global_concurrency("--global-concurrency", n)?;
+            Some(n)
+        });
+    }
+    if let Some(v) = rate {
+        u.rate = Some(if clears(v) {
+            None
+        } else {
+            Some(kyu::RateLimit::parse("--rate", v)?)
+        });
+    }
+    if u == kyu::LimitsUpdate::default() {
+        return Err(kyu::InvalidInput::new(
+            "kyu queues set",
+            "nothing to set; give --global-concurrency N|none and/or --rate STARTS/PERIOD|none",
+        ));
+    }
+    Ok(u)
+}
+
+/// One limited queue's limits and their use, in words.
+fn limits_line(s: &kyu::QueueLimitStatus, now: kyu::chrono::DateTime<kyu::chrono::Utc>) -> String {
+    let mut parts = Vec::new();
+    if let Some(n) = s.limits.global_concurrency {
+        parts.push(format!("global concurrency {n} ({} running)", s.running));
+    }
+    if let Some(r) = s.limits.rate {
+        let next = match s.next_start_at {
+            Some(at) => {
+                let wait = (at - now).to_std().unwrap_or_default();
+                let wait = std::time::Duration::from_millis(wait.as_millis() as u64);
+                format!(
+                    "full: next start at {} (in {})",
+                    at.to_rfc3339_opts(kyu::chrono::SecondsFormat::Millis, true),
+                    humantime::format_duration(wait)
+                )
+            }
+            None => format!(
+                "{} left",
+                r.starts as u64 - s.rate_used.min(r.starts as u64)
+            ),
+        };
+        parts.push(format!(
+            "rate {r} ({} used in the window, {next})",
+            s.rate_used
+        ));
+    }
+    format!("queue {}: {}", s.queue, parts.join("; "))
 }
 
 pub async fn run(ctx: &Ctx, cmd: QueuesCommand) -> CmdResult {
@@ -33,7 +121,9 @@ pub async fn run(ctx: &Ctx, cmd: QueuesCommand) -> CmdResult {
         QueuesCommand::Ls => ctx.connect_existing().await?,
         // Pausing a queue before its first job is allowed; a bad name is
         // refused before the database is opened (or created).
-        QueuesCommand::Pause { queue } | QueuesCommand::Resume { queue } => {
+        QueuesCommand::Pause { queue }
+        | QueuesCommand::Resume { queue }
+        | QueuesCommand::Set { queue, .. } => {
             kyu::validate::queue_name("queue", queue).map_err(kyu::Error::from)?;
             ctx.connect().await?
         }
@@ -41,6 +131,8 @@ pub async fn run(ctx: &Ctx, cmd: QueuesCommand) -> CmdResult {
     match cmd {
         QueuesCommand::Ls => {
             let queues = kyu.queues().await?;
+            let limits = kyu.queue_limits().await?;
+            let now = kyu.store().clock().now();
             // Runnable jobs no live worker claims, by queue then kind.
             let mut unhandled: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
             for w in kyu.unhandled().await? {
@@ -58,6 +150,13 @@ pub async fn run(ctx: &Ctx, cmd: QueuesCommand) -> CmdResult {
                             unhandled.get(&q.queue).cloned().unwrap_or_default(),
                         )
                         .unwrap_or_default();
+                        if let Some(l) = limits.iter().find(|l| l.queue == q.queue) {
+                            v["limits"] = serde_json::to_value(l.limits).unwrap_or_default();
+                            v["running"] = l.running.into();
+                            v["rate_used"] = l.rate_used.into();
+                            v["next_start_at"] =
+                                serde_json::to_value(l.next_start_at).unwrap_or_default();
+                        }
                         v
                     })
                     .collect();
@@ -86,6 +185,9 @@ pub async fn run(ctx: &Ctx, cmd: QueuesCommand) -> CmdResult {
                 t.row(row);
             }
             t.print();
+            for l in &limits {
+                println!("{}", limits_line(l, now));
+            }
             for (queue, kinds) in &unhandled {
                 for (kind, n) in kinds {
                     let (s, verb) = if *n == 1 {
@@ -106,6 +208,20 @@ pub async fn run(ctx: &Ctx, cmd: QueuesCommand) -> CmdResult {
                 print_json(&serde_json::json!({"queue": queue, "paused": true}))?;
             } else {
                 println!("paused queue {queue}");
+            }
+        }
+        QueuesCommand::Set {
+            queue,
+            global_concurrency,
+            rate,
+        } => {
+            let update = limits_update(global_concurrency.as_deref(), rate.as_deref())
+                .map_err(kyu::Error::from)?;
+            let now = kyu.set_queue_limits(&queue, update).await?;
+            if ctx.json {
+                print_json(&serde_json::json!({"queue": queue, "limits": now}))?;
+            } else {
+                println!("queue {queue}: {}", kyu::limits::describe(&now));
             }
         }
         QueuesCommand::Resume { queue } => {

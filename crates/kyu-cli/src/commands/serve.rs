@@ -63,6 +63,9 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
         if q.paused {
             kyu.pause(name).await?;
         }
+        if let Some(limits) = q.limits() {
+            kyu.set_queue_limits(name, limits).await?;
+        }
     }
     for kind in config.jobs.values() {
         queues.entry(kind.queue.clone()).or_insert(10);

@@ -27,6 +27,7 @@
 //! - [`finish`]: what each way an attempt ends does to its job;
 //! - [`leases`]: heartbeats, cancel requests, progress, reaping expired leases;
 //! - [`control`]: pausing queues, cancelling and retrying jobs;
+//! - [`limits`]: global concurrency and rate limits, enforced by the claim;
 //! - [`list`]: reading jobs and queues;
 //! - [`operate`]: delete and run now by id; list filters by created range,
 //!   inside args, and the snapshot bound of bulk actions;
@@ -45,6 +46,7 @@ pub mod enqueue;
 pub mod events;
 pub mod finish;
 pub mod leases;
+pub mod limits;
 pub mod list;
 pub mod logs;
 pub mod notify;
@@ -251,6 +253,11 @@ macro_rules! conformance_tests {
                 retry_each_state, retry_failed_by_queue_and_kind,
                 retry_refuses_while_another_job_holds_the_key,
                 retry_failed_keeps_one_unfinished_job_per_key;
+            limits: limits_set_clear_and_list, global_concurrency_caps_claims,
+                global_concurrency_holds_for_concurrent_claims,
+                global_concurrency_rescue_frees_slot,
+                global_concurrency_paused_queue_holds_slots, rate_limit_window_slides,
+                rate_and_concurrency_together;
             list: get_unknown_is_none, list_filters, list_pages, queue_stats_counts,
                 next_scheduled_earliest;
             retention: delete_finished_retention, retention_keeps_job_inside_unique_window;

@@ -110,6 +110,13 @@ pub(crate) fn table() -> Vec<Route> {
             QUEUES,
             queues::resume,
         ),
+        route(
+            M::PATCH,
+            "/v1/queues/{name}",
+            S::Operate,
+            QUEUES,
+            queues::update,
+        ),
         route(M::GET, "/v1/schedules", S::Read, QUEUES, schedules::list),
         route(
             M::DELETE,

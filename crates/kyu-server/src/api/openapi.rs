@@ -14,7 +14,7 @@ use super::{bulk, events, jobs, queues, schedules, workers};
     paths(
         jobs::enqueue, jobs::enqueue_batch, jobs::list_jobs, jobs::get_job, jobs::job_logs,
         jobs::cancel, jobs::retry,
-        queues::list, queues::pause, queues::resume,
+        queues::list, queues::pause, queues::resume, queues::update,
         schedules::list, schedules::delete, schedules::enable, schedules::disable,
         schedules::trigger, schedules::preview,
         workers::register, workers::leave, workers::claim, workers::heartbeat, workers::ack,

@@ -1,15 +1,15 @@
-//! Queues: list with counts, pause, resume.
+//! Queues: list with counts, pause, resume, update (limits).
 
 use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
-use super::extract::NamePath;
+use super::extract::{JsonBody, NamePath};
 use crate::State as Shared;
 
 /// A queue, its paused flag and its job counts by state.
@@ -83,4 +83,80 @@ pub(crate) async fn resume(
     queue_of(&caller, &name)?;
     shared.kyu.resume(&name).await?;
     Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// A change of a queue's settings. A field left out keeps its value; `null`
+/// clears the limit.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"global_concurrency": 1, "rate": "5000/1h"}))]
+pub struct QueueUpdate {
+    /// At most this many jobs of the queue running at once across every
+    /// process and host (1 or more); `null` clears the limit.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, nullable)]
+    pub global_concurrency: Option<Option<u32>>,
+    /// At most STARTS job starts in any window of PERIOD, e.g. "5000/1h",
+    /// "10/1s", "10000/1d"; `null` clears the limit.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub rate: Option<Option<String>>,
+}
+
+/// A field that is present: `Some(None)` for `null`, `Some(Some(v))` for a value.
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A queue's limits after an update.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"queue": "batch", "global_concurrency": 1, "rate": "5000/1h"}))]
+pub struct QueueSettings {
+    /// The queue.
+    pub queue: String,
+    /// Its global concurrency, if it has one.
+    pub global_concurrency: Option<u32>,
+    /// Its rate limit, if it has one (STARTS/PERIOD).
+    pub rate: Option<String>,
+}
+
+/// Sets or clears a queue's limits (global concurrency, rate), for every
+/// worker process and host.
+#[utoipa::path(patch, path = "/v1/queues/{name}", tag = "queues",
+    params(("name" = String, Path, description = "The queue")),
+    request_body = QueueUpdate,
+    responses((status = 200, body = QueueSettings), (status = 400, body = ErrorBody),
+        (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub(crate) async fn update(
+    State(shared): State<Shared>,
+    caller: Caller,
+    NamePath(name): NamePath,
+    JsonBody(req): JsonBody<QueueUpdate>,
+) -> Result<Json<QueueSettings>, ApiError> {
+    queue_of(&caller, &name)?;
+    let update = kyu::LimitsUpdate {
+        global_concurrency: req.global_concurrency,
+        rate: match req.rate {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(r)) => Some(Some(kyu::RateLimit::parse("rate", &r)?)),
+        },
+    };
+    if update == kyu::LimitsUpdate::default() {
+        return Err(kyu::InvalidInput::new(
+            "body",
+            "nothing to change; give global_concurrency (a number from 1, or null to clear it) \
+             and/or rate (STARTS/PERIOD, e.g. \"5000/1h\", or null to clear it)",
+        )
+        .into());
+    }
+    let now = shared.kyu.set_queue_limits(&name, update).await?;
+    Ok(Json(QueueSettings {
+        queue: name,
+        global_concurrency: now.global_concurrency,
+        rate: now.rate.map(|r| r.to_string()),
+    }))
 }

@@ -5,7 +5,9 @@
 //!
 //! An idle loop wakes on the first of: the store's wake-up (a job enqueued here
 //! or, where the backend can tell, in another process), the reaper making jobs
-//! runnable, the run_at of the next scheduled job, or the poll interval.
+//! runnable, the run_at of the next scheduled job, or the poll interval. A
+//! queue whose rate limit holds its jobs back sleeps until the store says
+//! the window allows the next start.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,9 +111,18 @@ pub(crate) async fn fetch_loop(
 }
 
 /// How long an idle queue may sleep: until its next scheduled job, at most the
-/// poll interval.
+/// poll interval; or, when the queue's rate limit holds its waiting jobs back,
+/// until the rate window allows the next start (a wake-up ends it sooner).
 async fn idle_sleep(shared: &Shared, queues: &[String]) -> Duration {
     let poll = shared.config.poll_interval;
+    if let Ok(Some(at)) = shared.store.next_start(queues).await {
+        let now = shared.store.clock().now();
+        // At least a millisecond: never a busy loop, whatever the clocks say.
+        return (at - now)
+            .to_std()
+            .unwrap_or(Duration::ZERO)
+            .max(Duration::from_millis(1));
+    }
     match shared.store.next_scheduled(queues).await {
         Ok(Some(at)) => {
             let now = shared.store.clock().now();

@@ -86,6 +86,9 @@ async fn write(shared: &Shared, batch: Vec<Finish>, counted: Vec<Counted>) {
                         }
                     }
                 }
+                // The finished jobs no longer hold slots of their queues'
+                // global concurrency: idle fetch loops may claim again.
+                shared.local_wake.notify_waiters();
                 break;
             }
             Err(e) => {
