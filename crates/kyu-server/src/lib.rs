@@ -20,8 +20,11 @@
 //! Every route but `/healthz` and `/readyz` needs `Authorization: Bearer
 //! TOKEN` (see `kyu::tokens`); `/metrics` needs the `metrics` scope.
 //!
-//! The event stream and the dashboard will join the same [`router`], each
-//! in its own module. This crate depends on `kyu`
+//! - the web dashboard at `/` (module [`dashboard`]): server-rendered
+//!   pages for operators, logged in with the same tokens, scopes and queue
+//!   patterns as the API, its assets embedded in the binary.
+//!
+//! The event stream will join the same [`router`] in its own module. This crate depends on `kyu`
 //! only, never on a backend.
 //!
 //! ```no_run
@@ -38,6 +41,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod dashboard;
 mod exposition;
 mod health;
 mod listen;
@@ -121,7 +125,7 @@ pub(crate) struct Shared {
 pub(crate) type State = Arc<Shared>;
 
 /// The whole HTTP face over `kyu`: the API (`/v1`, `/openapi.json`),
-/// `/metrics`, `/healthz`, `/readyz`. An unknown path answers 404 in the
+/// the dashboard (`/`), `/metrics`, `/healthz`, `/readyz`. An unknown path answers 404 in the
 /// API's error shape.
 pub fn router(kyu: Kyu, options: Options) -> Router {
     let body_limit = options.body_limit;
@@ -133,6 +137,7 @@ pub fn router(kyu: Kyu, options: Options) -> Router {
     Router::new()
         .merge(health::routes())
         .merge(api::router(shared.clone()))
+        .merge(dashboard::router(shared.clone()))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(shared)
