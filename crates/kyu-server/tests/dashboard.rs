@@ -284,7 +284,7 @@ async fn first_run_login_link_logs_in_only_when_opened_directly() {
         .set_cookies()
         .iter()
         .any(|c| c.starts_with("kyu_session=")));
-    assert_eq!(a.headers[header::REFERRER_POLICY], "no-referrer");
+    assert_eq!(a.headers[header::REFERRER_POLICY], "same-origin");
 
     // Followed from another site's page: refused (no login CSRF).
     let req = Request::get(&link)

@@ -13,8 +13,11 @@ use super::session::{Viewer, CSRF_FIELD};
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 /// Sets the security headers on every dashboard answer: the
-/// Content-Security-Policy, no sniffing, no framing, no referrer (a login
-/// link's token never leaves in a Referer), and no caching of pages.
+/// Content-Security-Policy, no sniffing, no framing, a referrer only to
+/// this site (a login link's token never leaves in a Referer; not
+/// `no-referrer`, with which browsers send `Origin: null` on this site's
+/// own forms and the origin check could not tell them from another
+/// site's), and no caching of pages.
 pub(crate) async fn security_headers(mut resp: Response) -> Response {
     let h = resp.headers_mut();
     h.insert(
@@ -28,7 +31,7 @@ pub(crate) async fn security_headers(mut resp: Response) -> Response {
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
