@@ -1,7 +1,8 @@
 //! The dashboard in a real browser: headless Chromium driven through
 //! WebDriver (chromedriver, the `fantoccini` crate) against a real `kyu
 //! serve`. An operator logs in with a token, sees a failed job on the Jobs
-//! page, opens it, retries it and sees it complete; a read-only token sees
+//! page, opens it, retries it and sees it complete (the page updates
+//! itself from the live event stream); a read-only token sees
 //! no action button and its forced POST is refused.
 //!
 //! Needs the Debian packages `chromium` and `chromium-driver`
@@ -291,11 +292,13 @@ async fn scenario(c: &Client, d: &Path, base: &str, admin: &str, reader: &str, i
         .await
         .unwrap();
     assert_eq!(notice, "Retry: 1 retried.");
-    let job_url = format!("{base}/jobs/{id}");
-    let page = reload_until(&c, &job_url, "the job completed", |s| {
-        s.contains("class=\"state completed\"")
-    })
-    .await;
+    // No reload by the test: the page's live stream reloads it when the job changes.
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("h1 .state.completed"))
+        .await
+        .unwrap_or_else(|e| panic!("the job page showed the job completed, live: {e}"));
+    let page = c.source().await.unwrap();
     assert!(page.contains("all good"), "its output: {page}");
     shot(&c, "job-completed").await;
     for (name, path) in [("queues", "/queues"), ("schedules", "/schedules")] {

@@ -103,6 +103,17 @@ impl T {
         let resp = self.app.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let headers = resp.headers().clone();
+        if headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|t| t == "text/event-stream")
+        {
+            // A live stream never ends: its status and headers are the answer.
+            return Answer {
+                status,
+                headers,
+                body: String::new(),
+            };
+        }
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
         Answer {
             status,
@@ -366,7 +377,7 @@ async fn page_matrix_every_page_every_scope() {
         .await
         .unwrap();
     let pages = dashboard::pages();
-    assert!(pages.len() >= 16, "the table lists every page");
+    assert!(pages.len() >= 17, "the table lists every page");
     for scope in Scope::ALL {
         let token = t.token(&format!("only-{scope}"), &[scope], &[]).await;
         for p in &pages {
@@ -785,4 +796,50 @@ async fn jobs_page_pages_by_cursor_and_schedules_page_triggers() {
 
 fn dashboard_page_size() -> usize {
     50
+}
+
+#[tokio::test]
+async fn live_stream_carries_only_the_viewers_queues_events() {
+    let t = T::new().await;
+    let tenant = t.token("tenant-a", &[Scope::Read], &["tenant-a.*"]).await;
+    let cookie = t.login(&tenant).await;
+    let req = Request::get("/live/events")
+        .header(header::COOKIE, &cookie)
+        .body(Body::empty())
+        .unwrap();
+    let resp = t.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = resp.into_body();
+    // Tenant b's job first, then tenant a's: the first event the stream
+    // carries must be tenant a's.
+    let b = t
+        .kyu
+        .enqueue(kyu::NewJob::new("k", json!({"secret": "b"})).queue("tenant-b.mail"))
+        .await
+        .unwrap();
+    let a = t
+        .kyu
+        .enqueue(kyu::NewJob::new("k", json!({})).queue("tenant-a.mail"))
+        .await
+        .unwrap();
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let frame = tokio::time::timeout(Duration::from_secs(20), body.frame())
+            .await
+            .expect("an event within 20 s")
+            .expect("the stream goes on")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    assert!(text.starts_with("event: change"), "{text}");
+    assert!(text.contains("tenant-a.mail"), "{text}");
+    assert!(text.contains(&format!("\"job\":{}", a.id)), "{text}");
+    assert!(
+        !text.contains("tenant-b") && !text.contains(&format!("\"job\":{}", b.id)),
+        "{text}"
+    );
+    assert!(!text.contains("secret"), "no args in events: {text}");
 }

@@ -26,6 +26,7 @@ pub(crate) async fn page(
     viewer: Viewer,
     JobIdPath(id): JobIdPath,
 ) -> Result<Markup, PageError> {
+    let after = dash.shared.kyu.last_event_id().await?;
     let job = viewer.caller.visible_job(&dash.shared.kyu, id).await?;
     let show = viewer.caller.reads_args();
     let logs = if show {
@@ -38,6 +39,7 @@ pub(crate) async fn page(
         html! { p.redacted { "Hidden: your token lacks the " code { "read_args" } " scope." } };
     let body = html! {
         h1 { "Job " (job.id) " " (layout::state(job.state)) }
+        (super::live::marker(Some(job.id), after))
         @if viewer.operates() {
             div.actions {
                 @if matches!(job.state, JobState::Failed | JobState::Cancelled) {

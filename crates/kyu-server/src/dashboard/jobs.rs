@@ -99,6 +99,7 @@ pub(crate) async fn page(
     if let Some(name) = &queue {
         caller.check_queue("queue", name)?;
     }
+    let after = dash.shared.kyu.last_event_id().await?;
     let before = blank(&q.before)
         .map(|b| parse_id("before", b))
         .transpose()?;
@@ -180,6 +181,7 @@ pub(crate) async fn page(
     };
     let body = html! {
         h1 { "Jobs" }
+        (super::live::marker(None, after))
         nav.tabs aria-label="States" {
             @if state.is_none() {
                 a href=(q.link(None, None)) aria-current="page" { "all" }

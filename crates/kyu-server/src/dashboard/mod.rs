@@ -22,6 +22,7 @@ mod counts;
 mod job;
 mod jobs;
 mod layout;
+mod live;
 mod overview;
 mod queues;
 mod schedules;
@@ -72,6 +73,7 @@ impl PageInfo {
 pub(crate) struct Dash {
     pub(crate) shared: Shared,
     pub(crate) counts: counts::Counts,
+    pub(crate) live: live::Live,
 }
 
 /// The handle every dashboard handler gets.
@@ -118,6 +120,7 @@ pub(crate) fn table() -> Vec<Page> {
         page(M::POST, "/jobs/cancel", operate, jobs::cancel),
         page(M::GET, "/jobs/{id}", read, job::page),
         page(M::GET, "/schedules", read, schedules::page),
+        page(M::GET, "/live/events", read, live::events),
         page(
             M::POST,
             "/schedules/{name}/enable",
@@ -149,6 +152,7 @@ pub fn pages() -> Vec<PageInfo> {
 pub(crate) fn router(shared: Shared) -> Router<Shared> {
     let dash = Arc::new(Dash {
         counts: counts::Counts::new(shared.kyu.clone()),
+        live: live::Live::new(),
         shared,
     });
     let mut by_path: BTreeMap<&'static str, MethodRouter<DashState>> = BTreeMap::new();

@@ -14,6 +14,7 @@ pub(crate) async fn page(
     State(dash): State<DashState>,
     viewer: Viewer,
 ) -> Result<Markup, PageError> {
+    let after = dash.shared.kyu.last_event_id().await?;
     let snap = dash.counts.get().await?;
     let caller = &viewer.caller;
     let queues: Vec<_> = snap
@@ -44,6 +45,7 @@ pub(crate) async fn page(
     let total = |s: JobState| queues.iter().map(|q| q.count(s)).sum::<u64>();
     let body = html! {
         h1 { "Overview" }
+        (super::live::marker(None, after))
         p.hint { "Counts as of " (layout::time(snap.at)) ", shared by every viewer and read at most every "
             (super::counts::TTL.as_secs()) " s." }
         @if !unhandled.is_empty() {

@@ -18,6 +18,7 @@ pub(crate) async fn page(
     State(dash): State<DashState>,
     viewer: Viewer,
 ) -> Result<Markup, PageError> {
+    let after = dash.shared.kyu.last_event_id().await?;
     let snap = dash.counts.get().await?;
     let queues: Vec<_> = snap
         .queues
@@ -27,6 +28,7 @@ pub(crate) async fn page(
     let operate = viewer.operates();
     let body = html! {
         h1 { "Queues" }
+        (super::live::marker(None, after))
         @if queues.is_empty() {
             p { "No queue has jobs yet." }
         } @else {
