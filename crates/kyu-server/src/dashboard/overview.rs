@@ -46,8 +46,9 @@ pub(crate) async fn page(
     let body = html! {
         h1 { "Overview" }
         (super::live::marker(None, after))
-        p.hint { "Counts as of " (layout::time(snap.at)) ", shared by every viewer and read at most every "
-            (super::counts::TTL.as_secs()) " s." }
+        p.hint { "Counts as of " (layout::time(snap.at)) " (read in " (format!("{:.0?}", snap.cost))
+            "), shared by every viewer and read anew at most every "
+            (super::counts::TTL.max(snap.cost * super::counts::COST_FACTOR).as_secs()) " s." }
         @if !unhandled.is_empty() {
             section.warning role="alert" {
                 h2 { "Jobs waiting but no worker" }
