@@ -271,6 +271,18 @@ fn first_serve_prints_an_admin_token_and_the_api_enqueues_and_waits_over_http() 
         line.contains(&format!("http://{addr}/v1/queues")),
         "a ready command: {line}"
     );
+    // And the dashboard's login link: opened directly, it logs in.
+    let link = format!("/login?token={token}");
+    assert!(
+        line.contains(&format!("http://{addr}{link}")),
+        "the dashboard's login link: {line}"
+    );
+    assert_eq!(get(&addr, &link).0, 303, "the link logs in and goes to /");
+    assert_eq!(
+        get(&addr, "/").0,
+        303,
+        "no cookie: the dashboard asks to log in"
+    );
 
     let (status, body) = call(
         &addr,

@@ -25,9 +25,11 @@
 //!
 //! - `GET /v1/events`: the event log as Server-Sent Events (module
 //!   `api::events`), resumable with `Last-Event-ID`.
+//! - the web dashboard at `/` (module [`dashboard`]): server-rendered
+//!   pages for operators, logged in with the same tokens, scopes and queue
+//!   patterns as the API, its assets embedded in the binary.
 //!
-//! The dashboard will join the same [`router`], each
-//! in its own module. This crate depends on `kyu`
+//! This crate depends on `kyu`
 //! only, never on a backend.
 //!
 //! ```no_run
@@ -44,6 +46,7 @@
 #![warn(missing_docs)]
 
 pub mod api;
+pub mod dashboard;
 mod exposition;
 mod health;
 mod listen;
@@ -159,7 +162,7 @@ pub(crate) struct Shared {
 pub(crate) type State = Arc<Shared>;
 
 /// The whole HTTP face over `kyu`: the API (`/v1`, `/openapi.json`),
-/// `/metrics`, `/healthz`, `/readyz`. An unknown path answers 404 in the
+/// the dashboard (`/`), `/metrics`, `/healthz`, `/readyz`. An unknown path answers 404 in the
 /// API's error shape.
 pub fn router(kyu: Kyu, options: Options) -> Router {
     let body_limit = options.body_limit;
@@ -173,6 +176,7 @@ pub fn router(kyu: Kyu, options: Options) -> Router {
     Router::new()
         .merge(health::routes())
         .merge(api::router(shared.clone()))
+        .merge(dashboard::router(shared.clone()))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .with_state(shared)

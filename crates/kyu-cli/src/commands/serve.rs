@@ -26,7 +26,7 @@ pub struct ServeArgs {
     /// Work a queue with this concurrency, NAME=N (repeatable); overrides kyu.toml.
     #[arg(long = "queue", value_name = "NAME=N", value_parser = parse_queue)]
     queues: Vec<(String, usize)>,
-    /// Listen for HTTP (the API under /v1, /metrics, /healthz, /readyz) on IP:PORT, or `off`
+    /// Listen for HTTP (the dashboard at /, the API under /v1, /metrics, /healthz, /readyz) on IP:PORT, or `off`
     /// [default: kyu serve: `[http] listen` in kyu.toml, else 127.0.0.1:7070;
     /// kyu worker: off]
     #[arg(long = "http", value_name = "ADDR", env = "KYU_HTTP", value_parser = crate::parse::listen)]
@@ -187,7 +187,7 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
                 );
             }
             (
-                format!("{at} (API /v1, /openapi.json, /metrics, /healthz, /readyz)"),
+                format!("{at} (dashboard http://{at}/, API /v1, /openapi.json, /metrics, /healthz, /readyz)"),
                 Some((stop_tx, task, control)),
             )
         }
@@ -265,8 +265,8 @@ fn stop_signal() -> impl std::future::Future<Output = ()> {
 async fn announce_first_token(kyu: &kyu::Kyu, at: &str) -> Result<(), crate::Failure> {
     if let Some(made) = kyu.create_first_token().await? {
         eprintln!(
-            "kyu: this database had no API token; created the admin token (shown this once, store it now):\n    {}\n  try: curl -H 'Authorization: Bearer {}' http://{at}/v1/queues\n  more tokens: kyu tokens create --name NAME --scope produce --queues 'tenant-a.*'",
-            made.secret, made.secret
+            "kyu: this database had no API token; created the admin token (shown this once, store it now):\n    {}\n  dashboard: open http://{at}/login?token={} to log in\n  try: curl -H 'Authorization: Bearer {}' http://{at}/v1/queues\n  more tokens: kyu tokens create --name NAME --scope produce --queues 'tenant-a.*'",
+            made.secret, made.secret, made.secret
         );
     }
     Ok(())

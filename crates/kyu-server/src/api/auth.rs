@@ -126,11 +126,33 @@ async fn check(
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| unauthorized("the Authorization header is not `Bearer TOKEN`"))?;
-    let token = shared
-        .kyu
-        .authenticate(secret)
-        .await?
-        .ok_or_else(|| unauthorized("the token is unknown, revoked or expired"))?;
+    check_secret(shared, rule, secret, method, path)
+        .await
+        .map_err(|e| match e.status {
+            StatusCode::UNAUTHORIZED => e.field("authorization"),
+            _ => e,
+        })
+}
+
+/// The API's rule applied to a token's secret however it came (the
+/// `Authorization` header of the API, the dashboard's session cookie):
+/// 401 for an unknown, revoked or expired token, 403 `forbidden_scope`
+/// without the rule's scope, 403 `forbidden_queue` for a token limited to
+/// queues on a route that shows every queue.
+pub(crate) async fn check_secret(
+    shared: &Shared,
+    rule: Rule,
+    secret: &str,
+    method: &axum::http::Method,
+    path: &str,
+) -> Result<Caller, ApiError> {
+    let token = shared.kyu.authenticate(secret).await?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "the token is unknown, revoked or expired; accepted: a token from `kyu tokens create` (or the admin token the first `kyu serve` printed)",
+        )
+    })?;
     if !token.has(rule.scope) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

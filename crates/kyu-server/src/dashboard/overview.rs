@@ -1,0 +1,134 @@
+//! The overview: jobs by state per queue (the viewer's queues only), the
+//! runnable jobs no live worker claims, and the live workers.
+
+use axum::extract::State;
+use kyu::JobState;
+use maud::{html, Markup};
+
+use super::layout;
+use super::session::{PageError, Viewer};
+use super::DashState;
+
+/// `GET /`.
+pub(crate) async fn page(
+    State(dash): State<DashState>,
+    viewer: Viewer,
+) -> Result<Markup, PageError> {
+    let after = dash.shared.kyu.last_event_id().await?;
+    let snap = dash.counts.get().await?;
+    let caller = &viewer.caller;
+    let queues: Vec<_> = snap
+        .queues
+        .iter()
+        .filter(|q| caller.sees(&q.queue))
+        .collect();
+    let unhandled: Vec<_> = snap
+        .unhandled
+        .iter()
+        .filter(|w| caller.sees(&w.queue))
+        .collect();
+    // A worker is shown with the viewer's queues only, and only if it works one.
+    let workers: Vec<_> = snap
+        .workers
+        .iter()
+        .filter_map(|w| {
+            let qs: Vec<&str> = w
+                .info
+                .queues
+                .iter()
+                .filter(|q| caller.sees(q))
+                .map(|q| q.as_str())
+                .collect();
+            (!qs.is_empty()).then_some((w, qs))
+        })
+        .collect();
+    let total = |s: JobState| queues.iter().map(|q| q.count(s)).sum::<u64>();
+    let body = html! {
+        h1 { "Overview" }
+        (super::live::marker(None, after))
+        p.hint { "Counts as of " (layout::time(snap.at)) " (read in " (format!("{:.0?}", snap.cost))
+            "), shared by every viewer and read anew at most every "
+            (super::counts::TTL.max(snap.cost * super::counts::COST_FACTOR).as_secs()) " s." }
+        @if !unhandled.is_empty() {
+            section.warning role="alert" {
+                h2 { "Jobs waiting but no worker" }
+                p { "These jobs are runnable, but no live worker claims their kind on their queue: they wait until one starts." }
+                table {
+                    thead { tr { th scope="col" { "Queue" } th scope="col" { "Kind" } th scope="col" class="num" { "Waiting" } } }
+                    tbody {
+                        @for w in &unhandled {
+                            tr {
+                                td { a href=(jobs_link(&w.queue, Some(&w.kind))) { (w.queue) } }
+                                td { (w.kind) }
+                                td.num { (w.count) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        section {
+            h2 { "Jobs by queue" }
+            @if queues.is_empty() {
+                p { "No queue has jobs yet." }
+            } @else {
+                div.scroll { table {
+                    thead { tr {
+                        th scope="col" { "Queue" }
+                        @for s in JobState::ALL { th scope="col" class="num" { (s.as_str()) } }
+                        th scope="col" { "Paused" }
+                    } }
+                    tbody {
+                        @for q in &queues {
+                            tr {
+                                th scope="row" { a href=(jobs_link(&q.queue, None)) { (q.queue) } }
+                                @for s in JobState::ALL {
+                                    td.num { a href=(format!("{}&state={}", jobs_link(&q.queue, None), s.as_str())) { (layout::count(q.count(s))) } }
+                                }
+                                td { @if q.paused { span.state.paused { "paused" } } @else { "no" } }
+                            }
+                        }
+                    }
+                    tfoot { tr {
+                        th scope="row" { "All" }
+                        @for s in JobState::ALL { td.num { (layout::count(total(s))) } }
+                        td {}
+                    } }
+                } }
+            }
+        }
+        section {
+            h2 { "Live workers" }
+            @if workers.is_empty() {
+                p { "No live worker works your queues." }
+            } @else {
+                table {
+                    thead { tr { th scope="col" { "Worker" } th scope="col" { "Queues" } th scope="col" { "Kinds" } th scope="col" { "Last seen" } } }
+                    tbody {
+                        @for (w, qs) in &workers {
+                            tr {
+                                td { code { (w.info.id) } }
+                                td { (qs.join(", ")) }
+                                td { @match &w.info.kinds { Some(k) => (k.join(", ")), None => "every kind" } }
+                                td { (layout::time(w.last_seen)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    Ok(layout::page(&viewer, "Overview", "/", body))
+}
+
+/// The Jobs page filtered by queue (and kind).
+pub(crate) fn jobs_link(queue: &str, kind: Option<&str>) -> String {
+    let mut pairs = vec![("queue", queue)];
+    if let Some(k) = kind {
+        pairs.push(("kind", k));
+    }
+    format!(
+        "/jobs?{}",
+        serde_urlencoded::to_string(pairs).unwrap_or_default()
+    )
+}

@@ -1,0 +1,57 @@
+// kyu dashboard: optional enhancements. Every page works without this
+// script. With it: "select all" for job rows, and live pages: a page that
+// carries #live listens to /live/events (one stream per tab; the server
+// follows the event log once for every viewer) and reloads itself when
+// one of its jobs changed (a job's page within 1 s, a list at most every
+// 5 s), never while the operator is
+// selecting rows or typing.
+(function () {
+  "use strict";
+  function busy() {
+    var el = document.activeElement;
+    if (el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA" || el.tagName === "SELECT")) {
+      return true;
+    }
+    return document.querySelector("input[name=ids]:checked") !== null;
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    var form = document.getElementById("jobs-form");
+    if (form) {
+      var head = form.querySelector("thead th");
+      var boxes = form.querySelectorAll("input[name=ids]");
+      if (head && boxes.length) {
+        var all = document.createElement("input");
+        all.type = "checkbox";
+        all.setAttribute("aria-label", "select every row on this page");
+        all.addEventListener("change", function () {
+          boxes.forEach(function (b) { b.checked = all.checked; });
+        });
+        head.appendChild(all);
+      }
+    }
+    var live = document.getElementById("live");
+    if (!live || !window.EventSource) { return; }
+    var job = live.getAttribute("data-job");
+    var pending = null;
+    var after = live.getAttribute("data-after") || "";
+    var source = new EventSource("/live/events" + (after ? "?after=" + encodeURIComponent(after) : ""));
+    // Leaving the page closes its stream at once: an open stream would hold
+    // one of the browser's few connections to this host.
+    window.addEventListener("pagehide", function () { source.close(); });
+    source.addEventListener("change", function (msg) {
+      if (job) {
+        try {
+          var e = JSON.parse(msg.data);
+          if (e.job !== undefined && e.job !== null && String(e.job) !== job) { return; }
+        } catch (err) { /* reload anyway */ }
+      }
+      if (pending) { return; }
+      var delay = job ? 1000 : 5000;
+      pending = setTimeout(function again() {
+        if (busy()) { pending = setTimeout(again, delay); return; }
+        source.close();
+        window.location.reload();
+      }, delay);
+    });
+  });
+})();

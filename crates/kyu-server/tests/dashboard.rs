@@ -1,0 +1,845 @@
+//! The web dashboard through the real router (`tower::ServiceExt::oneshot`):
+//! login and the session cookie, the first-run login link, the page matrix
+//! generated from the dashboard's table (every page × scope, and × tenant),
+//! CSRF and cross-site refusals, a read-only viewer's pages without
+//! buttons, escaping of attacker-controlled text, and the operator actions.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use http_body_util::BodyExt;
+use kyu::tokens::TokenSpec;
+use kyu::{Job, JobContext, JobError, JobResult, JobState, Kyu, Scope, Worker};
+use kyu_server::dashboard::{self, session, Access, PageInfo};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tower::ServiceExt;
+
+struct T {
+    kyu: Kyu,
+    app: axum::Router,
+    _dir: tempfile::TempDir,
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Answer {
+    fn location(&self) -> &str {
+        self.headers
+            .get(header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+
+    fn set_cookies(&self) -> Vec<String> {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// The action forms of the page (every POST form but logout's).
+    fn action_forms(&self) -> Vec<&str> {
+        self.body
+            .match_indices("method=\"post\" action=\"")
+            .map(|(i, m)| {
+                let rest = &self.body[i + m.len()..];
+                &rest[..rest.find('"').unwrap()]
+            })
+            .filter(|a| *a != "/logout")
+            .collect()
+    }
+}
+
+/// A job that fails for good with an attacker-controlled message.
+#[derive(Serialize, Deserialize)]
+struct Boom {
+    note: String,
+}
+
+impl Job for Boom {
+    const KIND: &'static str = "boom";
+    async fn run(self, _ctx: JobContext) -> JobResult {
+        Err(JobError::permanent(format!(
+            "<script>alert('err')</script> {}",
+            self.note
+        )))
+    }
+}
+
+impl T {
+    async fn new() -> T {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/kyu.db", dir.path().display());
+        let kyu = Kyu::connect(&url).await.unwrap();
+        let app = kyu_server::router(kyu.clone(), kyu_server::Options::default());
+        T {
+            kyu,
+            app,
+            _dir: dir,
+        }
+    }
+
+    async fn token(&self, name: &str, scopes: &[Scope], queues: &[&str]) -> String {
+        self.kyu
+            .create_token(TokenSpec {
+                name: name.into(),
+                scopes: scopes.to_vec(),
+                queues: queues.iter().map(|q| q.parse().unwrap()).collect(),
+                expires_in: None,
+            })
+            .await
+            .unwrap()
+            .secret
+    }
+
+    async fn send(&self, req: Request<Body>) -> Answer {
+        let resp = self.app.clone().oneshot(req).await.unwrap();
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        if headers
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|t| t == "text/event-stream")
+        {
+            // A live stream never ends: its status and headers are the answer.
+            return Answer {
+                status,
+                headers,
+                body: String::new(),
+            };
+        }
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).to_string(),
+        }
+    }
+
+    async fn get(&self, path: &str, cookie: Option<&str>) -> Answer {
+        let mut req = Request::get(path).header(header::HOST, "kyu.test");
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        self.send(req.body(Body::empty()).unwrap()).await
+    }
+
+    /// A form POST from this site's own page (as a browser sends it).
+    async fn post(&self, path: &str, cookie: Option<&str>, form: &[(&str, &str)]) -> Answer {
+        self.post_with(path, cookie, form, &[("origin", "http://kyu.test")])
+            .await
+    }
+
+    async fn post_with(
+        &self,
+        path: &str,
+        cookie: Option<&str>,
+        form: &[(&str, &str)],
+        extra: &[(&str, &str)],
+    ) -> Answer {
+        let mut req = Request::post(path)
+            .header(header::HOST, "kyu.test")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let body = serde_urlencoded::to_string(form).unwrap();
+        self.send(req.body(Body::from(body)).unwrap()).await
+    }
+
+    /// Logs in with `token`: the `Cookie` header value of the session.
+    async fn login(&self, token: &str) -> String {
+        let a = self.post("/login", None, &[("token", token)]).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "login: {}", a.body);
+        let c = a
+            .set_cookies()
+            .into_iter()
+            .find(|c| c.starts_with("kyu_session="))
+            .expect("a session cookie");
+        c.split(';').next().unwrap().to_string()
+    }
+
+    /// A failed job of kind `boom` in `queue`, its error carrying `note`.
+    async fn failed_job(&self, queue: &str, note: &str) -> i64 {
+        let job = self
+            .kyu
+            .enqueue_with(Boom { note: note.into() }, |o| o.queue(queue))
+            .await
+            .unwrap();
+        let worker = Worker::new(&self.kyu)
+            .queue(queue, 1)
+            .register::<Boom>()
+            .start();
+        let done = self
+            .kyu
+            .wait(job.id)
+            .timeout(Duration::from_secs(30))
+            .await
+            .unwrap();
+        worker.shutdown().await;
+        assert_eq!(done.state, JobState::Failed);
+        job.id
+    }
+}
+
+fn csrf_of(cookie: &str) -> String {
+    session::csrf_token(cookie.strip_prefix("kyu_session=").unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn login_sets_an_httponly_samesite_strict_cookie_and_every_page_needs_it() {
+    let t = T::new().await;
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+
+    let a = t.get("/jobs?state=failed", None).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.location(), "/login?next=%2Fjobs%3Fstate%3Dfailed");
+
+    let a = t.get("/login", None).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.body.contains("name=\"token\""), "{}", a.body);
+
+    let a = t
+        .post("/login", None, &[("token", "kyu_wrong"), ("next", "/jobs")])
+        .await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert!(a.set_cookies().is_empty());
+    assert!(a.body.contains("unknown, revoked or expired"), "{}", a.body);
+
+    let a = t
+        .post("/login", None, &[("token", &admin), ("next", "/jobs")])
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(a.location(), "/jobs");
+    let set = a.set_cookies().join("\n");
+    assert!(set.contains("kyu_session="), "{set}");
+    assert!(set.contains("HttpOnly"), "{set}");
+    assert!(set.contains("SameSite=Strict"), "{set}");
+    assert!(set.contains("Path=/"), "{set}");
+
+    // A login never sends the browser to another site.
+    let a = t
+        .post(
+            "/login",
+            None,
+            &[("token", &admin), ("next", "//evil.example/")],
+        )
+        .await;
+    assert_eq!(a.location(), "/");
+
+    let cookie = t.login(&admin).await;
+    let a = t.get("/", Some(&cookie)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(a.body.contains("<h1>Overview</h1>"), "{}", a.body);
+    let csp = a.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
+    // No inline script: every script element loads a file of the dashboard.
+    for (i, _) in a.body.match_indices("<script") {
+        assert!(
+            a.body[i..].starts_with("<script src=\"/assets/"),
+            "inline script at {i}: {}",
+            &a.body[i..]
+        );
+    }
+    assert!(a.body.contains(&format!("value=\"{}\"", csrf_of(&cookie))));
+
+    // A revoked token's session ends at once.
+    t.kyu.revoke_token("admin").await.unwrap();
+    let a = t.get("/", Some(&cookie)).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+
+    // Logging out drops the cookie.
+    let other = t.token("other", &[Scope::Read], &[]).await;
+    let cookie = t.login(&other).await;
+    let a = t
+        .post("/logout", Some(&cookie), &[("csrf", &csrf_of(&cookie))])
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert!(a
+        .set_cookies()
+        .iter()
+        .any(|c| c.starts_with("kyu_session=;") && c.contains("Max-Age=0")));
+
+    // The assets are embedded and served.
+    for (name, mime, _) in dashboard::assets::FILES {
+        let a = t.get(&format!("/assets/{name}"), None).await;
+        assert_eq!(a.status, StatusCode::OK, "{name}");
+        assert_eq!(a.headers[header::CONTENT_TYPE], mime);
+    }
+}
+
+#[tokio::test]
+async fn first_run_login_link_logs_in_only_when_opened_directly() {
+    let t = T::new().await;
+    let first = t.kyu.create_first_token().await.unwrap().unwrap().secret;
+    let link = format!("/login?token={first}");
+
+    // Pasted into the address bar or opened from a terminal.
+    let req = Request::get(&link)
+        .header("sec-fetch-site", "none")
+        .body(Body::empty())
+        .unwrap();
+    let a = t.send(req).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert_eq!(a.location(), "/");
+    assert!(a
+        .set_cookies()
+        .iter()
+        .any(|c| c.starts_with("kyu_session=")));
+    assert_eq!(a.headers[header::REFERRER_POLICY], "same-origin");
+
+    // Followed from another site's page: refused (no login CSRF).
+    let req = Request::get(&link)
+        .header("sec-fetch-site", "cross-site")
+        .body(Body::empty())
+        .unwrap();
+    let a = t.send(req).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(a.set_cookies().is_empty());
+
+    let a = t.get("/login?token=kyu_nothing", None).await;
+    assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    assert!(a.set_cookies().is_empty());
+}
+
+/// What one page is called with in the matrix: its path with the
+/// placeholders filled and a form. Every row of the table must have one; a
+/// new page without one fails here, so it cannot miss the matrix.
+fn sample(p: &PageInfo, job: i64, queue: &str, schedule: &str) -> (String, Vec<(String, String)>) {
+    let path = p
+        .path
+        .replace("{id}", &job.to_string())
+        .replace(
+            "{name}",
+            if p.path.starts_with("/queues") {
+                queue
+            } else {
+                schedule
+            },
+        )
+        .replace("{file}", "dashboard.css");
+    let form: Vec<(&str, String)> = match (p.method.as_str(), p.path) {
+        ("GET", "/jobs") => return (format!("/jobs?queue={queue}"), Vec::new()),
+        ("GET", _) => Vec::new(),
+        ("POST", "/login") => vec![("token", "kyu_wrong".into())],
+        ("POST", "/logout") => Vec::new(),
+        ("POST", "/jobs/retry") | ("POST", "/jobs/cancel") => vec![("ids", job.to_string())],
+        ("POST", p) if p.starts_with("/queues/") || p.starts_with("/schedules/") => Vec::new(),
+        _ => panic!(
+            "page {} {} has no sample request in the dashboard matrix: add one",
+            p.method, p.path
+        ),
+    };
+    (
+        path,
+        form.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+    )
+}
+
+async fn call(
+    t: &T,
+    p: &PageInfo,
+    path: &str,
+    form: &[(String, String)],
+    cookie: Option<&str>,
+) -> Answer {
+    if p.is_action() {
+        let mut f: Vec<(&str, &str)> = form.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let csrf = cookie.map(csrf_of);
+        if let Some(c) = &csrf {
+            f.push(("csrf", c));
+        }
+        t.post(path, cookie, &f).await
+    } else {
+        t.get(path, cookie).await
+    }
+}
+
+#[tokio::test]
+async fn page_matrix_every_page_every_scope() {
+    let t = T::new().await;
+    let job = t.failed_job("default", "x").await;
+    t.kyu
+        .schedule(kyu::ScheduleSpec::new(
+            "s",
+            kyu::CronExpr::parse("0 3 * * *").unwrap(),
+            kyu::JobTemplate::new("k", json!({})),
+        ))
+        .await
+        .unwrap();
+    let pages = dashboard::pages();
+    assert!(pages.len() >= 17, "the table lists every page");
+    for scope in Scope::ALL {
+        let token = t.token(&format!("only-{scope}"), &[scope], &[]).await;
+        for p in &pages {
+            let (path, form) = sample(p, job, "default", "s");
+            // A fresh session for each call: logout ends it.
+            let cookie = t.login(&token).await;
+            let a = call(&t, p, &path, &form, Some(&cookie)).await;
+            let allowed = match p.access {
+                Access::Public | Access::Session => true,
+                Access::Scope(s) => scope == Scope::Admin || scope == s,
+            };
+            if allowed {
+                assert!(
+                    a.status != StatusCode::UNAUTHORIZED && a.status != StatusCode::FORBIDDEN
+                        || p.path == "/login",
+                    "{scope} may call {} {path}: {} {}",
+                    p.method,
+                    a.status,
+                    a.body
+                );
+            } else {
+                assert_eq!(
+                    a.status,
+                    StatusCode::FORBIDDEN,
+                    "{scope} may not call {} {path}: {}",
+                    p.method,
+                    a.body
+                );
+                assert!(a.body.contains("needs a token with scope"), "{}", a.body);
+            }
+            assert!(a.status.as_u16() < 500, "{} {path}: {}", p.method, a.status);
+            // Without a session: a page sends to the login, an action is refused.
+            let a = call(&t, p, &path, &form, None).await;
+            match p.access {
+                Access::Public => {
+                    assert!(a.status.as_u16() < 500 && a.status != StatusCode::FORBIDDEN)
+                }
+                _ if p.is_action() => assert_eq!(a.status, StatusCode::UNAUTHORIZED, "{path}"),
+                _ => {
+                    assert_eq!(a.status, StatusCode::SEE_OTHER, "{path}");
+                    assert!(a.location().starts_with("/login?next="), "{path}");
+                }
+            }
+        }
+    }
+    // The job was retried by the operate and admin rows; nothing else changed it.
+    assert_ne!(t.kyu.job(job).await.unwrap().state, JobState::Failed);
+}
+
+#[tokio::test]
+async fn tenant_sees_and_touches_nothing_of_another_tenant_on_any_page() {
+    let t = T::new().await;
+    let theirs = t.failed_job("tenant-b.mail", "b-secret-note").await;
+    let ours = t.failed_job("tenant-a.mail", "ours").await;
+    t.kyu
+        .schedule(kyu::ScheduleSpec::new(
+            "b-nightly",
+            kyu::CronExpr::parse("0 3 * * *").unwrap(),
+            {
+                let mut j = kyu::JobTemplate::new("k", json!({}));
+                j.queue = "tenant-b.mail".into();
+                j
+            },
+        ))
+        .await
+        .unwrap();
+    let tenant = t.token("tenant-a", &Scope::ALL, &["tenant-a.*"]).await;
+    let mut leaks = Vec::new();
+    for p in dashboard::pages() {
+        for (path, form) in [
+            // Aimed at tenant b's job, queue and schedule.
+            sample(&p, theirs, "tenant-b.mail", "b-nightly"),
+            // And unaimed: lists and counts must not show tenant b.
+            {
+                let (path, form) = sample(&p, ours, "tenant-a.mail", "b-nightly");
+                (path.split('?').next().unwrap().to_string(), form)
+            },
+        ] {
+            let cookie = t.login(&tenant).await;
+            let a = call(&t, &p, &path, &form, Some(&cookie)).await;
+            // Follow an action's redirect: the page it lands on must not leak either.
+            let a = if a.status == StatusCode::SEE_OTHER && p.is_action() {
+                t.get(a.location(), Some(&cookie)).await
+            } else {
+                a
+            };
+            // An error page may echo the name the request gave; a page
+            // that answered must not show tenant b.
+            if a.status.is_success()
+                && (a.body.contains("tenant-b")
+                    || a.body.contains("b-nightly")
+                    || a.body.contains("b-secret-note")
+                    || a.body.contains(&format!("/jobs/{theirs}\"")))
+            {
+                leaks.push(format!("{} {path}: {} {}", p.method, a.status, a.body));
+            }
+            assert!(a.status.as_u16() < 500, "{} {path}: {}", p.method, a.status);
+        }
+    }
+    assert!(leaks.is_empty(), "tenant a saw tenant b: {leaks:#?}");
+    let job = t.kyu.job(theirs).await.unwrap();
+    assert_eq!(job.state, JobState::Failed, "tenant b's job untouched");
+    let q = t.kyu.queues().await.unwrap();
+    assert!(
+        q.iter()
+            .all(|q| !q.paused || q.queue.starts_with("tenant-a")),
+        "no queue of b paused: {q:?}"
+    );
+    let s = t.kyu.get_schedule("b-nightly").await.unwrap();
+    assert!(s.spec.enabled, "tenant b's schedule untouched");
+    assert!(s.last_job_id.is_none(), "and not triggered");
+}
+
+#[tokio::test]
+async fn actions_need_the_sessions_csrf_token_and_this_sites_origin() {
+    let t = T::new().await;
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    t.kyu
+        .enqueue(kyu::NewJob::new("k", json!({})))
+        .await
+        .unwrap();
+    let cookie = t.login(&admin).await;
+    let csrf = csrf_of(&cookie);
+    let paused = |t: &T| {
+        let kyu = t.kyu.clone();
+        async move { kyu.queues().await.unwrap()[0].paused }
+    };
+
+    let a = t.post("/queues/default/pause", Some(&cookie), &[]).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "no CSRF token");
+    let other = t.login(&admin).await;
+    let a = t
+        .post(
+            "/queues/default/pause",
+            Some(&cookie),
+            &[("csrf", &csrf_of(&other))],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "another session's token");
+    let a = t
+        .post_with(
+            "/queues/default/pause",
+            Some(&cookie),
+            &[("csrf", &csrf)],
+            &[("origin", "http://evil.example")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "another origin");
+    let a = t
+        .post_with(
+            "/queues/default/pause",
+            Some(&cookie),
+            &[("csrf", &csrf)],
+            &[("sec-fetch-site", "cross-site")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "another site");
+    assert!(!paused(&t).await, "nothing paused by a refused request");
+    // A login from another site is refused too.
+    let a = t
+        .post_with(
+            "/login",
+            None,
+            &[("token", &admin)],
+            &[("sec-fetch-site", "cross-site")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+
+    let a = t
+        .post_with(
+            "/queues/default/pause",
+            Some(&cookie),
+            &[("csrf", &csrf), ("back", "/queues")],
+            &[
+                ("origin", "http://kyu.test"),
+                ("sec-fetch-site", "same-origin"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert_eq!(a.location(), "/queues");
+    assert!(paused(&t).await);
+    // The next page shows what was done, once.
+    let flash = a
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("kyu_flash="))
+        .unwrap();
+    let both = format!("{cookie}; {}", flash.split(';').next().unwrap());
+    let page = t.get("/queues", Some(&both)).await;
+    assert!(page.body.contains("Queue default paused."), "{}", page.body);
+    assert!(page.body.contains(">Resume<"), "{}", page.body);
+    let a = t
+        .post(
+            "/queues/default/resume",
+            Some(&cookie),
+            &[("csrf", &csrf), ("back", "/queues")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert!(!paused(&t).await);
+}
+
+#[tokio::test]
+async fn read_only_viewer_sees_no_action_buttons_and_a_forced_post_is_refused() {
+    let t = T::new().await;
+    let job = t.failed_job("default", "x").await;
+    t.kyu
+        .schedule(kyu::ScheduleSpec::new(
+            "s",
+            kyu::CronExpr::parse("0 3 * * *").unwrap(),
+            kyu::JobTemplate::new("k", json!({})),
+        ))
+        .await
+        .unwrap();
+    let reader = t
+        .token("reader", &[Scope::Read, Scope::ReadArgs], &[])
+        .await;
+    let operator = t
+        .token("operator", &[Scope::Read, Scope::Operate], &[])
+        .await;
+    let pages = [
+        "/".to_string(),
+        "/queues".into(),
+        "/jobs".into(),
+        "/jobs?state=failed".into(),
+        format!("/jobs/{job}"),
+        "/schedules".into(),
+    ];
+    let rc = t.login(&reader).await;
+    let oc = t.login(&operator).await;
+    let mut operator_forms = 0;
+    for p in &pages {
+        let a = t.get(p, Some(&rc)).await;
+        assert_eq!(a.status, StatusCode::OK, "{p}");
+        assert!(a.action_forms().is_empty(), "{p}: {:?}", a.action_forms());
+        assert!(!a.body.contains("type=\"checkbox\""), "{p}");
+        operator_forms += t.get(p, Some(&oc)).await.action_forms().len();
+    }
+    assert!(operator_forms >= 6, "an operator sees the buttons");
+    // Forged: a valid session and CSRF token, but no `operate` scope.
+    let a = t
+        .post(
+            "/jobs/retry",
+            Some(&rc),
+            &[("csrf", &csrf_of(&rc)), ("ids", &job.to_string())],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert_eq!(t.kyu.job(job).await.unwrap().state, JobState::Failed);
+}
+
+#[tokio::test]
+async fn attacker_controlled_text_renders_inert() {
+    let t = T::new().await;
+    let job = t
+        .failed_job("default", "<img src=x onerror=alert(1)>")
+        .await;
+    t.kyu
+        .enqueue(
+            kyu::NewJob::new("k", json!({"html": "<script>alert('args')</script>"}))
+                .tag("<b>tag</b>"),
+        )
+        .await
+        .unwrap();
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    let cookie = t.login(&admin).await;
+    for p in [
+        "/jobs".to_string(),
+        format!("/jobs/{job}"),
+        format!("/jobs/{}", job + 1),
+    ] {
+        let a = t.get(&p, Some(&cookie)).await;
+        assert_eq!(a.status, StatusCode::OK, "{p}");
+        for raw in ["<script>alert", "<img src=x", "<b>tag"] {
+            assert!(!a.body.contains(raw), "{p} has raw {raw}: {}", a.body);
+        }
+    }
+    let a = t.get(&format!("/jobs/{job}"), Some(&cookie)).await;
+    assert!(a.body.contains("&lt;script&gt;alert("), "{}", a.body);
+    assert!(a.body.contains("&lt;img src=x onerror=alert(1)&gt;"));
+}
+
+#[tokio::test]
+async fn job_page_redacts_args_without_read_args_and_retry_runs_the_job_again() {
+    let t = T::new().await;
+    let job = t.failed_job("default", "the-args-note").await;
+    let reader = t.token("reader", &[Scope::Read], &[]).await;
+    let rc = t.login(&reader).await;
+    let a = t.get(&format!("/jobs/{job}"), Some(&rc)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(!a.body.contains("class=\"json\""), "args shown: {}", a.body);
+    assert!(a.body.contains("lacks the <code>read_args</code>"));
+    // The error is shown (it is what an operator needs), the args are not.
+    assert!(a.body.contains("Attempt 1"), "{}", a.body);
+
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    let ac = t.login(&admin).await;
+    let a = t.get("/jobs?state=failed", Some(&ac)).await;
+    assert!(
+        a.body.contains(&format!("href=\"/jobs/{job}\"")),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.body.contains("failed <span class=\"n\">1</span>"),
+        "{}",
+        a.body
+    );
+    let a = t.get(&format!("/jobs/{job}"), Some(&ac)).await;
+    assert!(
+        a.body
+            .contains("&quot;note&quot;: &quot;the-args-note&quot;"),
+        "{}",
+        a.body
+    );
+    assert!(a.action_forms().contains(&"/jobs/retry"));
+    let a = t
+        .post(
+            "/jobs/retry",
+            Some(&ac),
+            &[
+                ("csrf", &csrf_of(&ac)),
+                ("ids", &job.to_string()),
+                ("ids", "999999"),
+                ("back", &format!("/jobs/{job}")),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert_eq!(a.location(), format!("/jobs/{job}"));
+    let flash = a.set_cookies().join(";");
+    assert!(flash.contains("kyu_flash="));
+    assert_eq!(t.kyu.job(job).await.unwrap().state, JobState::Available);
+
+    // Cancel from the job's page; the id filter finds it.
+    let a = t
+        .post(
+            "/jobs/cancel",
+            Some(&ac),
+            &[("csrf", &csrf_of(&ac)), ("ids", &job.to_string())],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(t.kyu.job(job).await.unwrap().state, JobState::Cancelled);
+    let a = t.get(&format!("/jobs?id={job}"), Some(&ac)).await;
+    assert_eq!(a.location(), format!("/jobs/{job}"));
+    let a = t.get("/jobs?state=nonsense", Some(&ac)).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(
+        a.body.contains("accepted: scheduled, available"),
+        "{}",
+        a.body
+    );
+}
+
+#[tokio::test]
+async fn jobs_page_pages_by_cursor_and_schedules_page_triggers() {
+    let t = T::new().await;
+    let n = dashboard_page_size() + 5;
+    let jobs: Vec<kyu::NewJob> = (0..n)
+        .map(|i| kyu::NewJob::new("k", json!({ "i": i })))
+        .collect();
+    t.kyu.enqueue_many(jobs).await.unwrap();
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    let c = t.login(&admin).await;
+    let a = t.get("/jobs", Some(&c)).await;
+    let rows = a.body.matches("data-job=").count();
+    assert_eq!(rows, dashboard_page_size());
+    let next = a.body.split("rel=\"next\"").next().unwrap();
+    let href = &next[next.rfind("href=\"").unwrap() + 6..];
+    let href = href[..href.find('"').unwrap()].replace("&amp;", "&");
+    let a = t.get(&href, Some(&c)).await;
+    assert_eq!(a.body.matches("data-job=").count(), 5, "{href}");
+    assert!(!a.body.contains("rel=\"next\""));
+
+    t.kyu
+        .schedule({
+            let mut s = kyu::ScheduleSpec::new(
+                "nightly",
+                kyu::CronExpr::parse("0 3 * * *").unwrap(),
+                kyu::JobTemplate::new("report", json!({})),
+            );
+            s.zone = kyu::parse_zone("Asia/Tokyo").unwrap();
+            s
+        })
+        .await
+        .unwrap();
+    let a = t.get("/schedules", Some(&c)).await;
+    assert!(a.body.contains("Asia/Tokyo"), "{}", a.body);
+    assert!(a.body.contains("03:00 JST"), "{}", a.body);
+    let csrf = csrf_of(&c);
+    let a = t
+        .post("/schedules/nightly/trigger", Some(&c), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert!(t
+        .kyu
+        .get_schedule("nightly")
+        .await
+        .unwrap()
+        .last_job_id
+        .is_some());
+    let a = t
+        .post("/schedules/nightly/disable", Some(&c), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert!(!t.kyu.get_schedule("nightly").await.unwrap().spec.enabled);
+    let a = t
+        .post("/schedules/nightly/enable", Some(&c), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert!(t.kyu.get_schedule("nightly").await.unwrap().spec.enabled);
+}
+
+fn dashboard_page_size() -> usize {
+    50
+}
+
+#[tokio::test]
+async fn live_stream_carries_only_the_viewers_queues_events() {
+    let t = T::new().await;
+    let tenant = t.token("tenant-a", &[Scope::Read], &["tenant-a.*"]).await;
+    let cookie = t.login(&tenant).await;
+    let req = Request::get("/live/events")
+        .header(header::COOKIE, &cookie)
+        .body(Body::empty())
+        .unwrap();
+    let resp = t.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()[header::CONTENT_TYPE], "text/event-stream");
+    let mut body = resp.into_body();
+    // Tenant b's job first, then tenant a's: the first event the stream
+    // carries must be tenant a's.
+    let b = t
+        .kyu
+        .enqueue(kyu::NewJob::new("k", json!({"secret": "b"})).queue("tenant-b.mail"))
+        .await
+        .unwrap();
+    let a = t
+        .kyu
+        .enqueue(kyu::NewJob::new("k", json!({})).queue("tenant-a.mail"))
+        .await
+        .unwrap();
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let frame = tokio::time::timeout(Duration::from_secs(20), body.frame())
+            .await
+            .expect("an event within 20 s")
+            .expect("the stream goes on")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    assert!(text.starts_with("event: change"), "{text}");
+    assert!(text.contains("tenant-a.mail"), "{text}");
+    assert!(text.contains(&format!("\"job\":{}", a.id)), "{text}");
+    assert!(
+        !text.contains("tenant-b") && !text.contains(&format!("\"job\":{}", b.id)),
+        "{text}"
+    );
+    assert!(!text.contains("secret"), "no args in events: {text}");
+}

@@ -1,0 +1,154 @@
+//! How long each dashboard page takes with many jobs in the store (server
+//! time: the router called in-process). Ignored by default; run by hand:
+//!
+//! ```sh
+//! KYU_SCALE_JOBS=1000000 cargo test -p kyu-server --release --test dashboard_scale -- --ignored --nocapture
+//! ```
+//!
+//! It loads KYU_SCALE_JOBS jobs (default 1,000,000) into a fresh SQLite file
+//! (5 queues, 5 kinds, a third scheduled an hour ahead, a tenth cancelled,
+//! a tag on every hundredth), then reads each page 5 times and prints the
+//! median and worst time. Not a timed assertion: it reports.
+
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use http_body_util::BodyExt;
+use kyu::tokens::TokenSpec;
+use kyu::{Kyu, NewJob, Scope};
+use serde_json::json;
+use tower::ServiceExt;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "loads a million jobs: run by hand (see the file's doc)"]
+async fn dashboard_page_times_at_scale() {
+    let n: usize = std::env::var("KYU_SCALE_JOBS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = tempfile::tempdir().unwrap();
+    let kyu = Kyu::connect(&format!("sqlite://{}/kyu.db", dir.path().display()))
+        .await
+        .unwrap();
+    let start = Instant::now();
+    let later = chrono::Utc::now() + chrono::Duration::hours(1);
+    let mut ids = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let jobs: Vec<NewJob> = chunk
+            .iter()
+            .map(|&i| {
+                let mut j = NewJob::new(format!("k{}", i % 5), json!({ "user": i }))
+                    .queue(format!("q{}", i % 5));
+                if i % 3 == 0 {
+                    j = j.run_at(later);
+                }
+                if i % 100 == 0 {
+                    j = j.tag("hundred");
+                }
+                j
+            })
+            .collect();
+        ids.extend(
+            kyu.enqueue_many(jobs)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id),
+        );
+    }
+    let cancel: Vec<i64> = ids.iter().copied().step_by(10).collect();
+    for chunk in cancel.chunks(1000) {
+        kyu.cancel(chunk).await.unwrap();
+    }
+    eprintln!("loaded {n} jobs in {:.1?}", start.elapsed());
+
+    let secret = kyu
+        .create_token(TokenSpec {
+            name: "admin".into(),
+            scopes: vec![Scope::Admin],
+            queues: Vec::new(),
+            expires_in: None,
+        })
+        .await
+        .unwrap()
+        .secret;
+    let tenant = kyu
+        .create_token(TokenSpec {
+            name: "tenant".into(),
+            scopes: vec![Scope::Read],
+            queues: vec!["q3".parse().unwrap()],
+            expires_in: None,
+        })
+        .await
+        .unwrap()
+        .secret;
+    let app = kyu_server::router(kyu.clone(), kyu_server::Options::default());
+    let login = |token: String| {
+        let app = app.clone();
+        async move {
+            let resp = app
+                .oneshot(
+                    Request::post("/login")
+                        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                        .body(Body::from(format!("token={token}")))
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            resp.headers()[header::SET_COOKIE]
+                .to_str()
+                .unwrap()
+                .split(';')
+                .next()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let admin = login(secret).await;
+    let tenant = login(tenant).await;
+    let mid = ids[n / 2];
+    let pages = [
+        ("admin", "/".to_string()),
+        ("admin", "/queues".into()),
+        ("admin", "/jobs".into()),
+        ("admin", "/jobs?state=cancelled".into()),
+        ("admin", "/jobs?state=scheduled&queue=q2".into()),
+        ("admin", "/jobs?queue=q4&kind=k4".into()),
+        ("admin", "/jobs?tag=hundred".into()),
+        ("admin", format!("/jobs?before={mid}")),
+        ("admin", format!("/jobs/{mid}")),
+        ("admin", "/schedules".into()),
+        ("tenant q3", "/jobs".into()),
+        ("tenant q3", "/".into()),
+    ];
+    eprintln!(
+        "{:<10} {:<40} {:>10} {:>10}",
+        "token", "page", "median", "worst"
+    );
+    for (who, path) in pages {
+        let cookie = if who == "admin" { &admin } else { &tenant };
+        let mut times: Vec<Duration> = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let resp = app
+                .clone()
+                .oneshot(
+                    Request::get(&path)
+                        .header(header::COOKIE, cookie)
+                        .body(Body::empty())
+                        .unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), StatusCode::OK, "{path}");
+            resp.into_body().collect().await.unwrap();
+            times.push(t.elapsed());
+        }
+        times.sort();
+        eprintln!(
+            "{who:<10} {path:<40} {:>10.1?} {:>10.1?}",
+            times[2], times[4]
+        );
+    }
+}
