@@ -65,6 +65,10 @@ pub enum EventType {
     ScheduleFired,
     /// A schedule's fire time enqueued nothing because of its overlap policy (`reason`).
     ScheduleSkipped,
+    /// A schedule's fire time was kept until the previous job finishes
+    /// (overlap `buffer_one`, `reason` names the job); its job is enqueued
+    /// then, with a `schedule_fired` event.
+    ScheduleBuffered,
     /// A schedule's fire time was missed and its misfire policy dropped it.
     ScheduleMisfired,
     /// A worker process started (`worker`).
@@ -75,7 +79,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, in the order above.
-    pub const ALL: [EventType; 19] = [
+    pub const ALL: [EventType; 20] = [
         EventType::Enqueued,
         EventType::Started,
         EventType::Progress,
@@ -92,6 +96,7 @@ impl EventType {
         EventType::QueueResumed,
         EventType::ScheduleFired,
         EventType::ScheduleSkipped,
+        EventType::ScheduleBuffered,
         EventType::ScheduleMisfired,
         EventType::WorkerStarted,
         EventType::WorkerStopped,
@@ -116,6 +121,7 @@ impl EventType {
             EventType::QueueResumed => "queue_resumed",
             EventType::ScheduleFired => "schedule_fired",
             EventType::ScheduleSkipped => "schedule_skipped",
+            EventType::ScheduleBuffered => "schedule_buffered",
             EventType::ScheduleMisfired => "schedule_misfired",
             EventType::WorkerStarted => "worker_started",
             EventType::WorkerStopped => "worker_stopped",

@@ -540,7 +540,7 @@ impl Store for PgStore {
     }
 
     async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {
-        query::queue_stats(&self.inner.pool, self.s()).await
+        query::queue_stats(&self.inner.pool, self.s(), self.now()).await
     }
 
     async fn pause_queue(&self, queue: &str) -> Result<(), StoreError> {
