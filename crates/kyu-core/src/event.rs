@@ -67,6 +67,10 @@ pub enum EventType {
     ScheduleFired,
     /// A schedule's fire time enqueued nothing because of its overlap policy (`reason`).
     ScheduleSkipped,
+    /// A schedule's fire time was kept until the previous job finishes
+    /// (overlap `buffer_one`, `reason` names the job); its job is enqueued
+    /// then, with a `schedule_fired` event.
+    ScheduleBuffered,
     /// A schedule's fire time was missed and its misfire policy dropped it.
     ScheduleMisfired,
     /// A worker process started (`worker`).
@@ -81,7 +85,7 @@ pub enum EventType {
 
 impl EventType {
     /// Every type, in the order above.
-    pub const ALL: [EventType; 22] = [
+    pub const ALL: [EventType; 23] = [
         EventType::Enqueued,
         EventType::Started,
         EventType::Progress,
@@ -99,6 +103,7 @@ impl EventType {
         EventType::QueueLimitsChanged,
         EventType::ScheduleFired,
         EventType::ScheduleSkipped,
+        EventType::ScheduleBuffered,
         EventType::ScheduleMisfired,
         EventType::WorkerStarted,
         EventType::WorkerStopped,
@@ -126,6 +131,7 @@ impl EventType {
             EventType::QueueLimitsChanged => "queue_limits_changed",
             EventType::ScheduleFired => "schedule_fired",
             EventType::ScheduleSkipped => "schedule_skipped",
+            EventType::ScheduleBuffered => "schedule_buffered",
             EventType::ScheduleMisfired => "schedule_misfired",
             EventType::WorkerStarted => "worker_started",
             EventType::WorkerStopped => "worker_stopped",

@@ -648,6 +648,27 @@ pub fn spec_from_stored(
     })
 }
 
+/// The `schedule_buffered` event of a fire time kept until the previous
+/// job (`last_job`) finishes (overlap `buffer_one`).
+pub fn buffer_event(
+    now: DateTime<Utc>,
+    name: &str,
+    fire_time: DateTime<Utc>,
+    last_job: Option<JobId>,
+) -> crate::NewEvent {
+    use crate::event::{EventFacts, EventType, NewEvent};
+    let why = match last_job {
+        Some(id) => format!("overlap: waits for the previous job {id} to finish"),
+        None => "overlap: waits for the previous job to finish".to_string(),
+    };
+    NewEvent::other(now, EventType::ScheduleBuffered).facts(EventFacts {
+        schedule: Some(name.to_string()),
+        fire_time: Some(fire_time),
+        reason: Some(why),
+        ..EventFacts::default()
+    })
+}
+
 /// The event of a fire time that enqueued no job: `schedule_misfired` for
 /// a misfire, `schedule_skipped` (with the reason) for the overlap policy.
 pub fn skip_event(

@@ -466,12 +466,25 @@ pub struct QueueStats {
     pub paused: bool,
     /// Jobs in each state (states with no job are absent).
     pub counts: BTreeMap<JobState, u64>,
+    /// When the queue's oldest runnable job (available, or scheduled with
+    /// its run_at reached) became runnable: its run_at. `None` when no job
+    /// is runnable. The queue's latency is now minus this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oldest_runnable_at: Option<DateTime<Utc>>,
 }
 
 impl QueueStats {
     /// The number of jobs in `state`.
     pub fn count(&self, state: JobState) -> u64 {
         self.counts.get(&state).copied().unwrap_or(0)
+    }
+
+    /// How long the oldest runnable job has waited at `now` (zero when no
+    /// job is runnable): the queue's latency.
+    pub fn latency(&self, now: DateTime<Utc>) -> std::time::Duration {
+        self.oldest_runnable_at
+            .and_then(|t| (now - t).to_std().ok())
+            .unwrap_or_default()
     }
 }
 
@@ -794,6 +807,28 @@ pub trait EventLog: Send + Sync {
     /// committed before the call has an id at or below it, and every event
     /// committed after the call (or not yet visible) has a greater one.
     async fn last_event_id(&self) -> Result<EventId, StoreError>;
+
+    /// Up to `limit` events with ids above `after` that are committed now,
+    /// in id order, without waiting for any write in flight: a snapshot of
+    /// the log as it is now, for a reader that prints it and stops. Unlike
+    /// [`read_events`](Self::read_events), an event with a smaller id than
+    /// one returned may still commit afterwards (PostgreSQL), so a reader
+    /// that follows the log must not resume from it. The default is
+    /// `read_events`, for backends where every committed event is final.
+    async fn read_committed_events(
+        &self,
+        after: EventId,
+        limit: usize,
+    ) -> Result<EventRead, StoreError> {
+        self.read_events(after, limit).await
+    }
+
+    /// The highest event id committed now (or pruned), without waiting for
+    /// any write in flight: the end of [`read_committed_events`](Self::read_committed_events).
+    /// The default is [`last_event_id`](Self::last_event_id).
+    async fn committed_event_id(&self) -> Result<EventId, StoreError> {
+        self.last_event_id().await
+    }
 
     /// Retention: deletes the events written before `before`. Returns how
     /// many. A reader asking for ids they had afterwards gets a gap.

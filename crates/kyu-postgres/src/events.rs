@@ -308,6 +308,34 @@ async fn read(
     Ok(EventRead { gap, events, next })
 }
 
+/// Every event committed now after `after` (up to `limit`), holes or not:
+/// the log as this one snapshot sees it (see `EventLog::read_committed_events`).
+async fn read_committed(
+    pool: &PgPool,
+    schema: &str,
+    after: EventId,
+    limit: usize,
+) -> Result<EventRead, StoreError> {
+    let (pruned, _, events) = read_once(pool, schema, after, limit).await?;
+    let gap = (after < pruned).then_some(EventGap {
+        after,
+        pruned_through: pruned,
+    });
+    let next = events.last().map_or(after.max(pruned), |e| e.id);
+    Ok(EventRead { gap, events, next })
+}
+
+/// The highest id committed now (or pruned), waiting for nothing.
+async fn committed_id(pool: &PgPool, schema: &str) -> Result<EventId, StoreError> {
+    sqlx::query_scalar(&format!(
+        "SELECT greatest(COALESCE((SELECT max(id) FROM {schema}.events), 0), \
+           (SELECT pruned_through FROM {schema}.event_log))"
+    ))
+    .fetch_one(pool)
+    .await
+    .map_err(db)
+}
+
 /// The id after which only events committed from now on come: the highest
 /// id committed, once every transaction in flight at that read has ended.
 async fn last_id(pool: &PgPool, schema: &str) -> Result<EventId, StoreError> {
@@ -359,6 +387,18 @@ impl EventLog for PgStore {
     async fn last_event_id(&self) -> Result<EventId, StoreError> {
         self.limit(async { last_id(&self.inner.pool, self.s()).await })
             .await
+    }
+
+    async fn read_committed_events(
+        &self,
+        after: EventId,
+        limit: usize,
+    ) -> Result<EventRead, StoreError> {
+        read_committed(&self.inner.pool, self.s(), after, limit.max(1)).await
+    }
+
+    async fn committed_event_id(&self) -> Result<EventId, StoreError> {
+        committed_id(&self.inner.pool, self.s()).await
     }
 
     async fn prune_events(&self, before: DateTime<Utc>) -> Result<u64, StoreError> {

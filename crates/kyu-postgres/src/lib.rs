@@ -639,7 +639,7 @@ impl Store for PgStore {
     }
 
     async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {
-        self.limit(async { query::queue_stats(&self.inner.pool, self.s()).await })
+        self.limit(async { query::queue_stats(&self.inner.pool, self.s(), self.now()).await })
             .await
     }
 

@@ -94,10 +94,16 @@ pub(crate) async fn list(
 pub(crate) async fn queue_stats(
     pool: &PgPool,
     schema: &str,
+    now: DateTime<Utc>,
 ) -> Result<Vec<QueueStats>, StoreError> {
-    let counts: Vec<(String, String, i64)> = sqlx::query_as(&format!(
-        "SELECT queue, state, count(*) FROM {schema}.jobs GROUP BY queue, state"
+    // With the counts, from the same scan: when each queue's oldest runnable
+    // job (available, or scheduled and due) became runnable.
+    let counts: Vec<(String, String, i64, Option<DateTime<Utc>>)> = sqlx::query_as(&format!(
+        "SELECT queue, state, count(*), \
+           min(run_at) FILTER (WHERE state = 'available' OR (state = 'scheduled' AND run_at <= $1)) \
+         FROM {schema}.jobs GROUP BY queue, state"
     ))
+    .bind(now)
     .fetch_all(pool)
     .await
     .map_err(db)?;
@@ -112,12 +118,15 @@ pub(crate) async fn queue_stats(
             queue: q,
             paused: false,
             counts: BTreeMap::new(),
+            oldest_runnable_at: None,
         })
     }
-    for (queue, state, n) in counts {
-        entry(&mut by_queue, queue)
-            .counts
-            .insert(parse_state(&state)?, n as u64);
+    for (queue, state, n, oldest) in counts {
+        let q = entry(&mut by_queue, queue);
+        q.counts.insert(parse_state(&state)?, n as u64);
+        if let Some(t) = oldest {
+            q.oldest_runnable_at = Some(q.oldest_runnable_at.map_or(t, |o| o.min(t)));
+        }
     }
     for q in paused {
         entry(&mut by_queue, q).paused = true;

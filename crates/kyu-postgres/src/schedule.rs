@@ -382,6 +382,13 @@ impl ScheduleStore for PgStore {
                         .execute(&mut *tx)
                         .await
                         .map_err(db)?;
+                        let e = schedule::buffer_event(
+                            self.now(),
+                            &f.name,
+                            f.fire_time,
+                            last.map(|(id, _)| id),
+                        );
+                        crate::events::write_one(&mut tx, s, &e).await?;
                         FireResult::Buffered
                     }
                     OverlapDecision::Skip(reason) => {
@@ -395,9 +402,7 @@ impl ScheduleStore for PgStore {
             if matches!(result, FireResult::Fired { .. }) {
                 self.wake();
             }
-            if !matches!(result, FireResult::Buffered) {
-                self.events_written();
-            }
+            self.events_written();
             Ok(result)
         })
         .await

@@ -1,6 +1,6 @@
 //! The gauges read from the store at scrape time: job counts by queue and
-//! state, paused queues, each schedule's next fire time, and whether the
-//! store answered.
+//! state, each queue's latency (the age of its oldest runnable job), paused
+//! queues, each schedule's next fire time, and whether the store answered.
 //!
 //! They are read at most once per TTL (default 5 s) whatever the number of
 //! scrapers: the first scrape after the TTL reads the store while the
@@ -68,6 +68,21 @@ impl StoreGauges {
                     q.count(state) as f64,
                 );
             }
+        }
+        e.end();
+
+        e.gauge(
+            "kyu_queue_latency_seconds",
+            "Age of each queue's oldest runnable job (available, or scheduled and due), \
+             read at scrape time; 0 when none waits.",
+        );
+        let now = self.kyu.store().clock().now();
+        for q in &queues {
+            e.sample(
+                "kyu_queue_latency_seconds",
+                &[("queue", &q.queue)],
+                q.latency(now).as_secs_f64(),
+            );
         }
         e.end();
 

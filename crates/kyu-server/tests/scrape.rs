@@ -337,6 +337,20 @@ async fn known_workload_is_scraped_exactly(kyu: Kyu, queue: &str) {
     );
     assert!(s.text.contains(&last_bucket), "{last_bucket}\n{}", s.text);
 
+    // One wait (runnable to started) per attempt a worker of this process claimed.
+    let waits = |kind| s.at("kyu_job_wait_seconds_count", &[q, ("kind", kind)]);
+    assert_eq!(waits("ok"), 51.0);
+    assert_eq!(waits("doomed"), 5.0);
+    assert_eq!(waits("flaky"), 6.0);
+    assert_eq!(waits("slow"), 4.0);
+    assert!(
+        s.text.contains("# TYPE kyu_job_wait_seconds histogram"),
+        "{}",
+        s.text
+    );
+    // Nothing waits any more.
+    assert_eq!(s.at("kyu_queue_latency_seconds", &[q]), 0.0);
+
     // The store's counts at scrape time.
     let jobs = |state| s.at("kyu_jobs", &[q, ("state", state)]);
     assert_eq!(jobs("completed"), 56.0, "51 ok, 3 flaky, 2 slow");
@@ -553,4 +567,41 @@ async fn healthz_and_readyz_answer_while_the_store_does() {
     assert_eq!(get(&app, "/healthz").await, (StatusCode::OK, "ok\n".into()));
     assert_eq!(get(&app, "/readyz").await, (StatusCode::OK, "ok\n".into()));
     assert_eq!(get(&app, "/nothing-here").await.0, StatusCode::NOT_FOUND);
+}
+
+/// `kyu_queue_latency_seconds` is the age of each queue's oldest runnable
+/// job at scrape time, by the store's clock: exact with a manual clock
+/// (PostgreSQL, where the test can give the store its clock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_latency_is_the_age_of_the_oldest_runnable_job() {
+    let Ok(base) = std::env::var("KYU_TEST_POSTGRES_URL") else {
+        eprintln!("KYU_TEST_POSTGRES_URL is not set: skipped");
+        return;
+    };
+    use kyu::Clock as _;
+    let clock = kyu::ManualClock::new("2030-01-01T00:00:00Z".parse().unwrap());
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}schema=t_latency_{}", std::process::id());
+    let store = kyu::postgres::PgStore::connect(
+        &url,
+        kyu::postgres::PgOptions::with_clock(std::sync::Arc::new(clock.clone())),
+    )
+    .await
+    .expect("connect to KYU_TEST_POSTGRES_URL");
+    let kyu = Kyu::from_store(std::sync::Arc::new(store));
+    let new = |queue: &str| NewJob::new("wait", serde_json::json!({})).queue(queue);
+    kyu.enqueue(new("lat-a")).await.unwrap();
+    clock.advance(Duration::from_secs(30));
+    kyu.enqueue(new("lat-a")).await.unwrap();
+    // Due in 60 s: not runnable at the scrape.
+    kyu.enqueue(new("lat-b").run_at(clock.now() + chrono::Duration::seconds(60)))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(60));
+
+    let app = app(kyu, Options::default()).await;
+    let s = Scrape::parse(get(&app, "/metrics").await.1);
+    let latency = |queue| s.at("kyu_queue_latency_seconds", &[("queue", queue)]);
+    assert_eq!(latency("lat-a"), 90.0, "the first job waits since 00:00:00");
+    assert_eq!(latency("lat-b"), 0.0, "its job became due this instant");
 }

@@ -624,7 +624,8 @@ impl Store for SqliteStore {
     }
 
     async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {
-        self.read(query::queue_stats).await
+        let now_us = row::us(self.inner.clock.now());
+        self.read(move |c| query::queue_stats(c, now_us)).await
     }
 
     async fn pause_queue(&self, queue: &str) -> Result<(), StoreError> {

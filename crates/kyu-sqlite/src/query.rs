@@ -112,8 +112,10 @@ pub(crate) fn list(conn: &Connection, filter: &JobFilter) -> Result<JobPage, Sto
     Ok(JobPage { jobs, next })
 }
 
-/// Counts by queue and state, and paused flags.
-pub(crate) fn queue_stats(conn: &Connection) -> Result<Vec<QueueStats>, StoreError> {
+/// Counts by queue and state, paused flags, and when the oldest runnable
+/// job of each queue became runnable (the earliest run_at of its available
+/// jobs and of its scheduled ones that are due at `now_us`), from the same scan.
+pub(crate) fn queue_stats(conn: &Connection, now_us: i64) -> Result<Vec<QueueStats>, StoreError> {
     let mut by_queue: BTreeMap<String, QueueStats> = BTreeMap::new();
     let entry = |m: &mut BTreeMap<String, QueueStats>, q: String| {
         m.entry(q.clone())
@@ -121,22 +123,33 @@ pub(crate) fn queue_stats(conn: &Connection) -> Result<Vec<QueueStats>, StoreErr
                 queue: q,
                 paused: false,
                 counts: BTreeMap::new(),
+                oldest_runnable_at: None,
             })
             .counts
             .len()
     };
     let mut stmt = conn
-        .prepare_cached("SELECT queue, state, COUNT(*) FROM jobs GROUP BY queue, state")
+        .prepare_cached(
+            "SELECT queue, state, COUNT(*), \
+               MIN(CASE WHEN state = 'available' OR (state = 'scheduled' AND run_at <= ?1) \
+                   THEN run_at END) \
+             FROM jobs GROUP BY queue, state",
+        )
         .map_err(db)?;
-    let rows: Vec<(String, String, i64)> = stmt
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+    let rows: Vec<(String, String, i64, Option<i64>)> = stmt
+        .query_map([now_us], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })
         .and_then(|rows| rows.collect())
         .map_err(db)?;
-    for (queue, state, n) in rows {
+    for (queue, state, n, oldest) in rows {
         let state = parse_state(&state).map_err(db)?;
         entry(&mut by_queue, queue.clone());
         if let Some(s) = by_queue.get_mut(&queue) {
             s.counts.insert(state, n as u64);
+            if let Some(t) = oldest.map(from_us) {
+                s.oldest_runnable_at = Some(s.oldest_runnable_at.map_or(t, |o| o.min(t)));
+            }
         }
     }
     let mut stmt = conn

@@ -344,7 +344,8 @@ fn fire(
         });
     }
     let overlap: schedule::OverlapPolicy = overlap.parse()?;
-    match overlap.decide(job_state(conn, last_job_id)?, buffered.is_some()) {
+    let last = job_state(conn, last_job_id)?;
+    match overlap.decide(last, buffered.is_some()) {
         OverlapDecision::Enqueue => {
             let job = insert_job(conn, now, limits, &f.name, &template, f.fire_time)?;
             Ok(FireResult::Fired { job })
@@ -353,6 +354,10 @@ fn fire(
             conn.prepare_cached("UPDATE schedules SET buffered_fire_at = ?2 WHERE name = ?1")
                 .and_then(|mut s| s.execute(params![f.name, us(f.fire_time)]))
                 .map_err(db)?;
+            crate::events::write_one(
+                conn,
+                &schedule::buffer_event(now, &f.name, f.fire_time, last.map(|(id, _)| id)),
+            )?;
             Ok(FireResult::Buffered)
         }
         OverlapDecision::Skip(reason) => {

@@ -23,6 +23,7 @@
 //! | `kyu_job_attempts_total` | counter | queue, kind, outcome | attempts this process's workers ran to an end: `success`, `failure` (an error or a panic), `timeout`, `cancelled`, `lease_lost` (the result came too late: the lease had expired and the job was taken over) |
 //! | `kyu_jobs_dead_total` | counter | queue, kind | jobs that failed for good (no attempts left, or a permanent error), by this process's workers or lease reaper |
 //! | `kyu_job_duration_seconds` | histogram | queue, kind | how long each attempt's handler ran |
+//! | `kyu_job_wait_seconds` | histogram | queue, kind | how long each job this process's workers claimed waited from runnable (its run_at) to the start of the attempt |
 //! | `kyu_leases_expired_total` | counter | queue | expired leases this process's reaper recovered (a worker died or stalled) |
 //! | `kyu_schedule_fires_total` | counter | schedule, outcome | fire times this process's scheduler handled: `fired`, `skipped` (overlap), `misfired`, `buffered`, `lost` (another scheduler fired it), `error` |
 //! | `kyu_worker_slots` | gauge | queue, state | this process's worker slots, `used` (a handler runs) and `free` |
@@ -32,11 +33,8 @@
 //! worker died is counted only by the reaper that recovers its job, in
 //! `kyu_leases_expired_total`.
 //!
-//! Not recorded yet: how long a job waited to start (`kyu_job_wait_seconds`)
-//! and the age of a queue's oldest runnable job (`kyu_queue_latency_seconds`).
-//! Both need the store to say when a job became runnable (a claimed job
-//! carries no `run_at`, and no store query returns the oldest one), which
-//! the Store contract does not offer today.
+//! The store-read gauges of `kyu-server` include `kyu_queue_latency_seconds`:
+//! the age of each queue's oldest runnable job at scrape time.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -52,6 +50,8 @@ pub const JOB_ATTEMPTS: &str = "kyu_job_attempts_total";
 pub const JOBS_DEAD: &str = "kyu_jobs_dead_total";
 /// `kyu_job_duration_seconds{queue,kind}` (histogram).
 pub const JOB_DURATION: &str = "kyu_job_duration_seconds";
+/// `kyu_job_wait_seconds{queue,kind}` (histogram): from runnable to started.
+pub const JOB_WAIT: &str = "kyu_job_wait_seconds";
 /// `kyu_leases_expired_total{queue}`.
 pub const LEASES_EXPIRED: &str = "kyu_leases_expired_total";
 /// `kyu_schedule_fires_total{schedule,outcome}`.
@@ -89,6 +89,11 @@ pub fn describe() {
         JOB_DURATION,
         Unit::Seconds,
         "How long each attempt's handler ran."
+    );
+    describe_histogram!(
+        JOB_WAIT,
+        Unit::Seconds,
+        "How long each claimed job waited from runnable (its run_at) to the start of its attempt."
     );
     describe_counter!(
         LEASES_EXPIRED,
@@ -128,6 +133,7 @@ pub(crate) struct KindMetrics {
     lease_lost: Counter,
     dead: Counter,
     duration: Histogram,
+    wait: Histogram,
 }
 
 impl KindMetrics {
@@ -141,6 +147,7 @@ impl KindMetrics {
             lease_lost: attempts("lease_lost"),
             dead: counter!(JOBS_DEAD, "queue" => queue.to_string(), "kind" => kind.to_string()),
             duration: histogram!(JOB_DURATION, "queue" => queue.to_string(), "kind" => kind.to_string()),
+            wait: histogram!(JOB_WAIT, "queue" => queue.to_string(), "kind" => kind.to_string()),
         }
     }
 
@@ -168,6 +175,11 @@ impl KindMetrics {
     /// Records how long a handler ran.
     pub(crate) fn duration(&self, d: std::time::Duration) {
         self.duration.record(d.as_secs_f64());
+    }
+
+    /// Records how long a claimed job waited to start.
+    pub(crate) fn wait(&self, d: std::time::Duration) {
+        self.wait.record(d.as_secs_f64());
     }
 }
 

@@ -38,8 +38,8 @@ pub struct EventsArgs {
     /// Only this type (repeat for several): enqueued, started, progress,
     /// completed, retrying, failed, snoozed, cancelled, cancel_requested,
     /// released, lease_expired, retried, queue_paused, queue_resumed,
-    /// queue_limits_changed, schedule_fired, schedule_skipped, schedule_misfired, worker_started,
-    /// worker_stopped.
+    /// queue_limits_changed, schedule_fired, schedule_skipped, schedule_buffered,
+    /// schedule_misfired, worker_started, worker_stopped.
     #[arg(long = "type", short = 't', value_parser = parse_type)]
     types: Vec<EventType>,
 }
@@ -156,14 +156,16 @@ pub async fn run(ctx: &Ctx, args: EventsArgs) -> CmdResult {
         }
         return Ok(());
     }
-    // Without --follow: the log up to its end as of now.
-    let end = kyu.last_event_id().await?;
+    // Without --follow: the log as it is now, up to the highest id
+    // committed, waiting for no write in flight (an event of a transaction
+    // still open commits after now: it is not part of the log printed).
     let store = kyu.store();
+    let end = store.committed_event_id().await.map_err(kyu::Error::from)?;
     let mut after = args.since.unwrap_or(0);
     let mut first = true;
     while after < end {
         let read = store
-            .read_events(after, 1000)
+            .read_committed_events(after, 1000)
             .await
             .map_err(kyu::Error::from)?;
         if let Some(g) = read.gap {
@@ -173,14 +175,16 @@ pub async fn run(ctx: &Ctx, args: EventsArgs) -> CmdResult {
             }
         }
         first = false;
+        let moved = read.next > after;
         for e in read.events.into_iter().filter(|e| e.id <= end) {
             if filter.matches(&e) {
                 print(ctx, &EventItem::Event(Box::new(e)))?;
             }
         }
-        if read.next == after {
-            // Nothing final to read yet (a transaction still holds an id).
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        if !moved {
+            // Nothing committed after `after`: the ids up to `end` that
+            // remain were pruned meanwhile.
+            break;
         }
         after = read.next;
     }

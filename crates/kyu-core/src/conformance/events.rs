@@ -569,3 +569,126 @@ pub async fn events_ids_increase_for_concurrent_writers(h: &dyn Harness) {
     assert_eq!(ids.len(), seen.len(), "nothing twice");
     assert_eq!(seen, all, "the live reader saw exactly the log");
 }
+
+/// A fire time buffered behind an unfinished job (overlap `buffer_one`) is
+/// a `schedule_buffered` event; the buffered fire, once the job finished,
+/// is an enqueue and a `schedule_fired` event of that fire time. A
+/// `fire_buffered` refused while the job still runs changes nothing and
+/// writes no event.
+pub async fn events_of_buffered_fire(h: &dyn Harness) {
+    use crate::schedule::OverlapPolicy;
+    let c = Ctx::new(h).await;
+    let at = |s: &str| -> DateTime<Utc> { s.parse().expect("time") };
+    c.store
+        .upsert_schedule(
+            ScheduleSpec::new(
+                "b",
+                "* * * * *",
+                JobTemplate::new("tick", serde_json::json!({})),
+            )
+            .overlap(OverlapPolicy::BufferOne),
+        )
+        .await
+        .expect("upsert");
+    let fire = |e: &str, n: &str| Fire {
+        name: "b".into(),
+        expected_next_fire_at: at(e),
+        new_next_fire_at: Some(at(n)),
+        fire_time: at(e),
+        enqueue: true,
+    };
+    c.advance(60);
+    let FireResult::Fired { job: first } = c
+        .store
+        .fire_schedule(fire("2030-01-01T00:01:00Z", "2030-01-01T00:02:00Z"))
+        .await
+        .expect("fire")
+    else {
+        panic!("expected a fire")
+    };
+    let cl = c.claim_one("default").await;
+    let mark = last(&c).await;
+    c.advance(60);
+    let buffered = c
+        .store
+        .fire_schedule(fire("2030-01-01T00:02:00Z", "2030-01-01T00:03:00Z"))
+        .await
+        .expect("fire");
+    assert_eq!(buffered, FireResult::Buffered);
+    let refused = c
+        .store
+        .fire_buffered("b", at("2030-01-01T00:02:00Z"))
+        .await
+        .expect("fire_buffered");
+    assert!(matches!(refused, FireResult::Skipped { .. }), "{refused:?}");
+    let ev = since(&c, mark).await;
+    assert_eq!(types(&ev), [EventType::ScheduleBuffered]);
+    assert_eq!(ev[0].facts.schedule.as_deref(), Some("b"));
+    assert_eq!(ev[0].facts.fire_time, Some(at("2030-01-01T00:02:00Z")));
+    assert!(
+        ev[0]
+            .facts
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains(&first.to_string())),
+        "the reason names the job it waits for: {:?}",
+        ev[0].facts.reason
+    );
+
+    c.finish(cl.lease(), completed()).await;
+    let mark = last(&c).await;
+    let FireResult::Fired { job: second } = c
+        .store
+        .fire_buffered("b", at("2030-01-01T00:02:00Z"))
+        .await
+        .expect("fire_buffered")
+    else {
+        panic!("expected the buffered fire")
+    };
+    let ev = since(&c, mark).await;
+    assert_eq!(
+        types(&ev),
+        [EventType::Enqueued, EventType::ScheduleFired],
+        "{ev:?}"
+    );
+    assert_eq!(ev[1].job_id, Some(second));
+    assert_eq!(ev[1].facts.fire_time, Some(at("2030-01-01T00:02:00Z")));
+}
+
+/// `read_committed_events` reads what is committed, in id order, up to
+/// `committed_event_id`, and stops there: a reader that prints the log
+/// and exits.
+pub async fn events_read_committed_up_to_now(h: &dyn Harness) {
+    let c = Ctx::new(h).await;
+    let start = last(&c).await;
+    for i in 0..5 {
+        c.add(job(&format!("k{i}"))).await;
+    }
+    let end = c
+        .store
+        .committed_event_id()
+        .await
+        .expect("committed_event_id");
+    assert!(end >= start + 5, "{end} after {start} and five enqueues");
+    let mut after = start;
+    let mut seen = Vec::new();
+    loop {
+        let r = c
+            .store
+            .read_committed_events(after, 2)
+            .await
+            .expect("read_committed_events");
+        assert!(r.gap.is_none());
+        if r.events.is_empty() {
+            break;
+        }
+        assert!(r.events.len() <= 2);
+        seen.extend(r.events.iter().map(|e| (e.id, e.kind.clone())));
+        after = r.next;
+    }
+    let ids: Vec<EventId> = seen.iter().map(|(id, _)| *id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
+    assert_eq!(ids.last(), Some(&end));
+    let kinds: Vec<String> = seen.into_iter().filter_map(|(_, k)| k).collect();
+    assert_eq!(kinds, ["k0", "k1", "k2", "k3", "k4"]);
+}

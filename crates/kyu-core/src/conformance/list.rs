@@ -1,5 +1,7 @@
 //! Reads: one job, filtered and paged lists, queue counts, the next scheduled run.
 
+use std::time::Duration;
+
 use super::{completed, job, secs, Ctx, Harness};
 use crate::{JobFilter, JobId, JobState, NewJob};
 
@@ -197,6 +199,40 @@ pub async fn queue_stats_counts(h: &dyn Harness) {
     );
     assert_eq!(stats[1].count(JobState::Available), 1);
     assert_eq!(stats[1].counts.len(), 1);
+}
+
+/// queue_stats says when each queue's oldest runnable job became runnable
+/// (available, or scheduled with its run_at reached): the queue latency.
+pub async fn queue_stats_oldest_runnable(h: &dyn Harness) {
+    let c = Ctx::new(h).await;
+    let t0 = c.now();
+    // Queue a: one job available since t0, one since t0 + 5 s (enqueued later).
+    c.add(job("k").queue("a")).await;
+    c.advance(5);
+    c.add(job("k").queue("a")).await;
+    // Queue b: a job due at t0 + 10 s, not runnable yet; queue c: a running job only.
+    c.add(job("k").queue("b").run_at(t0 + secs(10))).await;
+    c.add(job("k").queue("c")).await;
+    c.claim_one("c").await;
+    let stats = c.store.queue_stats().await.expect("stats");
+    let of = |q: &str| stats.iter().find(|s| s.queue == q).expect("queue").clone();
+    assert_eq!(of("a").oldest_runnable_at, Some(t0));
+    assert_eq!(of("a").latency(c.now()), Duration::from_secs(5));
+    assert_eq!(of("b").oldest_runnable_at, None, "not runnable yet");
+    assert_eq!(of("b").latency(c.now()), Duration::ZERO);
+    assert_eq!(of("c").oldest_runnable_at, None, "running jobs do not wait");
+
+    // At t0 + 12 s b's job is runnable (due, not claimed yet) since t0 + 10 s.
+    c.advance(7);
+    let stats = c.store.queue_stats().await.expect("stats");
+    let b = stats.iter().find(|s| s.queue == "b").expect("b");
+    assert_eq!(b.oldest_runnable_at, Some(t0 + secs(10)));
+    assert_eq!(b.latency(c.now()), Duration::from_secs(2));
+    // Claiming a's oldest job leaves the one available since t0 + 5 s.
+    c.claim_one("a").await;
+    let stats = c.store.queue_stats().await.expect("stats");
+    let a = stats.iter().find(|s| s.queue == "a").expect("a");
+    assert_eq!(a.oldest_runnable_at, Some(t0 + secs(5)));
 }
 
 /// next_scheduled is the earliest run_at of a scheduled job in the queues.

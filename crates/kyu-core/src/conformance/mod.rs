@@ -259,14 +259,15 @@ macro_rules! conformance_tests {
                 global_concurrency_paused_queue_holds_slots, rate_limit_window_slides,
                 rate_and_concurrency_together;
             list: get_unknown_is_none, list_filters, list_pages, queue_stats_counts,
-                next_scheduled_earliest;
+                queue_stats_oldest_runnable, next_scheduled_earliest;
             retention: delete_finished_retention, retention_keeps_job_inside_unique_window;
             workers: workers_register_expire_and_leave, waiting_kinds_counts_runnable_jobs;
             notify: subscribe_sees_enqueue;
             events: events_one_per_transition_with_fields, events_of_control_and_leases,
                 events_of_schedules, events_only_for_committed_changes,
                 events_replay_after_since, events_gap_after_pruning,
-                events_ids_increase_for_concurrent_writers;
+                events_ids_increase_for_concurrent_writers, events_of_buffered_fire,
+                events_read_committed_up_to_now;
             logs: logs_replace_per_attempt, logs_ordered_by_attempt,
                 logs_empty_for_job_without_output, logs_of_unknown_job_refused,
                 logs_kept_with_the_job, logs_text_and_counts_round_trip,

@@ -84,6 +84,10 @@ pub(crate) async fn fetch_loop(
         for job in jobs {
             let permit = permits.pop().expect("one permit per claimed job");
             let metrics = kind_metrics.get(&job.queue, &job.kind);
+            // The store's claim time is the lease's end less the lease asked for.
+            let started = job.lease_expires_at
+                - chrono::Duration::from_std(shared.config.lease).unwrap_or_default();
+            metrics.wait((started - job.run_at).to_std().unwrap_or_default());
             execute::spawn(
                 &shared,
                 job,
