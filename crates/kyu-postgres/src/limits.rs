@@ -135,6 +135,24 @@ pub(crate) async fn claim_limited(
             continue;
         }
         let limits = limits_of(gc, starts, per_ms);
+        // The claim's time was read before the queue's lock was won: another
+        // host may have recorded later starts meanwhile. Starts are recorded
+        // at no earlier time than the latest one, so the window counted here
+        // and the starts recorded stay in one order whichever host was
+        // slower to reach the lock.
+        let now = match limits.rate {
+            Some(_) => {
+                let latest: Option<DateTime<Utc>> = sqlx::query_scalar(&format!(
+                    "SELECT max(started_at) FROM {schema}.queue_starts WHERE queue = $1"
+                ))
+                .bind(&queue)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db)?;
+                latest.map_or(now, |l| l.max(now))
+            }
+            None => now,
+        };
         let mut room = want;
         if let Some(n) = limits.global_concurrency {
             let left = (n as u64).saturating_sub(running(&mut tx, schema, &queue).await?);
@@ -162,7 +180,9 @@ pub(crate) async fn claim_limited(
             .bind(&queue)
             .bind(now)
             .bind(got.len() as i32)
-            .bind(window_start(rate, now))
+            // Pruned a whole window late, so that a claim whose time was
+            // read before this one's still counts every start of its window.
+            .bind(window_start(rate, window_start(rate, now)))
             .execute(&mut *tx)
             .await
             .map_err(db)?;
