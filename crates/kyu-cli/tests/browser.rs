@@ -284,8 +284,12 @@ async fn scenario(c: &Client, d: &Path, base: &str, admin: &str, reader: &str, i
         .click()
         .await
         .unwrap();
+    // The action's page (a redirect) may still be loading when the click
+    // returns; the dashboard keeps its notice 5 s before a live reload.
     let notice = c
-        .find(Locator::Css(".notice"))
+        .wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css(".notice"))
         .await
         .unwrap()
         .text()

@@ -4,10 +4,16 @@
 // follows the event log once for every viewer) and reloads itself when
 // one of its jobs changed (a job's page within 1 s, a list at most every
 // 5 s), never while the operator is
-// selecting rows or typing.
+// selecting rows or typing, nor in the first 5 s of an action's notice.
 (function () {
   "use strict";
+  var loadedAt = Date.now();
   function busy() {
+    // A notice left by the operator's last action stays readable for 5 s
+    // before a live reload replaces the page (the notice is shown once).
+    if (document.querySelector(".notice") && Date.now() - loadedAt < 5000) {
+      return true;
+    }
     var el = document.activeElement;
     if (el && (el.tagName === "INPUT" || el.tagName === "TEXTAREA" || el.tagName === "SELECT")) {
       return true;
