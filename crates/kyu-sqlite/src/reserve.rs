@@ -72,6 +72,10 @@ impl Reserve {
             None => {}
         }
         if let Err(e) = self.make() {
+            // Another write of this process may have made it meanwhile.
+            if self.present() {
+                return Ok(());
+            }
             tracing::warn!(error = %e, path = %self.file.display(), "kyu-sqlite: could not make the reserve file");
             return Err(self.full());
         }

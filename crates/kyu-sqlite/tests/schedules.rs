@@ -24,7 +24,9 @@ async fn version_1_database_is_migrated() {
         .expect("open raw")
         .execute_batch(
             "DROP TABLE schedules; DROP TABLE workers; DROP TABLE api_tokens; DROP TABLE secrets; \
-             DROP TABLE events; DROP TABLE event_log; \
+             DROP TABLE events; DROP TABLE event_log; DROP TABLE queue_starts; \
+             ALTER TABLE queues DROP COLUMN global_concurrency; \
+             ALTER TABLE queues DROP COLUMN rate_starts; ALTER TABLE queues DROP COLUMN rate_per_ms; \
              DROP INDEX jobs_claim; \
              CREATE INDEX jobs_claim ON jobs (queue, priority, run_at, id) \
              WHERE state = 'available'; PRAGMA user_version = 1;",
