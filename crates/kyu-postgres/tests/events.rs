@@ -71,7 +71,17 @@ async fn rolled_back_enqueue_in_leaves_no_event() {
     tx.rollback().await.expect("rollback");
     assert!(store.get(rolled[0].id).await.expect("get").is_none());
     store.enqueue(vec![job("kept")]).await.expect("enqueue");
-    let read = store.read_events(0, 100).await.expect("read");
+    // A reader holds back at a hole until it knows the hole's transaction
+    // ended; on a loaded machine that can take a moment, so read until the
+    // kept event shows (or 10 s pass), then check what was read.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let read = loop {
+        let read = store.read_events(0, 100).await.expect("read");
+        if !read.events.is_empty() || std::time::Instant::now() > deadline {
+            break read;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
     assert_eq!(read.events.len(), 1, "{:?}", read.events);
     assert_eq!(read.events[0].event_type, EventType::Enqueued);
     assert_eq!(read.events[0].kind.as_deref(), Some("kept"));
