@@ -44,6 +44,7 @@
 
 #![warn(missing_docs)]
 
+mod checkpoint;
 mod claim;
 mod control;
 mod enqueue;
@@ -316,6 +317,10 @@ impl SqliteStore {
         let thread_events = events.clone();
         let max_group = options.max_group.max(1);
         let thread_reserve = reserve.clone();
+        let checkpointer = match &location {
+            Location::Memory => None,
+            Location::File(path) => checkpoint::Checkpointer::start(path),
+        };
         std::thread::Builder::new()
             .name("kyu-sqlite-writer".into())
             .spawn(move || {
@@ -326,6 +331,7 @@ impl SqliteStore {
                     thread_notify,
                     thread_events,
                     thread_reserve,
+                    checkpointer,
                 )
             })
             .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
