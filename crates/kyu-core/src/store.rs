@@ -538,6 +538,7 @@ pub trait Store:
     + crate::tokens::TokenStore
     + EventLog
     + crate::limits::LimitStore
+    + crate::batch::BatchStore
     + Send
     + Sync
     + 'static

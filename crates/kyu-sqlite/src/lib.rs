@@ -44,6 +44,7 @@
 
 #![warn(missing_docs)]
 
+mod batches;
 mod claim;
 mod control;
 mod enqueue;
@@ -514,10 +515,14 @@ impl Store for SqliteStore {
         }
         // A job made runnable again (retry soon, release) should be picked up at once.
         let clock = self.now_fn();
-        self.write(runnable_again, move |c| {
-            finish::finish(c, clock.now(), &batch)
-        })
-        .await
+        // So should a batch's callback the finish enqueued.
+        let (out, _) = self
+            .write(
+                |r: &(Vec<FinishResult>, bool)| r.1 || runnable_again(&r.0),
+                move |c| finish::finish(c, clock.now(), &batch),
+            )
+            .await?;
+        Ok(out)
     }
 
     async fn heartbeat(
