@@ -193,8 +193,11 @@ pub trait BatchStore: Send + Sync {
     /// [`Store::enqueue`](crate::Store::enqueue) does. A job that is a
     /// duplicate of an existing job (unique key) is not added to the batch.
     /// Refused if the batch does not exist or is sealed.
-    async fn add_to_batch(&self, id: BatchId, jobs: Vec<NewJob>)
-        -> Result<Vec<Enqueued>, StoreError>;
+    async fn add_to_batch(
+        &self,
+        id: BatchId,
+        jobs: Vec<NewJob>,
+    ) -> Result<Vec<Enqueued>, StoreError>;
 
     /// Seals batch `id`: no job can be added after. If every job has
     /// already finished (or there is none), the callbacks are enqueued in

@@ -95,7 +95,14 @@ fn fire_if_done(conn: &Connection, now: DateTime<Utc>, id: BatchId) -> Result<bo
         )
         .and_then(|mut s| {
             s.query_row([id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })
             .optional()
         })
@@ -133,7 +140,11 @@ fn fire_if_done(conn: &Connection, now: DateTime<Utc>, id: BatchId) -> Result<bo
             ])
         })
         .map_err(db)?;
-    tracing::info!(batch_id = id, callbacks = ids.len(), "kyu-sqlite: batch done");
+    tracing::info!(
+        batch_id = id,
+        callbacks = ids.len(),
+        "kyu-sqlite: batch done"
+    );
     Ok(true)
 }
 

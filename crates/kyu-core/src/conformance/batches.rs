@@ -35,10 +35,10 @@ fn counts_of(j: &JobRecord) -> BatchCounts {
     serde_json::from_value(v["batch"].clone()).expect("args have the batch counts")
 }
 
-fn failed_for_good() -> FinishOutcome {
+fn failed_for_good(c: &Ctx) -> FinishOutcome {
     FinishOutcome::Errored {
         message: "boom".into(),
-        retry_at: chrono::DateTime::<chrono::Utc>::MIN_UTC,
+        retry_at: c.now(),
         permanent: true,
     }
 }
@@ -69,7 +69,7 @@ pub async fn batch_on_complete_once_with_counts(h: &dyn Harness) {
     let s = status(&c, id).await;
     assert_eq!((s.pending, s.running, s.succeeded), (0, 3, 0));
     c.finish(got[0].lease(), completed()).await;
-    c.finish(got[1].lease(), failed_for_good()).await;
+    c.finish(got[1].lease(), failed_for_good(&c)).await;
     assert!(of_kind(&c, "report").await.is_empty(), "not done yet");
     let s = status(&c, id).await;
     assert_eq!((s.running, s.succeeded, s.failed), (1, 1, 1));
@@ -98,7 +98,14 @@ pub async fn batch_on_complete_once_with_counts(h: &dyn Harness) {
     );
     let s = status(&c, id).await;
     assert_eq!(
-        (s.total, s.pending, s.running, s.succeeded, s.failed, s.cancelled),
+        (
+            s.total,
+            s.pending,
+            s.running,
+            s.succeeded,
+            s.failed,
+            s.cancelled
+        ),
         (3, 0, 0, 2, 1, 0)
     );
     assert!(s.is_done());
@@ -132,7 +139,11 @@ pub async fn batch_on_success_when_all_succeed(h: &dyn Harness) {
         .await;
     assert_eq!(again, crate::FinishResult::Applied(JobState::Available));
     let s = status(&c, id).await;
-    assert_eq!((s.pending, s.running, s.failed), (1, 1, 0), "a retry is not a failure");
+    assert_eq!(
+        (s.pending, s.running, s.failed),
+        (1, 1, 0),
+        "a retry is not a failure"
+    );
     c.finish(
         crate::LeaseRef {
             id: a[0],
@@ -164,7 +175,10 @@ pub async fn batch_fires_only_after_seal(h: &dyn Harness) {
     }
     let s = status(&c, id).await;
     assert_eq!((s.total, s.succeeded, s.sealed), (3, 3, false));
-    assert!(of_kind(&c, "report").await.is_empty(), "an open batch never fires");
+    assert!(
+        of_kind(&c, "report").await.is_empty(),
+        "an open batch never fires"
+    );
     let s = c.store.seal_batch(id).await.expect("seal");
     assert!(s.sealed && s.is_done());
     assert_eq!(of_kind(&c, "report").await.len(), 1);
@@ -241,7 +255,7 @@ pub async fn batch_counts_cancel_rescue_delete_and_retry(h: &dyn Harness) {
         },
     )
     .await;
-    c.finish(got[0].lease(), failed_for_good()).await;
+    c.finish(got[0].lease(), failed_for_good(&c)).await;
     // The retried job is pending again: the batch is not done.
     c.store.retry(&[ids[0]]).await.expect("retry");
     let s = status(&c, id).await;
@@ -277,7 +291,11 @@ pub async fn batch_concurrent_last_finishes_fire_once(h: &dyn Harness) {
     let jobs: Vec<NewJob> = (0..8).map(|_| job("a")).collect();
     add(&c, id, jobs).await;
     c.store.seal_batch(id).await.expect("seal");
-    let got = c.store.claim(claim_of("w1", &["default"], 8)).await.expect("claim");
+    let got = c
+        .store
+        .claim(claim_of("w1", &["default"], 8))
+        .await
+        .expect("claim");
     assert_eq!(got.len(), 8);
     let finishes = got.iter().map(|j| {
         let store = c.store.clone();
@@ -300,7 +318,9 @@ pub async fn batch_concurrent_last_finishes_fire_once(h: &dyn Harness) {
 }
 
 /// Runs the futures concurrently on this task.
-async fn futures_join_all<F: std::future::Future>(fs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+async fn futures_join_all<F: std::future::Future>(
+    fs: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
     let mut set = Vec::new();
     for f in fs {
         set.push(Box::pin(f));
