@@ -73,7 +73,11 @@ async fn main() -> Result<(), kyu::Error> {
         status.cancelled
     );
     assert_eq!((status.total, status.succeeded, status.failed), (10, 9, 1));
-    assert_eq!(status.callback_jobs.len(), 1, "only on_complete was enqueued");
+    assert_eq!(
+        status.callback_jobs.len(),
+        1,
+        "only on_complete was enqueued"
+    );
     let cb = kyu.wait(status.callback_jobs[0]).await?;
     assert_eq!(cb.state, JobState::Completed);
 

@@ -71,9 +71,9 @@ mod worker;
 
 pub use batch::{Batch, BatchBuilder};
 pub use client::Kyu;
-pub use kyu_core::{BatchCounts, BatchId, BatchStatus, NewBatch};
 pub use error::{Error, Result};
 pub use job::{IntoNewJob, Job, JobContext, JobError, JobResult, Outcome, ResultExt};
+pub use kyu_core::{BatchCounts, BatchId, BatchStatus, NewBatch};
 /// The PostgreSQL store (feature `postgres`, on by default), and the sqlx it
 /// uses, for [`Kyu::enqueue_in`].
 #[cfg(feature = "postgres")]
