@@ -192,8 +192,8 @@ impl Kyu {
 
     /// This client's `kyu_jobs_enqueued_total` handles (the scheduler counts
     /// its fires there too).
-    /// The limits enqueued jobs are checked against.
-    pub(crate) fn limits(&self) -> &Limits {
+    /// The limits enqueued jobs are checked against ([`Kyu::with_limits`]).
+    pub fn limits(&self) -> &Limits {
         &self.limits
     }
 
