@@ -165,6 +165,14 @@ pub fn callback_args(args: &str, counts: &BatchCounts) -> Result<String, StoreEr
     Ok(v.to_string())
 }
 
+/// The message of a batch's `batch_completed` event.
+pub fn completed_message(c: &BatchCounts) -> String {
+    format!(
+        "batch {}: total {}, succeeded {}, failed {}, cancelled {}",
+        c.id, c.total, c.succeeded, c.failed, c.cancelled
+    )
+}
+
 /// The error for a batch that does not exist.
 pub fn unknown_batch(id: BatchId) -> StoreError {
     StoreError::Invalid(InvalidInput::new(

@@ -97,7 +97,11 @@ fn fire_ctes(schema: &str, now: &str, channel: &str) -> String {
            RETURNING id, queue, kind), \
          cbev AS ({insert} SELECT {now}, 'enqueued', id, queue, kind, NULL, \
            json_build_object('state', pg_notify({channel}, '')::text || 'available')::text \
-           FROM cb ORDER BY id)"
+           FROM cb ORDER BY id), \
+         bev AS ({insert} SELECT {now}, 'batch_completed', NULL, NULL, NULL, NULL, \
+           json_build_object('message', format('batch %s: total %s, succeeded %s, failed %s, \
+             cancelled %s', id, total, succeeded, failed, cancelled))::text \
+           FROM fire ORDER BY id)"
     )
 }
 

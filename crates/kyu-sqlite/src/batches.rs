@@ -140,6 +140,13 @@ fn fire_if_done(conn: &Connection, now: DateTime<Utc>, id: BatchId) -> Result<bo
             ])
         })
         .map_err(db)?;
+    let e = kyu_core::NewEvent::other(now, kyu_core::EventType::BatchCompleted).facts(
+        kyu_core::EventFacts {
+            message: Some(kyu_core::batch::completed_message(&counts)),
+            ..kyu_core::EventFacts::default()
+        },
+    );
+    crate::events::write_one(conn, &e)?;
     tracing::info!(
         batch_id = id,
         callbacks = ids.len(),

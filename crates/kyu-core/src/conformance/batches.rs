@@ -108,6 +108,17 @@ pub async fn batch_on_complete_once_with_counts(h: &dyn Harness) {
         ),
         (3, 0, 0, 2, 1, 0)
     );
+    // One batch_completed event, written with the callback.
+    let events = c.store.read_events(0, 1000).await.expect("events").events;
+    let done: Vec<_> = events
+        .iter()
+        .filter(|e| e.event_type == crate::EventType::BatchCompleted)
+        .collect();
+    assert_eq!(done.len(), 1, "one batch_completed event");
+    assert_eq!(
+        done[0].facts.message.as_deref(),
+        Some(format!("batch {id}: total 3, succeeded 2, failed 1, cancelled 0").as_str())
+    );
     assert!(s.is_done());
     assert_eq!(s.callback_jobs, vec![r.id]);
     assert_eq!(s.on_complete.as_deref(), Some("report"));
