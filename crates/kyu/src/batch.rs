@@ -74,7 +74,7 @@ impl BatchBuilder {
         if let Some(e) = self.error {
             return Err(e);
         }
-        self.batch.validate(&self.kyu.limits())?;
+        self.batch.validate(self.kyu.limits())?;
         let id = self.kyu.store().create_batch(self.batch).await?;
         Ok(Batch { kyu: self.kyu, id })
     }
@@ -87,7 +87,7 @@ impl BatchBuilder {
             .into_iter()
             .map(IntoNewJob::into_new_job)
             .collect::<Result<Vec<NewJob>>>()?;
-        NewJob::validate_batch(&jobs, &kyu.limits())?;
+        NewJob::validate_batch(&jobs, kyu.limits())?;
         let batch = self.create().await?;
         batch.add(jobs).await?;
         Ok(batch)
@@ -116,7 +116,7 @@ impl Batch {
             .into_iter()
             .map(IntoNewJob::into_new_job)
             .collect::<Result<Vec<NewJob>>>()?;
-        NewJob::validate_batch(&jobs, &self.kyu.limits())?;
+        NewJob::validate_batch(&jobs, self.kyu.limits())?;
         Ok(self.kyu.store().add_to_batch(self.id, jobs).await?)
     }
 

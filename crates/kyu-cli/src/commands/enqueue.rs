@@ -125,7 +125,7 @@ pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> CmdResult {
                     .validate(&kyu::Limits::default())
                     .map_err(kyu::Error::from)?;
                 super::enqueue_jsonl::BatchTarget::New {
-                    batch,
+                    batch: Box::new(batch),
                     seal: !a.open,
                 }
             }

@@ -39,7 +39,7 @@ pub enum BatchTarget {
     /// A new batch with these callbacks, sealed after the lines if `seal`.
     New {
         /// Its callbacks.
-        batch: kyu::NewBatch,
+        batch: Box<kyu::NewBatch>,
         /// Seal it after the lines.
         seal: bool,
     },
@@ -88,6 +88,7 @@ pub async fn run(
         None => (None, false),
         Some(BatchTarget::New { batch, seal }) => {
             let mut b = kyu.batch();
+            let batch = *batch;
             if let Some(j) = batch.on_complete {
                 b = b.on_complete(j);
             }
