@@ -19,7 +19,7 @@ use kyu_core::{Enqueued, JobState, NewJob, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::row::{db, from_us, us};
-use crate::{inserted, never, SqliteStore};
+use crate::{fired, inserted, never, SqliteStore};
 
 /// Migration 8: batches, and the batch of a job.
 pub(crate) const MIGRATION: &str = r#"
@@ -250,11 +250,6 @@ fn add(
     Ok(out)
 }
 
-#[allow(clippy::ptr_arg)] // must be a fn(&T)
-fn sealed_fired(r: &(BatchStatus, bool)) -> bool {
-    r.1
-}
-
 #[async_trait]
 impl BatchStore for SqliteStore {
     async fn create_batch(&self, batch: NewBatch) -> Result<BatchId, StoreError> {
@@ -291,7 +286,7 @@ impl BatchStore for SqliteStore {
     async fn seal_batch(&self, id: BatchId) -> Result<BatchStatus, StoreError> {
         let clock = self.now_fn();
         let (s, _) = self
-            .write(sealed_fired, move |c| {
+            .write(fired, move |c| {
                 let n = c
                     .prepare_cached("UPDATE batches SET sealed = 1 WHERE id = ?1")
                     .and_then(|mut s| s.execute([id]))

@@ -46,7 +46,7 @@ pub(crate) fn cancel(
     conn: &Connection,
     now: DateTime<Utc>,
     ids: &[JobId],
-) -> Result<Vec<CancelResult>, StoreError> {
+) -> Result<(Vec<CancelResult>, bool), StoreError> {
     let now_us = us(now);
     let mut out = Vec::with_capacity(ids.len());
     let mut events = EventWriter::new(conn)?;
@@ -109,8 +109,8 @@ pub(crate) fn cancel(
         out.push(r);
     }
     events.finish()?;
-    tally.count(conn, now)?;
-    Ok(out)
+    let fired = tally.count(conn, now)?;
+    Ok((out, fired))
 }
 
 const RETRY_SET: &str = "state = 'available', run_at = ?1, finished_at = NULL, \

@@ -121,7 +121,7 @@ pub(crate) fn reap_expired(
     conn: &Connection,
     now: DateTime<Utc>,
     limit: usize,
-) -> Result<Vec<Reaped>, StoreError> {
+) -> Result<(Vec<Reaped>, bool), StoreError> {
     let now_us = us(now);
     #[allow(clippy::type_complexity)]
     let expired: Vec<(
@@ -207,6 +207,6 @@ pub(crate) fn reap_expired(
         out.push(Reaped { id, attempt, state });
     }
     events.finish()?;
-    tally.count(conn, now)?;
-    Ok(out)
+    let fired = tally.count(conn, now)?;
+    Ok((out, fired))
 }

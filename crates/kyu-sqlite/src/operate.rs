@@ -28,7 +28,7 @@ pub(crate) fn delete_jobs(
     conn: &Connection,
     now: DateTime<Utc>,
     ids: &[JobId],
-) -> Result<Vec<DeleteResult>, StoreError> {
+) -> Result<(Vec<DeleteResult>, bool), StoreError> {
     let now_us = us(now);
     let mut out = Vec::with_capacity(ids.len());
     let mut events = EventWriter::new(conn)?;
@@ -59,8 +59,8 @@ pub(crate) fn delete_jobs(
         out.push(r);
     }
     events.finish()?;
-    tally.count(conn, now)?;
-    Ok(out)
+    let fired = tally.count(conn, now)?;
+    Ok((out, fired))
 }
 
 /// Makes each scheduled id available now: see [`RunNowResult`].
