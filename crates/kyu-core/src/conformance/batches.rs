@@ -7,7 +7,15 @@ use crate::{FinishOutcome, JobRecord, JobState, NewJob, StoreError};
 
 fn callbacks() -> NewBatch {
     NewBatch {
-        on_complete: Some(NewJob::new("report", serde_json::json!({"to": "ops"})).queue("cb")),
+        on_complete: Some(
+            NewJob::new("report", serde_json::json!({"to": "ops"}))
+                .queue("cb")
+                .priority(-3)
+                .max_attempts(2)
+                .retry(crate::RetryPolicy::fixed(std::time::Duration::from_secs(7)))
+                .timeout(std::time::Duration::from_millis(1500))
+                .tag("batch-report"),
+        ),
         on_success: Some(NewJob::new("celebrate", serde_json::json!({}))),
     }
 }
@@ -80,6 +88,15 @@ pub async fn batch_on_complete_once_with_counts(h: &dyn Harness) {
     let r = &reports[0];
     assert_eq!(r.queue, "cb");
     assert_eq!(r.state, JobState::Available);
+    // Every option of the callback is kept.
+    assert_eq!((r.priority, r.max_attempts, r.attempt), (-3, 2, 0));
+    assert_eq!(
+        r.retry,
+        crate::RetryPolicy::fixed(std::time::Duration::from_secs(7))
+    );
+    assert_eq!(r.timeout, Some(std::time::Duration::from_millis(1500)));
+    assert_eq!(r.tags, vec!["batch-report".to_string()]);
+    assert_eq!(r.run_at, c.now());
     let args: serde_json::Value = serde_json::from_str(&r.args).expect("json");
     assert_eq!(args["to"], "ops", "the callback's own args are kept");
     assert_eq!(
@@ -364,4 +381,32 @@ async fn futures_join_all<F: std::future::Future>(
         out.push(r.expect("every future finished"));
     }
     out
+}
+
+/// Retrying every failed job (the dead-letter set) uncounts the batch's
+/// failed jobs too; when they then succeed, the batch fires on_success.
+pub async fn batch_retry_failed_uncounts(h: &dyn Harness) {
+    let c = Ctx::new(h).await;
+    let id = c.store.create_batch(callbacks()).await.expect("create");
+    add(&c, id, vec![job("a").max_attempts(1), job("b")]).await;
+    c.store.seal_batch(id).await.expect("seal");
+    let a = c.claim_one("default").await;
+    c.finish(a.lease(), failed_for_good(&c)).await;
+    assert_eq!(status(&c, id).await.failed, 1);
+    let r = c
+        .store
+        .retry_failed(None, None)
+        .await
+        .expect("retry failed");
+    assert_eq!(r.retried, 1);
+    let s = status(&c, id).await;
+    assert_eq!((s.failed, s.pending), (0, 2));
+    for _ in 0..2 {
+        let j = c.claim_one("default").await;
+        c.finish(j.lease(), completed()).await;
+    }
+    let s = status(&c, id).await;
+    assert!(s.is_done());
+    assert_eq!((s.succeeded, s.failed), (2, 0));
+    assert_eq!(of_kind(&c, "celebrate").await.len(), 1);
 }

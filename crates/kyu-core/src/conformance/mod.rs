@@ -286,7 +286,7 @@ macro_rules! conformance_tests {
             batches: batch_on_complete_once_with_counts, batch_on_success_when_all_succeed,
                 batch_fires_only_after_seal, batch_add_refused_when_sealed_or_unknown,
                 batch_counts_cancel_rescue_delete_and_retry,
-                batch_concurrent_last_finishes_fire_once;
+                batch_concurrent_last_finishes_fire_once, batch_retry_failed_uncounts;
             operate: delete_each_state, run_now_makes_scheduled_available,
                 list_filters_created_range_and_args,
                 list_snapshot_bound_excludes_later_changes;
