@@ -795,6 +795,16 @@ async fn batches_create_add_seal_and_show_counts() {
     assert_eq!(body["batch"]["state"], "open");
     assert_eq!(body["batch"]["total"], 2);
     assert_eq!(body["jobs"].as_array().unwrap().len(), 2);
+    let first = body["jobs"][0]["id"].as_i64().unwrap();
+    let (_, job) = t
+        .call(
+            Method::GET,
+            &format!("/v1/jobs/{first}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(job["batch_id"], id, "a job names its batch");
     let (status, body) = t
         .call(
             Method::POST,

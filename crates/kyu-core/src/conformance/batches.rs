@@ -69,6 +69,11 @@ pub async fn batch_on_complete_once_with_counts(h: &dyn Harness) {
     let id = c.store.create_batch(callbacks()).await.expect("create");
     let ids = add(&c, id, vec![job("a"), job("b"), job("c")]).await;
     assert_eq!(ids.len(), 3);
+    assert_eq!(
+        c.job(ids[0]).await.batch_id,
+        Some(id),
+        "a job knows its batch"
+    );
     let s = c.store.seal_batch(id).await.expect("seal");
     assert!(s.sealed);
     assert_eq!((s.total, s.pending, s.running), (3, 3, 0));
@@ -86,6 +91,7 @@ pub async fn batch_on_complete_once_with_counts(h: &dyn Harness) {
     let reports = of_kind(&c, "report").await;
     assert_eq!(reports.len(), 1, "on_complete is enqueued once");
     let r = &reports[0];
+    assert_eq!(r.batch_id, None, "a callback is not in the batch");
     assert_eq!(r.queue, "cb");
     assert_eq!(r.state, JobState::Available);
     // Every option of the callback is kept.

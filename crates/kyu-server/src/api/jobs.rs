@@ -207,6 +207,9 @@ pub struct JobView {
     pub progress: Option<ProgressView>,
     /// The error of every failed attempt, oldest first.
     pub errors: Vec<AttemptErrorView>,
+    /// The batch the job belongs to (`GET /v1/batches/{id}`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<i64>,
 }
 
 /// A job's progress.
@@ -267,6 +270,7 @@ impl JobView {
             finished_at: job.finished_at,
             worker: job.worker,
             cancel_requested: job.cancel_requested,
+            batch_id: job.batch_id,
             progress: job.progress.map(|p| ProgressView {
                 percent: p.percent,
                 message: p.message,
