@@ -152,6 +152,8 @@ CREATE TABLE {s}.secrets (
     crate::events::MIGRATION,
     // 7: queue limits (global concurrency, rate) and the rate window's starts.
     crate::limits::MIGRATION,
+    // 8: batches (counts, callbacks) and the batch of a job.
+    crate::batches::MIGRATION,
 ];
 
 /// The latest schema version this build knows.

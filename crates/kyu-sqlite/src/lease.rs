@@ -121,7 +121,7 @@ pub(crate) fn reap_expired(
     conn: &Connection,
     now: DateTime<Utc>,
     limit: usize,
-) -> Result<Vec<Reaped>, StoreError> {
+) -> Result<(Vec<Reaped>, bool), StoreError> {
     let now_us = us(now);
     #[allow(clippy::type_complexity)]
     let expired: Vec<(
@@ -133,10 +133,11 @@ pub(crate) fn reap_expired(
         String,
         String,
         Option<i64>,
+        Option<i64>,
     )> = conn
         .prepare_cached(
             "SELECT id, attempt, max_attempts, cancel_requested, worker, queue, kind, \
-             attempted_at FROM jobs \
+             attempted_at, batch_id FROM jobs \
              WHERE state = 'running' AND lease_expires_at <= ?1 \
              ORDER BY lease_expires_at, id LIMIT ?2",
         )
@@ -153,6 +154,7 @@ pub(crate) fn reap_expired(
                         r.get(5)?,
                         r.get(6)?,
                         r.get(7)?,
+                        r.get(8)?,
                     ))
                 },
             )?
@@ -169,7 +171,9 @@ pub(crate) fn reap_expired(
         .map_err(db)?;
     let mut out = Vec::with_capacity(expired.len());
     let mut events = EventWriter::new(conn)?;
-    for (id, attempt, max_attempts, cancel_requested, worker, queue, kind, attempted_at) in expired
+    let mut tally = crate::batches::Tally::default();
+    for (id, attempt, max_attempts, cancel_requested, worker, queue, kind, attempted_at, batch) in
+        expired
     {
         let facts = Facts {
             attempt,
@@ -182,6 +186,7 @@ pub(crate) fn reap_expired(
         update
             .execute(params![state.as_str(), now_us, error, id, attempt])
             .map_err(db)?;
+        tally.add(batch, state, 1);
         let facts = EventFacts {
             state: Some(state),
             worker: worker.clone(),
@@ -202,5 +207,6 @@ pub(crate) fn reap_expired(
         out.push(Reaped { id, attempt, state });
     }
     events.finish()?;
-    Ok(out)
+    let fired = tally.count(conn, now)?;
+    Ok((out, fired))
 }

@@ -81,6 +81,8 @@ CREATE TABLE workers (
     crate::events::MIGRATION,
     // 7: queue limits (global concurrency, rate) and the rate window's starts.
     crate::limits::MIGRATION,
+    // 8: batches (counts, callbacks) and the batch of a job.
+    crate::batches::MIGRATION,
 ];
 
 /// Brings the database up to the latest schema, in one `BEGIN IMMEDIATE`
