@@ -4,6 +4,7 @@
 //!
 //! - [`claim`]: one fetch loop per queue; claims as many jobs as the queue has
 //!   free slots, then sleeps until a wake-up, a poll, or the next scheduled job;
+//! - [`prefetch`]: how far ahead of its free slots a queue claims;
 //! - [`execute`]: runs one attempt: timeout, panic, cancellation, shutdown;
 //! - [`finish`]: writes finished attempts in batches ([`Store::finish`](kyu_core::Store::finish));
 //! - [`lease`]: heartbeats the leases of running jobs and passes on cancel requests;
@@ -19,6 +20,7 @@ mod finish;
 mod handler;
 pub(crate) mod inline;
 mod lease;
+pub(crate) mod prefetch;
 mod schedule_watch;
 
 use std::collections::HashMap;
@@ -36,6 +38,7 @@ use crate::maintenance::{self, MaintenanceConfig};
 use crate::metrics::SlotGauges;
 use crate::{Job, JobContext, JobResult, Kyu};
 use handler::{FnHandler, Handler, TypedHandler};
+pub use prefetch::Prefetch;
 
 /// Jobs of one queue a worker runs at once when nobody said how many.
 pub const DEFAULT_CONCURRENCY: usize = 10;
@@ -64,11 +67,11 @@ pub struct WorkerConfig {
     /// is stopped at its next `.await`. Default 5 s.
     pub cancel_grace: Duration,
     /// Jobs each queue claims beyond its free slots and holds, leased, until a
-    /// slot frees up. Default 0. A prefetch makes claims bigger, which helps
-    /// throughput when jobs are many and short (milliseconds); with long jobs
-    /// it only keeps held jobs from idle workers elsewhere. Held jobs are
-    /// heartbeated, can be cancelled, and are released unstarted on shutdown.
-    pub prefetch: usize,
+    /// slot frees up. Default [`Prefetch::Auto`]: what the queue starts in a
+    /// few milliseconds at its recent pace, so short jobs are claimed in big
+    /// batches and long ones are not hoarded. Held jobs are heartbeated, can
+    /// be cancelled, and are released unstarted on shutdown.
+    pub prefetch: Prefetch,
     /// Most finished attempts written in one store call. Default 512.
     pub finish_batch: usize,
     /// Whether [`Worker::register`] adds each registered kind's queue
@@ -104,7 +107,7 @@ impl Default for WorkerConfig {
             poll_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
             cancel_grace: Duration::from_secs(5),
-            prefetch: 0,
+            prefetch: Prefetch::default(),
             finish_batch: 512,
             serve_kind_queues: true,
             maintenance: Some(MaintenanceConfig::default()),
