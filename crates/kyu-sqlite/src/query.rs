@@ -29,15 +29,21 @@ pub(crate) fn list(conn: &Connection, filter: &JobFilter) -> Result<JobPage, Sto
         values.len()
     };
     if !filter.states.is_empty() {
-        sql.push_str(" AND state IN (");
-        for (i, s) in filter.states.iter().enumerate() {
-            bind(
-                &mut sql,
-                if i == 0 { "?" } else { ", ?" },
-                Value::Text(s.as_str().into()),
-            );
+        // Written as literals, not bound: the states are kyu's own words, and
+        // only a literal `state = 'running'` lets SQLite use the partial
+        // indexes (jobs_lease, jobs_claim, jobs_scheduled) instead of reading
+        // every row of a big table.
+        let states: Vec<String> = filter
+            .states
+            .iter()
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        if let [one] = states.as_slice() {
+            // `IN` of one value is not matched to a partial index; `=` is.
+            sql.push_str(&format!(" AND state = {one}"));
+        } else {
+            sql.push_str(&format!(" AND state IN ({})", states.join(", ")));
         }
-        sql.push(')');
     }
     if let Some(q) = &filter.queue {
         bind(&mut sql, " AND queue = ?", Value::Text(q.clone()));
