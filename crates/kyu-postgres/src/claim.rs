@@ -215,6 +215,13 @@ pub(crate) async fn claim_in(
         "(p.paused OR p.global_concurrency IS NOT NULL OR p.rate_starts IS NOT NULL)"
     };
     let started = started_events(schema, "$2", "$4");
+    // Jobs claimed ahead are flagged until the worker marks them started
+    // (module `prefetch`); an ordinary claim writes nothing more.
+    let ahead = if claim.unstarted {
+        "unstarted = true, "
+    } else {
+        ""
+    };
     let sql = format!(
         "WITH live AS (\
            SELECT ARRAY(SELECT q FROM unnest($1::text[]) AS q WHERE NOT EXISTS \
@@ -238,7 +245,7 @@ pub(crate) async fn claim_in(
          claimed AS (\
            UPDATE {schema}.jobs j SET state = 'running', attempt = j.attempt + 1, worker = $4, \
              attempted_at = $2, lease_expires_at = $5, progress_percent = NULL, \
-             progress_message = NULL \
+             {ahead}progress_message = NULL \
            FROM picked WHERE j.id = picked.id \
            RETURNING j.id, j.queue, j.kind, j.args, j.attempt, j.max_attempts, j.retry, \
              j.timeout_ms, j.priority, j.run_at, j.lease_expires_at, j.tags, j.unique_key), \

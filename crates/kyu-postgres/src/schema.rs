@@ -152,6 +152,8 @@ CREATE TABLE {s}.secrets (
     crate::events::MIGRATION,
     // 7: queue limits (global concurrency, rate) and the rate window's starts.
     crate::limits::MIGRATION,
+    // 8: jobs claimed ahead (a worker's prefetch) and not started yet.
+    crate::prefetch::MIGRATION,
 ];
 
 /// The latest schema version this build knows.

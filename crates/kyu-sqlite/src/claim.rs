@@ -238,10 +238,17 @@ fn claim_from(
             serde_json::to_string(&pairs).map_err(StoreError::database)?,
         ));
     }
+    // Jobs claimed ahead are flagged until the worker marks them started
+    // (module `prefetch`); an ordinary claim writes nothing more.
+    let ahead = if claim.unstarted {
+        "unstarted = 1, "
+    } else {
+        ""
+    };
     let sql = format!(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, worker = ?1, \
          attempted_at = ?2, lease_expires_at = ?3, progress_percent = NULL, \
-         progress_message = NULL \
+         {ahead}progress_message = NULL \
          WHERE id IN ({pick}) {RETURNING}"
     );
     let lease_until = now_us.saturating_add(dur_us(claim.lease));

@@ -55,6 +55,7 @@ mod logs;
 mod notify;
 mod open_error;
 mod operate;
+mod prefetch;
 mod query;
 mod reserve;
 mod retention;
@@ -518,6 +519,15 @@ impl Store for SqliteStore {
             finish::finish(c, clock.now(), &batch)
         })
         .await
+    }
+
+    async fn mark_started(&self, leases: &[LeaseRef]) -> Result<Vec<LeaseRef>, StoreError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let leases = leases.to_vec();
+        self.write(never, move |c| prefetch::mark_started(c, &leases))
+            .await
     }
 
     async fn heartbeat(

@@ -81,6 +81,8 @@ CREATE TABLE workers (
     crate::events::MIGRATION,
     // 7: queue limits (global concurrency, rate) and the rate window's starts.
     crate::limits::MIGRATION,
+    // 8: jobs claimed ahead (a worker's prefetch) and not started yet.
+    crate::prefetch::MIGRATION,
 ];
 
 /// Brings the database up to the latest schema, in one `BEGIN IMMEDIATE`

@@ -5,6 +5,8 @@
 //! - [`claim`]: one fetch loop per queue; claims as many jobs as the queue has
 //!   free slots, then sleeps until a wake-up, a poll, or the next scheduled job;
 //! - [`execute`]: runs one attempt: timeout, panic, cancellation, shutdown;
+//! - [`start`]: marks jobs claimed ahead (the prefetch) started, in batches,
+//!   when they get a run slot;
 //! - [`finish`]: writes finished attempts in batches ([`Store::finish`](kyu_core::Store::finish));
 //! - [`lease`]: heartbeats the leases of running jobs and passes on cancel requests;
 //! - [`schedule_watch`]: warns when enabled schedules are overdue, i.e. no
@@ -20,6 +22,7 @@ mod handler;
 pub(crate) mod inline;
 mod lease;
 mod schedule_watch;
+mod start;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -67,7 +70,19 @@ pub struct WorkerConfig {
     /// slot frees up. Default 0. A prefetch makes claims bigger, which helps
     /// throughput when jobs are many and short (milliseconds); with long jobs
     /// it only keeps held jobs from idle workers elsewhere. Held jobs are
-    /// heartbeated, can be cancelled, and are released unstarted on shutdown.
+    /// heartbeated and can be cancelled.
+    ///
+    /// Holding costs a job nothing: only started attempts count. A claim
+    /// that takes more jobs than there are free slots claims them ahead
+    /// ([`Claim::unstarted`](kyu_core::Claim::unstarted)), and a held job is
+    /// marked started (one store call for every job that got a slot
+    /// meanwhile) just before its handler runs. On shutdown held jobs are
+    /// released silently (available at once, no attempt counted, no error
+    /// recorded); if the worker dies, the lease reaper gives them back the
+    /// same way, with a `released` event whose reason says they never
+    /// started, never an attempt lost, even on a job's last attempt.
+    /// With the default 0 a claim starts every job it takes and nothing
+    /// more is written.
     pub prefetch: usize,
     /// Most finished attempts written in one store call. Default 512.
     pub finish_batch: usize,
@@ -450,6 +465,12 @@ impl Worker {
             .collect();
         let completer = tokio::spawn(finish::completer(shared.clone(), finish_rx));
         let background = CancellationToken::new();
+        let starter = shared
+            .start_rx
+            .lock()
+            .expect("start lock")
+            .take()
+            .map(|rx| tokio::spawn(start::starter(store.clone(), rx, background.clone())));
         let lease = tokio::spawn(lease::lease_loop(
             shared.clone(),
             registration,
@@ -481,6 +502,7 @@ impl Worker {
             slot_gauges,
             fetchers,
             completer,
+            starter,
             lease,
             maintenance,
             background,
@@ -500,6 +522,10 @@ pub(crate) struct Shared {
     /// Jobs whose attempt has not been written yet, with their cancel signal.
     pub(crate) running: Mutex<HashMap<JobId, RunningJob>>,
     pub(crate) finish_tx: mpsc::UnboundedSender<finish::Message>,
+    /// Asks to mark jobs claimed ahead started ([`start`]).
+    pub(crate) start_tx: mpsc::UnboundedSender<start::Ask>,
+    /// The receiving end of `start_tx`, until the worker's starter takes it.
+    start_rx: Mutex<Option<mpsc::UnboundedReceiver<start::Ask>>>,
     /// Set on shutdown: fetch loops stop claiming.
     pub(crate) stop_claiming: CancellationToken,
     /// Set when the shutdown grace runs out: handlers are stopped, jobs released.
@@ -520,6 +546,7 @@ impl Shared {
         config: WorkerConfig,
     ) -> (Arc<Shared>, mpsc::UnboundedReceiver<finish::Message>) {
         let (finish_tx, finish_rx) = mpsc::unbounded_channel();
+        let (start_tx, start_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             store: kyu.store().clone(),
             kyu,
@@ -528,6 +555,8 @@ impl Shared {
             config,
             running: Mutex::new(HashMap::new()),
             finish_tx,
+            start_tx,
+            start_rx: Mutex::new(Some(start_rx)),
             stop_claiming: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
             local_wake: Notify::new(),
@@ -579,6 +608,7 @@ pub struct WorkerHandle {
     slot_gauges: Vec<(Arc<SlotGauges>, usize)>,
     fetchers: Vec<JoinHandle<()>>,
     completer: JoinHandle<()>,
+    starter: Option<JoinHandle<()>>,
     lease: JoinHandle<()>,
     maintenance: Option<JoinHandle<()>>,
     background: CancellationToken,
@@ -630,6 +660,9 @@ impl WorkerHandle {
         }
         self.background.cancel();
         let _ = self.lease.await;
+        if let Some(s) = self.starter {
+            let _ = s.await;
+        }
         // No longer counted as a worker that runs these kinds.
         if let Err(e) = shared.store.worker_gone(&shared.config.id).await {
             tracing::warn!(worker = %shared.config.id, error = %e, "could not remove the worker's registration; it expires by itself");
