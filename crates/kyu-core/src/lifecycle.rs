@@ -391,6 +391,12 @@ fn push_rules(sql: &mut String, kind: EndingKind, ending: Option<&str>, f: &SqlF
     }
 }
 
+/// The `reason` of the `started` event of a job claimed ahead
+/// ([`Claim::unstarted`](crate::Claim::unstarted)): its handler has not
+/// started yet.
+pub const CLAIMED_AHEAD_REASON: &str =
+    "claimed ahead (prefetch): its handler starts when the worker has a free slot";
+
 /// The `reason` of the `released` event of a job whose lease ran out before
 /// its handler started, with `{worker}` standing for the worker that held it
 /// (see [`never_started_reason`]).

@@ -54,7 +54,17 @@ pub async fn prefetched_rescue_charges_no_attempt(h: &dyn Harness) {
     );
     for id in [held, last, cancel, marked] {
         assert_eq!(c.state(id).await, JobState::Running);
+        // Its `started` event says it was claimed ahead.
+        let ev = events_of(&c, id).await;
+        let e = ev.last().expect("events");
+        assert_eq!(e.event_type, EventType::Started);
+        assert_eq!(
+            e.facts.reason.as_deref(),
+            Some(crate::lifecycle::CLAIMED_AHEAD_REASON)
+        );
     }
+    let ev = events_of(&c, started).await;
+    assert_eq!(ev.last().map(|e| e.facts.reason.clone()), Some(None));
     let marked_lease = ahead.iter().find(|j| j.id == marked).unwrap().lease();
     let lost = c
         .store
