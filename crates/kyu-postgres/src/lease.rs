@@ -144,7 +144,10 @@ pub(crate) async fn reap_expired(
             unstarted: "unstarted",
         },
     );
-    // A job that never started was given back, not lost: a release.
+    // A job that never started was given back, not lost: a release (its
+    // attempt not counted, no error: `unstarted` below stands for the
+    // lifecycle rule's `silent_when_unstarted` of a lease expiry).
+    debug_assert!(EndingKind::LeaseExpired.silent_when_unstarted());
     let event_type = kyu_core::event::sql_for_ending(
         "CASE WHEN unstarted THEN 'released' ELSE 'lease_expired' END",
         "state",
