@@ -13,7 +13,6 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::start::{self, Started};
 use super::{finish, RunningJob, Shared};
 use crate::humanize::humanize;
 use crate::metrics::{AttemptOutcome, KindMetrics, SlotGauges};
@@ -35,7 +34,7 @@ pub(crate) struct RunSlot {
     /// included until it stops waiting.
     pub(crate) waiting: Arc<AtomicUsize>,
     /// The job was claimed ahead: it is marked started (module `start`)
-    /// before its handler runs.
+    /// as its handler starts.
     pub(crate) unstarted: bool,
 }
 
@@ -71,47 +70,31 @@ pub(crate) fn spawn(
             );
             let RunSlot { slots: run_slots, waiting, unstarted } = run;
             let stop_waiting = || waiting.fetch_sub(1, Ordering::SeqCst);
-            let ended = tokio::select! {
+            let (outcome, counted) = tokio::select! {
                 biased;
                 slot = run_slots.acquire_owned() => {
                     let slot = slot.expect("semaphore never closed");
                     stop_waiting();
-                    let started = if unstarted {
-                        start::mark(&shared2.start_tx, job.lease()).await
-                    } else {
-                        Started::Yes
-                    };
-                    match started {
-                        Started::Yes => Some(attempt(&shared2, &job, cancel, &meters, slot).await),
-                        // Rescued meanwhile: another worker has it now.
-                        Started::Lost => None,
-                        Started::Failed => Some((FinishOutcome::Released {
-                            message: format!("worker {} could not mark the job started", shared2.config.id),
-                        }, AttemptOutcome::NotCounted)),
+                    if unstarted {
+                        // Batched by the starter; the handler does not wait.
+                        let _ = shared2.start_tx.send(job.lease());
                     }
+                    attempt(&shared2, &job, cancel, &meters, slot).await
                 }
                 _ = cancel.cancelled() => {
                     stop_waiting();
-                    Some((FinishOutcome::Cancelled {
+                    (FinishOutcome::Cancelled {
                         message: "cancelled before it started".into(),
-                    }, AttemptOutcome::Cancelled))
+                    }, AttemptOutcome::Cancelled)
                 }
                 _ = shared2.stop_claiming.cancelled() => {
                     stop_waiting();
-                    Some((FinishOutcome::Released {
+                    (FinishOutcome::Released {
                         message: format!("worker {} shut down before the job started", shared2.config.id),
-                    }, AttemptOutcome::NotCounted))
+                    }, AttemptOutcome::NotCounted)
                 }
             };
             drop(held);
-            let Some((outcome, counted)) = ended else {
-                tracing::warn!("the job claimed ahead was taken over before it started; not running it");
-                let mut running = shared2.running.lock().expect("running lock");
-                if running.get(&job.id).map(|r| r.attempt) == Some(job.attempt) {
-                    running.remove(&job.id);
-                }
-                return;
-            };
             if let Some(r) = shared2.running.lock().expect("running lock").get_mut(&job.id) {
                 r.ended = true;
             }

@@ -75,8 +75,10 @@ pub struct WorkerConfig {
     /// Holding costs a job nothing: only started attempts count. A claim
     /// that takes more jobs than there are free slots claims them ahead
     /// ([`Claim::unstarted`](kyu_core::Claim::unstarted)), and a held job is
-    /// marked started (one store call for every job that got a slot
-    /// meanwhile) just before its handler runs. On shutdown held jobs are
+    /// marked started as its handler starts (one store call for every job
+    /// that got a slot meanwhile; the handler does not wait for it, so a
+    /// worker that dies within that call's round trip has the job given
+    /// back uncharged). On shutdown held jobs are
     /// released silently (available at once, no attempt counted, no error
     /// recorded); if the worker dies, the lease reaper gives them back the
     /// same way, with a `released` event whose reason says they never
@@ -522,10 +524,10 @@ pub(crate) struct Shared {
     /// Jobs whose attempt has not been written yet, with their cancel signal.
     pub(crate) running: Mutex<HashMap<JobId, RunningJob>>,
     pub(crate) finish_tx: mpsc::UnboundedSender<finish::Message>,
-    /// Asks to mark jobs claimed ahead started ([`start`]).
-    pub(crate) start_tx: mpsc::UnboundedSender<start::Ask>,
+    /// Leases of jobs claimed ahead whose handlers start ([`start`]).
+    pub(crate) start_tx: mpsc::UnboundedSender<kyu_core::LeaseRef>,
     /// The receiving end of `start_tx`, until the worker's starter takes it.
-    start_rx: Mutex<Option<mpsc::UnboundedReceiver<start::Ask>>>,
+    start_rx: Mutex<Option<mpsc::UnboundedReceiver<kyu_core::LeaseRef>>>,
     /// Set on shutdown: fetch loops stop claiming.
     pub(crate) stop_claiming: CancellationToken,
     /// Set when the shutdown grace runs out: handlers are stopped, jobs released.
