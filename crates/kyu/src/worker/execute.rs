@@ -13,7 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{finish, RunningJob, Shared};
+use super::{finish, start, RunningJob, Shared};
 use crate::humanize::humanize;
 use crate::metrics::{AttemptOutcome, KindMetrics, SlotGauges};
 use crate::{JobContext, JobError, Outcome};
@@ -34,7 +34,7 @@ pub(crate) struct RunSlot {
     /// included until it stops waiting.
     pub(crate) waiting: Arc<AtomicUsize>,
     /// The job was claimed ahead: it is marked started (module `start`)
-    /// as its handler starts.
+    /// once its handler has run [`start::MARK_AFTER`].
     pub(crate) unstarted: bool,
 }
 
@@ -75,11 +75,21 @@ pub(crate) fn spawn(
                 slot = run_slots.acquire_owned() => {
                     let slot = slot.expect("semaphore never closed");
                     stop_waiting();
+                    let run = attempt(&shared2, &job, cancel, &meters, slot);
                     if unstarted {
-                        // Batched by the starter; the handler does not wait.
-                        let _ = shared2.start_tx.send(job.lease());
+                        // Marked started (batched by the starter) once it has
+                        // run a moment; a job done sooner needs no mark.
+                        tokio::pin!(run);
+                        tokio::select! {
+                            ended = &mut run => ended,
+                            _ = tokio::time::sleep(start::MARK_AFTER) => {
+                                let _ = shared2.start_tx.send(job.lease());
+                                run.await
+                            }
+                        }
+                    } else {
+                        run.await
                     }
-                    attempt(&shared2, &job, cancel, &meters, slot).await
                 }
                 _ = cancel.cancelled() => {
                     stop_waiting();

@@ -75,10 +75,11 @@ pub struct WorkerConfig {
     /// Holding costs a job nothing: only started attempts count. A claim
     /// that takes more jobs than there are free slots claims them ahead
     /// ([`Claim::unstarted`](kyu_core::Claim::unstarted)), and a held job is
-    /// marked started as its handler starts (one store call for every job
-    /// that got a slot meanwhile; the handler does not wait for it, so a
-    /// worker that dies within that call's round trip has the job given
-    /// back uncharged). On shutdown held jobs are
+    /// marked started once its handler has run 10 ms (one store call for
+    /// every job marked meanwhile; the handler does not wait for it, and a
+    /// job done sooner is never marked), so a worker that dies within 10 ms
+    /// of a held job's start (plus that call's round trip) has the job given
+    /// back uncharged. On shutdown held jobs are
     /// released silently (available at once, no attempt counted, no error
     /// recorded); if the worker dies, the lease reaper gives them back the
     /// same way, with a `released` event whose reason says they never

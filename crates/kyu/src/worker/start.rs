@@ -1,22 +1,28 @@
 //! Marks jobs claimed ahead (the [prefetch](super::WorkerConfig::prefetch))
-//! started, in batches: a held job that gets a run slot sends its lease here
-//! as its handler starts, and every lease that arrives while one
+//! started, in batches: a held job whose handler has run for [`MARK_AFTER`]
+//! sends its lease here, and every lease that arrives while one
 //! [`Store::mark_started`](kyu_core::Store::mark_started) call is under way
 //! goes into the next call, so one statement serves many jobs under load.
 //! Until a job is marked, a rescue or release of it charges no attempt and
 //! records no error; from then on its attempt counts. Jobs claimed into free
 //! slots are started by the claim itself and never come here.
 //!
-//! The handler does not wait for the mark: a held job starts as fast as
-//! without it, so a prefetch keeps its throughput. The price is a window as
-//! long as the mark's round trip: a worker that dies in it (its handler just
-//! started) has that job given back uncharged, as if it had never started.
+//! The handler does not wait for the mark, and a job done within
+//! [`MARK_AFTER`] (what a prefetch is for: many short jobs) needs none: a
+//! held job starts as fast as without it, and a prefetch keeps most of its
+//! throughput. The price is a window of [`MARK_AFTER`] plus the mark's round
+//! trip: a worker that dies in it (its handler just started) has that job
+//! given back uncharged, as if it had never started.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use kyu_core::{LeaseRef, Store};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+
+/// How long a held job's handler runs before it is marked started.
+pub(crate) const MARK_AFTER: Duration = Duration::from_millis(10);
 
 /// Marks the leases it receives started until `stop`, one store call per batch.
 pub(crate) async fn starter(
