@@ -68,6 +68,9 @@ enum Command {
     /// List queues with their counts; pause and resume them.
     #[command(subcommand)]
     Queues(commands::queues::QueuesCommand),
+    /// Batches: show one's counts, list them, seal an open one.
+    #[command(subcommand)]
+    Batches(commands::batches::BatchesCommand),
     /// Cron schedules: list, add, remove, enable, disable, trigger; preview an expression.
     #[command(subcommand)]
     Schedules(commands::schedules::SchedulesCommand),
@@ -202,6 +205,7 @@ async fn run(cli: Cli) -> CmdResult {
         Command::Jobs(cmd) => commands::jobs::run(&ctx, cmd).await,
         Command::Events(args) => commands::events::run(&ctx, args).await,
         Command::Queues(cmd) => commands::queues::run(&ctx, cmd).await,
+        Command::Batches(cmd) => commands::batches::run(&ctx, cmd).await,
         Command::Tokens(cmd) => commands::tokens::run(&ctx, cmd).await,
         Command::Schedules(cmd) => commands::schedules::run(&ctx, cmd).await,
         Command::Bench(args) => bench::run(&ctx, args).await,

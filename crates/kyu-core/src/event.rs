@@ -81,11 +81,15 @@ pub enum EventType {
     Deleted,
     /// A scheduled job was made available by hand (run now).
     RunNow,
+    /// A batch was done: sealed, and every job finished; its callbacks were
+    /// enqueued in the same transaction (`message`: the batch id and counts,
+    /// e.g. `batch 7: total 10, succeeded 9, failed 1, cancelled 0`).
+    BatchCompleted,
 }
 
 impl EventType {
     /// Every type, in the order above.
-    pub const ALL: [EventType; 23] = [
+    pub const ALL: [EventType; 24] = [
         EventType::Enqueued,
         EventType::Started,
         EventType::Progress,
@@ -109,6 +113,7 @@ impl EventType {
         EventType::WorkerStopped,
         EventType::Deleted,
         EventType::RunNow,
+        EventType::BatchCompleted,
     ];
 
     /// The name stored in the database and used by the CLI and JSON.
@@ -137,6 +142,7 @@ impl EventType {
             EventType::WorkerStopped => "worker_stopped",
             EventType::Deleted => "deleted",
             EventType::RunNow => "run_now",
+            EventType::BatchCompleted => "batch_completed",
         }
     }
 

@@ -417,6 +417,9 @@ pub struct JobRecord {
     pub result: Option<String>,
     /// The error of every failed attempt, oldest first.
     pub errors: Vec<AttemptError>,
+    /// The batch the job belongs to, if any (see [`crate::batch`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<i64>,
 }
 
 impl JobRecord {

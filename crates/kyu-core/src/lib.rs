@@ -14,6 +14,7 @@
 //!   jobs, and through its supertraits [`ScheduleStore`], [`LogStore`] and
 //!   [`WorkerRegistry`];
 //! - [`limits`]: a queue's global concurrency and rate limit, across hosts ([`LimitStore`]);
+//! - [`batch`]: jobs enqueued as one group with callbacks when done ([`BatchStore`]);
 //! - [`event`]: events, the log of every change, written with it;
 //! - [`tokens`]: API tokens, their scopes and queue patterns ([`TokenStore`]);
 //! - [`validate`]: the checks of names and durations every face shares;
@@ -26,6 +27,7 @@
 
 #![warn(missing_docs)]
 
+pub mod batch;
 pub mod clock;
 #[cfg(feature = "conformance")]
 pub mod conformance;
@@ -42,6 +44,7 @@ pub mod tokens;
 pub mod validate;
 pub mod workers;
 
+pub use batch::{BatchCounts, BatchId, BatchStatus, BatchStore, NewBatch};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cron::{parse_zone, CronExpr, FireTimes, IntoCron, IntoZone, Tz};
 pub use error::{InvalidInput, StoreError};

@@ -10,7 +10,8 @@
 //! The contract is five traits, so each part has one home in a backend:
 //! [`Store`] (jobs: enqueue, claim, finish, leases, control, reads,
 //! retention) requires [`ScheduleStore`], [`LogStore`], [`WorkerRegistry`]
-//! [`TokenStore`](crate::TokenStore) and [`EventLog`]. A backend implements each in the module that does that
+//! [`TokenStore`](crate::TokenStore), [`LimitStore`](crate::LimitStore),
+//! [`BatchStore`](crate::BatchStore) and [`EventLog`]. A backend implements each in the module that does that
 //! job (its `schedule.rs`, `logs.rs`, `workers.rs`, `tokens.rs`, `events.rs`); a caller
 //! holding an `Arc<dyn Store>` calls the methods of all six on it with
 //! `Store` alone in scope.
@@ -547,6 +548,7 @@ pub trait Store:
     + crate::tokens::TokenStore
     + EventLog
     + crate::limits::LimitStore
+    + crate::batch::BatchStore
     + Send
     + Sync
     + 'static

@@ -24,6 +24,7 @@ fn states(rows: Vec<(i64, String)>) -> Result<HashMap<i64, JobState>, StoreError
 pub(crate) async fn cancel(
     pool: &PgPool,
     schema: &str,
+    channel: &str,
     now: DateTime<Utc>,
     ids: &[JobId],
 ) -> Result<Vec<CancelResult>, StoreError> {
@@ -40,18 +41,25 @@ pub(crate) async fn cancel(
              cancel_requested = j.cancel_requested OR old.state = 'running' \
            FROM old WHERE j.id = old.id AND (old.state IN ('scheduled', 'available') \
              OR (old.state = 'running' AND NOT j.cancel_requested)) \
-           RETURNING j.id, j.queue, j.kind, j.attempt, j.state), \
+           RETURNING j.id, j.queue, j.kind, j.attempt, j.state, j.batch_id), \
          ev AS ({insert} SELECT $2, \
              CASE WHEN state = 'cancelled' THEN 'cancelled' ELSE 'cancel_requested' END, \
              id, queue, kind, CASE WHEN state = 'running' THEN attempt END, \
-             json_build_object('state', state)::text FROM changed ORDER BY id) \
+             json_build_object('state', state)::text FROM changed ORDER BY id){batches} \
          SELECT id, state FROM old",
-        insert = crate::events::insert(schema)
+        insert = crate::events::insert(schema),
+        batches = crate::batches::count_ctes(
+            schema,
+            "SELECT batch_id, state, 1 FROM changed",
+            "$2",
+            "$3"
+        )
     );
     let before = states(
         sqlx::query_as(&sql)
             .bind(ids)
             .bind(now)
+            .bind(channel)
             .fetch_all(pool)
             .await
             .map_err(db)?,

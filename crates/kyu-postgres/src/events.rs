@@ -109,12 +109,31 @@ pub(crate) async fn write_one(
 
 /// A SQL expression building an event's facts as JSON text from `(key,
 /// expression)` pairs (keys as in `kyu_core::EventFacts`); NULLs are left out.
+///
+/// The object is concatenated as text rather than built with
+/// `json_build_object` and `json_strip_nulls`: the claim and finish paths
+/// build one per job, and that pair was a measurable part of what events
+/// cost there. `to_json` renders each value as `json_build_object` would; a
+/// NULL value makes its `"key":…` member NULL, which `concat_ws` leaves out.
+/// A quoted SQL literal (`'running'`) is rendered here, once.
 pub(crate) fn facts(pairs: &[(&str, &str)]) -> String {
-    let body: Vec<String> = pairs.iter().map(|(k, e)| format!("'{k}', {e}")).collect();
-    format!(
-        "json_strip_nulls(json_build_object({}))::text",
-        body.join(", ")
-    )
+    let members: Vec<String> = pairs
+        .iter()
+        .map(|(k, e)| match sql_literal(e) {
+            Some(text) => {
+                let value = serde_json::Value::String(text.to_owned()).to_string();
+                format!("'\"{k}\":{}'", value.replace('\'', "''"))
+            }
+            None => format!("'\"{k}\":' || to_json({e})::text"),
+        })
+        .collect();
+    format!("('{{' || concat_ws(',', {}) || '}}')", members.join(", "))
+}
+
+/// The text of a plain quoted SQL literal (`'running'`), if `e` is one.
+fn sql_literal(e: &str) -> Option<&str> {
+    let inner = e.strip_prefix('\'')?.strip_suffix('\'')?;
+    (!inner.contains('\'')).then_some(inner)
 }
 
 /// Whole milliseconds from `from` to `to` (two timestamptz expressions).

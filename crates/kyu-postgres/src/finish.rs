@@ -35,7 +35,7 @@ pub(crate) async fn finish(
         .iter()
         .partition(|f| matches!(f.outcome, FinishOutcome::Completed { .. }));
     if !done.is_empty() {
-        complete(pool, schema, now, &done, &mut applied).await?;
+        complete(pool, schema, channel, now, &done, &mut applied).await?;
     }
     if !other.is_empty() {
         settle(pool, schema, channel, now, &other, &mut applied).await?;
@@ -55,6 +55,7 @@ pub(crate) async fn finish(
 async fn complete(
     pool: &PgPool,
     schema: &str,
+    channel: &str,
     now: DateTime<Utc>,
     batch: &[&Finish],
     applied: &mut HashMap<(JobId, u32), FinishResult>,
@@ -80,17 +81,24 @@ async fn complete(
              lease_expires_at = NULL, result = u.result \
            FROM unnest($1::bigint[], $2::int[], $3::text[]) AS u(id, attempt, result) \
            WHERE j.id = u.id AND j.attempt = u.attempt AND j.state = 'running' \
-           RETURNING j.id, j.attempt, j.queue, j.kind, j.attempted_at), \
+           RETURNING j.id, j.attempt, j.queue, j.kind, j.attempted_at, j.batch_id), \
          ev AS ({insert} SELECT $4, 'completed', id, queue, kind, attempt, {facts} \
-           FROM done ORDER BY id) \
+           FROM done ORDER BY id){batches} \
          SELECT id, attempt FROM done",
-        insert = events::insert(schema)
+        insert = events::insert(schema),
+        batches = crate::batches::count_ctes(
+            schema,
+            "SELECT batch_id, 'completed', 1 FROM done",
+            "$4",
+            "$5"
+        )
     );
     let done: Vec<(i64, i32)> = sqlx::query_as(&sql)
         .bind(ids)
         .bind(attempts)
         .bind(results)
         .bind(now)
+        .bind(channel)
         .fetch_all(pool)
         .await
         .map_err(db)?;
@@ -160,6 +168,8 @@ async fn settle(
         ("duration_ms", &events::ms_between("attempted_at", "$7")),
     ]);
     let insert = events::insert(schema);
+    let batches =
+        crate::batches::count_ctes(schema, "SELECT batch_id, state, 1 FROM updated", "$7", "$8");
     // $1 ids, $2 attempts, $3 outcomes, $4 run_at, $5 permanent, $6 error json, $7 now, $8 channel.
     let sql = format!(
         "WITH u AS (\
@@ -193,9 +203,9 @@ async fn settle(
              unstarted = false \
            FROM decided d WHERE j.id = d.id \
            RETURNING j.id, d.attempt, j.state, j.queue, j.kind, j.attempted_at, j.run_at, \
-             d.outcome, d.error, d.reason), \
+             d.outcome, d.error, d.reason, j.batch_id), \
          ev AS ({insert} SELECT $7, {event_type}, id, queue, kind, attempt, {facts} \
-           FROM updated ORDER BY id) \
+           FROM updated ORDER BY id){batches} \
          SELECT u.id, u.attempt, u.state, n.notified FROM updated u CROSS JOIN \
            (SELECT max(pg_notify($8, '')::text) AS notified FROM updated \
             WHERE state = 'available') AS n"

@@ -166,6 +166,8 @@ pub(crate) async fn reap_expired(
         ),
     ]);
     let insert = crate::events::insert(schema);
+    let batches =
+        crate::batches::count_ctes(schema, "SELECT batch_id, state, 1 FROM updated", "$1", "$5");
     let sql = format!(
         "WITH expired AS (\
            SELECT id, attempt, max_attempts, cancel_requested, worker, unstarted \
@@ -187,9 +189,9 @@ pub(crate) async fn reap_expired(
              unstarted = false \
            FROM decided d WHERE j.id = d.id \
            RETURNING j.id, d.attempt, j.state, j.queue, j.kind, j.attempted_at, d.worker, \
-             d.unstarted), \
+             d.unstarted, j.batch_id), \
          ev AS ({insert} SELECT $1, {event_type}, id, queue, kind, attempt, {facts} \
-           FROM updated ORDER BY id) \
+           FROM updated ORDER BY id){batches} \
          SELECT u.id, u.attempt, u.state, n.notified FROM updated u CROSS JOIN \
            (SELECT max(pg_notify($5, '')::text) AS notified FROM updated \
             WHERE state = 'available') AS n"

@@ -47,6 +47,7 @@
 
 #![warn(missing_docs)]
 
+mod batches;
 mod claim;
 mod control;
 mod deadline;
@@ -560,7 +561,14 @@ impl Store for PgStore {
 
     async fn cancel(&self, ids: &[JobId]) -> Result<Vec<CancelResult>, StoreError> {
         self.limit(async {
-            let out = control::cancel(&self.inner.pool, self.s(), self.now(), ids).await?;
+            let out = control::cancel(
+                &self.inner.pool,
+                self.s(),
+                &self.inner.channel,
+                self.now(),
+                ids,
+            )
+            .await?;
             if out
                 .iter()
                 .any(|r| matches!(r, CancelResult::Cancelled | CancelResult::Requested))
@@ -573,7 +581,14 @@ impl Store for PgStore {
     }
 
     async fn delete_jobs(&self, ids: &[JobId]) -> Result<Vec<DeleteResult>, StoreError> {
-        let out = operate::delete_jobs(&self.inner.pool, self.s(), self.now(), ids).await?;
+        let out = operate::delete_jobs(
+            &self.inner.pool,
+            self.s(),
+            &self.inner.channel,
+            self.now(),
+            ids,
+        )
+        .await?;
         if out.iter().any(|r| matches!(r, DeleteResult::Deleted(_))) {
             self.events_written();
         }

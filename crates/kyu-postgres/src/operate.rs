@@ -21,6 +21,7 @@ fn states(rows: Vec<(i64, String)>) -> Result<HashMap<i64, JobState>, StoreError
 pub(crate) async fn delete_jobs(
     pool: &PgPool,
     schema: &str,
+    channel: &str,
     now: DateTime<Utc>,
     ids: &[JobId],
 ) -> Result<Vec<DeleteResult>, StoreError> {
@@ -32,17 +33,25 @@ pub(crate) async fn delete_jobs(
            SELECT id, state FROM {schema}.jobs WHERE id = ANY($1) ORDER BY id FOR UPDATE), \
          gone AS (\
            DELETE FROM {schema}.jobs j USING old WHERE j.id = old.id AND old.state <> 'running' \
-           RETURNING j.id, j.queue, j.kind, old.state), \
+           RETURNING j.id, j.queue, j.kind, old.state, j.batch_id), \
          logs AS (DELETE FROM {schema}.job_logs WHERE job_id IN (SELECT id FROM gone)), \
          ev AS ({insert} SELECT $2, 'deleted', id, queue, kind, NULL, \
-             json_build_object('state', state)::text FROM gone ORDER BY id) \
+             json_build_object('state', state)::text FROM gone ORDER BY id){batches} \
          SELECT id, state FROM old",
-        insert = crate::events::insert(schema)
+        insert = crate::events::insert(schema),
+        // A batch's job deleted before it finished counts as cancelled.
+        batches = crate::batches::count_ctes(
+            schema,
+            "SELECT batch_id, 'cancelled', 1 FROM gone WHERE state IN ('scheduled', 'available')",
+            "$2",
+            "$3"
+        )
     );
     let before = states(
         sqlx::query_as(&sql)
             .bind(ids)
             .bind(now)
+            .bind(channel)
             .fetch_all(pool)
             .await
             .map_err(db)?,

@@ -48,12 +48,20 @@ async fn retry_ids(
         return Ok(0);
     }
     let sql = format!(
-        "WITH changed AS (\
+        "WITH old AS (SELECT id, state FROM {schema}.jobs WHERE id = ANY($1)), \
+         changed AS (\
            UPDATE {schema}.jobs j SET {RETRY_SET} WHERE j.id = ANY($1) \
-           RETURNING j.id, j.queue, j.kind), \
-         ev AS ({RETRIED_EVENTS}) \
+           RETURNING j.id, j.queue, j.kind, j.batch_id), \
+         ev AS ({RETRIED_EVENTS}){batches} \
          SELECT count(*), max(pg_notify($3, '')::text) FROM changed",
-        RETRIED_EVENTS = retried_events(schema)
+        RETRIED_EVENTS = retried_events(schema),
+        // A retried job of a batch is uncounted from its old final state.
+        batches = crate::batches::count_ctes(
+            schema,
+            "SELECT c.batch_id, o.state, -1 FROM changed c JOIN old o ON o.id = c.id",
+            "$2",
+            "$3"
+        )
     );
     let (n, _): (i64, Option<String>) = sqlx::query_as(&sql)
         .bind(ids)
@@ -170,10 +178,16 @@ pub(crate) async fn retry_failed(
         "WITH changed AS (\
            UPDATE {schema}.jobs j SET {RETRY_SET} WHERE j.state = 'failed' \
            AND ($3::text IS NULL OR j.queue = $3) AND ($4::text IS NULL OR j.kind = $4) \
-           AND j.unique_key IS NULL RETURNING j.id, j.queue, j.kind), \
-         ev AS ({RETRIED_EVENTS}) \
+           AND j.unique_key IS NULL RETURNING j.id, j.queue, j.kind, j.batch_id), \
+         ev AS ({RETRIED_EVENTS}){batches} \
          SELECT count(*), max(pg_notify($1, '')::text) FROM changed",
-        RETRIED_EVENTS = retried_events(schema)
+        RETRIED_EVENTS = retried_events(schema),
+        batches = crate::batches::count_ctes(
+            schema,
+            "SELECT batch_id, 'failed', -1 FROM changed",
+            "$2",
+            "$1"
+        )
     );
     let (n, _): (i64, Option<String>) = sqlx::query_as(&plain)
         .bind(channel)

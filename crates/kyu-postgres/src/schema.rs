@@ -152,7 +152,9 @@ CREATE TABLE {s}.secrets (
     crate::events::MIGRATION,
     // 7: queue limits (global concurrency, rate) and the rate window's starts.
     crate::limits::MIGRATION,
-    // 8: jobs claimed ahead (a worker's prefetch) and not started yet.
+    // 8: batches (counts, callbacks) and the batch of a job.
+    crate::batches::MIGRATION,
+    // 9: jobs claimed ahead (a worker's prefetch) and not started yet.
     crate::prefetch::MIGRATION,
 ];
 

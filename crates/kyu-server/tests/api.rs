@@ -645,6 +645,10 @@ fn sample(
     let body = match (route.method.as_str(), route.path) {
         ("POST", "/v1/jobs") => Some(json!({"kind": "k", "queue": queue})),
         ("POST", "/v1/jobs/batch") => Some(json!({"jobs": [{"kind": "k", "queue": queue}]})),
+        ("POST", "/v1/batches") | ("POST", "/v1/batches/{id}/jobs") => Some(
+            json!({"jobs": [{"kind": "k", "queue": queue}], "on_complete": {"kind": "k", "queue": queue}}),
+        ),
+        ("POST", "/v1/batches/{id}/seal") => None,
         ("POST", "/v1/jobs/cancel")
         | ("POST", "/v1/jobs/retry")
         | ("POST", "/v1/jobs/delete")
@@ -769,6 +773,148 @@ async fn queue_update_sets_and_clears_limits() {
             .global_concurrency,
         Some(1)
     );
+}
+
+#[tokio::test]
+async fn batches_create_add_seal_and_show_counts() {
+    let t = T::new().await;
+    let admin = t.admin().await;
+    let (status, body) = t
+        .call(
+            Method::POST,
+            "/v1/batches",
+            Some(&admin),
+            Some(json!({
+                "on_complete": {"kind": "report", "args": {"to": "ops"}, "queue": "cb"},
+                "on_success": {"kind": "cheer"},
+                "jobs": [{"kind": "row", "args": {"n": 1}}, {"kind": "row", "args": {"n": 2}}]
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let id = body["batch"]["id"].as_i64().unwrap();
+    assert_eq!(body["batch"]["state"], "open");
+    assert_eq!(body["batch"]["total"], 2);
+    assert_eq!(body["jobs"].as_array().unwrap().len(), 2);
+    let first = body["jobs"][0]["id"].as_i64().unwrap();
+    let (_, job) = t
+        .call(
+            Method::GET,
+            &format!("/v1/jobs/{first}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(job["batch_id"], id, "a job names its batch");
+    let (status, body) = t
+        .call(
+            Method::POST,
+            &format!("/v1/batches/{id}/jobs"),
+            Some(&admin),
+            Some(json!({"jobs": [{"kind": "row", "args": {"n": 3}}], "seal": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["batch"]["state"], "sealed");
+    assert_eq!(body["batch"]["pending"], 3);
+    // Sealed: no more jobs.
+    let (status, body) = t
+        .call(
+            Method::POST,
+            &format!("/v1/batches/{id}/jobs"),
+            Some(&admin),
+            Some(json!({"jobs": [{"kind": "row"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("sealed"));
+    // The jobs run; the batch is done and on_complete, on_success enqueued.
+    let worker = kyu::Worker::new(&t.kyu)
+        .handle("row", |_ctx| async { Ok(kyu::Outcome::Done) })
+        .start();
+    let end = std::time::Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let (status, body) = t
+            .call(
+                Method::GET,
+                &format!("/v1/batches/{id}"),
+                Some(&admin),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        if body["state"] == "done" || std::time::Instant::now() > end {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    worker.shutdown().await;
+    assert_eq!(body["state"], "done", "{body}");
+    assert_eq!(
+        (
+            &body["total"],
+            &body["succeeded"],
+            &body["failed"],
+            &body["pending"]
+        ),
+        (&json!(3), &json!(3), &json!(0), &json!(0))
+    );
+    assert_eq!(body["callback_jobs"].as_array().unwrap().len(), 2);
+    let report = t
+        .kyu
+        .job(body["callback_jobs"][0].as_i64().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(report.queue, "cb");
+    let args: Value = serde_json::from_str(&report.args).unwrap();
+    assert_eq!(args["batch"]["succeeded"], 3);
+    assert_eq!(args["to"], "ops");
+
+    // Unknown batches are 404; bad callbacks 400 naming the field, nothing written.
+    for (m, p) in [
+        (Method::GET, "/v1/batches/999"),
+        (Method::POST, "/v1/batches/999/seal"),
+    ] {
+        let (status, body) = t.call(m, p, Some(&admin), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{p}: {body}");
+    }
+    let (status, body) = t
+        .call(
+            Method::POST,
+            "/v1/batches",
+            Some(&admin),
+            Some(json!({"on_complete": {"kind": "report", "args": [1]}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "on_complete.args");
+    let (status, body) = t
+        .call(
+            Method::POST,
+            "/v1/batches",
+            Some(&admin),
+            Some(json!({"jobs": [{"kind": "row"}, {"kind": "row", "queue": ""}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "jobs[1].queue");
+    assert_eq!(t.kyu.batches(10).await.unwrap().len(), 1, "nothing written");
+    // A token limited to queues may not use batches (they span queues).
+    let tenant = t
+        .token("tenant", &[Scope::Produce, Scope::Read], &["a.*"])
+        .await;
+    let (status, _) = t
+        .call(
+            Method::GET,
+            &format!("/v1/batches/{id}"),
+            Some(&tenant),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use kyu_core::{
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::batches::{batch_of, Tally};
 use crate::events::{write_one, EventWriter};
 use crate::row::{db, parse_state, us};
 
@@ -45,10 +46,11 @@ pub(crate) fn cancel(
     conn: &Connection,
     now: DateTime<Utc>,
     ids: &[JobId],
-) -> Result<Vec<CancelResult>, StoreError> {
+) -> Result<(Vec<CancelResult>, bool), StoreError> {
     let now_us = us(now);
     let mut out = Vec::with_capacity(ids.len());
     let mut events = EventWriter::new(conn)?;
+    let mut tally = Tally::default();
     for &id in ids {
         let r = match state_of(conn, id)? {
             None => CancelResult::NotFound,
@@ -59,6 +61,7 @@ pub(crate) fn cancel(
                 )
                 .and_then(|mut s| s.execute(params![now_us, id]))
                 .map_err(db)?;
+                tally.add(batch_of(conn, id)?, JobState::Cancelled, 1);
                 let facts = EventFacts {
                     state: Some(JobState::Cancelled),
                     ..EventFacts::default()
@@ -106,7 +109,8 @@ pub(crate) fn cancel(
         out.push(r);
     }
     events.finish()?;
-    Ok(out)
+    let fired = tally.count(conn, now)?;
+    Ok((out, fired))
 }
 
 const RETRY_SET: &str = "state = 'available', run_at = ?1, finished_at = NULL, \
@@ -125,13 +129,24 @@ fn key_holder(conn: &Connection, key: &str, id: JobId) -> Result<Option<JobId>, 
 }
 
 /// Makes one failed or cancelled job available again.
+/// A job of a batch is uncounted from its batch's failed or cancelled count.
 fn retry_one(conn: &Connection, now_us: i64, id: JobId) -> Result<(), StoreError> {
-    conn.prepare_cached(&format!(
-        "UPDATE jobs SET {RETRY_SET} WHERE id = ?2 AND state IN ('failed', 'cancelled')"
-    ))
-    .and_then(|mut s| s.execute(params![now_us, id]))
-    .map(|_| ())
-    .map_err(db)
+    let was: Option<(String, Option<i64>)> = conn
+        .prepare_cached("SELECT state, batch_id FROM jobs WHERE id = ?1")
+        .and_then(|mut s| s.query_row([id], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .map_err(db)?;
+    let n = conn
+        .prepare_cached(&format!(
+            "UPDATE jobs SET {RETRY_SET} WHERE id = ?2 AND state IN ('failed', 'cancelled')"
+        ))
+        .and_then(|mut s| s.execute(params![now_us, id]))
+        .map_err(db)?;
+    if let (1, Some((state, Some(batch)))) = (n, was) {
+        let mut tally = Tally::default();
+        tally.add(Some(batch), parse_state(&state).map_err(db)?, -1);
+        tally.count(conn, crate::row::from_us(now_us))?;
+    }
+    Ok(())
 }
 
 /// Retries each failed or cancelled id: see [`RetryResult`]. The ids are
@@ -197,21 +212,28 @@ pub(crate) fn retry_failed(
 ) -> Result<RetriedFailed, StoreError> {
     let now_us = us(now);
     let filter = "state = 'failed' AND (?2 IS NULL OR queue = ?2) AND (?3 IS NULL OR kind = ?3)";
-    let mut plain: Vec<(JobId, String, String)> = conn
+    #[allow(clippy::type_complexity)]
+    let mut plain: Vec<(JobId, String, String, Option<i64>)> = conn
         .prepare_cached(&format!(
             "UPDATE jobs SET {RETRY_SET} WHERE {filter} AND unique_key IS NULL \
-             RETURNING id, queue, kind"
+             RETURNING id, queue, kind, batch_id"
         ))
         .and_then(|mut s| {
             s.query_map(params![now_us, queue, kind], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
             })?
             .collect()
         })
         .map_err(db)?;
+    // Failed jobs of batches are uncounted from their batch.
+    let mut tally = Tally::default();
+    for row in &plain {
+        tally.add(row.3, JobState::Failed, -1);
+    }
+    tally.count(conn, now)?;
     plain.sort_unstable_by_key(|r| r.0);
     let mut events = EventWriter::new(conn)?;
-    for (id, queue, kind) in &plain {
+    for (id, queue, kind, _) in &plain {
         retried(&mut events, now_us, *id, queue, kind)?;
     }
     #[allow(clippy::type_complexity)]

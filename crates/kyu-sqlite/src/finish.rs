@@ -9,22 +9,27 @@ use kyu_core::lifecycle::{self, Facts};
 use kyu_core::{EventFacts, EventType, Finish, FinishOutcome, FinishResult, JobState, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::batches::Tally;
 use crate::events::EventWriter;
 use crate::row::{db, error_json, from_us, us};
 
 /// Records every finish of `batch`, one result per item, each applied one
 /// with its event (named by `kyu_core::event::for_ending`); a stale one
 /// writes nothing.
+///
+/// A job of a batch that reached a final state is counted in its batch, in
+/// the same transaction; the bool is true if that made a batch done and its
+/// callbacks were enqueued.
 pub(crate) fn finish(
     conn: &Connection,
     now: DateTime<Utc>,
     batch: &[Finish],
-) -> Result<Vec<FinishResult>, StoreError> {
+) -> Result<(Vec<FinishResult>, bool), StoreError> {
     let now_us = us(now);
     let mut out = Vec::with_capacity(batch.len());
     let mut select = conn
         .prepare_cached(
-            "SELECT attempt, max_attempts, cancel_requested, queue, kind, attempted_at, \
+            "SELECT attempt, max_attempts, cancel_requested, queue, kind, attempted_at, batch_id, \
              unstarted FROM jobs WHERE id = ?1 AND state = 'running'",
         )
         .map_err(db)?;
@@ -41,25 +46,28 @@ pub(crate) fn finish(
         .prepare_cached(
             "UPDATE jobs SET state = 'completed', finished_at = ?1, lease_expires_at = NULL, \
              result = ?2 WHERE id = ?3 AND attempt = ?4 AND state = 'running' \
-             RETURNING queue, kind, attempted_at",
+             RETURNING queue, kind, attempted_at, batch_id",
         )
         .map_err(db)?;
     let mut events = EventWriter::new(conn)?;
+    let mut tally = Tally::default();
     let duration = |attempted_at: Option<i64>| attempted_at.map(|t| (now_us - t).max(0) / 1000);
     for f in batch {
         // The hot path: one fenced statement, nothing to read first (the
         // lifecycle rule for a completion needs no fact about the row).
         if let FinishOutcome::Completed { result } = &f.outcome {
-            let row: Option<(String, String, Option<i64>)> = complete
+            #[allow(clippy::type_complexity)]
+            let row: Option<(String, String, Option<i64>, Option<i64>)> = complete
                 .query_row(params![now_us, result, f.lease.id, f.lease.attempt], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
                 })
                 .optional()
                 .map_err(db)?;
-            let Some((queue, kind, attempted_at)) = row else {
+            let Some((queue, kind, attempted_at, batch_id)) = row else {
                 out.push(FinishResult::Stale);
                 continue;
             };
+            tally.add(batch_id, JobState::Completed, 1);
             let facts = EventFacts {
                 state: Some(JobState::Completed),
                 duration_ms: duration(attempted_at),
@@ -78,7 +86,16 @@ pub(crate) fn finish(
             continue;
         }
         #[allow(clippy::type_complexity)]
-        let row: Option<(u32, u32, bool, String, String, Option<i64>, bool)> = select
+        let row: Option<(
+            u32,
+            u32,
+            bool,
+            String,
+            String,
+            Option<i64>,
+            Option<i64>,
+            bool,
+        )> = select
             .query_row([f.lease.id], |r| {
                 Ok((
                     r.get(0)?,
@@ -88,12 +105,21 @@ pub(crate) fn finish(
                     r.get(4)?,
                     r.get(5)?,
                     r.get(6)?,
+                    r.get(7)?,
                 ))
             })
             .optional()
             .map_err(db)?;
-        let Some((attempt, max_attempts, cancel_requested, queue, kind, attempted_at, unstarted)) =
-            row
+        let Some((
+            attempt,
+            max_attempts,
+            cancel_requested,
+            queue,
+            kind,
+            attempted_at,
+            batch_id,
+            unstarted,
+        )) = row
         else {
             out.push(FinishResult::Stale);
             continue;
@@ -132,6 +158,7 @@ pub(crate) fn finish(
             out.push(FinishResult::Stale);
             continue;
         }
+        tally.add(batch_id, t.state, 1);
         let ending = f.outcome.ending();
         let facts = EventFacts {
             state: Some(t.state),
@@ -162,5 +189,6 @@ pub(crate) fn finish(
         out.push(FinishResult::Applied(t.state));
     }
     events.finish()?;
-    Ok(out)
+    let fired = tally.count(conn, now)?;
+    Ok((out, fired))
 }

@@ -123,7 +123,7 @@ pub(crate) fn reap_expired(
     conn: &Connection,
     now: DateTime<Utc>,
     limit: usize,
-) -> Result<Vec<Reaped>, StoreError> {
+) -> Result<(Vec<Reaped>, bool), StoreError> {
     let now_us = us(now);
     #[allow(clippy::type_complexity)]
     let expired: Vec<(
@@ -135,11 +135,12 @@ pub(crate) fn reap_expired(
         String,
         String,
         Option<i64>,
+        Option<i64>,
         bool,
     )> = conn
         .prepare_cached(
             "SELECT id, attempt, max_attempts, cancel_requested, worker, queue, kind, \
-             attempted_at, unstarted FROM jobs \
+             attempted_at, batch_id, unstarted FROM jobs \
              WHERE state = 'running' AND lease_expires_at <= ?1 \
              ORDER BY lease_expires_at, id LIMIT ?2",
         )
@@ -157,6 +158,7 @@ pub(crate) fn reap_expired(
                         r.get(6)?,
                         r.get(7)?,
                         r.get(8)?,
+                        r.get(9)?,
                     ))
                 },
             )?
@@ -175,6 +177,7 @@ pub(crate) fn reap_expired(
         .map_err(db)?;
     let mut out = Vec::with_capacity(expired.len());
     let mut events = EventWriter::new(conn)?;
+    let mut tally = crate::batches::Tally::default();
     for (
         id,
         attempt,
@@ -184,6 +187,7 @@ pub(crate) fn reap_expired(
         queue,
         kind,
         attempted_at,
+        batch,
         unstarted,
     ) in expired
     {
@@ -216,6 +220,7 @@ pub(crate) fn reap_expired(
         } else {
             Ending::LeaseExpired
         };
+        tally.add(batch, state, 1);
         let facts = EventFacts {
             state: Some(state),
             worker: worker.clone(),
@@ -241,5 +246,6 @@ pub(crate) fn reap_expired(
         out.push(Reaped { id, attempt, state });
     }
     events.finish()?;
-    Ok(out)
+    let fired = tally.count(conn, now)?;
+    Ok((out, fired))
 }

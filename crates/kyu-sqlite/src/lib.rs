@@ -44,6 +44,8 @@
 
 #![warn(missing_docs)]
 
+mod batches;
+mod checkpoint;
 mod claim;
 mod control;
 mod enqueue;
@@ -317,6 +319,10 @@ impl SqliteStore {
         let thread_events = events.clone();
         let max_group = options.max_group.max(1);
         let thread_reserve = reserve.clone();
+        let checkpointer = match &location {
+            Location::Memory => None,
+            Location::File(path) => checkpoint::Checkpointer::start(path),
+        };
         std::thread::Builder::new()
             .name("kyu-sqlite-writer".into())
             .spawn(move || {
@@ -327,6 +333,7 @@ impl SqliteStore {
                     thread_notify,
                     thread_events,
                     thread_reserve,
+                    checkpointer,
                 )
             })
             .map_err(|e| StoreError::Database(format!("cannot start the writer thread: {e}")))?;
@@ -418,6 +425,11 @@ fn never<T>(_: &T) -> bool {
 
 fn always<T>(_: &T) -> bool {
     true
+}
+
+/// A write that enqueued a batch's callbacks (see module `batches`).
+fn fired<T>(r: &(T, bool)) -> bool {
+    r.1
 }
 
 #[allow(clippy::ptr_arg)] // must be a fn(&T) for T = Vec<_>
@@ -515,10 +527,14 @@ impl Store for SqliteStore {
         }
         // A job made runnable again (retry soon, release) should be picked up at once.
         let clock = self.now_fn();
-        self.write(runnable_again, move |c| {
-            finish::finish(c, clock.now(), &batch)
-        })
-        .await
+        // So should a batch's callback the finish enqueued.
+        let (out, _) = self
+            .write(
+                |r: &(Vec<FinishResult>, bool)| r.1 || runnable_again(&r.0),
+                move |c| finish::finish(c, clock.now(), &batch),
+            )
+            .await?;
+        Ok(out)
     }
 
     async fn mark_started(&self, leases: &[LeaseRef]) -> Result<Vec<LeaseRef>, StoreError> {
@@ -575,15 +591,24 @@ impl Store for SqliteStore {
             return Ok(Vec::new());
         }
         let clock = self.now_fn();
-        self.write(reaped, move |c| lease::reap_expired(c, clock.now(), limit))
-            .await
+        // A rescued job, or a batch callback the rescue enqueued, runs at once.
+        let (out, _) = self
+            .write(
+                |r: &(Vec<Reaped>, bool)| r.1 || reaped(&r.0),
+                move |c| lease::reap_expired(c, clock.now(), limit),
+            )
+            .await?;
+        Ok(out)
     }
 
     async fn cancel(&self, ids: &[JobId]) -> Result<Vec<CancelResult>, StoreError> {
         let clock = self.now_fn();
         let ids = ids.to_vec();
-        self.write(never, move |c| control::cancel(c, clock.now(), &ids))
-            .await
+        // Wakes the workers only for a batch callback the cancel enqueued.
+        let (out, _) = self
+            .write(fired, move |c| control::cancel(c, clock.now(), &ids))
+            .await?;
+        Ok(out)
     }
 
     async fn retry(&self, ids: &[JobId]) -> Result<Vec<RetryResult>, StoreError> {
@@ -611,8 +636,11 @@ impl Store for SqliteStore {
     async fn delete_jobs(&self, ids: &[JobId]) -> Result<Vec<DeleteResult>, StoreError> {
         let clock = self.now_fn();
         let ids = ids.to_vec();
-        self.write(never, move |c| operate::delete_jobs(c, clock.now(), &ids))
-            .await
+        // Wakes the workers only for a batch callback the delete enqueued.
+        let (out, _) = self
+            .write(fired, move |c| operate::delete_jobs(c, clock.now(), &ids))
+            .await?;
+        Ok(out)
     }
 
     async fn run_now(&self, ids: &[JobId]) -> Result<Vec<RunNowResult>, StoreError> {

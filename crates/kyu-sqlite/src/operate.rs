@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use kyu_core::{DeleteResult, EventFacts, EventType, JobId, JobState, RunNowResult, StoreError};
 use rusqlite::{params, Connection, OptionalExtension};
 
+use crate::batches::{batch_of, Tally};
 use crate::events::EventWriter;
 use crate::row::{db, parse_state, us};
 
@@ -27,15 +28,20 @@ pub(crate) fn delete_jobs(
     conn: &Connection,
     now: DateTime<Utc>,
     ids: &[JobId],
-) -> Result<Vec<DeleteResult>, StoreError> {
+) -> Result<(Vec<DeleteResult>, bool), StoreError> {
     let now_us = us(now);
     let mut out = Vec::with_capacity(ids.len());
     let mut events = EventWriter::new(conn)?;
+    let mut tally = Tally::default();
     for &id in ids {
         let r = match state_of(conn, id)? {
             None => DeleteResult::NotFound,
             Some((JobState::Running, _, _)) => DeleteResult::Running,
             Some((state, queue, kind)) => {
+                if !state.is_finished() {
+                    // A batch's job deleted before it finished counts as cancelled.
+                    tally.add(batch_of(conn, id)?, JobState::Cancelled, 1);
+                }
                 conn.prepare_cached("DELETE FROM job_logs WHERE job_id = ?1")
                     .and_then(|mut s| s.execute([id]))
                     .map_err(db)?;
@@ -53,7 +59,8 @@ pub(crate) fn delete_jobs(
         out.push(r);
     }
     events.finish()?;
-    Ok(out)
+    let fired = tally.count(conn, now)?;
+    Ok((out, fired))
 }
 
 /// Makes each scheduled id available now: see [`RunNowResult`].

@@ -136,20 +136,24 @@ impl Reserve {
 /// reused from its start instead of growing into the space left.
 pub(crate) struct LowSpace {
     reserve: Option<std::sync::Arc<Reserve>>,
+    /// `wal_autocheckpoint` while space is not short.
+    normal_pages: u32,
     low: bool,
     checked: Option<std::time::Instant>,
 }
 
-/// `wal_autocheckpoint` while space is short, and SQLite's default.
+/// `wal_autocheckpoint` while space is short.
 const LOW_SPACE_CHECKPOINT: u32 = 16;
-const DEFAULT_CHECKPOINT: u32 = 1000;
 /// How often the writer looks at the reserve file.
 const CHECK_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl LowSpace {
-    pub(crate) fn new(reserve: Option<std::sync::Arc<Reserve>>) -> LowSpace {
+    /// A watch on `reserve` that sets `wal_autocheckpoint` back to
+    /// `normal_pages` once space is no longer short.
+    pub(crate) fn new(reserve: Option<std::sync::Arc<Reserve>>, normal_pages: u32) -> LowSpace {
         LowSpace {
             reserve,
+            normal_pages,
             low: false,
             checked: None,
         }
@@ -177,7 +181,7 @@ impl LowSpace {
             let pages = if low {
                 LOW_SPACE_CHECKPOINT
             } else {
-                DEFAULT_CHECKPOINT
+                self.normal_pages
             };
             if let Err(e) = conn.pragma_update(None, "wal_autocheckpoint", pages) {
                 tracing::warn!(error = %e, "kyu-sqlite: could not set wal_autocheckpoint");

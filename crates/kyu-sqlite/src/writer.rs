@@ -16,6 +16,7 @@ use kyu_core::StoreError;
 use rusqlite::Connection;
 use tokio::sync::oneshot;
 
+use crate::checkpoint::{self, Checkpointer};
 use crate::db;
 use crate::notify::Notifier;
 use crate::reserve::{LowSpace, Reserve};
@@ -123,7 +124,9 @@ where
 }
 
 /// Runs the writer loop until every sender is dropped. When a group meets a
-/// full disk, `reserve` is released (see module `reserve`).
+/// full disk, `reserve` is released (see module `reserve`). With a
+/// `checkpointer`, WAL checkpoints are its work, not the commits' (module
+/// `checkpoint`).
 pub(crate) fn run(
     conn: Connection,
     rx: mpsc::Receiver<Box<dyn Op>>,
@@ -131,9 +134,19 @@ pub(crate) fn run(
     notify: Arc<Notifier>,
     events: Arc<Notifier>,
     reserve: Option<Arc<Reserve>>,
+    checkpointer: Option<Checkpointer>,
 ) {
     let mut batch: Vec<Box<dyn Op>> = Vec::with_capacity(max_group);
-    let mut space = LowSpace::new(reserve);
+    // SQLite's default, unless a checkpoint thread does the work.
+    let normal_pages = if checkpointer.is_some() {
+        checkpoint::BACKSTOP_PAGES
+    } else {
+        1000
+    };
+    if let Err(e) = conn.pragma_update(None, "wal_autocheckpoint", normal_pages) {
+        tracing::warn!(error = %e, "kyu-sqlite: could not set wal_autocheckpoint");
+    }
+    let mut space = LowSpace::new(reserve, normal_pages);
     while let Ok(first) = rx.recv() {
         space.check(&conn, false);
         batch.push(first);
@@ -143,7 +156,11 @@ pub(crate) fn run(
                 Err(_) => break,
             }
         }
-        run_group(&conn, &mut batch, &notify, &events, &mut space);
+        if run_group(&conn, &mut batch, &notify, &events, &mut space) {
+            if let Some(c) = &checkpointer {
+                c.committed();
+            }
+        }
     }
     tracing::debug!("kyu-sqlite writer stopped");
 }
@@ -155,15 +172,15 @@ fn exec(conn: &Connection, sql: &str) -> Result<(), StoreError> {
         .map_err(db)
 }
 
-/// Runs and answers one group. When it meets a full disk the reserve is
-/// released before anyone is answered.
+/// Runs and answers one group; true if it committed. When it meets a full
+/// disk the reserve is released before anyone is answered.
 fn run_group(
     conn: &Connection,
     batch: &mut Vec<Box<dyn Op>>,
     notify: &Notifier,
     events: &Notifier,
     space: &mut LowSpace,
-) {
+) -> bool {
     // Events written by a group that does not commit wake nobody.
     crate::events::take_written();
     if let Err(e) = exec(conn, "BEGIN IMMEDIATE") {
@@ -175,7 +192,7 @@ fn run_group(
         for op in batch.drain(..) {
             op.reply(Some(&failure));
         }
-        return;
+        return false;
     }
     let mut full = false;
     let mut wake = false;
@@ -191,7 +208,7 @@ fn run_group(
             for op in batch.drain(..) {
                 op.reply(None);
             }
-            return;
+            return false;
         }
     } else {
         for op in batch.iter_mut() {
@@ -223,7 +240,7 @@ fn run_group(
         for op in batch.drain(..) {
             op.reply(Some(&failure));
         }
-        return;
+        return false;
     }
     if wake {
         notify.wake();
@@ -237,4 +254,5 @@ fn run_group(
     for op in batch.drain(..) {
         op.reply(None);
     }
+    true
 }

@@ -190,8 +190,8 @@ async fn reopening_keeps_jobs_and_migrations_are_idempotent() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(
-        version, 8,
-        "migrations: 1 jobs, 2 schedules, 3 schedules declared by config, 4 claim by kind and workers, 5 API tokens, 6 events, 7 queue limits, 8 jobs claimed ahead and not started"
+        version, 9,
+        "migrations: 1 jobs, 2 schedules, 3 schedules declared by config, 4 claim by kind and workers, 5 API tokens, 6 events, 7 queue limits, 8 batches, 9 jobs claimed ahead and not started"
     );
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
@@ -301,5 +301,43 @@ async fn a_failing_write_in_a_group_does_not_undo_the_others() {
     assert_eq!(ids.len(), 133);
     for id in ids {
         assert!(store.get(id).await.unwrap().is_some(), "job {id} was kept");
+    }
+}
+
+/// Checkpoints are not left to the commit that crosses SQLite's threshold:
+/// while the store stays open and nobody else touches the file, its own
+/// checkpoint thread copies the WAL into the database file soon after the
+/// writes, far below the writer's backstop (10,000 pages).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wal_is_checkpointed_off_the_write_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let store = open(&path);
+    let db_size = || std::fs::metadata(&path).unwrap().len();
+    let wal_size = || {
+        std::fs::metadata(format!("{}-wal", path.display()))
+            .map(|m| m.len())
+            .unwrap_or(0)
+    };
+    let before = db_size();
+    // About 1 MB of jobs: a few hundred pages, under the writer's backstop
+    // and under SQLite's own threshold (1,000 pages).
+    let big = "x".repeat(2_000);
+    for _ in 0..5 {
+        let jobs = (0..100)
+            .map(|i| NewJob::new("k", serde_json::json!({ "i": i, "pad": big })))
+            .collect();
+        store.enqueue(jobs).await.unwrap();
+    }
+    assert!(wal_size() > 500_000, "the writes went to the WAL");
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while db_size() < before + 500_000 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the database file is still {} bytes (WAL {} bytes): nothing checkpointed it",
+            db_size(),
+            wal_size()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

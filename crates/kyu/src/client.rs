@@ -192,6 +192,11 @@ impl Kyu {
 
     /// This client's `kyu_jobs_enqueued_total` handles (the scheduler counts
     /// its fires there too).
+    /// The limits enqueued jobs are checked against ([`Kyu::with_limits`]).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     pub(crate) fn enqueue_counters(&self) -> &crate::metrics::EnqueueCounters {
         &self.enqueued
     }

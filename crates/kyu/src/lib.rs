@@ -36,6 +36,7 @@
 //!
 //! - [`Kyu`] (module `client`): enqueue, inspect, wait, cancel, retry, pause;
 //! - [`Job`], [`JobContext`], [`Outcome`], [`JobError`]: what a handler is and returns;
+//! - [`batch`]: jobs enqueued as a group, with callbacks once the group is done;
 //! - [`Worker`]: claims, runs and completes jobs (see the `worker` module's parts);
 //! - [`maintenance`]: the lease reaper and retention;
 //! - [`metrics`]: what kyu counts and times, through the `metrics` facade;
@@ -52,6 +53,7 @@
 
 #![warn(missing_docs)]
 
+pub mod batch;
 mod client;
 pub mod command_job;
 mod error;
@@ -67,16 +69,18 @@ pub mod tokens;
 mod wait;
 mod worker;
 
+pub use batch::{Batch, BatchBuilder};
 pub use client::Kyu;
 pub use error::{Error, Result};
 pub use job::{IntoNewJob, Job, JobContext, JobError, JobResult, Outcome, ResultExt};
+pub use kyu_core::{BatchCounts, BatchId, BatchStatus, NewBatch};
 /// The PostgreSQL store (feature `postgres`, on by default), and the sqlx it
 /// uses, for [`Kyu::enqueue_in`].
 #[cfg(feature = "postgres")]
 pub use kyu_postgres as postgres;
 pub use scheduler::{Scheduler, SchedulerConfig, SchedulerHandle, TickReport};
 pub use wait::Wait;
-pub use worker::{wait_for_signal, Worker, WorkerConfig, WorkerHandle};
+pub use worker::{wait_for_signal, Prefetch, Worker, WorkerConfig, WorkerHandle};
 
 /// The date and time types kyu's API uses (`run_at`, fire times).
 pub use chrono;

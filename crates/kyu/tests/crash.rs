@@ -49,7 +49,8 @@ fn runs(path: &str) -> Vec<(i64, u32)> {
 
 /// The worker run in the child process: each job logs its start, then works
 /// for `KYU_CRASH_JOB_MS`. `KYU_CRASH_CONCURRENCY` (default 4) and
-/// `KYU_CRASH_PREFETCH` (default 0) set its queue's slots.
+/// `KYU_CRASH_PREFETCH` (a fixed prefetch; default: the worker's default)
+/// set its queue's slots.
 #[tokio::test]
 async fn child_worker() {
     let Ok(url) = std::env::var("KYU_CRASH_CHILD") else {
@@ -61,7 +62,9 @@ async fn child_worker() {
         std::env::var(var).map_or(default, |v| v.parse().expect("a number"))
     };
     let concurrency = number("KYU_CRASH_CONCURRENCY", 4);
-    let prefetch = number("KYU_CRASH_PREFETCH", 0);
+    let prefetch = std::env::var("KYU_CRASH_PREFETCH")
+        .ok()
+        .map(|v| kyu::Prefetch::Fixed(v.parse().expect("a number")));
     let kyu = Kyu::connect(&url).await.unwrap();
     let _worker = Worker::new(&kyu)
         .handle("work", move |ctx| {
@@ -75,7 +78,9 @@ async fn child_worker() {
         .queue("default", concurrency)
         .configure(|c| {
             quick(c);
-            c.prefetch = prefetch;
+            if let Some(p) = prefetch {
+                c.prefetch = p;
+            }
             c.id = "doomed-worker".into();
             c.lease = LEASE;
             c.heartbeat_every = Duration::from_millis(500);

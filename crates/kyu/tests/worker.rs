@@ -668,7 +668,7 @@ async fn prefetched_jobs_wait_their_turn_can_be_cancelled_and_are_released_unsta
         .queue("default", 1)
         .configure(|c| {
             quick(c);
-            c.prefetch = 2;
+            c.prefetch = kyu::Prefetch::Fixed(2);
         })
         .start();
     let ids: Vec<i64> = kyu

@@ -80,9 +80,11 @@ pub struct BenchArgs {
     /// Jobs the worker runs at once.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
     concurrency: u32,
-    /// Jobs the worker claims ahead of its free slots (WorkerConfig::prefetch).
-    #[arg(long, default_value_t = 0)]
-    prefetch: u32,
+    /// Jobs the worker claims ahead of its free slots (WorkerConfig::prefetch):
+    /// auto (what it starts in 5 ms at its recent pace, the worker's default),
+    /// off, or a number.
+    #[arg(long, default_value = "auto")]
+    prefetch: kyu::Prefetch,
     /// W1: jobs per bulk-enqueue call.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
     chunk: u32,

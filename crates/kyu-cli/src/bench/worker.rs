@@ -27,7 +27,7 @@ pub struct WorkerArgs {
     #[arg(long)]
     pub(super) concurrency: u32,
     #[arg(long)]
-    pub(super) prefetch: u32,
+    pub(super) prefetch: kyu::Prefetch,
     #[arg(long)]
     pub(super) timeout_s: u64,
     /// Completed jobs already in the queue, not counted as this run's.
@@ -115,7 +115,7 @@ pub async fn worker(ctx: &Ctx, a: WorkerArgs) -> CmdResult {
             }
         })
         .queue(QUEUE, a.concurrency as usize)
-        .configure(|c| c.prefetch = a.prefetch as usize)
+        .configure(|c| c.prefetch = a.prefetch)
         .start();
     // The store's completed count includes the preloaded jobs.
     let expected_done = a.preload

@@ -52,7 +52,7 @@ async fn preload(kyu: &Kyu, n: u32) -> anyhow::Result<()> {
     let worker = Worker::new(kyu)
         .handle(PRELOAD_KIND, |_| async { Ok(Outcome::Done) })
         .queue(QUEUE, 100)
-        .configure(|c| c.prefetch = 500)
+        .configure(|c| c.prefetch = kyu::Prefetch::Fixed(500))
         .start();
     // Bounded by progress, not by size: a big preload may take a while, a
     // stuck one is reported.
@@ -152,8 +152,8 @@ impl WorkerProcess {
 }
 
 fn config_name(a: &BenchArgs) -> String {
-    if a.prefetch > 0 {
-        format!("c{}+prefetch{}", a.concurrency, a.prefetch)
+    if a.prefetch != kyu::Prefetch::Off {
+        format!("c{}+prefetch-{}", a.concurrency, a.prefetch)
     } else {
         format!("c{}", a.concurrency)
     }

@@ -16,7 +16,10 @@ kyu enqueue send_email '{\"to\":\"ada@example.com\"}'\n  \
 kyu enqueue report '{\"month\":\"2026-11\"}' --queue reports --delay 10m --priority -1\n  \
 echo '{\"user\":42}' | kyu enqueue sync -\n  \
 kyu enqueue sync '{\"user\":42}' --unique-key sync:42   # a second call returns the first job\n  \
-kyu enqueue sync --jsonl < users.jsonl                  # one job per line, in bulk")]
+kyu enqueue sync --jsonl < users.jsonl                  # one job per line, in bulk\n  \
+kyu enqueue import_row --batch --on-complete 'report:{\"file\":\"users.csv\"}' < rows.jsonl\n  \
+kyu enqueue import_row --batch --open < part1.jsonl     # prints the batch id; the batch stays open\n  \
+kyu enqueue import_row --batch-id 7 --seal < part2.jsonl  # adds to open batch 7, then seals it")]
 pub struct EnqueueArgs {
     /// The job's kind: which handler runs it.
     kind: String,
@@ -29,6 +32,35 @@ pub struct EnqueueArgs {
     /// The other options apply to every job.
     #[arg(long, conflicts_with_all = ["unique_key", "unique_for"])]
     jsonl: bool,
+    /// Like --jsonl, but the jobs form a new batch: prints the batch id. The
+    /// batch is sealed once every line is in (unless --open), and its
+    /// callbacks run when every job has finished: see --on-complete and
+    /// --on-success, and `kyu batches show ID`.
+    #[arg(long, conflicts_with_all = ["args", "jsonl", "batch_id", "unique_key", "unique_for"])]
+    batch: bool,
+    /// Like --jsonl, but the jobs are added to the open batch ID (made by
+    /// `--batch --open`); with --seal the batch is sealed after them.
+    #[arg(long, value_name = "ID", conflicts_with_all = ["args", "jsonl", "unique_key", "unique_for"])]
+    batch_id: Option<i64>,
+    /// With --batch: the job enqueued once when every job of the batch has
+    /// finished, whatever the outcome: KIND or KIND:JSON (its args, an
+    /// object; kyu adds "batch": {id, total, succeeded, failed, cancelled}).
+    #[arg(long, value_name = "KIND[:JSON]", requires = "batch")]
+    on_complete: Option<String>,
+    /// With --batch: the job enqueued once when every job of the batch has
+    /// succeeded (KIND or KIND:JSON, as --on-complete).
+    #[arg(long, value_name = "KIND[:JSON]", requires = "batch")]
+    on_success: Option<String>,
+    /// The queue of the callbacks. Default: the jobs' queue (--queue).
+    #[arg(long, value_name = "QUEUE", requires = "batch")]
+    callback_queue: Option<String>,
+    /// With --batch: leave the batch open, to add more with --batch-id ID
+    /// and seal it later (`kyu batches seal ID`).
+    #[arg(long, requires = "batch", conflicts_with = "seal")]
+    open: bool,
+    /// With --batch-id: seal the batch after these jobs.
+    #[arg(long, requires = "batch_id")]
+    seal: bool,
     /// Run no earlier than this long from now, e.g. 30s, 5m, 1h.
     #[arg(long, allow_hyphen_values = true, value_parser = parse::duration, conflicts_with = "run_at")]
     delay: Option<Duration>,
@@ -73,7 +105,32 @@ pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> CmdResult {
     }
     warn_if_undeclared(ctx, &a.kind)?;
     if a.jsonl {
-        return super::enqueue_jsonl::run(ctx, job, std::io::stdin().lock()).await;
+        return super::enqueue_jsonl::run(ctx, job, std::io::stdin().lock(), None).await;
+    }
+    if a.batch || a.batch_id.is_some() {
+        let target = match a.batch_id {
+            Some(id) => super::enqueue_jsonl::BatchTarget::Existing { id, seal: a.seal },
+            None => {
+                let queue = a.callback_queue.as_deref().unwrap_or(&job.queue);
+                let callback = |flag: &str, v: &Option<String>| {
+                    v.as_deref()
+                        .map(|v| super::batches::parse_callback(flag, v, queue))
+                        .transpose()
+                };
+                let batch = kyu::NewBatch {
+                    on_complete: callback("--on-complete", &a.on_complete)?,
+                    on_success: callback("--on-success", &a.on_success)?,
+                };
+                batch
+                    .validate(&kyu::Limits::default())
+                    .map_err(kyu::Error::from)?;
+                super::enqueue_jsonl::BatchTarget::New {
+                    batch: Box::new(batch),
+                    seal: !a.open,
+                }
+            }
+        };
+        return super::enqueue_jsonl::run(ctx, job, std::io::stdin().lock(), Some(target)).await;
     }
     // Validate before opening the database: bad input never creates a file.
     job.validate(&kyu::Limits::default())

@@ -29,11 +29,37 @@ struct Summary {
     /// The first and last id of the jobs, new or existing.
     first_id: Option<i64>,
     last_id: Option<i64>,
+    /// The batch, with --batch or --batch-id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch: Option<kyu::BatchStatus>,
+}
+
+/// The batch the lines go into (`--batch`, `--batch-id`).
+pub enum BatchTarget {
+    /// A new batch with these callbacks, sealed after the lines if `seal`.
+    New {
+        /// Its callbacks.
+        batch: Box<kyu::NewBatch>,
+        /// Seal it after the lines.
+        seal: bool,
+    },
+    /// An open batch, sealed after the lines if `seal`.
+    Existing {
+        /// Its id.
+        id: i64,
+        /// Seal it after the lines.
+        seal: bool,
+    },
 }
 
 /// Enqueues one job per line of `input`, each a copy of `template` with the
-/// line as its args.
-pub async fn run(ctx: &Ctx, template: kyu::NewJob, input: impl BufRead) -> CmdResult {
+/// line as its args; into a batch when `batch` says so.
+pub async fn run(
+    ctx: &Ctx,
+    template: kyu::NewJob,
+    input: impl BufRead,
+    batch: Option<BatchTarget>,
+) -> CmdResult {
     let limits = kyu::Limits::default();
     let mut jobs = Vec::new();
     for (i, line) in input.lines().enumerate() {
@@ -51,13 +77,32 @@ pub async fn run(ctx: &Ctx, template: kyu::NewJob, input: impl BufRead) -> CmdRe
             .map_err(|e| Failure::invalid(format!("stdin line {}: {e}", i + 1)))?;
         jobs.push(job);
     }
-    if jobs.is_empty() {
+    if jobs.is_empty() && batch.is_none() {
         return Err(Failure::invalid(
             "--jsonl read no lines from stdin; give the args of one job per line, e.g. {\"user\":42}",
         ));
     }
 
     let kyu = ctx.connect().await?;
+    let (batch, seal) = match batch {
+        None => (None, false),
+        Some(BatchTarget::New { batch, seal }) => {
+            let mut b = kyu.batch();
+            let batch = *batch;
+            if let Some(j) = batch.on_complete {
+                b = b.on_complete(j);
+            }
+            if let Some(j) = batch.on_success {
+                b = b.on_success(j);
+            }
+            (Some(b.create().await?), seal)
+        }
+        Some(BatchTarget::Existing { id, seal }) => {
+            let b = kyu.batch_by_id(id);
+            b.status().await?;
+            (Some(b), seal)
+        }
+    };
     let started = Instant::now();
     let total = jobs.len();
     let bar = ProgressBar::new(total as u64);
@@ -71,12 +116,17 @@ pub async fn run(ctx: &Ctx, template: kyu::NewJob, input: impl BufRead) -> CmdRe
         duplicates: 0,
         first_id: None,
         last_id: None,
+        batch: None,
     };
     let mut rest = jobs;
     while !rest.is_empty() {
         let chunk: Vec<_> = rest.drain(..rest.len().min(CHUNK)).collect();
         let n = chunk.len();
-        let done = kyu.enqueue_many(chunk).await.map_err(|e| {
+        let done = match &batch {
+            Some(b) => b.add(chunk).await,
+            None => kyu.enqueue_many(chunk).await,
+        };
+        let done = done.map_err(|e| {
             bar.abandon();
             Failure::from(anyhow::Error::from(e).context(format!(
                 "enqueued {} of {total} jobs, then the database refused the next {n}",
@@ -95,6 +145,14 @@ pub async fn run(ctx: &Ctx, template: kyu::NewJob, input: impl BufRead) -> CmdRe
         bar.inc(n as u64);
     }
     bar.finish_and_clear();
+    if let Some(b) = &batch {
+        let status = if seal {
+            b.seal().await?
+        } else {
+            b.status().await?
+        };
+        summary.batch = Some(status);
+    }
 
     if ctx.json {
         print_json(&summary)?;
@@ -113,6 +171,16 @@ pub async fn run(ctx: &Ctx, template: kyu::NewJob, input: impl BufRead) -> CmdRe
             print!("; {} already existed", summary.duplicates);
         }
         println!();
+        if let Some(s) = &summary.batch {
+            let how = if s.is_done() {
+                "sealed and done: its callbacks are enqueued"
+            } else if s.sealed {
+                "sealed"
+            } else {
+                "open: add more with --batch-id, then kyu batches seal"
+            };
+            println!("batch {} ({} jobs): {how}", s.id, s.total);
+        }
     }
     Ok(())
 }

@@ -39,7 +39,8 @@ pub struct EventsArgs {
     /// completed, retrying, failed, snoozed, cancelled, cancel_requested,
     /// released, lease_expired, retried, queue_paused, queue_resumed,
     /// queue_limits_changed, schedule_fired, schedule_skipped, schedule_buffered,
-    /// schedule_misfired, worker_started, worker_stopped.
+    /// schedule_misfired, worker_started, worker_stopped, deleted, run_now,
+    /// batch_completed.
     #[arg(long = "type", short = 't', value_parser = parse_type)]
     types: Vec<EventType>,
 }

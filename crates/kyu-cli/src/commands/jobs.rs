@@ -353,6 +353,9 @@ pub fn describe(
     if !j.tags.is_empty() {
         line("tags", j.tags.join(", "));
     }
+    if let Some(b) = j.batch_id {
+        line("batch", format!("{b} (kyu batches show {b})"));
+    }
     line("created", time(&j.created_at));
     line("run at", time(&j.run_at));
     line("attempted", opt_time(&j.attempted_at));

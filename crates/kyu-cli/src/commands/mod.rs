@@ -1,5 +1,6 @@
 //! One module per command group.
 
+pub mod batches;
 pub mod config;
 pub mod enqueue;
 pub mod enqueue_jsonl;

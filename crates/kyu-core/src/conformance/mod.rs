@@ -23,6 +23,7 @@
 //! the per-case context [`Ctx`] and the helpers the topics share:
 //!
 //! - [`enqueue`]: inserting jobs, validation, unique keys;
+//! - [`batches`]: batch counts and callbacks fired exactly once;
 //! - [`claim`]: which jobs a claim takes, in which order, under which lease;
 //! - [`finish`]: what each way an attempt ends does to its job;
 //! - [`leases`]: heartbeats, cancel requests, progress, reaping expired leases;
@@ -42,6 +43,7 @@
 //! - [`schedules`]: schedules and the exactly-once fire;
 //! - [`tokens`]: API tokens and per-database secrets.
 
+pub mod batches;
 pub mod claim;
 pub mod control;
 pub mod enqueue;
@@ -296,6 +298,10 @@ macro_rules! conformance_tests {
                 schedule_config_sync_removes_undeclared_and_keeps_operator_disable;
             tokens: tokens_create_find_list_revoke, tokens_names_are_unique,
                 tokens_first_token_only_once, secrets_are_written_once;
+            batches: batch_on_complete_once_with_counts, batch_on_success_when_all_succeed,
+                batch_fires_only_after_seal, batch_add_refused_when_sealed_or_unknown,
+                batch_counts_cancel_rescue_delete_and_retry,
+                batch_concurrent_last_finishes_fire_once, batch_retry_failed_uncounts;
             operate: delete_each_state, run_now_makes_scheduled_available,
                 list_filters_created_range_and_args,
                 list_snapshot_bound_excludes_later_changes;

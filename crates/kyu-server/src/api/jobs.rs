@@ -207,6 +207,9 @@ pub struct JobView {
     pub progress: Option<ProgressView>,
     /// The error of every failed attempt, oldest first.
     pub errors: Vec<AttemptErrorView>,
+    /// The batch the job belongs to (`GET /v1/batches/{id}`), if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batch_id: Option<i64>,
 }
 
 /// A job's progress.
@@ -267,6 +270,7 @@ impl JobView {
             finished_at: job.finished_at,
             worker: job.worker,
             cancel_requested: job.cancel_requested,
+            batch_id: job.batch_id,
             progress: job.progress.map(|p| ProgressView {
                 percent: p.percent,
                 message: p.message,
@@ -290,7 +294,7 @@ impl JobView {
 /// queue, one the token may see: a tenant cannot learn of another tenant's
 /// job by enqueueing with the same key. Keys given through a token without
 /// queue limits are used as they are (global, as in the library).
-fn scope_key(caller: &Caller, mut job: NewJob) -> NewJob {
+pub(crate) fn scope_key(caller: &Caller, mut job: NewJob) -> NewJob {
     if !caller.token.queues.is_empty() {
         if let Some(k) = job.unique_key.take() {
             job.unique_key = Some(format!("queue:{}:{k}", job.queue));
@@ -320,7 +324,7 @@ async fn shown(shared: &Shared, caller: &Caller, out: &kyu::Enqueued) -> Result<
 }
 
 /// Makes the library's job for one request, checking the caller may enqueue into its queue.
-fn job_for(
+pub(crate) fn job_for(
     shared: &Shared,
     caller: &Caller,
     req: EnqueueRequest,

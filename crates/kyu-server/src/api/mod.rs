@@ -6,6 +6,7 @@
 //! matrix test and the OpenAPI test walk the same table.
 
 pub mod auth;
+pub mod batches;
 pub mod bulk;
 pub mod error;
 pub mod events;
@@ -85,6 +86,23 @@ pub(crate) fn table() -> Vec<Route> {
             jobs::enqueue_batch,
         ),
         route(M::GET, "/v1/jobs", S::Read, QUEUES, jobs::list_jobs),
+        // A batch may span queues: refused to tokens limited to queues.
+        route(M::POST, "/v1/batches", S::Produce, ALL, batches::create),
+        route(
+            M::POST,
+            "/v1/batches/{id}/jobs",
+            S::Produce,
+            ALL,
+            batches::add_jobs,
+        ),
+        route(
+            M::POST,
+            "/v1/batches/{id}/seal",
+            S::Produce,
+            ALL,
+            batches::seal,
+        ),
+        route(M::GET, "/v1/batches/{id}", S::Read, ALL, batches::get),
         route(M::GET, "/v1/jobs/{id}", S::Read, QUEUES, jobs::get_job),
         route(
             M::GET,

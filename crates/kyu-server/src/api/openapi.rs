@@ -5,7 +5,7 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{bulk, events, jobs, queues, schedules, workers};
+use super::{batches, bulk, events, jobs, queues, schedules, workers};
 
 /// The document's definition: every route of the table.
 #[derive(OpenApi)]
@@ -14,6 +14,7 @@ use super::{bulk, events, jobs, queues, schedules, workers};
     paths(
         jobs::enqueue, jobs::enqueue_batch, jobs::list_jobs, jobs::get_job, jobs::job_logs,
         jobs::cancel, jobs::retry,
+        batches::create, batches::add_jobs, batches::seal, batches::get,
         queues::list, queues::pause, queues::resume, queues::update,
         schedules::list, schedules::delete, schedules::enable, schedules::disable,
         schedules::trigger, schedules::preview,

@@ -1,7 +1,8 @@
 //! The fetch loop: one per queue. Claims jobs of the kinds the worker has a
 //! handler for (every kind if it opted in to failing unknown ones), as many
-//! as the queue has free slots (plus the [prefetch](super::WorkerConfig::prefetch), if any), hands
-//! each to [`execute`](super::execute), and sleeps while there is nothing to do.
+//! as the queue has free slots plus what its [prefetch](super::prefetch)
+//! holds ahead, hands each to [`execute`](super::execute), and sleeps while
+//! there is nothing to do.
 //!
 //! An idle loop wakes on the first of: the store's wake-up (a job enqueued here
 //! or, where the backend can tell, in another process), the reaper making jobs
@@ -16,6 +17,7 @@ use std::time::Duration;
 use kyu_core::Claim;
 use tokio::sync::Semaphore;
 
+use super::prefetch::Pace;
 use super::{execute, Shared};
 use crate::metrics::{KindCache, SlotGauges};
 
@@ -28,8 +30,12 @@ pub(crate) async fn fetch_loop(
     // Metric handles by kind, this loop's own: no lock, no allocation per job.
     let mut kind_metrics = KindCache::default();
     // `slots` bounds the jobs this loop holds (running or waiting to start);
-    // `run_slots` bounds the ones running. They differ by the prefetch.
-    let slots = Arc::new(Semaphore::new(concurrency + shared.config.prefetch));
+    // `run_slots` bounds the ones running. They differ by the prefetch, whose
+    // most is the semaphore's extra; `pace` says how much of it to use now.
+    let prefetch = shared.config.prefetch;
+    let total = concurrency + prefetch.max();
+    let slots = Arc::new(Semaphore::new(total));
+    let mut pace = Pace::default();
     let run_slots = Arc::new(Semaphore::new(concurrency));
     // Jobs this loop handed out that wait for a run slot: they take the
     // slots that free up before any job claimed later.
@@ -53,9 +59,14 @@ pub(crate) async fn fetch_loop(
         // Let handlers that are finishing right now free their slots too, so
         // one claim serves them all instead of one claim each.
         tokio::task::yield_now().await;
+        // Hold up to the slots plus what the prefetch holds ahead now.
+        let hold = concurrency + pace.ahead(prefetch);
         let mut permits = vec![first];
-        while let Ok(p) = slots.clone().try_acquire_owned() {
-            permits.push(p);
+        while total - slots.available_permits() < hold {
+            match slots.clone().try_acquire_owned() {
+                Ok(p) => permits.push(p),
+                Err(_) => break,
+            }
         }
         // Mark the wake-up as seen before claiming: a job enqueued after this
         // point wakes the idle wait below.
@@ -68,7 +79,7 @@ pub(crate) async fn fetch_loop(
         let free_now = run_slots
             .available_permits()
             .saturating_sub(waiting.load(Ordering::SeqCst));
-        let unstarted = shared.config.prefetch > 0 && wanted > free_now;
+        let unstarted = prefetch.max() > 0 && wanted > free_now;
         let claim = Claim {
             worker: shared.config.id.clone(),
             queues: queues.clone(),
@@ -94,6 +105,7 @@ pub(crate) async fn fetch_loop(
             }
         };
         let got = jobs.len();
+        pace.claimed(std::time::Instant::now(), got);
         for job in jobs {
             let permit = permits.pop().expect("one permit per claimed job");
             let metrics = kind_metrics.get(&job.queue, &job.kind);

@@ -13,7 +13,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use super::{finish, start, RunningJob, Shared};
+use super::start::{self, Started};
+use super::{finish, RunningJob, Shared};
 use crate::humanize::humanize;
 use crate::metrics::{AttemptOutcome, KindMetrics, SlotGauges};
 use crate::{JobContext, JobError, Outcome};
@@ -34,7 +35,7 @@ pub(crate) struct RunSlot {
     /// included until it stops waiting.
     pub(crate) waiting: Arc<AtomicUsize>,
     /// The job was claimed ahead: it is marked started (module `start`)
-    /// once its handler has run [`start::MARK_AFTER`].
+    /// before its handler runs.
     pub(crate) unstarted: bool,
 }
 
@@ -70,41 +71,47 @@ pub(crate) fn spawn(
             );
             let RunSlot { slots: run_slots, waiting, unstarted } = run;
             let stop_waiting = || waiting.fetch_sub(1, Ordering::SeqCst);
-            let (outcome, counted) = tokio::select! {
+            let ended = tokio::select! {
                 biased;
                 slot = run_slots.acquire_owned() => {
                     let slot = slot.expect("semaphore never closed");
                     stop_waiting();
-                    let run = attempt(&shared2, &job, cancel, &meters, slot);
-                    if unstarted {
-                        // Marked started (batched by the starter) once it has
-                        // run a moment; a job done sooner needs no mark.
-                        tokio::pin!(run);
-                        tokio::select! {
-                            ended = &mut run => ended,
-                            _ = tokio::time::sleep(start::MARK_AFTER) => {
-                                let _ = shared2.start_tx.send(job.lease());
-                                run.await
-                            }
-                        }
+                    let started = if unstarted {
+                        start::mark(&shared2.start_tx, job.lease()).await
                     } else {
-                        run.await
+                        Started::Yes
+                    };
+                    match started {
+                        Started::Yes => Some(attempt(&shared2, &job, cancel, &meters, slot).await),
+                        // Rescued meanwhile: another worker has it now.
+                        Started::Lost => None,
+                        Started::Failed => Some((FinishOutcome::Released {
+                            message: format!("worker {} could not mark the job started", shared2.config.id),
+                        }, AttemptOutcome::NotCounted)),
                     }
                 }
                 _ = cancel.cancelled() => {
                     stop_waiting();
-                    (FinishOutcome::Cancelled {
+                    Some((FinishOutcome::Cancelled {
                         message: "cancelled before it started".into(),
-                    }, AttemptOutcome::Cancelled)
+                    }, AttemptOutcome::Cancelled))
                 }
                 _ = shared2.stop_claiming.cancelled() => {
                     stop_waiting();
-                    (FinishOutcome::Released {
+                    Some((FinishOutcome::Released {
                         message: format!("worker {} shut down before the job started", shared2.config.id),
-                    }, AttemptOutcome::NotCounted)
+                    }, AttemptOutcome::NotCounted))
                 }
             };
             drop(held);
+            let Some((outcome, counted)) = ended else {
+                tracing::warn!("the job claimed ahead was taken over before it started; not running it");
+                let mut running = shared2.running.lock().expect("running lock");
+                if running.get(&job.id).map(|r| r.attempt) == Some(job.attempt) {
+                    running.remove(&job.id);
+                }
+                return;
+            };
             if let Some(r) = shared2.running.lock().expect("running lock").get_mut(&job.id) {
                 r.ended = true;
             }

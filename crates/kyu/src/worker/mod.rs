@@ -4,6 +4,7 @@
 //!
 //! - [`claim`]: one fetch loop per queue; claims as many jobs as the queue has
 //!   free slots, then sleeps until a wake-up, a poll, or the next scheduled job;
+//! - [`prefetch`]: how far ahead of its free slots a queue claims;
 //! - [`execute`]: runs one attempt: timeout, panic, cancellation, shutdown;
 //! - [`start`]: marks jobs claimed ahead (the prefetch) started, in batches,
 //!   when they get a run slot;
@@ -21,6 +22,7 @@ mod finish;
 mod handler;
 pub(crate) mod inline;
 mod lease;
+pub(crate) mod prefetch;
 mod schedule_watch;
 mod start;
 
@@ -39,6 +41,7 @@ use crate::maintenance::{self, MaintenanceConfig};
 use crate::metrics::SlotGauges;
 use crate::{Job, JobContext, JobResult, Kyu};
 use handler::{FnHandler, Handler, TypedHandler};
+pub use prefetch::Prefetch;
 
 /// Jobs of one queue a worker runs at once when nobody said how many.
 pub const DEFAULT_CONCURRENCY: usize = 10;
@@ -67,26 +70,24 @@ pub struct WorkerConfig {
     /// is stopped at its next `.await`. Default 5 s.
     pub cancel_grace: Duration,
     /// Jobs each queue claims beyond its free slots and holds, leased, until a
-    /// slot frees up. Default 0. A prefetch makes claims bigger, which helps
-    /// throughput when jobs are many and short (milliseconds); with long jobs
-    /// it only keeps held jobs from idle workers elsewhere. Held jobs are
-    /// heartbeated and can be cancelled.
+    /// slot frees up. Default [`Prefetch::Auto`]: what the queue starts in a
+    /// few milliseconds at its recent pace, so short jobs are claimed in big
+    /// batches and long ones are not hoarded. Held jobs are heartbeated, can
+    /// be cancelled.
     ///
     /// Holding costs a job nothing: only started attempts count. A claim
     /// that takes more jobs than there are free slots claims them ahead
     /// ([`Claim::unstarted`](kyu_core::Claim::unstarted)), and a held job is
-    /// marked started once its handler has run 10 ms (one store call for
-    /// every job marked meanwhile; the handler does not wait for it, and a
-    /// job done sooner is never marked), so a worker that dies within 10 ms
-    /// of a held job's start (plus that call's round trip) has the job given
-    /// back uncharged. On shutdown held jobs are
-    /// released silently (available at once, no attempt counted, no error
-    /// recorded); if the worker dies, the lease reaper gives them back the
-    /// same way, with a `released` event whose reason says they never
-    /// started, never an attempt lost, even on a job's last attempt.
-    /// With the default 0 a claim starts every job it takes and nothing
-    /// more is written.
-    pub prefetch: usize,
+    /// marked started just before its handler runs (one store call for
+    /// every job that got a slot meanwhile: a held job waits that call's
+    /// round trip before it starts). On shutdown held jobs are released silently
+    /// (available at once, no attempt counted, no error recorded); if the
+    /// worker dies, the lease reaper gives them back the same way, with a
+    /// `released` event whose reason says they never started, never an
+    /// attempt lost, even on a job's last attempt. With
+    /// [`Prefetch::Off`] a claim starts every job it takes and nothing more
+    /// is written.
+    pub prefetch: Prefetch,
     /// Most finished attempts written in one store call. Default 512.
     pub finish_batch: usize,
     /// Whether [`Worker::register`] adds each registered kind's queue
@@ -122,7 +123,7 @@ impl Default for WorkerConfig {
             poll_interval: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
             cancel_grace: Duration::from_secs(5),
-            prefetch: 0,
+            prefetch: Prefetch::default(),
             finish_batch: 512,
             serve_kind_queues: true,
             maintenance: Some(MaintenanceConfig::default()),
@@ -526,9 +527,9 @@ pub(crate) struct Shared {
     pub(crate) running: Mutex<HashMap<JobId, RunningJob>>,
     pub(crate) finish_tx: mpsc::UnboundedSender<finish::Message>,
     /// Leases of jobs claimed ahead whose handlers start ([`start`]).
-    pub(crate) start_tx: mpsc::UnboundedSender<kyu_core::LeaseRef>,
+    pub(crate) start_tx: mpsc::UnboundedSender<start::Ask>,
     /// The receiving end of `start_tx`, until the worker's starter takes it.
-    start_rx: Mutex<Option<mpsc::UnboundedReceiver<kyu_core::LeaseRef>>>,
+    start_rx: Mutex<Option<mpsc::UnboundedReceiver<start::Ask>>>,
     /// Set on shutdown: fetch loops stop claiming.
     pub(crate) stop_claiming: CancellationToken,
     /// Set when the shutdown grace runs out: handlers are stopped, jobs released.

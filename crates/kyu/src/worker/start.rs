@@ -1,61 +1,77 @@
 //! Marks jobs claimed ahead (the [prefetch](super::WorkerConfig::prefetch))
-//! started, in batches: a held job whose handler has run for [`MARK_AFTER`]
-//! sends its lease here, and every lease that arrives while one
+//! started, in batches: a held job that gets a run slot asks here before its
+//! handler runs, and every ask that arrives while one
 //! [`Store::mark_started`](kyu_core::Store::mark_started) call is under way
 //! goes into the next call, so one statement serves many jobs under load.
 //! Until a job is marked, a rescue or release of it charges no attempt and
-//! records no error; from then on its attempt counts. Jobs claimed into free
-//! slots are started by the claim itself and never come here.
-//!
-//! The handler does not wait for the mark, and a job done within
-//! [`MARK_AFTER`] (what a prefetch is for: many short jobs) needs none: a
-//! held job starts as fast as without it, and a prefetch keeps most of its
-//! throughput. The price is a window of [`MARK_AFTER`] plus the mark's round
-//! trip: a worker that dies in it (its handler just started) has that job
-//! given back uncharged, as if it had never started.
+//! records no error; from then on its handler's attempt counts. Jobs claimed
+//! into free slots are started by the claim itself and never come here.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kyu_core::{LeaseRef, Store};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-/// How long a held job's handler runs before it is marked started.
-pub(crate) const MARK_AFTER: Duration = Duration::from_millis(10);
+/// What became of one ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Started {
+    /// Marked: the handler may run.
+    Yes,
+    /// The job no longer runs this attempt (rescued after a long stall):
+    /// its handler must not run.
+    Lost,
+    /// The store could not be reached: the job is released, still unstarted.
+    Failed,
+}
 
-/// Marks the leases it receives started until `stop`, one store call per batch.
+/// One job's ask, with where to answer.
+pub(crate) type Ask = (LeaseRef, oneshot::Sender<Started>);
+
+/// Answers asks until `stop`, one store call per batch.
 pub(crate) async fn starter(
     store: Arc<dyn Store>,
-    mut rx: mpsc::UnboundedReceiver<LeaseRef>,
+    mut rx: mpsc::UnboundedReceiver<Ask>,
     stop: CancellationToken,
 ) {
     loop {
         let first = tokio::select! {
-            lease = rx.recv() => match lease {
-                Some(lease) => lease,
+            ask = rx.recv() => match ask {
+                Some(ask) => ask,
                 None => return,
             },
             _ = stop.cancelled() => return,
         };
         let mut batch = vec![first];
-        while let Ok(lease) = rx.try_recv() {
-            batch.push(lease);
+        while let Ok(ask) = rx.try_recv() {
+            batch.push(ask);
         }
-        match store.mark_started(&batch).await {
+        let leases: Vec<LeaseRef> = batch.iter().map(|(l, _)| *l).collect();
+        match store.mark_started(&leases).await {
             Ok(lost) => {
-                for l in lost {
-                    // Taken over (rescued) or already finished: nothing to mark.
-                    tracing::debug!(
-                        job_id = l.id,
-                        attempt = l.attempt,
-                        "a job claimed ahead was no longer held when marked started"
-                    );
+                for (lease, reply) in batch {
+                    let _ = reply.send(if lost.contains(&lease) {
+                        Started::Lost
+                    } else {
+                        Started::Yes
+                    });
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, jobs = batch.len(), "could not mark jobs claimed ahead started; if this worker dies now they are given back uncharged");
+                tracing::warn!(error = %e, jobs = batch.len(), "could not mark jobs claimed ahead started; releasing them unstarted");
+                for (_, reply) in batch {
+                    let _ = reply.send(Started::Failed);
+                }
             }
         }
     }
+}
+
+/// Asks the starter to mark `lease` started and waits for the answer.
+pub(crate) async fn mark(tx: &mpsc::UnboundedSender<Ask>, lease: LeaseRef) -> Started {
+    let (reply, answer) = oneshot::channel();
+    if tx.send((lease, reply)).is_err() {
+        return Started::Failed;
+    }
+    answer.await.unwrap_or(Started::Failed)
 }
