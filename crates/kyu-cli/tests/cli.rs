@@ -223,6 +223,7 @@ fn fail_job(db: &Db, id: i64) {
                 kinds: None,
                 limit: 1,
                 lease: std::time::Duration::from_secs(30),
+                unstarted: false,
             })
             .await
             .unwrap();

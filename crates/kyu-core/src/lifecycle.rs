@@ -20,6 +20,13 @@
 //! | cancelled | → cancelled | yes | yes |
 //! | released (worker shutdown) | cancel asked → cancelled; else available | no, unless cancelled | yes |
 //! | lease expired (worker died) | cancel asked → cancelled; none left → failed; else available | yes | yes |
+//! | released or lease expired, attempt never started ([`Facts::unstarted`]) | cancel asked → cancelled; else available | no | no |
+//!
+//! Only started attempts count: a job a worker claimed ahead (its prefetch)
+//! and never started ([`Claim::unstarted`](crate::Claim::unstarted), until
+//! [`Store::mark_started`](crate::Store::mark_started)) that is released at
+//! shutdown or rescued after its worker died gets its attempt back and no
+//! error, as if it had never been claimed.
 //!
 //! Only a job that is `running` the same attempt can end it: anything else is
 //! a stale write ([`decide`] returns `None`) and changes nothing.
@@ -66,6 +73,13 @@ impl Ending {
     /// (a cancel asked for meanwhile) stays counted: it did happen.
     pub fn gives_attempt_back(self) -> bool {
         matches!(self, Ending::Snoozed | Ending::Released)
+    }
+
+    /// Whether an attempt that ended this way without its handler having
+    /// started ([`Facts::unstarted`]) is given back and records no error:
+    /// a release and a lease expiry. Only started attempts count.
+    pub fn silent_when_unstarted(self) -> bool {
+        self.kind().silent_when_unstarted()
     }
 
     /// Whether the ending is recorded as an attempt error.
@@ -133,6 +147,11 @@ impl EndingKind {
     pub fn gives_attempt_back(self) -> bool {
         matches!(self, EndingKind::Snoozed | EndingKind::Released)
     }
+
+    /// See [`Ending::silent_when_unstarted`].
+    pub fn silent_when_unstarted(self) -> bool {
+        matches!(self, EndingKind::Released | EndingKind::LeaseExpired)
+    }
 }
 
 /// A fact about the job's row when its attempt ends.
@@ -148,6 +167,8 @@ pub enum Condition {
     NoAttemptsLeft,
     /// The time to run again (retry, snooze) is after now.
     RunAtInFuture,
+    /// The attempt was claimed ahead and its handler never started.
+    Unstarted,
 }
 
 /// What is known about the job when its attempt ends.
@@ -161,6 +182,10 @@ pub struct Facts {
     pub cancel_requested: bool,
     /// Whether the next run time (retry, snooze) is after now.
     pub run_at_in_future: bool,
+    /// Whether the attempt was claimed ahead (a worker's prefetch) and its
+    /// handler never started: a release or a lease expiry of it then gives
+    /// the attempt back and records no error.
+    pub unstarted: bool,
 }
 
 impl Facts {
@@ -171,6 +196,7 @@ impl Facts {
             Condition::Permanent => matches!(ending, Ending::Errored { permanent: true }),
             Condition::NoAttemptsLeft => self.attempt >= self.max_attempts,
             Condition::RunAtInFuture => self.run_at_in_future,
+            Condition::Unstarted => self.unstarted,
         }
     }
 }
@@ -215,6 +241,8 @@ const CANCELLED: &[(Condition, JobState)] = &[(Always, Cancelled)];
 const RELEASED: &[(Condition, JobState)] = &[(CancelRequested, Cancelled), (Always, Available)];
 const LEASE_EXPIRED: &[(Condition, JobState)] = &[
     (CancelRequested, Cancelled),
+    // A never-started attempt is given back: it used none of the attempts.
+    (Unstarted, Available),
     (NoAttemptsLeft, Failed),
     (Always, Available),
 ];
@@ -259,10 +287,13 @@ pub fn end_running(ending: Ending, facts: Facts) -> Transition {
         .iter()
         .find(|(c, _)| facts.holds(*c, ending))
         .map_or(JobState::Available, |(_, s)| *s);
+    // An attempt that never started is not counted, whatever the job's
+    // next state: only started attempts count.
+    let silent = facts.unstarted && ending.silent_when_unstarted();
     Transition {
         state: next,
-        uncount: ending.gives_attempt_back() && !next.is_finished(),
-        records_error: ending.records_error(),
+        uncount: silent || (ending.gives_attempt_back() && !next.is_finished()),
+        records_error: ending.records_error() && !silent,
     }
 }
 
@@ -282,6 +313,8 @@ pub struct SqlFacts<'a> {
     pub max_attempts: &'a str,
     /// Boolean: the next run time is after now.
     pub run_at_in_future: &'a str,
+    /// Boolean: the attempt was claimed ahead and never started.
+    pub unstarted: &'a str,
 }
 
 /// The rule as one SQL `CASE` expression yielding the next state's name,
@@ -296,6 +329,7 @@ pub struct SqlFacts<'a> {
 ///     attempt: "j.attempt",
 ///     max_attempts: "j.max_attempts",
 ///     run_at_in_future: "(u.run_at > $7)",
+///     unstarted: "j.unstarted",
 /// });
 /// assert!(case.starts_with("CASE "));
 /// assert!(case.contains("WHEN u.outcome = 'errored' AND (j.attempt >= j.max_attempts) THEN 'failed'"));
@@ -322,10 +356,11 @@ pub fn sql_state_case(f: SqlFacts<'_>) -> String {
 ///     attempt: "attempt",
 ///     max_attempts: "max_attempts",
 ///     run_at_in_future: "false",
+///     unstarted: "unstarted",
 /// });
 /// assert_eq!(
 ///     case,
-///     "CASE WHEN (cancel_requested) THEN 'cancelled' \
+///     "CASE WHEN (cancel_requested) THEN 'cancelled' WHEN (unstarted) THEN 'available' \
 ///      WHEN (attempt >= max_attempts) THEN 'failed' WHEN TRUE THEN 'available' END"
 /// );
 /// ```
@@ -344,6 +379,7 @@ fn push_rules(sql: &mut String, kind: EndingKind, ending: Option<&str>, f: &SqlF
             Permanent => Some(format!("({})", f.permanent)),
             NoAttemptsLeft => Some(format!("({} >= {})", f.attempt, f.max_attempts)),
             RunAtInFuture => Some(format!("({})", f.run_at_in_future)),
+            Unstarted => Some(format!("({})", f.unstarted)),
         };
         let when: Vec<&str> = ending.into_iter().chain(fact.as_deref()).collect();
         let when = if when.is_empty() {
@@ -353,6 +389,34 @@ fn push_rules(sql: &mut String, kind: EndingKind, ending: Option<&str>, f: &SqlF
         };
         sql.push_str(&format!(" WHEN {when} THEN '{}'", state.as_str()));
     }
+}
+
+/// The `reason` of the `started` event of a job claimed ahead
+/// ([`Claim::unstarted`](crate::Claim::unstarted)): its handler has not
+/// started yet.
+pub const CLAIMED_AHEAD_REASON: &str =
+    "claimed ahead (prefetch): its handler starts when the worker has a free slot";
+
+/// The `reason` of the `released` event of a job whose lease ran out before
+/// its handler started, with `{worker}` standing for the worker that held it
+/// (see [`never_started_reason`]).
+pub const NEVER_STARTED_REASON: &str =
+    "claimed ahead by worker {worker} and never started; its lease ran out";
+
+/// [`NEVER_STARTED_REASON`] for `worker`.
+pub fn never_started_reason(worker: &str) -> String {
+    NEVER_STARTED_REASON.replace("{worker}", worker)
+}
+
+/// The endings that give their attempt back and record no error when the
+/// attempt never started, as a SQL list (`'released', 'lease_expired'`).
+pub fn sql_silent_when_unstarted_endings() -> String {
+    EndingKind::ALL
+        .iter()
+        .filter(|k| k.silent_when_unstarted())
+        .map(|k| format!("'{}'", k.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The endings that give their attempt back, as a SQL list (`'snoozed', 'released'`).
@@ -375,6 +439,7 @@ mod tests {
             max_attempts: if attempts_left { 3 } else { 2 },
             cancel_requested: cancel,
             run_at_in_future: future,
+            unstarted: false,
         }
     }
 
@@ -434,6 +499,63 @@ mod tests {
         }
     }
 
+    /// A release or lease expiry of an attempt that never started gives it
+    /// back and records nothing, even on the last attempt; a started one is
+    /// unchanged (above).
+    #[test]
+    fn unstarted_attempts_are_given_back_silently() {
+        use JobState::*;
+        // (ending, attempts left, cancel requested) → state
+        #[rustfmt::skip]
+        let table: &[(Ending, bool, bool, JobState)] = &[
+            (Ending::LeaseExpired, true,  false, Available),
+            (Ending::LeaseExpired, false, false, Available),
+            (Ending::LeaseExpired, false, true,  Cancelled),
+            (Ending::Released,     true,  false, Available),
+            (Ending::Released,     false, false, Available),
+            (Ending::Released,     true,  true,  Cancelled),
+        ];
+        for &(ending, left, cancel, state) in table {
+            let f = Facts {
+                unstarted: true,
+                ..facts(left, cancel, false)
+            };
+            let t = decide(Running, ending, f).unwrap();
+            assert_eq!(
+                t,
+                Transition {
+                    state,
+                    uncount: true,
+                    records_error: false
+                },
+                "{ending:?} unstarted, attempts left={left} cancel={cancel}"
+            );
+        }
+        // Other endings ignore the fact: they come from a handler that ran,
+        // or end the job (a cancel before it started is recorded).
+        for ending in [
+            Ending::Completed,
+            Ending::Errored { permanent: false },
+            Ending::Snoozed,
+            Ending::Cancelled,
+        ] {
+            let f = facts(true, false, false);
+            let unstarted = Facts {
+                unstarted: true,
+                ..f
+            };
+            assert_eq!(
+                decide(Running, ending, unstarted),
+                decide(Running, ending, f),
+                "{ending:?}"
+            );
+        }
+        assert_eq!(
+            sql_silent_when_unstarted_endings(),
+            "'released', 'lease_expired'"
+        );
+    }
+
     #[test]
     fn every_rule_list_ends_with_always() {
         for kind in EndingKind::ALL {
@@ -452,6 +574,7 @@ mod tests {
             attempt: "a",
             max_attempts: "m",
             run_at_in_future: "f",
+            unstarted: "u",
         });
         let mut at = 0;
         for kind in EndingKind::ALL {

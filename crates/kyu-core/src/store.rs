@@ -56,6 +56,13 @@ pub struct Claim {
     /// The lease: the claimed jobs are the worker's until now + lease,
     /// unless a heartbeat extends it.
     pub lease: Duration,
+    /// Claim the jobs ahead, for a worker's prefetch: they are `running`
+    /// and leased like any claimed job, but their handlers have not started
+    /// until [`Store::mark_started`] says so. Until then a release
+    /// ([`FinishOutcome::Released`]) or a lease expiry gives the attempt
+    /// back and records no error: only started attempts count. False (the
+    /// usual): every claimed job starts at once.
+    pub unstarted: bool,
 }
 
 /// What a worker needs to run one claimed job.
@@ -141,7 +148,9 @@ pub enum FinishOutcome {
     },
     /// The worker is shutting down and gives the job back: → `available` at
     /// once, the attempt not counted, the interruption recorded as an attempt
-    /// error. A cancel asked for meanwhile → `cancelled`.
+    /// error. A cancel asked for meanwhile → `cancelled`. A job claimed
+    /// ahead ([`Claim::unstarted`]) whose handler never started is released
+    /// silently: no error recorded, the attempt not counted even if cancelled.
     Released {
         /// Why, e.g. "worker shut down".
         message: String,
@@ -584,6 +593,14 @@ pub trait Store:
         lease: Duration,
     ) -> Result<Option<ClaimedJob>, StoreError>;
 
+    /// Marks attempts claimed ahead ([`Claim::unstarted`]) as started: their
+    /// handlers are about to run, so from now on a lease expiry counts the
+    /// attempt and records it lost. One statement for the whole batch.
+    /// Returns the leases among `leases` that are no longer held (the job
+    /// is not running that attempt: rescued, or finished); their handlers
+    /// must not run. Marking an attempt that already started changes nothing.
+    async fn mark_started(&self, leases: &[LeaseRef]) -> Result<Vec<LeaseRef>, StoreError>;
+
     /// Records how attempts ended, one result per item, in order.
     async fn finish(&self, batch: Vec<Finish>) -> Result<Vec<FinishResult>, StoreError>;
 
@@ -605,7 +622,10 @@ pub trait Store:
 
     /// Makes up to `limit` running jobs whose lease expired runnable again
     /// (`available`), recording the lost attempt; `failed` if no attempts are
-    /// left; `cancelled` if a cancel was asked for.
+    /// left; `cancelled` if a cancel was asked for. A job claimed ahead whose
+    /// handler never started ([`Claim::unstarted`]) is given back like a
+    /// release: its attempt not counted, no error recorded, a `released`
+    /// event (no `lease_expired`) whose `reason` says it never started.
     async fn reap_expired(&self, limit: usize) -> Result<Vec<Reaped>, StoreError>;
 
     /// Cancels jobs: see [`CancelResult`]. One result per id, in order.

@@ -72,11 +72,21 @@ fn claimed(r: &PgRow) -> Result<ClaimedJob, StoreError> {
 
 /// The `started` event of every row of the CTE `claimed` (a claim's
 /// RETURNING, so the ids are drawn after the rows changed: module
-/// `events`), in claim order; `now` and `worker` are parameters.
-fn started_events(schema: &str, now: &str, worker: &str) -> String {
+/// `events`), in claim order; `now` and `worker` are parameters; `ahead`:
+/// the jobs were claimed ahead, not started (the event's `reason` says so).
+fn started_events(schema: &str, now: &str, worker: &str, ahead: bool) -> String {
+    let reason = if ahead {
+        format!(
+            "'{}'::text",
+            kyu_core::lifecycle::CLAIMED_AHEAD_REASON.replace('\'', "''")
+        )
+    } else {
+        "NULL::text".to_string()
+    };
     let facts = crate::events::facts(&[
         ("state", "'running'"),
         ("worker", worker),
+        ("reason", &reason),
         (
             "wait_ms",
             &format!("greatest(0, {})", crate::events::ms_between("run_at", now)),
@@ -100,7 +110,7 @@ pub(crate) async fn claim_job(
     worker: &str,
     lease: Duration,
 ) -> Result<Option<ClaimedJob>, StoreError> {
-    let started = started_events(schema, "$3", "$2");
+    let started = started_events(schema, "$3", "$2", false);
     let row = sqlx::query(&format!(
         "WITH claimed AS (\
            UPDATE {schema}.jobs j SET state = 'running', attempt = j.attempt + 1, worker = $2, \
@@ -214,7 +224,14 @@ pub(crate) async fn claim_in(
     } else {
         "(p.paused OR p.global_concurrency IS NOT NULL OR p.rate_starts IS NOT NULL)"
     };
-    let started = started_events(schema, "$2", "$4");
+    let started = started_events(schema, "$2", "$4", claim.unstarted);
+    // Jobs claimed ahead are flagged until the worker marks them started
+    // (module `prefetch`); an ordinary claim writes nothing more.
+    let ahead = if claim.unstarted {
+        "unstarted = true, "
+    } else {
+        ""
+    };
     let sql = format!(
         "WITH live AS (\
            SELECT ARRAY(SELECT q FROM unnest($1::text[]) AS q WHERE NOT EXISTS \
@@ -238,7 +255,7 @@ pub(crate) async fn claim_in(
          claimed AS (\
            UPDATE {schema}.jobs j SET state = 'running', attempt = j.attempt + 1, worker = $4, \
              attempted_at = $2, lease_expires_at = $5, progress_percent = NULL, \
-             progress_message = NULL \
+             {ahead}progress_message = NULL \
            FROM picked WHERE j.id = picked.id \
            RETURNING j.id, j.queue, j.kind, j.args, j.attempt, j.max_attempts, j.retry, \
              j.timeout_ms, j.priority, j.run_at, j.lease_expires_at, j.tags, j.unique_key), \

@@ -149,8 +149,10 @@ async fn settle(
         attempt: "attempt",
         max_attempts: "max_attempts",
         run_at_in_future: "run_at > $7",
+        unstarted: "unstarted",
     });
     let give_back = lifecycle::sql_give_back_endings();
+    let silent_endings = lifecycle::sql_silent_when_unstarted_endings();
     // Each applied row's event, named from its ending and new state as
     // kyu-core's event::for_ending names it.
     let event_type = kyu_core::event::sql_for_ending("outcome", "state");
@@ -161,6 +163,8 @@ async fn settle(
             "run_at",
             "CASE WHEN state IN ('scheduled', 'available') THEN run_at END",
         ),
+        // A job released before it started: why, without an error.
+        ("reason", "reason"),
         ("duration_ms", &events::ms_between("attempted_at", "$7")),
     ]);
     let insert = events::insert(schema);
@@ -172,15 +176,22 @@ async fn settle(
            SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::timestamptz[], \
              $5::bool[], $6::text[]) AS u(id, attempt, outcome, run_at, permanent, error)), \
          locked AS (\
-           SELECT j.id, j.max_attempts, j.cancel_requested, u.attempt, u.outcome, u.run_at, \
-             u.permanent, u.error \
+           SELECT j.id, j.max_attempts, j.cancel_requested, j.unstarted, u.attempt, u.outcome, \
+             u.run_at, u.permanent, u.error \
            FROM {schema}.jobs j JOIN u ON j.id = u.id \
            WHERE j.attempt = u.attempt AND j.state = 'running' \
            ORDER BY j.id FOR UPDATE OF j), \
-         decided AS (\
+         ruled AS (\
            SELECT id, attempt, run_at, error, outcome, {next_state} AS state, \
-             outcome IN ({give_back}) AS uncount \
+             unstarted AND outcome IN ({silent_endings}) AS silent \
            FROM locked), \
+         decided AS (\
+           SELECT id, attempt, run_at, outcome, state, \
+             CASE WHEN silent THEN NULL ELSE error END AS error, \
+             CASE WHEN silent THEN error::jsonb->>'message' END AS reason, \
+             silent OR (outcome IN ({give_back}) AND state IN ('scheduled', 'available')) \
+               AS uncount \
+           FROM ruled), \
          updated AS (\
            UPDATE {schema}.jobs j SET state = d.state, \
              run_at = CASE WHEN d.state IN ('scheduled', 'available') THEN d.run_at ELSE j.run_at END, \
@@ -188,11 +199,11 @@ async fn settle(
              lease_expires_at = NULL, \
              errors = CASE WHEN d.error IS NULL THEN j.errors \
                ELSE j.errors || jsonb_build_array(d.error::jsonb) END, \
-             attempt = j.attempt - CASE WHEN d.uncount AND d.state IN ('scheduled', 'available') \
-               THEN 1 ELSE 0 END \
+             attempt = j.attempt - CASE WHEN d.uncount THEN 1 ELSE 0 END, \
+             unstarted = false \
            FROM decided d WHERE j.id = d.id \
            RETURNING j.id, d.attempt, j.state, j.queue, j.kind, j.attempted_at, j.run_at, \
-             d.outcome, d.error, j.batch_id), \
+             d.outcome, d.error, d.reason, j.batch_id), \
          ev AS ({insert} SELECT $7, {event_type}, id, queue, kind, attempt, {facts} \
            FROM updated ORDER BY id){batches} \
          SELECT u.id, u.attempt, u.state, n.notified FROM updated u CROSS JOIN \

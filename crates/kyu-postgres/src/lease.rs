@@ -118,7 +118,9 @@ pub(crate) async fn set_progress(
 
 /// Makes up to `limit` running jobs whose lease ran out (lease_expires_at <= now)
 /// runnable again, failed (no attempts left) or cancelled (a cancel was asked
-/// for); the lost attempt is recorded. Rows being finished or reaped by
+/// for); the lost attempt is recorded. A job claimed ahead and never started
+/// (module `prefetch`) is given back instead: its attempt not counted, no
+/// error, a `released` event saying why. Rows being finished or reaped by
 /// another process right now are skipped.
 pub(crate) async fn reap_expired(
     pool: &PgPool,
@@ -139,13 +141,25 @@ pub(crate) async fn reap_expired(
             attempt: "attempt",
             max_attempts: "max_attempts",
             run_at_in_future: "false",
+            unstarted: "unstarted",
         },
     );
-    let event_type = kyu_core::event::sql_for_ending("'lease_expired'", "state");
+    // A job that never started was given back, not lost: a release (its
+    // attempt not counted, no error: `unstarted` below stands for the
+    // lifecycle rule's `silent_when_unstarted` of a lease expiry).
+    debug_assert!(EndingKind::LeaseExpired.silent_when_unstarted());
+    let event_type = kyu_core::event::sql_for_ending(
+        "CASE WHEN unstarted THEN 'released' ELSE 'lease_expired' END",
+        "state",
+    );
     let facts = crate::events::facts(&[
         ("state", "state"),
         ("worker", "worker"),
-        ("error", "$4::text"),
+        ("error", "CASE WHEN NOT unstarted THEN $4::text END"),
+        (
+            "reason",
+            "CASE WHEN unstarted THEN replace($6, '{worker}', COALESCE(worker, '')) END",
+        ),
         (
             "duration_ms",
             &crate::events::ms_between("attempted_at", "$1"),
@@ -156,7 +170,8 @@ pub(crate) async fn reap_expired(
         crate::batches::count_ctes(schema, "SELECT batch_id, state, 1 FROM updated", "$1", "$5");
     let sql = format!(
         "WITH expired AS (\
-           SELECT id, attempt, max_attempts, cancel_requested, worker FROM {schema}.jobs \
+           SELECT id, attempt, max_attempts, cancel_requested, worker, unstarted \
+           FROM {schema}.jobs \
            WHERE state = 'running' AND lease_expires_at <= $1 \
            ORDER BY lease_expires_at, id LIMIT $2 FOR UPDATE SKIP LOCKED), \
          decided AS (\
@@ -167,11 +182,14 @@ pub(crate) async fn reap_expired(
              run_at = CASE WHEN d.next = 'available' THEN $1 ELSE j.run_at END, \
              finished_at = CASE WHEN d.next = 'available' THEN NULL ELSE $1 END, \
              lease_expires_at = NULL, \
-             errors = j.errors || jsonb_build_array(jsonb_build_object('at', $3::jsonb, \
-               'attempt', d.attempt, 'message', $4::text, 'worker', COALESCE(d.worker, ''))) \
+             errors = CASE WHEN d.unstarted THEN j.errors ELSE \
+               j.errors || jsonb_build_array(jsonb_build_object('at', $3::jsonb, \
+               'attempt', d.attempt, 'message', $4::text, 'worker', COALESCE(d.worker, ''))) END, \
+             attempt = j.attempt - CASE WHEN d.unstarted THEN 1 ELSE 0 END, \
+             unstarted = false \
            FROM decided d WHERE j.id = d.id \
-           RETURNING j.id, j.attempt, j.state, j.queue, j.kind, j.attempted_at, d.worker, \
-             j.batch_id), \
+           RETURNING j.id, d.attempt, j.state, j.queue, j.kind, j.attempted_at, d.worker, \
+             d.unstarted, j.batch_id), \
          ev AS ({insert} SELECT $1, {event_type}, id, queue, kind, attempt, {facts} \
            FROM updated ORDER BY id){batches} \
          SELECT u.id, u.attempt, u.state, n.notified FROM updated u CROSS JOIN \
@@ -184,13 +202,14 @@ pub(crate) async fn reap_expired(
         .bind(at.to_string())
         .bind(LEASE_EXPIRED)
         .bind(channel)
+        .bind(lifecycle::NEVER_STARTED_REASON)
         .fetch_all(pool)
         .await
         .map_err(db)?;
     let mut out = Vec::with_capacity(rows.len());
     for (id, attempt, state, _) in rows {
         let state = parse_state(&state)?;
-        tracing::warn!(job_id = id, attempt, state = %state, "kyu-postgres: reaped an expired lease");
+        tracing::warn!(job_id = id, attempt, state = %state, "kyu-postgres: reaped an expired lease (or gave back a job claimed ahead and never started)");
         out.push(Reaped {
             id,
             attempt: attempt as u32,

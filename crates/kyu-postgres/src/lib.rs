@@ -59,6 +59,7 @@ mod limits;
 mod logs;
 mod notify;
 mod operate;
+mod prefetch;
 mod query;
 mod retry;
 mod row;
@@ -475,6 +476,16 @@ impl Store for PgStore {
                 self.events_written();
             }
             Ok(out)
+        })
+        .await
+    }
+
+    async fn mark_started(&self, leases: &[LeaseRef]) -> Result<Vec<LeaseRef>, StoreError> {
+        self.limit(async {
+            if leases.is_empty() {
+                return Ok(Vec::new());
+            }
+            prefetch::mark_started(&self.inner.pool, self.s(), leases).await
         })
         .await
     }

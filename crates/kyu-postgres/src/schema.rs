@@ -154,6 +154,8 @@ CREATE TABLE {s}.secrets (
     crate::limits::MIGRATION,
     // 8: batches (counts, callbacks) and the batch of a job.
     crate::batches::MIGRATION,
+    // 9: jobs claimed ahead (a worker's prefetch) and not started yet.
+    crate::prefetch::MIGRATION,
 ];
 
 /// The latest schema version this build knows.

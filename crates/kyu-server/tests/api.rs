@@ -473,6 +473,7 @@ async fn wait_long_poll_answers_when_the_job_finishes() {
                 kinds: None,
                 limit: 1,
                 lease: Duration::from_secs(30),
+                unstarted: false,
             })
             .await
             .unwrap();

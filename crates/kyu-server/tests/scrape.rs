@@ -406,6 +406,7 @@ async fn reaper_counts_expired_leases_and_the_jobs_they_fail() {
             kinds: Some(vec!["lost".into()]),
             limit: 10,
             lease: Duration::from_secs(1),
+            unstarted: false,
         })
         .await
         .unwrap();

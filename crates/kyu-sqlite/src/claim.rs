@@ -17,12 +17,14 @@ use crate::events::EventWriter;
 use crate::row::{db, dur_us, from_us, parse_json, us};
 
 /// Writes the `started` event of each claimed job (`run_at_us`: when it
-/// became available, for the wait).
+/// became available, for the wait); `ahead`: the jobs were claimed ahead,
+/// not started (the event's `reason` says so).
 fn started(
     conn: &Connection,
     now_us: i64,
     worker: &str,
     jobs: &[(i64, &ClaimedJob)],
+    ahead: bool,
 ) -> Result<(), StoreError> {
     let mut events = EventWriter::new(conn)?;
     for (run_at_us, j) in jobs {
@@ -30,6 +32,7 @@ fn started(
             state: Some(kyu_core::JobState::Running),
             worker: Some(worker.to_string()),
             wait_ms: Some(now_us.saturating_sub(*run_at_us).max(0) / 1000),
+            reason: ahead.then(|| kyu_core::lifecycle::CLAIMED_AHEAD_REASON.to_string()),
             ..kyu_core::EventFacts::default()
         };
         events.job(
@@ -152,7 +155,7 @@ pub(crate) fn claim_job(
         })
         .map_err(db)?;
     if let Some((run_at_us, j)) = &got {
-        started(conn, now_us, worker, &[(*run_at_us, j)])?;
+        started(conn, now_us, worker, &[(*run_at_us, j)], false)?;
     }
     Ok(got.map(|(_, j)| j))
 }
@@ -238,10 +241,17 @@ fn claim_from(
             serde_json::to_string(&pairs).map_err(StoreError::database)?,
         ));
     }
+    // Jobs claimed ahead are flagged until the worker marks them started
+    // (module `prefetch`); an ordinary claim writes nothing more.
+    let ahead = if claim.unstarted {
+        "unstarted = 1, "
+    } else {
+        ""
+    };
     let sql = format!(
         "UPDATE jobs SET state = 'running', attempt = attempt + 1, worker = ?1, \
          attempted_at = ?2, lease_expires_at = ?3, progress_percent = NULL, \
-         progress_message = NULL \
+         {ahead}progress_message = NULL \
          WHERE id IN ({pick}) {RETURNING}"
     );
     let lease_until = now_us.saturating_add(dur_us(claim.lease));
@@ -263,6 +273,6 @@ fn claim_from(
     // RETURNING order is unspecified.
     rows.sort_by_key(|(p, run_at, j)| (*p, *run_at, j.id));
     let claimed: Vec<(i64, &ClaimedJob)> = rows.iter().map(|(_, r, j)| (*r, j)).collect();
-    started(conn, now_us, &claim.worker, &claimed)?;
+    started(conn, now_us, &claim.worker, &claimed, claim.unstarted)?;
     Ok(rows)
 }

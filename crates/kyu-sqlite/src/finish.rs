@@ -29,9 +29,8 @@ pub(crate) fn finish(
     let mut out = Vec::with_capacity(batch.len());
     let mut select = conn
         .prepare_cached(
-            "SELECT attempt, max_attempts, cancel_requested, queue, kind, attempted_at, batch_id \
-             FROM jobs \
-             WHERE id = ?1 AND state = 'running'",
+            "SELECT attempt, max_attempts, cancel_requested, queue, kind, attempted_at, batch_id, \
+             unstarted FROM jobs WHERE id = ?1 AND state = 'running'",
         )
         .map_err(db)?;
     let mut update = conn
@@ -39,7 +38,7 @@ pub(crate) fn finish(
             "UPDATE jobs SET state = ?1, run_at = COALESCE(?2, run_at), \
              finished_at = ?3, lease_expires_at = NULL, \
              errors = CASE WHEN ?4 IS NULL THEN errors ELSE json_insert(errors, '$[#]', json(?4)) END, \
-             attempt = attempt - ?5 \
+             attempt = attempt - ?5, unstarted = 0 \
              WHERE id = ?6 AND attempt = ?7 AND state = 'running'",
         )
         .map_err(db)?;
@@ -87,7 +86,16 @@ pub(crate) fn finish(
             continue;
         }
         #[allow(clippy::type_complexity)]
-        let row: Option<(u32, u32, bool, String, String, Option<i64>, Option<i64>)> = select
+        let row: Option<(
+            u32,
+            u32,
+            bool,
+            String,
+            String,
+            Option<i64>,
+            Option<i64>,
+            bool,
+        )> = select
             .query_row([f.lease.id], |r| {
                 Ok((
                     r.get(0)?,
@@ -97,12 +105,21 @@ pub(crate) fn finish(
                     r.get(4)?,
                     r.get(5)?,
                     r.get(6)?,
+                    r.get(7)?,
                 ))
             })
             .optional()
             .map_err(db)?;
-        let Some((attempt, max_attempts, cancel_requested, queue, kind, attempted_at, batch_id)) =
-            row
+        let Some((
+            attempt,
+            max_attempts,
+            cancel_requested,
+            queue,
+            kind,
+            attempted_at,
+            batch_id,
+            unstarted,
+        )) = row
         else {
             out.push(FinishResult::Stale);
             continue;
@@ -117,6 +134,7 @@ pub(crate) fn finish(
             max_attempts,
             cancel_requested,
             run_at_in_future: run_again_at.is_some_and(|t| t > now_us),
+            unstarted,
         };
         let t = lifecycle::end_running(f.outcome.ending(), facts);
         let error = f
@@ -148,6 +166,12 @@ pub(crate) fn finish(
                 .outcome
                 .error_message()
                 .filter(|_| t.records_error)
+                .map(str::to_string),
+            // A job released before it started: why, without an error.
+            reason: f
+                .outcome
+                .error_message()
+                .filter(|_| !t.records_error)
                 .map(str::to_string),
             run_at: run_again_at.filter(|_| t.runs_again()).map(from_us),
             duration_ms: duration(attempted_at),

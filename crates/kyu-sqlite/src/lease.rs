@@ -116,7 +116,9 @@ pub(crate) fn set_progress(
 }
 
 /// Makes up to `limit` running jobs whose lease ran out (lease_expires_at <= now)
-/// runnable again, failed, or cancelled; the lost attempt is recorded.
+/// runnable again, failed, or cancelled; the lost attempt is recorded. A job
+/// claimed ahead and never started (module `prefetch`) is given back instead:
+/// its attempt not counted, no error, a `released` event saying why.
 pub(crate) fn reap_expired(
     conn: &Connection,
     now: DateTime<Utc>,
@@ -134,10 +136,11 @@ pub(crate) fn reap_expired(
         String,
         Option<i64>,
         Option<i64>,
+        bool,
     )> = conn
         .prepare_cached(
             "SELECT id, attempt, max_attempts, cancel_requested, worker, queue, kind, \
-             attempted_at, batch_id FROM jobs \
+             attempted_at, batch_id, unstarted FROM jobs \
              WHERE state = 'running' AND lease_expires_at <= ?1 \
              ORDER BY lease_expires_at, id LIMIT ?2",
         )
@@ -155,6 +158,7 @@ pub(crate) fn reap_expired(
                         r.get(6)?,
                         r.get(7)?,
                         r.get(8)?,
+                        r.get(9)?,
                     ))
                 },
             )?
@@ -165,45 +169,80 @@ pub(crate) fn reap_expired(
         .prepare_cached(
             "UPDATE jobs SET state = ?1, run_at = CASE WHEN ?1 = 'available' THEN ?2 ELSE run_at END, \
              finished_at = CASE WHEN ?1 = 'available' THEN NULL ELSE ?2 END, \
-             lease_expires_at = NULL, errors = json_insert(errors, '$[#]', json(?3)) \
+             lease_expires_at = NULL, \
+             errors = CASE WHEN ?3 IS NULL THEN errors ELSE json_insert(errors, '$[#]', json(?3)) END, \
+             attempt = attempt - ?6, unstarted = 0 \
              WHERE id = ?4 AND attempt = ?5 AND state = 'running'",
         )
         .map_err(db)?;
     let mut out = Vec::with_capacity(expired.len());
     let mut events = EventWriter::new(conn)?;
     let mut tally = crate::batches::Tally::default();
-    for (id, attempt, max_attempts, cancel_requested, worker, queue, kind, attempted_at, batch) in
-        expired
+    for (
+        id,
+        attempt,
+        max_attempts,
+        cancel_requested,
+        worker,
+        queue,
+        kind,
+        attempted_at,
+        batch,
+        unstarted,
+    ) in expired
     {
         let facts = Facts {
             attempt,
             max_attempts,
             cancel_requested,
             run_at_in_future: false,
+            unstarted,
         };
-        let state = lifecycle::end_running(Ending::LeaseExpired, facts).state;
-        let error = error_json(now, attempt, LEASE_EXPIRED, worker.as_deref().unwrap_or(""));
+        let t = lifecycle::end_running(Ending::LeaseExpired, facts);
+        let state = t.state;
+        let worker_name = worker.as_deref().unwrap_or("");
+        let error = t
+            .records_error
+            .then(|| error_json(now, attempt, LEASE_EXPIRED, worker_name));
         update
-            .execute(params![state.as_str(), now_us, error, id, attempt])
+            .execute(params![
+                state.as_str(),
+                now_us,
+                error,
+                id,
+                attempt,
+                u32::from(t.uncount)
+            ])
             .map_err(db)?;
+        // A job that never started was given back, not lost: a release.
+        let ending = if unstarted {
+            Ending::Released
+        } else {
+            Ending::LeaseExpired
+        };
         tally.add(batch, state, 1);
         let facts = EventFacts {
             state: Some(state),
             worker: worker.clone(),
-            error: Some(LEASE_EXPIRED.to_string()),
+            error: t.records_error.then(|| LEASE_EXPIRED.to_string()),
+            reason: unstarted.then(|| lifecycle::never_started_reason(worker_name)),
             duration_ms: attempted_at.map(|t| (now_us - t).max(0) / 1000),
             ..EventFacts::default()
         };
         events.job(
             now_us,
-            event::for_ending(Ending::LeaseExpired.kind(), state),
+            event::for_ending(ending.kind(), state),
             id,
             &queue,
             &kind,
             Some(attempt),
             &facts,
         )?;
-        tracing::warn!(job_id = id, attempt, state = %state, "kyu-sqlite: reaped an expired lease");
+        if unstarted {
+            tracing::info!(job_id = id, attempt, state = %state, "kyu-sqlite: gave back a job claimed ahead and never started (its lease ran out)");
+        } else {
+            tracing::warn!(job_id = id, attempt, state = %state, "kyu-sqlite: reaped an expired lease");
+        }
         out.push(Reaped { id, attempt, state });
     }
     events.finish()?;

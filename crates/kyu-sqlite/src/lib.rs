@@ -57,6 +57,7 @@ mod logs;
 mod notify;
 mod open_error;
 mod operate;
+mod prefetch;
 mod query;
 mod reserve;
 mod retention;
@@ -534,6 +535,15 @@ impl Store for SqliteStore {
             )
             .await?;
         Ok(out)
+    }
+
+    async fn mark_started(&self, leases: &[LeaseRef]) -> Result<Vec<LeaseRef>, StoreError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let leases = leases.to_vec();
+        self.write(never, move |c| prefetch::mark_started(c, &leases))
+            .await
     }
 
     async fn heartbeat(

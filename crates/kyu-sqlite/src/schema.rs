@@ -83,6 +83,8 @@ CREATE TABLE workers (
     crate::limits::MIGRATION,
     // 8: batches (counts, callbacks) and the batch of a job.
     crate::batches::MIGRATION,
+    // 9: jobs claimed ahead (a worker's prefetch) and not started yet.
+    crate::prefetch::MIGRATION,
 ];
 
 /// Brings the database up to the latest schema, in one `BEGIN IMMEDIATE`

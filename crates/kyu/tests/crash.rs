@@ -18,6 +18,7 @@ use kyu::{JobState, Kyu, NewJob, Outcome, Worker};
 on_each_backend!(
     sigkilled_worker_job_is_rescued_and_the_lost_attempt_recorded,
     nothing_is_lost_when_a_busy_worker_is_killed,
+    prefetched_jobs_of_a_sigkilled_worker_are_rescued_without_an_attempt_charged,
 );
 
 const LEASE: Duration = Duration::from_secs(2);
@@ -47,7 +48,9 @@ fn runs(path: &str) -> Vec<(i64, u32)> {
 }
 
 /// The worker run in the child process: each job logs its start, then works
-/// for `KYU_CRASH_JOB_MS`.
+/// for `KYU_CRASH_JOB_MS`. `KYU_CRASH_CONCURRENCY` (default 4) and
+/// `KYU_CRASH_PREFETCH` (a fixed prefetch; default: the worker's default)
+/// set its queue's slots.
 #[tokio::test]
 async fn child_worker() {
     let Ok(url) = std::env::var("KYU_CRASH_CHILD") else {
@@ -55,6 +58,13 @@ async fn child_worker() {
     };
     let log = std::env::var("KYU_CRASH_LOG").unwrap();
     let job_ms: u64 = std::env::var("KYU_CRASH_JOB_MS").unwrap().parse().unwrap();
+    let number = |var: &str, default: usize| {
+        std::env::var(var).map_or(default, |v| v.parse().expect("a number"))
+    };
+    let concurrency = number("KYU_CRASH_CONCURRENCY", 4);
+    let prefetch = std::env::var("KYU_CRASH_PREFETCH")
+        .ok()
+        .map(|v| kyu::Prefetch::Fixed(v.parse().expect("a number")));
     let kyu = Kyu::connect(&url).await.unwrap();
     let _worker = Worker::new(&kyu)
         .handle("work", move |ctx| {
@@ -65,9 +75,12 @@ async fn child_worker() {
                 Ok(Outcome::Done)
             }
         })
-        .queue("default", 4)
+        .queue("default", concurrency)
         .configure(|c| {
             quick(c);
+            if let Some(p) = prefetch {
+                c.prefetch = p;
+            }
             c.id = "doomed-worker".into();
             c.lease = LEASE;
             c.heartbeat_every = Duration::from_millis(500);
@@ -78,11 +91,16 @@ async fn child_worker() {
 }
 
 fn spawn_child(url: &str, log: &str, job_ms: u64) -> Child {
+    spawn_child_with(url, log, job_ms, &[])
+}
+
+fn spawn_child_with(url: &str, log: &str, job_ms: u64, env: &[(&str, &str)]) -> Child {
     Command::new(std::env::current_exe().unwrap())
         .args(["child_worker", "--exact", "--nocapture", "--test-threads=1"])
         .env("KYU_CRASH_CHILD", url)
         .env("KYU_CRASH_LOG", log)
         .env("KYU_CRASH_JOB_MS", job_ms.to_string())
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn the worker process")
@@ -235,4 +253,99 @@ async fn nothing_is_lost_when_a_busy_worker_is_killed(backend: Backend) {
         duplicates <= 8,
         "only the jobs the dead worker held run twice: {duplicates}"
     );
+}
+
+/// Only started attempts count: a worker (concurrency 2, prefetch 20) holds
+/// 2 running jobs and 10 claimed ahead, never started, when it is SIGKILLed.
+/// Another worker completes every job; the started ones have their lost
+/// attempt recorded, the never-started ones ran once, as attempt 1, with no
+/// error and no `lease_expired` event.
+async fn prefetched_jobs_of_a_sigkilled_worker_are_rescued_without_an_attempt_charged(
+    backend: Backend,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let url = backend.fresh_url(dir.path());
+    let log = dir.path().join("runs.log").display().to_string();
+    let kyu = Kyu::connect(&url).await.unwrap();
+    let n = 12;
+    let ids: Vec<i64> = kyu
+        .enqueue_many(
+            (0..n)
+                .map(|i| NewJob::new("work", serde_json::json!({ "i": i })).max_attempts(1))
+                .collect(),
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.id)
+        .collect();
+
+    let mut child = spawn_child_with(
+        &url,
+        &log,
+        3_600_000,
+        &[("KYU_CRASH_CONCURRENCY", "2"), ("KYU_CRASH_PREFETCH", "20")],
+    );
+    eventually(
+        Duration::from_secs(30),
+        "the child starts 2 jobs and holds all 12",
+        || async {
+            let mut held = 0;
+            for id in &ids {
+                let j = kyu.job(*id).await.unwrap();
+                if j.state == JobState::Running && j.worker.as_deref() == Some("doomed-worker") {
+                    held += 1;
+                }
+            }
+            runs(&log).len() == 2 && held == n
+        },
+    )
+    .await;
+    // Give a wrongly started third handler time to show in the log.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sigkill(&mut child);
+    let started: Vec<i64> = runs(&log).iter().map(|(id, _)| *id).collect();
+    assert_eq!(started.len(), 2, "concurrency 2: {started:?}");
+
+    let since = kyu.last_event_id().await.unwrap();
+    let rescuer = rescue_worker(&kyu, log.clone()).await;
+    for id in &ids {
+        let job = kyu
+            .wait(*id)
+            .timeout(Duration::from_secs(60))
+            .await
+            .unwrap();
+        let runs_of: Vec<u32> = runs(&log)
+            .iter()
+            .filter(|(j, _)| j == id)
+            .map(|(_, a)| *a)
+            .collect();
+        if started.contains(id) {
+            // Its only attempt was lost with the worker: failed, recorded.
+            assert_eq!(job.state, JobState::Failed, "job {id}");
+            assert_eq!(runs_of, vec![1], "job {id}");
+            assert_eq!(job.errors.len(), 1, "job {id}: {:?}", job.errors);
+            assert!(job.errors[0].message.contains("lease expired"));
+        } else {
+            // Never started: its single attempt was given back, and used now.
+            assert_eq!(job.state, JobState::Completed, "job {id}: {:?}", job.errors);
+            assert_eq!(job.attempt, 1, "job {id}: no attempt charged");
+            assert!(job.errors.is_empty(), "job {id}: {:?}", job.errors);
+            assert_eq!(runs_of, vec![1], "job {id}");
+        }
+    }
+    rescuer.shutdown().await;
+
+    let events = kyu.store().read_events(since, 10_000).await.unwrap().events;
+    for e in &events {
+        if e.event_type == kyu::EventType::LeaseExpired || e.event_type == kyu::EventType::Failed {
+            let id = e.job_id.unwrap();
+            assert!(started.contains(&id), "job {id} never started: {e:?}");
+        }
+    }
+    let released = events
+        .iter()
+        .filter(|e| e.event_type == kyu::EventType::Released)
+        .count();
+    assert_eq!(released, n - 2, "one `released` per never-started job");
 }

@@ -376,6 +376,7 @@ async fn claim(kyu: &Kyu, kind: &str) -> kyu_core::ClaimedJob {
             kinds: None,
             limit: 10,
             lease: Duration::from_secs(24 * 3600),
+            unstarted: false,
         })
         .await
         .expect("claim");

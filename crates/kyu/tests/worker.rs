@@ -716,4 +716,15 @@ async fn prefetched_jobs_wait_their_turn_can_be_cancelled_and_are_released_unsta
         assert_eq!(job.attempt, 0, "job {id}: the attempt is not counted");
     }
     assert_eq!(runs.load(Ordering::SeqCst), 1, "the held job never started");
+    // The started one's interruption is recorded; the held one, which never
+    // started, is released silently, and its cancelled neighbour has no
+    // attempt counted either.
+    assert_eq!(kyu.job(ids[0]).await.unwrap().errors.len(), 1);
+    let held = kyu.job(ids[1]).await.unwrap();
+    assert!(held.errors.is_empty(), "{:?}", held.errors);
+    let cancelled = kyu.job(ids[2]).await.unwrap();
+    assert_eq!(
+        cancelled.attempt, 1,
+        "a cancel before the start is recorded"
+    );
 }

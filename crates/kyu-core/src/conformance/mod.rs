@@ -27,6 +27,8 @@
 //! - [`claim`]: which jobs a claim takes, in which order, under which lease;
 //! - [`finish`]: what each way an attempt ends does to its job;
 //! - [`leases`]: heartbeats, cancel requests, progress, reaping expired leases;
+//! - [`prefetch`]: jobs claimed ahead and not started: only started
+//!   attempts count when they are rescued or released;
 //! - [`control`]: pausing queues, cancelling and retrying jobs;
 //! - [`limits`]: global concurrency and rate limits, enforced by the claim;
 //! - [`list`]: reading jobs and queues;
@@ -53,6 +55,7 @@ pub mod list;
 pub mod logs;
 pub mod notify;
 pub mod operate;
+pub mod prefetch;
 pub mod retention;
 pub mod schedules;
 pub mod tokens;
@@ -202,6 +205,16 @@ pub fn claim_of(worker: &str, queues: &[&str], limit: usize) -> Claim {
         kinds: None,
         limit,
         lease: LEASE,
+        unstarted: false,
+    }
+}
+
+/// A claim request like [`claim_of`] that claims the jobs ahead, for a
+/// prefetch: not started until [`Store::mark_started`].
+pub fn claim_ahead(worker: &str, queues: &[&str], limit: usize) -> Claim {
+    Claim {
+        unstarted: true,
+        ..claim_of(worker, queues, limit)
     }
 }
 
@@ -251,6 +264,8 @@ macro_rules! conformance_tests {
                 finish_snoozed, finish_cancelled, finish_released, finish_stale;
             leases: heartbeat_extends_and_reports, cancel_requests_lists_requested,
                 set_progress_records, reap_expired_leases, reap_expired_respects_limit;
+            prefetch: prefetched_rescue_charges_no_attempt, prefetched_release_is_silent,
+                mark_started_reports_lost_leases;
             control: paused_queue_is_skipped, cancel_each_state, cancel_running_then_finish,
                 retry_each_state, retry_failed_by_queue_and_kind,
                 retry_refuses_while_another_job_holds_the_key,

@@ -610,6 +610,7 @@ pub(crate) async fn claim(
                 kinds: session.info.kinds.clone(),
                 limit: max,
                 lease: session.lease,
+                unstarted: false,
             })
             .await?;
         let now = tokio::time::Instant::now();

@@ -10,6 +10,7 @@
 //! queue whose rate limit holds its jobs back sleeps until the store says
 //! the window allows the next start.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,6 +37,9 @@ pub(crate) async fn fetch_loop(
     let slots = Arc::new(Semaphore::new(total));
     let mut pace = Pace::default();
     let run_slots = Arc::new(Semaphore::new(concurrency));
+    // Jobs this loop handed out that wait for a run slot: they take the
+    // slots that free up before any job claimed later.
+    let waiting = Arc::new(AtomicUsize::new(0));
     let mut wake = shared.store.subscribe();
     let queues = vec![queue.clone()];
     let kinds = shared.claim_kinds();
@@ -68,12 +72,21 @@ pub(crate) async fn fetch_loop(
         // point wakes the idle wait below.
         wake.borrow_and_update();
         let wanted = permits.len();
+        // More jobs than free run slots: the claim takes them ahead, not
+        // started, and each is marked started when it gets a slot (module
+        // `start`), so a rescue or release of one that never started
+        // charges no attempt. Without a prefetch every claimed job starts.
+        let free_now = run_slots
+            .available_permits()
+            .saturating_sub(waiting.load(Ordering::SeqCst));
+        let unstarted = prefetch.max() > 0 && wanted > free_now;
         let claim = Claim {
             worker: shared.config.id.clone(),
             queues: queues.clone(),
             kinds: kinds.clone(),
             limit: wanted,
             lease: shared.config.lease,
+            unstarted,
         };
         let jobs = match shared.store.claim(claim).await {
             Ok(jobs) => {
@@ -100,11 +113,16 @@ pub(crate) async fn fetch_loop(
             let started = job.lease_expires_at
                 - chrono::Duration::from_std(shared.config.lease).unwrap_or_default();
             metrics.wait((started - job.run_at).to_std().unwrap_or_default());
+            waiting.fetch_add(1, Ordering::SeqCst);
             execute::spawn(
                 &shared,
                 job,
                 permit,
-                run_slots.clone(),
+                execute::RunSlot {
+                    slots: run_slots.clone(),
+                    waiting: waiting.clone(),
+                    unstarted,
+                },
                 execute::Meters {
                     kind: metrics,
                     slots: slot_gauges.clone(),

@@ -3,6 +3,7 @@
 //! to the completer; nothing here writes to the store.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,6 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use super::start::{self, Started};
 use super::{finish, RunningJob, Shared};
 use crate::humanize::humanize;
 use crate::metrics::{AttemptOutcome, KindMetrics, SlotGauges};
@@ -25,13 +27,25 @@ pub(crate) struct Meters {
     pub(crate) slots: Arc<SlotGauges>,
 }
 
-/// Starts the attempt on its own task once one of `run_slots` is free. `held`
+/// Where an attempt waits for its turn to run.
+pub(crate) struct RunSlot {
+    /// The fetch loop's run slots: one is held while the handler runs.
+    pub(crate) slots: Arc<Semaphore>,
+    /// The fetch loop's count of jobs waiting for a run slot, this one
+    /// included until it stops waiting.
+    pub(crate) waiting: Arc<AtomicUsize>,
+    /// The job was claimed ahead: it is marked started (module `start`)
+    /// before its handler runs.
+    pub(crate) unstarted: bool,
+}
+
+/// Starts the attempt on its own task once one of the run slots is free. `held`
 /// (the fetch loop's slot) is kept until the handler ends.
 pub(crate) fn spawn(
     shared: &Arc<Shared>,
     job: ClaimedJob,
     held: OwnedSemaphorePermit,
-    run_slots: Arc<Semaphore>,
+    run: RunSlot,
     meters: Meters,
 ) {
     let span = tracing::info_span!(
@@ -55,28 +69,49 @@ pub(crate) fn spawn(
                     ended: false,
                 },
             );
-            let (outcome, counted) = tokio::select! {
+            let RunSlot { slots: run_slots, waiting, unstarted } = run;
+            let stop_waiting = || waiting.fetch_sub(1, Ordering::SeqCst);
+            let ended = tokio::select! {
                 biased;
                 slot = run_slots.acquire_owned() => {
                     let slot = slot.expect("semaphore never closed");
-                    meters.slots.take();
-                    let started = std::time::Instant::now();
-                    let (outcome, counted) = run(&shared2, &job, cancel).await;
-                    if counted != AttemptOutcome::NotCounted {
-                        meters.kind.duration(started.elapsed());
+                    stop_waiting();
+                    let started = if unstarted {
+                        start::mark(&shared2.start_tx, job.lease()).await
+                    } else {
+                        Started::Yes
+                    };
+                    match started {
+                        Started::Yes => Some(attempt(&shared2, &job, cancel, &meters, slot).await),
+                        // Rescued meanwhile: another worker has it now.
+                        Started::Lost => None,
+                        Started::Failed => Some((FinishOutcome::Released {
+                            message: format!("worker {} could not mark the job started", shared2.config.id),
+                        }, AttemptOutcome::NotCounted)),
                     }
-                    meters.slots.give_back();
-                    drop(slot);
-                    (outcome, counted)
                 }
-                _ = cancel.cancelled() => (FinishOutcome::Cancelled {
-                    message: "cancelled before it started".into(),
-                }, AttemptOutcome::Cancelled),
-                _ = shared2.stop_claiming.cancelled() => (FinishOutcome::Released {
-                    message: format!("worker {} shut down before the job started", shared2.config.id),
-                }, AttemptOutcome::NotCounted),
+                _ = cancel.cancelled() => {
+                    stop_waiting();
+                    Some((FinishOutcome::Cancelled {
+                        message: "cancelled before it started".into(),
+                    }, AttemptOutcome::Cancelled))
+                }
+                _ = shared2.stop_claiming.cancelled() => {
+                    stop_waiting();
+                    Some((FinishOutcome::Released {
+                        message: format!("worker {} shut down before the job started", shared2.config.id),
+                    }, AttemptOutcome::NotCounted))
+                }
             };
             drop(held);
+            let Some((outcome, counted)) = ended else {
+                tracing::warn!("the job claimed ahead was taken over before it started; not running it");
+                let mut running = shared2.running.lock().expect("running lock");
+                if running.get(&job.id).map(|r| r.attempt) == Some(job.attempt) {
+                    running.remove(&job.id);
+                }
+                return;
+            };
             if let Some(r) = shared2.running.lock().expect("running lock").get_mut(&job.id) {
                 r.ended = true;
             }
@@ -94,6 +129,25 @@ pub(crate) fn spawn(
         }
         .instrument(span),
     );
+}
+
+/// Runs the handler in its run `slot`, recording its duration and the slot gauge.
+async fn attempt(
+    shared: &Arc<Shared>,
+    job: &ClaimedJob,
+    cancel: CancellationToken,
+    meters: &Meters,
+    slot: OwnedSemaphorePermit,
+) -> (FinishOutcome, AttemptOutcome) {
+    meters.slots.take();
+    let started = std::time::Instant::now();
+    let (outcome, counted) = run(shared, job, cancel).await;
+    if counted != AttemptOutcome::NotCounted {
+        meters.kind.duration(started.elapsed());
+    }
+    meters.slots.give_back();
+    drop(slot);
+    (outcome, counted)
 }
 
 /// How the handler's run ended, before it is turned into a store outcome.

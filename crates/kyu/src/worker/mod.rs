@@ -6,6 +6,8 @@
 //!   free slots, then sleeps until a wake-up, a poll, or the next scheduled job;
 //! - [`prefetch`]: how far ahead of its free slots a queue claims;
 //! - [`execute`]: runs one attempt: timeout, panic, cancellation, shutdown;
+//! - [`start`]: marks jobs claimed ahead (the prefetch) started, in batches,
+//!   when they get a run slot;
 //! - [`finish`]: writes finished attempts in batches ([`Store::finish`](kyu_core::Store::finish));
 //! - [`lease`]: heartbeats the leases of running jobs and passes on cancel requests;
 //! - [`schedule_watch`]: warns when enabled schedules are overdue, i.e. no
@@ -22,6 +24,7 @@ pub(crate) mod inline;
 mod lease;
 pub(crate) mod prefetch;
 mod schedule_watch;
+mod start;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -70,7 +73,20 @@ pub struct WorkerConfig {
     /// slot frees up. Default [`Prefetch::Auto`]: what the queue starts in a
     /// few milliseconds at its recent pace, so short jobs are claimed in big
     /// batches and long ones are not hoarded. Held jobs are heartbeated, can
-    /// be cancelled, and are released unstarted on shutdown.
+    /// be cancelled.
+    ///
+    /// Holding costs a job nothing: only started attempts count. A claim
+    /// that takes more jobs than there are free slots claims them ahead
+    /// ([`Claim::unstarted`](kyu_core::Claim::unstarted)), and a held job is
+    /// marked started just before its handler runs (one store call for
+    /// every job that got a slot meanwhile: a held job waits that call's
+    /// round trip before it starts). On shutdown held jobs are released silently
+    /// (available at once, no attempt counted, no error recorded); if the
+    /// worker dies, the lease reaper gives them back the same way, with a
+    /// `released` event whose reason says they never started, never an
+    /// attempt lost, even on a job's last attempt. With
+    /// [`Prefetch::Off`] a claim starts every job it takes and nothing more
+    /// is written.
     pub prefetch: Prefetch,
     /// Most finished attempts written in one store call. Default 512.
     pub finish_batch: usize,
@@ -453,6 +469,12 @@ impl Worker {
             .collect();
         let completer = tokio::spawn(finish::completer(shared.clone(), finish_rx));
         let background = CancellationToken::new();
+        let starter = shared
+            .start_rx
+            .lock()
+            .expect("start lock")
+            .take()
+            .map(|rx| tokio::spawn(start::starter(store.clone(), rx, background.clone())));
         let lease = tokio::spawn(lease::lease_loop(
             shared.clone(),
             registration,
@@ -484,6 +506,7 @@ impl Worker {
             slot_gauges,
             fetchers,
             completer,
+            starter,
             lease,
             maintenance,
             background,
@@ -503,6 +526,10 @@ pub(crate) struct Shared {
     /// Jobs whose attempt has not been written yet, with their cancel signal.
     pub(crate) running: Mutex<HashMap<JobId, RunningJob>>,
     pub(crate) finish_tx: mpsc::UnboundedSender<finish::Message>,
+    /// Leases of jobs claimed ahead whose handlers start ([`start`]).
+    pub(crate) start_tx: mpsc::UnboundedSender<start::Ask>,
+    /// The receiving end of `start_tx`, until the worker's starter takes it.
+    start_rx: Mutex<Option<mpsc::UnboundedReceiver<start::Ask>>>,
     /// Set on shutdown: fetch loops stop claiming.
     pub(crate) stop_claiming: CancellationToken,
     /// Set when the shutdown grace runs out: handlers are stopped, jobs released.
@@ -523,6 +550,7 @@ impl Shared {
         config: WorkerConfig,
     ) -> (Arc<Shared>, mpsc::UnboundedReceiver<finish::Message>) {
         let (finish_tx, finish_rx) = mpsc::unbounded_channel();
+        let (start_tx, start_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             store: kyu.store().clone(),
             kyu,
@@ -531,6 +559,8 @@ impl Shared {
             config,
             running: Mutex::new(HashMap::new()),
             finish_tx,
+            start_tx,
+            start_rx: Mutex::new(Some(start_rx)),
             stop_claiming: CancellationToken::new(),
             hard_stop: CancellationToken::new(),
             local_wake: Notify::new(),
@@ -582,6 +612,7 @@ pub struct WorkerHandle {
     slot_gauges: Vec<(Arc<SlotGauges>, usize)>,
     fetchers: Vec<JoinHandle<()>>,
     completer: JoinHandle<()>,
+    starter: Option<JoinHandle<()>>,
     lease: JoinHandle<()>,
     maintenance: Option<JoinHandle<()>>,
     background: CancellationToken,
@@ -633,6 +664,9 @@ impl WorkerHandle {
         }
         self.background.cancel();
         let _ = self.lease.await;
+        if let Some(s) = self.starter {
+            let _ = s.await;
+        }
         // No longer counted as a worker that runs these kinds.
         if let Err(e) = shared.store.worker_gone(&shared.config.id).await {
             tracing::warn!(worker = %shared.config.id, error = %e, "could not remove the worker's registration; it expires by itself");
