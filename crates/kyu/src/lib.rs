@@ -80,7 +80,9 @@ pub use kyu_core::{BatchCounts, BatchId, BatchStatus, NewBatch};
 pub use kyu_postgres as postgres;
 pub use scheduler::{Scheduler, SchedulerConfig, SchedulerHandle, TickReport};
 pub use wait::Wait;
-pub use worker::{wait_for_signal, Prefetch, Worker, WorkerConfig, WorkerHandle};
+pub use worker::{
+    wait_for_signal, Prefetch, Worker, WorkerConfig, WorkerHandle, DEFAULT_CONCURRENCY,
+};
 
 /// The date and time types kyu's API uses (`run_at`, fire times).
 pub use chrono;

@@ -77,13 +77,14 @@ pub struct BenchArgs {
     /// W1: how many jobs.
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
     jobs: u32,
-    /// Jobs the worker runs at once.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    /// Jobs the worker runs at once [default: the library worker's, kyu::DEFAULT_CONCURRENCY].
+    #[arg(long, default_value_t = kyu::DEFAULT_CONCURRENCY as u32,
+          value_parser = clap::value_parser!(u32).range(1..=10000))]
     concurrency: u32,
     /// Jobs the worker claims ahead of its free slots (WorkerConfig::prefetch):
-    /// auto (what it starts in 5 ms at its recent pace, the worker's default),
-    /// off, or a number.
-    #[arg(long, default_value = "auto")]
+    /// off (the worker's default), auto (what it starts in 5 ms at its recent
+    /// pace), or a number.
+    #[arg(long, default_value = "off")]
     prefetch: kyu::Prefetch,
     /// W1: jobs per bulk-enqueue call.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]

@@ -44,7 +44,14 @@ use handler::{FnHandler, Handler, TypedHandler};
 pub use prefetch::Prefetch;
 
 /// Jobs of one queue a worker runs at once when nobody said how many.
-pub const DEFAULT_CONCURRENCY: usize = 10;
+///
+/// A handler is a tokio task, so a hundred waiting on I/O cost little, and a
+/// claim can take up to a hundred jobs in one store round trip: many short
+/// jobs run several times faster than at 10 (`kyu bench`, README
+/// "Performance"). Give a queue whose handlers burn CPU, or hold scarce
+/// connections, its own smaller number with [`Worker::queue`]. (`kyu worker`
+/// runs commands, each a process: its queues default to 10, see kyu.toml.)
+pub const DEFAULT_CONCURRENCY: usize = 100;
 
 /// How a worker behaves. Every field has a default; see each.
 #[derive(Debug, Clone)]
@@ -70,21 +77,21 @@ pub struct WorkerConfig {
     /// is stopped at its next `.await`. Default 5 s.
     pub cancel_grace: Duration,
     /// Jobs each queue claims beyond its free slots and holds, leased, until a
-    /// slot frees up. Default [`Prefetch::Auto`]: what the queue starts in a
-    /// few milliseconds at its recent pace, so short jobs are claimed in big
-    /// batches and long ones are not hoarded. Held jobs are heartbeated, can
-    /// be cancelled.
+    /// slot frees up. Default [`Prefetch::Off`]: a claim takes what free
+    /// slots can start, and a queue's [concurrency](Worker::queue) is what
+    /// makes claims big. Held jobs are heartbeated and can be cancelled.
     ///
     /// Holding costs a job nothing: only started attempts count. A claim
     /// that takes more jobs than there are free slots claims them ahead
     /// ([`Claim::unstarted`](kyu_core::Claim::unstarted)), and a held job is
     /// marked started just before its handler runs (one store call for
     /// every job that got a slot meanwhile: a held job waits that call's
-    /// round trip before it starts). On shutdown held jobs are released silently
-    /// (available at once, no attempt counted, no error recorded); if the
-    /// worker dies, the lease reaper gives them back the same way, with a
-    /// `released` event whose reason says they never started, never an
-    /// attempt lost, even on a job's last attempt. With
+    /// round trip before it starts, which is why a prefetch rarely makes
+    /// short jobs faster than a larger concurrency does). On shutdown held
+    /// jobs are released silently (available at once, no attempt counted, no
+    /// error recorded); if the worker dies, the lease reaper gives them back
+    /// the same way, with a `released` event whose reason says they never
+    /// started, never an attempt lost, even on a job's last attempt. With
     /// [`Prefetch::Off`] a claim starts every job it takes and nothing more
     /// is written.
     pub prefetch: Prefetch,
