@@ -500,7 +500,11 @@ async fn thousand_batches_one_callback_each_with_one_worker_sigkilled(backend: B
         }
     };
     let tally_jobs = jobs_of("tally").await;
-    assert_eq!(tally_jobs.len() as u64, BATCHES, "on_complete enqueued once each");
+    assert_eq!(
+        tally_jobs.len() as u64,
+        BATCHES,
+        "on_complete enqueued once each"
+    );
     for j in &tally_jobs {
         assert_eq!(
             (j.state, j.attempt),
