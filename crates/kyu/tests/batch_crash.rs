@@ -60,7 +60,7 @@ async fn child_worker() {
             Ok(Outcome::Done)
         })
         .queue("default", 4)
-        .queue("cells", 6)
+        .queue("cells", 12)
         .configure(|c| {
             quick(c);
             c.id = name;
@@ -345,15 +345,16 @@ async fn thousand_batches_one_callback_each_with_one_worker_sigkilled(backend: B
             .collect(),
     );
 
-    // 1,000 batches of 10, created by 4 tasks while the workers run. Each
+    // 1,000 batches of 10, created by 8 tasks while the workers run. Each
     // batch: created with its jobs, sealed.
+    let began = std::time::Instant::now();
     let later = chrono::Utc::now() + chrono::Duration::hours(1);
-    let makers: Vec<_> = (0..4u64)
+    let makers: Vec<_> = (0..8u64)
         .map(|k| {
             let kyu = kyu.clone();
             tokio::spawn(async move {
                 let mut made = Vec::new();
-                for b in (k..BATCHES).step_by(4) {
+                for b in (k..BATCHES).step_by(8) {
                     let cells: Vec<NewJob> = (0..CELLS)
                         .map(|i| {
                             let job = NewJob::new("cell", json!({ "b": b, "i": i }))
@@ -381,11 +382,49 @@ async fn thousand_batches_one_callback_each_with_one_worker_sigkilled(backend: B
             })
         })
         .collect();
+
+    // Mid-run, while "doomed" holds running jobs: SIGKILL it.
+    eventually(
+        Duration::from_secs(120),
+        "a tenth of the batches are done and the doomed worker runs jobs",
+        || async {
+            let running = kyu
+                .list(&JobFilter {
+                    states: vec![kyu::JobState::Running],
+                    kind: Some("cell".into()),
+                    limit: 100,
+                    ..JobFilter::default()
+                })
+                .await
+                .unwrap();
+            tallies.lock().unwrap().len() >= 100
+                && running
+                    .jobs
+                    .iter()
+                    .any(|j| j.worker.as_deref() == Some("doomed"))
+        },
+    )
+    .await;
+    sigkill(&mut children.0[2]);
+    let at_kill = tallies.lock().unwrap().len();
+    eprintln!(
+        "{backend:?}: killed at {:?}, {at_kill} batches reported",
+        began.elapsed()
+    );
+    assert!(
+        (at_kill as u64) < BATCHES,
+        "the kill came mid-run: {at_kill} callbacks ran"
+    );
+
     let mut ids = std::collections::BTreeMap::new();
     for m in makers {
         ids.extend(m.await.unwrap());
     }
     assert_eq!(ids.len() as u64, BATCHES);
+    eprintln!(
+        "{backend:?}: 1,000 batches enqueued in {:?}",
+        began.elapsed()
+    );
 
     // The delayed last job of every eleventh batch is cancelled.
     let delayed: Vec<kyu::JobId> = kyu
@@ -404,39 +443,11 @@ async fn thousand_batches_one_callback_each_with_one_worker_sigkilled(backend: B
     assert_eq!(delayed.len(), (0..BATCHES).filter(|b| b % 11 == 0).count());
     kyu.cancel(&delayed).await.unwrap();
 
-    // Mid-run, while "doomed" holds running jobs: SIGKILL it.
-    eventually(
-        Duration::from_secs(120),
-        "a fifth of the batches are done and the doomed worker runs jobs",
-        || async {
-            let running = kyu
-                .list(&JobFilter {
-                    states: vec![kyu::JobState::Running],
-                    kind: Some("cell".into()),
-                    limit: 100,
-                    ..JobFilter::default()
-                })
-                .await
-                .unwrap();
-            tallies.lock().unwrap().len() >= 200
-                && running
-                    .jobs
-                    .iter()
-                    .any(|j| j.worker.as_deref() == Some("doomed"))
-        },
-    )
-    .await;
-    sigkill(&mut children.0[2]);
-    let at_kill = tallies.lock().unwrap().len();
-    assert!(
-        (at_kill as u64) < BATCHES,
-        "the kill came mid-run: {at_kill} callbacks ran"
-    );
-
     eventually(Duration::from_secs(180), "every batch reported", || async {
         tallies.lock().unwrap().len() as u64 >= BATCHES
     })
     .await;
+    eprintln!("{backend:?}: every batch reported at {:?}", began.elapsed());
     // Give a second callback (there must be none) time to show.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     drop(children);
