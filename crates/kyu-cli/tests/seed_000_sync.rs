@@ -22,12 +22,14 @@ fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for e in std::fs::read_dir(from).unwrap() {
         let e = e.unwrap();
+        // A database (and its wake-up sockets) of a run in place stays behind.
+        if e.file_name().to_string_lossy().starts_with("kyu.db") {
+            continue;
+        }
         let target = to.join(e.file_name());
         if e.file_type().unwrap().is_dir() {
             copy_dir(&e.path(), &target);
-        } else if e.file_name() != "kyu.db"
-            && !e.file_name().to_string_lossy().starts_with("kyu.db-")
-        {
+        } else {
             std::fs::copy(e.path(), target).unwrap();
         }
     }
@@ -186,6 +188,18 @@ fn seed_000_example_syncs_users_in_a_batch_and_logs_the_summary() {
         Duration::from_secs(120),
         "the summary job completes",
         || {
+            // A tick that failed (e.g. no `kyu` on PATH) says why at once.
+            if let Some(t) = s
+                .jobs("sync_all_users")
+                .iter()
+                .find(|j| j["state"] == "failed")
+            {
+                let o = s
+                    .cmd(&["jobs", "logs", &t["id"].to_string()])
+                    .output()
+                    .unwrap();
+                panic!("the tick failed: {}", String::from_utf8_lossy(&o.stdout));
+            }
             s.jobs("sync_summary")
                 .iter()
                 .any(|j| j["state"] == "completed")
