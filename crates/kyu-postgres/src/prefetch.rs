@@ -13,7 +13,7 @@ use sqlx::PgPool;
 
 use crate::row::db;
 
-/// Migration 8: the flag of jobs claimed ahead and not started.
+/// Migration 9: the flag of jobs claimed ahead and not started.
 pub(crate) const MIGRATION: &str =
     "ALTER TABLE {s}.jobs ADD COLUMN unstarted boolean NOT NULL DEFAULT false;";
 

@@ -11,7 +11,7 @@ use rusqlite::{params, Connection};
 
 use crate::row::db;
 
-/// Migration 8: the flag of jobs claimed ahead and not started.
+/// Migration 9: the flag of jobs claimed ahead and not started.
 pub(crate) const MIGRATION: &str =
     "ALTER TABLE jobs ADD COLUMN unstarted INTEGER NOT NULL DEFAULT 0;";
 

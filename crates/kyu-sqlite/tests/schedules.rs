@@ -28,6 +28,7 @@ async fn version_1_database_is_migrated() {
              ALTER TABLE queues DROP COLUMN global_concurrency; \
              ALTER TABLE queues DROP COLUMN rate_starts; ALTER TABLE queues DROP COLUMN rate_per_ms; \
              DROP TABLE batches; DROP INDEX jobs_batch; ALTER TABLE jobs DROP COLUMN batch_id; \
+             ALTER TABLE jobs DROP COLUMN unstarted; \
              DROP INDEX jobs_claim; \
              CREATE INDEX jobs_claim ON jobs (queue, priority, run_at, id) \
              WHERE state = 'available'; PRAGMA user_version = 1;",
