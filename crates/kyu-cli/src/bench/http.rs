@@ -264,8 +264,13 @@ impl RemoteWorker {
         let claim = json!({"max": a.http_batch, "wait_ms": 1000}).to_string();
         let loops = (0..a.http_pollers)
             .map(|_| {
-                let (api, id, stop, seen, claim) =
-                    (api.clone(), id.clone(), stop.clone(), seen.clone(), claim.clone());
+                let (api, id, stop, seen, claim) = (
+                    api.clone(),
+                    id.clone(),
+                    stop.clone(),
+                    seen.clone(),
+                    claim.clone(),
+                );
                 tokio::spawn(async move {
                     let path = format!("/v1/workers/{id}/claim");
                     let ack = format!("/v1/workers/{id}/ack");
