@@ -683,6 +683,24 @@ impl Config {
     /// timeout) to a new job. The timeout is stamped on the job so that every
     /// reader (`kyu jobs show`, the API) sees the one that applies: the job's
     /// own if given, else the kind's.
+    /// Every kind's defaults for the HTTP server, so a job enqueued over
+    /// HTTP gets the stamp [`Config::apply_kind_defaults`] gives `kyu enqueue`.
+    pub fn kind_defaults(&self) -> std::collections::HashMap<String, kyu_server::KindDefaults> {
+        self.jobs
+            .iter()
+            .map(|(name, j)| {
+                let d = kyu_server::KindDefaults {
+                    queue: Some(j.queue.clone()),
+                    priority: Some(j.priority),
+                    max_attempts: j.max_attempts,
+                    retry: j.retry,
+                    timeout: j.timeout,
+                };
+                (name.clone(), d)
+            })
+            .collect()
+    }
+
     pub fn apply_kind_defaults(&self, name: &str, job: kyu::NewJob) -> kyu::NewJob {
         let Some(j) = self.jobs.get(name) else {
             return job;
@@ -698,5 +716,37 @@ impl Config {
             job = job.timeout(t);
         }
         job
+    }
+}
+
+#[cfg(test)]
+mod kind_defaults_tests {
+    use super::*;
+
+    /// `kyu serve` hands the server the same defaults `kyu enqueue` stamps.
+    #[test]
+    fn kind_defaults_are_what_kyu_enqueue_applies() {
+        let text = r#"
+[jobs.sync]
+command = ["true"]
+queue = "batch"
+priority = -3
+timeout = "1h"
+max_attempts = 3
+retry = "fixed:7s"
+"#;
+        let config = Config::parse(Path::new("kyu.toml"), text).expect("config");
+        let d = config.kind_defaults();
+        assert_eq!(
+            d["sync"],
+            kyu_server::KindDefaults {
+                queue: Some("batch".into()),
+                priority: Some(-3),
+                max_attempts: Some(3),
+                retry: Some(kyu::RetryPolicy::fixed(Duration::from_secs(7))),
+                timeout: Some(Duration::from_secs(3600)),
+            }
+        );
+        assert_eq!(d.len(), 1);
     }
 }

@@ -329,3 +329,120 @@ fn bench_help_states_each_option_and_its_default() {
         assert!(help.contains(needle), "{needle}: {help}");
     }
 }
+
+/// `--via http`: the bench starts a real `kyu serve` on each run's database
+/// and speaks only its HTTP API (W1: `POST /v1/jobs/batch` and a remote
+/// worker claiming in batches; W2: `POST /v1/jobs` one at a time), then stops
+/// the server and removes the database like the native runs.
+fn bench_via_http_measures_w1_and_w2_through_kyu_serve(
+    database: &str,
+    dir: Option<&Path>,
+) -> Vec<serde_json::Value> {
+    let o = kyu(&[
+        "--database",
+        database,
+        "bench",
+        "--via",
+        "http",
+        "--json",
+        "--workload",
+        "w1",
+        "--jobs",
+        "200",
+        "--chunk",
+        "50",
+        "--runs",
+        "1",
+    ]);
+    let first = crate::rows(&o);
+    let rows = &first;
+    let w1 = &rows[0];
+    assert_eq!(w1["workload"], "W1", "{rows:?}");
+    assert_eq!(w1["via"], "http", "{rows:?}");
+    assert_eq!(w1["bulk_api"], "POST /v1/jobs/batch", "{rows:?}");
+    assert_eq!(w1["completed"], 200, "{rows:?}");
+    assert_eq!(w1["timed_out"], false, "{rows:?}");
+    assert_eq!(w1["duplicates"], 0, "{rows:?}");
+    assert!(w1["process_per_s"].as_f64().unwrap() > 0.0, "{rows:?}");
+    assert!(w1["enqueue_per_s"].as_f64().unwrap() > 0.0, "{rows:?}");
+    assert!(w1["server_max_rss_mib"].as_f64().unwrap() > 0.0, "{rows:?}");
+    assert_eq!(rows[1]["summary"], true, "{rows:?}");
+    assert_eq!(rows[1]["via"], "http", "{rows:?}");
+
+    let o = kyu(&[
+        "--database",
+        database,
+        "bench",
+        "--via",
+        "http",
+        "--json",
+        "--workload",
+        "w2",
+        "--w2-jobs",
+        "60",
+        "--w2-warmup",
+        "5",
+        "--runs",
+        "1",
+    ]);
+    let rows = crate::rows(&o);
+    let w2 = &rows[0];
+    assert_eq!(w2["workload"], "W2", "{rows:?}");
+    assert_eq!(w2["via"], "http", "{rows:?}");
+    assert_eq!(w2["single_api"], "POST /v1/jobs", "{rows:?}");
+    assert_eq!(w2["measured"], 60, "{rows:?}");
+    assert_eq!(w2["completed"], 60, "{rows:?}");
+    assert_eq!(w2["duplicates"], 0, "{rows:?}");
+    assert!(w2.get("saturated").is_none(), "{rows:?}");
+    let p50 = w2["p50_ms"].as_f64().expect("p50");
+    let p99 = w2["p99_ms"].as_f64().expect("p99");
+    let max = w2["max_ms"].as_f64().expect("max");
+    assert!(0.0 < p50 && p50 <= p99 && p99 <= max, "{rows:?}");
+    assert!(
+        rows[1]["p99_ms"]["median"].as_f64().unwrap() > 0.0,
+        "{rows:?}"
+    );
+    if let Some(dir) = dir {
+        assert_eq!(
+            files_in(dir),
+            Vec::<String>::new(),
+            "left behind in {dir:?}"
+        );
+    }
+
+    // People are told the mode.
+    let o = kyu(&[
+        "--database",
+        database,
+        "bench",
+        "--via",
+        "http",
+        "--workload",
+        "w1",
+        "--jobs",
+        "50",
+        "--runs",
+        "1",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("via http"), "{}", stdout(&o));
+    vec![first[0]["store"].clone(), rows[0]["store"].clone()]
+}
+
+#[test]
+fn bench_via_http_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let dir = dir.path().canonicalize().expect("canonical");
+    let url = format!("sqlite://{}/app.db", dir.display());
+    bench_via_http_measures_w1_and_w2_through_kyu_serve(&url, Some(&dir));
+}
+
+#[test]
+fn bench_via_http_on_postgres() {
+    let Some(base) = postgres_url() else { return };
+    for store in bench_via_http_measures_w1_and_w2_through_kyu_serve(&base, None) {
+        let schema = store["schema"].as_str().expect("schema");
+        assert!(schema.starts_with("kyu_bench_"), "{schema}");
+        assert_eq!(schemas_like(&base, schema), Vec::<String>::new(), "dropped");
+    }
+}

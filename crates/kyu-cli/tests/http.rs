@@ -391,3 +391,44 @@ fn tokens_create_prints_the_secret_once_ls_hides_it_and_revoke_ends_it() {
     let o = run(d, &["tokens", "revoke", "web-app"]);
     assert!(!o.status.success(), "a second revoke finds nothing");
 }
+
+/// `kyu serve` gives its HTTP API the `[jobs.KIND]` defaults of its kyu.toml:
+/// a job enqueued over HTTP without a queue lands in the kind's queue with
+/// the kind's attempts, as `kyu enqueue` would put it.
+#[test]
+fn serve_stamps_the_kinds_defaults_on_jobs_enqueued_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("kyu.toml"),
+        "[jobs.report]\ncommand = [\"true\"]\nqueue = \"reports\"\nmax_attempts = 2\npriority = -3\n",
+    )
+    .unwrap();
+    let (serve, line) = start(d, &["serve", "--http", "127.0.0.1:0"]);
+    let addr = http_addr(&line);
+    let token = admin_token(&line);
+    let (status, body) = call(
+        &addr,
+        "POST",
+        "/v1/jobs",
+        Some(&token),
+        Some(serde_json::json!({"kind": "report"})),
+    );
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (status, body) = call(&addr, "GET", &format!("/v1/jobs/{id}"), Some(&token), None);
+    assert_eq!(status, 200, "{body}");
+    let job: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        (&job["queue"], &job["max_attempts"], &job["priority"]),
+        (
+            &serde_json::json!("reports"),
+            &serde_json::json!(2),
+            &serde_json::json!(-3)
+        ),
+        "{job}"
+    );
+    stop(serve);
+}

@@ -49,16 +49,19 @@ pub mod api;
 pub mod dashboard;
 mod exposition;
 mod health;
+mod kind_defaults;
 mod listen;
 mod metrics;
 mod store_gauges;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use kyu::Kyu;
 
+pub use kind_defaults::KindDefaults;
 pub use listen::{bind, parse_addr, serve};
 pub use metrics::{install_recorder, PrometheusHandle};
 
@@ -100,6 +103,11 @@ pub struct Options {
     /// What remote workers are told to do (run, quiet, stop): `kyu serve`
     /// says quiet when it starts shutting down. Default run.
     pub worker_control: api::workers::WorkerControl,
+    /// Each job kind's defaults (`[jobs.KIND]` in kyu.toml): a job enqueued
+    /// over HTTP (single, batch, batch member or callback, schedule
+    /// template) gets what its request does not give, as `kyu enqueue`
+    /// does. Default none.
+    pub kind_defaults: HashMap<String, KindDefaults>,
 }
 
 impl Default for Options {
@@ -117,6 +125,7 @@ impl Default for Options {
             bulk_batch: 500,
             worker_lease: Duration::from_secs(30),
             worker_control: api::workers::WorkerControl::default(),
+            kind_defaults: HashMap::new(),
         }
     }
 }
@@ -136,6 +145,7 @@ impl std::fmt::Debug for Options {
             .field("bulk_batch", &self.bulk_batch)
             .field("worker_lease", &self.worker_lease)
             .field("worker_control", &self.worker_control.get())
+            .field("kind_defaults", &self.kind_defaults)
             .finish()
     }
 }
@@ -179,6 +189,7 @@ pub fn router(kyu: Kyu, options: Options) -> Router {
         .merge(dashboard::router(shared.clone()))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(axum::Extension(api::extract::BodyLimit(body_limit)))
         .with_state(shared)
 }
 

@@ -1110,3 +1110,116 @@ async fn served_openapi_matches_docs_openapi_json() {
          `KYU_UPDATE_OPENAPI=1 cargo test -p kyu-server --test api served_openapi` and commit it"
     );
 }
+
+/// `[jobs.KIND]` in kyu.toml (given to the server as
+/// `Options::kind_defaults`) applies to jobs enqueued over HTTP as it does
+/// to `kyu enqueue`: what the request does not give comes from the kind,
+/// what it gives wins. Single, batch and a schedule's job alike.
+#[tokio::test]
+async fn enqueue_applies_the_kinds_defaults_unless_the_request_gives_them() {
+    let mut kinds = std::collections::HashMap::new();
+    kinds.insert(
+        "report".to_string(),
+        kyu_server::KindDefaults {
+            queue: Some("reports".into()),
+            priority: Some(-3),
+            max_attempts: Some(2),
+            retry: Some(kyu::RetryPolicy::fixed(Duration::from_secs(7))),
+            timeout: Some(Duration::from_secs(90)),
+        },
+    );
+    let t = T::with(kyu_server::Options {
+        kind_defaults: kinds,
+        ..Default::default()
+    })
+    .await;
+    let admin = t.admin().await;
+    let (status, body) = t
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            Some(&admin),
+            Some(json!({"kind": "report"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let job = t.kyu.job(body["id"].as_i64().unwrap()).await.unwrap();
+    assert_eq!(job.queue, "reports");
+    assert_eq!(job.priority, -3);
+    assert_eq!(job.max_attempts, 2);
+    assert_eq!(job.retry, kyu::RetryPolicy::fixed(Duration::from_secs(7)));
+    assert_eq!(job.timeout, Some(Duration::from_secs(90)));
+
+    let (status, body) = t
+        .call(
+            Method::POST,
+            "/v1/jobs/batch",
+            Some(&admin),
+            Some(json!({"jobs": [
+                {"kind": "report", "queue": "urgent", "priority": 1, "max_attempts": 9, "timeout": "5s",
+                 "retry": {"type": "fixed", "delay": "1s"}},
+                {"kind": "report"},
+                {"kind": "other"},
+            ]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let ids: Vec<i64> = body["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_i64().unwrap())
+        .collect();
+    let given = t.kyu.job(ids[0]).await.unwrap();
+    assert_eq!(
+        (
+            given.queue.as_str(),
+            given.priority,
+            given.max_attempts,
+            given.timeout
+        ),
+        ("urgent", 1, 9, Some(Duration::from_secs(5))),
+        "what the request gives wins"
+    );
+    assert_eq!(given.retry, kyu::RetryPolicy::fixed(Duration::from_secs(1)));
+    let defaulted = t.kyu.job(ids[1]).await.unwrap();
+    assert_eq!(defaulted.queue, "reports");
+    assert_eq!(defaulted.timeout, Some(Duration::from_secs(90)));
+    let other = t.kyu.job(ids[2]).await.unwrap();
+    assert_eq!(
+        (other.queue.as_str(), other.priority, other.timeout),
+        ("default", 0, None),
+        "a kind without defaults gets the library's"
+    );
+
+    let (status, body) = t
+        .call(
+            Method::PUT,
+            "/v1/schedules/nightly",
+            Some(&admin),
+            Some(json!({"cron": "0 3 * * *", "job": {"kind": "report"}})),
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
+    assert_eq!(body["queue"], "reports", "{body}");
+}
+
+/// A body over the configured limit is refused with 413, and the message
+/// gives the limit in force, not the default.
+#[tokio::test]
+async fn a_body_over_the_limit_is_413_naming_the_configured_limit() {
+    let t = T::with(kyu_server::Options {
+        body_limit: 4096,
+        ..Default::default()
+    })
+    .await;
+    let admin = t.admin().await;
+    let big = json!({"kind": "k", "args": {"x": "y".repeat(8192)}});
+    let (status, body) = t
+        .call(Method::POST, "/v1/jobs", Some(&admin), Some(big))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("4096 bytes"), "{message}");
+    assert!(!message.contains("2 MiB"), "{message}");
+}

@@ -8,6 +8,7 @@
 //! Latencies compare CLOCK_MONOTONIC readings, which every process on the
 //! machine shares.
 
+mod http;
 mod machine;
 mod summary;
 mod target;
@@ -40,6 +41,17 @@ pub enum Workload {
     W2,
 }
 
+/// How the producer and the worker reach kyu.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Via {
+    /// The Rust library (`Kyu::enqueue_many`, `Kyu::enqueue`, `Worker`).
+    Library,
+    /// The HTTP API of a `kyu serve` the bench starts: `POST /v1/jobs/batch`
+    /// and `POST /v1/jobs`, and a remote worker claiming in batches with a
+    /// long poll.
+    Http,
+}
+
 /// Measure kyu the way the peer benchmark measures BullMQ, graphile-worker and pg-boss.
 #[derive(Args, Debug)]
 #[command(
@@ -56,6 +68,7 @@ preload and store), then one summary line per workload (\"summary\": true, each 
 {median, min, max}, and the machine).\n\n\
 Examples:\n  kyu bench --workload w1 --jobs 20000 --concurrency 10\n  \
 kyu bench --workload w2 --runs 5\n  \
+kyu bench --via http --workload w2   # through kyu serve's HTTP API\n  \
 kyu bench --database sqlite:///srv/kyu/kyu.db --preload 100000\n  \
 kyu bench --database postgres://postgres@127.0.0.1/bench --prefetch 100 --json\n  \
 kyu bench                      # both workloads, 3 runs each"
@@ -64,6 +77,22 @@ pub struct BenchArgs {
     /// The workload: w1 (throughput) or w2 (latency) [default: both]
     #[arg(long, value_enum)]
     workload: Option<Workload>,
+    /// library: producer and worker use the Rust library; http: the bench
+    /// starts `kyu serve` on each run's database and both speak only its HTTP
+    /// API (W1: `POST /v1/jobs/batch` in --chunk jobs, a remote worker
+    /// claiming up to --http-batch jobs per long poll and acknowledging each
+    /// batch in one request; W2: `POST /v1/jobs`, latency to the claim's
+    /// answer).
+    #[arg(long, value_enum, default_value = "library")]
+    via: Via,
+    /// --via http: most jobs per claim (the remote worker's capacity; one ack
+    /// request per claim).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    http_batch: u32,
+    /// --via http: claim loops of the remote worker, each with its own long
+    /// poll.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=64))]
+    http_pollers: u32,
     /// Repetitions of each workload, each on a fresh database or schema; the
     /// report gives each run and the median (min–max).
     #[arg(long, value_name = "K", default_value_t = 3,
@@ -170,13 +199,22 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> CmdResult {
     let settings = target.settings(&a);
     if !ctx.json {
         let names: Vec<_> = workloads.iter().map(|w| name(*w).to_uppercase()).collect();
+        let shape = match a.via {
+            Via::Library => format!(
+                "via library; concurrency {}, prefetch {}",
+                a.concurrency, a.prefetch
+            ),
+            Via::Http => format!(
+                "via http (kyu serve; POST /v1/jobs/batch and POST /v1/jobs; a remote \
+                 worker claiming up to {} per long poll, {} claim loop(s))",
+                a.http_batch, a.http_pollers
+            ),
+        };
         println!(
-            "kyu {} bench: {}, {} run(s) each; concurrency {}, prefetch {}, preload {}",
+            "kyu {} bench: {}, {} run(s) each; {shape}; preload {}",
             env!("CARGO_PKG_VERSION"),
             names.join(" and "),
             a.runs,
-            a.concurrency,
-            a.prefetch,
             a.preload
         );
         println!("backend: {}", target.describe());

@@ -15,6 +15,7 @@ fn metrics(w: Workload) -> &'static [(&'static str, i32)] {
             ("enqueue_s", 3),
             ("process_s", 3),
             ("worker_max_rss_mib", 1),
+            ("server_max_rss_mib", 1),
         ],
         Workload::W2 => &[
             ("p50_ms", 2),
@@ -22,6 +23,7 @@ fn metrics(w: Workload) -> &'static [(&'static str, i32)] {
             ("max_ms", 2),
             ("mean_ms", 2),
             ("worker_max_rss_mib", 1),
+            ("server_max_rss_mib", 1),
         ],
     }
 }
@@ -57,12 +59,15 @@ pub(super) fn summarize(w: Workload, rows: &[Value], extra: Map<String, Value>) 
         "version",
         "backend",
         "workload",
+        "via",
         "config",
         "n",
         "concurrency",
         "bulk_api",
         "bulk_chunk",
         "single_api",
+        "http_batch",
+        "http_pollers",
         "interval_ms",
         "warmup",
         "preload",
@@ -75,6 +80,11 @@ pub(super) fn summarize(w: Workload, rows: &[Value], extra: Map<String, Value>) 
     out.insert("summary".into(), true.into());
     out.insert("runs".into(), rows.len().into());
     for (key, digits) in metrics(w) {
+        // A figure of one mode only (the server's memory: --via http; the
+        // worker process's: --via library) is left out of the other's.
+        if rows.iter().all(|r| r.get(*key).is_none()) {
+            continue;
+        }
         let s = spread(rows.iter().map(|r| r[*key].as_f64()), *digits);
         out.insert((*key).into(), s.unwrap_or(Value::Null));
     }

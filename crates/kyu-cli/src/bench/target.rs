@@ -11,7 +11,7 @@ use anyhow::Context;
 use kyu::postgres::sqlx::{self, Connection};
 use serde_json::json;
 
-use super::{name, BenchArgs, Workload};
+use super::{name, BenchArgs, Via, Workload};
 use crate::commands::Ctx;
 use crate::Failure;
 
@@ -251,10 +251,17 @@ impl Target {
                 server.get("synchronous_commit")
             ),
         };
-        format!(
-            "{store}, lease 30s; worker concurrency {}, prefetch {}",
-            a.concurrency, a.prefetch
-        )
+        match a.via {
+            Via::Library => format!(
+                "{store}, lease 30s; worker concurrency {}, prefetch {}",
+                a.concurrency, a.prefetch
+            ),
+            Via::Http => format!(
+                "{store}, lease 30s; via kyu serve's HTTP API, remote worker claiming up to {} \
+                 per long poll, {} claim loop(s)",
+                a.http_batch, a.http_pollers
+            ),
+        }
     }
 
     /// The directory whose disk holds the data, for the fdatasync probe, or
@@ -437,7 +444,7 @@ pub(super) struct TempDir {
 }
 
 impl TempDir {
-    fn new() -> anyhow::Result<TempDir> {
+    pub(super) fn new() -> anyhow::Result<TempDir> {
         let path = std::env::temp_dir().join(format!(
             "kyu-bench-{}-{}",
             std::process::id(),
@@ -446,6 +453,13 @@ impl TempDir {
         std::fs::create_dir_all(&path)
             .with_context(|| format!("could not create {}", path.display()))?;
         Ok(TempDir { path })
+    }
+}
+
+impl TempDir {
+    /// The directory.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
     }
 }
 

@@ -10,7 +10,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::worker::WorkerReport;
-use super::{count, mono_ns, name, percentile, round, BenchArgs, BenchJob, Workload};
+use super::{count, mono_ns, name, percentile, round, BenchArgs, BenchJob, Via, Workload};
 use super::{KIND, PRELOAD_KIND, QUEUE};
 
 /// Runs workload `w` once on the fresh database `url`: one row, the peers' shape.
@@ -23,9 +23,11 @@ pub(super) async fn run(
     preload(&kyu, a.preload).await?;
     // What the store holds when the clock starts, as it reports it.
     let preloaded = count(&kyu, JobState::Completed).await?;
-    let mut row = match w {
-        Workload::W1 => w1(a, &kyu, url).await?,
-        Workload::W2 => w2(a, &kyu, url).await?,
+    let mut row = match (a.via, w) {
+        (Via::Library, Workload::W1) => w1(a, &kyu, url).await?,
+        (Via::Library, Workload::W2) => w2(a, &kyu, url).await?,
+        (Via::Http, Workload::W1) => super::http::w1(a, &kyu, url, preloaded).await?,
+        (Via::Http, Workload::W2) => super::http::w2(a, &kyu, url, preloaded).await?,
     };
     row["preload"] = preloaded.into();
     Ok(row)
@@ -183,7 +185,7 @@ async fn w1(a: &BenchArgs, kyu: &Kyu, url: &str) -> anyhow::Result<serde_json::V
     worker.stop().await?;
     Ok(serde_json::json!({
         "system": "kyu", "version": env!("CARGO_PKG_VERSION"), "backend": kyu.store().backend(),
-        "workload": "W1", "config": config_name(a),
+        "workload": "W1", "via": "library", "config": config_name(a),
         "n": n, "concurrency": a.concurrency, "bulk_api": "Kyu::enqueue_many", "bulk_chunk": a.chunk,
         "enqueue_per_s": round(n as f64 / enqueue_s, 0),
         "process_per_s": round(r.done as f64 / r.process_s, 0),
@@ -216,7 +218,7 @@ async fn w2(a: &BenchArgs, kyu: &Kyu, url: &str) -> anyhow::Result<serde_json::V
     let pick = |v: f64| if full { Some(round(v, 2)) } else { None };
     let mut row = serde_json::json!({
         "system": "kyu", "version": env!("CARGO_PKG_VERSION"), "backend": kyu.store().backend(),
-        "workload": "W2", "config": config_name(a),
+        "workload": "W2", "via": "library", "config": config_name(a),
         "n": n, "concurrency": a.concurrency, "single_api": "Kyu::enqueue",
         "interval_ms": a.w2_interval_ms, "warmup": a.w2_warmup,
         "p50_ms": if full { pick(percentile(&lat, 50.0)) } else { None },

@@ -98,7 +98,10 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
             })?;
             let metrics = kyu_server::install_recorder()?;
             let options = if serve {
-                config.http.server_options()
+                kyu_server::Options {
+                    kind_defaults: config.kind_defaults(),
+                    ..config.http.server_options()
+                }
             } else {
                 kyu_server::Options::default()
             }

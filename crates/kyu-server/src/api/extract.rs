@@ -9,6 +9,11 @@ use serde::de::DeserializeOwned;
 
 use super::error::ApiError;
 
+/// The largest request body the server takes ([`crate::Options::body_limit`]),
+/// put in every request's extensions so a refusal can state it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
 /// A JSON request body of type `T`.
 pub struct JsonBody<T>(pub T);
 
@@ -16,15 +21,24 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let limit = req.extensions().get::<BodyLimit>().map(|l| l.0);
         let bytes = Bytes::from_request(req, state).await.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                let accepted = match limit {
+                    Some(n) => format!("up to {n} bytes ([http] body_limit)"),
+                    None => "up to [http] body_limit bytes".to_string(),
+                };
                 ApiError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "body_too_large",
-                    "the request body is over the limit; accepted: up to [http] body_limit bytes (default 2 MiB)",
+                    format!("the request body is over the limit; accepted: {accepted}"),
                 )
             } else {
-                ApiError::new(StatusCode::BAD_REQUEST, "bad_body", format!("the request body could not be read: {e}"))
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_body",
+                    format!("the request body could not be read: {e}"),
+                )
             }
         })?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {

@@ -75,9 +75,18 @@ pub enum RetryRequest {
 
 impl EnqueueRequest {
     /// The library's job, checked as the library checks it (same words).
-    pub(crate) fn into_job(self, now: DateTime<Utc>) -> Result<NewJob, ApiError> {
+    /// `defaults`: the kind's (kyu.toml's `[jobs.KIND]`), applied first so
+    /// the request's own options win.
+    pub(crate) fn into_job(
+        self,
+        now: DateTime<Utc>,
+        defaults: Option<&crate::KindDefaults>,
+    ) -> Result<NewJob, ApiError> {
         let args = self.args.unwrap_or_else(|| serde_json::json!({}));
         let mut job = NewJob::new(self.kind, args);
+        if let Some(d) = defaults {
+            job = d.apply(job);
+        }
         if let Some(q) = self.queue {
             job = job.queue(q);
         }
@@ -330,7 +339,8 @@ pub(crate) fn job_for(
     req: EnqueueRequest,
     field: &str,
 ) -> Result<NewJob, ApiError> {
-    let job = req.into_job(shared.kyu.store().clock().now())?;
+    let defaults = shared.options.kind_defaults.get(&req.kind);
+    let job = req.into_job(shared.kyu.store().clock().now(), defaults)?;
     caller.check_queue(field, &job.queue)?;
     Ok(job)
 }

@@ -226,8 +226,9 @@ impl TemplateRequest {
             unique_for: None,
             tags: self.tags,
         };
+        let defaults = shared.options.kind_defaults.get(&req.kind);
         let job = req
-            .into_job(shared.kyu.store().clock().now())
+            .into_job(shared.kyu.store().clock().now(), defaults)
             .map_err(|e| in_field(e, field))?;
         Ok(kyu::JobTemplate::from(job))
     }
@@ -297,7 +298,10 @@ fn parse_parts(
 ) -> Result<Parts, ApiError> {
     Ok(Parts {
         cron: cron.map(|c| c.parse::<kyu::CronExpr>()).transpose()?,
-        zone: zone.map(kyu::parse_zone).transpose()?,
+        // The body's field is `zone`; the words are the CLI's (`--tz`).
+        zone: zone
+            .map(|z| kyu::parse_zone(z).map_err(|e| kyu::InvalidInput::new("zone", e.problem)))
+            .transpose()?,
         overlap: overlap
             .map(|o| o.parse::<kyu::OverlapPolicy>())
             .transpose()?,
