@@ -679,43 +679,37 @@ impl Config {
         Ok(spec)
     }
 
-    /// Applies kind `name`'s defaults (queue, priority, attempts, retry,
-    /// timeout) to a new job. The timeout is stamped on the job so that every
-    /// reader (`kyu jobs show`, the API) sees the one that applies: the job's
-    /// own if given, else the kind's.
     /// Every kind's defaults for the HTTP server, so a job enqueued over
     /// HTTP gets the stamp [`Config::apply_kind_defaults`] gives `kyu enqueue`.
     pub fn kind_defaults(&self) -> std::collections::HashMap<String, kyu_server::KindDefaults> {
         self.jobs
-            .iter()
-            .map(|(name, j)| {
-                let d = kyu_server::KindDefaults {
-                    queue: Some(j.queue.clone()),
-                    priority: Some(j.priority),
-                    max_attempts: j.max_attempts,
-                    retry: j.retry,
-                    timeout: j.timeout,
-                };
-                (name.clone(), d)
-            })
+            .keys()
+            .filter_map(|name| Some((name.clone(), self.kind_default(name)?)))
             .collect()
     }
 
+    /// The defaults `[jobs.NAME]` gives its jobs, if kyu.toml declares it.
+    fn kind_default(&self, name: &str) -> Option<kyu_server::KindDefaults> {
+        let j = self.jobs.get(name)?;
+        Some(kyu_server::KindDefaults {
+            queue: Some(j.queue.clone()),
+            priority: Some(j.priority),
+            max_attempts: j.max_attempts,
+            retry: j.retry,
+            timeout: j.timeout,
+        })
+    }
+
+    /// Applies kind `name`'s defaults (queue, priority, attempts, retry,
+    /// timeout) to a new job. The timeout is stamped on the job so that every
+    /// reader (`kyu jobs show`, the API) sees the one that applies: the job's
+    /// own if given, else the kind's.
+    /// One rule with `kyu serve`'s HTTP enqueue ([`kyu_server::KindDefaults::apply`]).
     pub fn apply_kind_defaults(&self, name: &str, job: kyu::NewJob) -> kyu::NewJob {
-        let Some(j) = self.jobs.get(name) else {
-            return job;
-        };
-        let mut job = job.queue(j.queue.clone()).priority(j.priority);
-        if let Some(n) = j.max_attempts {
-            job = job.max_attempts(n);
+        match self.kind_default(name) {
+            Some(d) => d.apply(job),
+            None => job,
         }
-        if let Some(r) = j.retry {
-            job = job.retry(r);
-        }
-        if let Some(t) = j.timeout {
-            job = job.timeout(t);
-        }
-        job
     }
 }
 
