@@ -361,7 +361,7 @@ impl Worker {
 
     /// Works `queue`, running at most `concurrency` of its jobs at once.
     /// With no queue named, the worker works `default` and the queues of the
-    /// kinds it registered, each with concurrency 10.
+    /// kinds it registered, each with [`DEFAULT_CONCURRENCY`] (100).
     pub fn queue(mut self, queue: impl Into<String>, concurrency: usize) -> Worker {
         self.queues.push((queue.into(), concurrency.max(1)));
         self
