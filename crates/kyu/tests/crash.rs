@@ -24,18 +24,23 @@ on_each_backend!(
 const LEASE: Duration = Duration::from_secs(2);
 
 /// Appends "id attempt" to the run log: the record of every handler start.
+/// One write per line (`writeln!` may split a line into several writes, and
+/// a reader between them saw half a line).
 fn log_run(path: &str, id: i64, attempt: u32) {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(path)
         .expect("open run log");
-    writeln!(f, "{id} {attempt}").expect("write run log");
+    f.write_all(format!("{id} {attempt}\n").as_bytes())
+        .expect("write run log");
 }
 
+/// The complete lines of the run log (a line being written is left out).
 fn runs(path: &str) -> Vec<(i64, u32)> {
-    std::fs::read_to_string(path)
-        .unwrap_or_default()
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let complete = &text[..text.rfind('\n').map_or(0, |i| i + 1)];
+    complete
         .lines()
         .map(|l| {
             let mut p = l.split(' ');
