@@ -177,10 +177,15 @@ fn bench_measures_postgres_when_the_database_is_postgres_and_drops_its_schema() 
         "w1",
         "--jobs",
         "200",
+        "--preload",
+        "300",
     ]);
     let rows = rows(&o);
     assert_eq!(rows[0]["backend"], "postgres", "{rows:?}");
     assert_eq!(rows[0]["completed"], 200, "{rows:?}");
+    // The preload was vacuumed and checkpointed before the clock started.
+    assert_eq!(rows[0]["preload"], 300, "{rows:?}");
+    assert_eq!(rows[0]["preload_settled"], true, "{rows:?}");
     let schema = rows[0]["store"]["schema"]
         .as_str()
         .expect("schema")
@@ -307,6 +312,8 @@ fn bench_reports_its_preload() {
     let rows = rows(&kyu(&[&args[..], &["--json"]].concat()));
     assert_eq!(rows[0]["preload"], 500, "{rows:?}");
     assert_eq!(rows[0]["completed"], 200, "{rows:?}");
+    // SQLite has nothing to settle.
+    assert_eq!(rows[0]["preload_settled"], false, "{rows:?}");
     assert_eq!(rows[1]["preload"], 500, "{rows:?}");
     let o = kyu(&args);
     assert!(stdout(&o).contains("preload 500"), "{}", stdout(&o));

@@ -103,6 +103,11 @@ pub struct BenchArgs {
     /// working a while. The figures count only the run's own jobs.
     #[arg(long, value_name = "N", default_value_t = 0)]
     preload: u32,
+    /// Skip settling the preload (PostgreSQL: VACUUM (ANALYZE) of the jobs
+    /// table and a CHECKPOINT before the clock starts), to measure a run
+    /// that autovacuum and a checkpoint catch in the middle of their work.
+    #[arg(long, requires = "preload")]
+    no_settle: bool,
     /// W1: how many jobs.
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u32).range(1..))]
     jobs: u32,
@@ -227,7 +232,7 @@ pub async fn run(ctx: &Ctx, a: BenchArgs) -> CmdResult {
         for &w in &workloads {
             let fresh = target.fresh(run, w)?;
             let result = tokio::select! {
-                r = workload::run(&a, w, &fresh.url) => r.map_err(Failure::from),
+                r = workload::run(&a, w, &fresh) => r.map_err(Failure::from),
                 _ = tokio::signal::ctrl_c() => Err(Failure {
                     code: 130,
                     error: anyhow!("interrupted; the bench database of run {run} was removed"),

@@ -96,6 +96,33 @@ impl Fresh {
     }
 }
 
+impl Fresh {
+    /// After a preload, brings the database to the state of a store that has
+    /// worked a while: on PostgreSQL, `VACUUM (ANALYZE)` of the jobs table
+    /// and a `CHECKPOINT`. Without it a run right after a bulk preload
+    /// measures autovacuum working through the preload's dead rows and a
+    /// checkpoint flushing its WAL, which a store that reached that size
+    /// over days has long since done. Outside the clock; SQLite needs none.
+    /// Returns whether there was anything to do.
+    pub async fn settle(&self) -> anyhow::Result<bool> {
+        let Some((options, schema)) = &self.schema else {
+            return Ok(false);
+        };
+        let mut conn = sqlx::PgConnection::connect_with(options).await?;
+        sqlx::query(&format!("VACUUM (ANALYZE) {schema}.jobs"))
+            .execute(&mut conn)
+            .await
+            .context("settling the preload: VACUUM (ANALYZE) of the jobs table")?;
+        // CHECKPOINT needs a superuser or pg_checkpoint; without it the run
+        // still stands, with a note.
+        if let Err(e) = sqlx::query("CHECKPOINT").execute(&mut conn).await {
+            eprintln!("note: no CHECKPOINT after the preload ({e}); the run may include one");
+        }
+        let _ = conn.close().await;
+        Ok(true)
+    }
+}
+
 impl Drop for Fresh {
     fn drop(&mut self) {
         if let Some(dir) = &self.dir {

@@ -17,10 +17,12 @@ use super::{KIND, PRELOAD_KIND, QUEUE};
 pub(super) async fn run(
     a: &BenchArgs,
     w: Workload,
-    url: &str,
+    fresh: &super::target::Fresh,
 ) -> anyhow::Result<serde_json::Value> {
+    let url = fresh.url.as_str();
     let kyu = Kyu::connect(url).await?;
     preload(&kyu, a.preload).await?;
+    let settled = a.preload > 0 && !a.no_settle && fresh.settle().await?;
     // What the store holds when the clock starts, as it reports it.
     let preloaded = count(&kyu, JobState::Completed).await?;
     let mut row = match (a.via, w) {
@@ -30,6 +32,9 @@ pub(super) async fn run(
         (Via::Http, Workload::W2) => super::http::w2(a, &kyu, url, preloaded).await?,
     };
     row["preload"] = preloaded.into();
+    if a.preload > 0 {
+        row["preload_settled"] = settled.into();
+    }
     Ok(row)
 }
 
