@@ -326,13 +326,30 @@ fn sample(p: &PageInfo, job: i64, queue: &str, schedule: &str) -> (String, Vec<(
                 schedule
             },
         )
-        .replace("{file}", "dashboard.css");
+        .replace("{file}", "dashboard.css")
+        .replace("{run}", "1");
     let form: Vec<(&str, String)> = match (p.method.as_str(), p.path) {
         ("GET", "/jobs") => return (format!("/jobs?queue={queue}"), Vec::new()),
+        ("GET", "/jobs/bulk") => {
+            return (
+                format!("/jobs/bulk?action=retry&state=failed&queue={queue}"),
+                Vec::new(),
+            )
+        }
         ("GET", _) => Vec::new(),
         ("POST", "/login") => vec![("token", "kyu_wrong".into())],
         ("POST", "/logout") => Vec::new(),
-        ("POST", "/jobs/retry") | ("POST", "/jobs/cancel") => vec![("ids", job.to_string())],
+        ("POST", "/jobs/retry")
+        | ("POST", "/jobs/cancel")
+        | ("POST", "/jobs/delete")
+        | ("POST", "/jobs/run-now") => vec![("ids", job.to_string())],
+        ("POST", "/jobs/bulk") => vec![
+            ("action", "retry".into()),
+            ("state", "failed".into()),
+            ("queue", queue.into()),
+            ("max_id", job.to_string()),
+            ("at", chrono::Utc::now().to_rfc3339()),
+        ],
         ("POST", p) if p.starts_with("/queues/") || p.starts_with("/schedules/") => Vec::new(),
         _ => panic!(
             "page {} {} has no sample request in the dashboard matrix: add one",
@@ -423,8 +440,14 @@ async fn page_matrix_every_page_every_scope() {
             }
         }
     }
-    // The job was retried by the operate and admin rows; nothing else changed it.
-    assert_ne!(t.kyu.job(job).await.unwrap().state, JobState::Failed);
+    // The job was retried (or deleted) by the operate and admin rows.
+    assert!(t
+        .kyu
+        .store()
+        .get(job)
+        .await
+        .unwrap()
+        .is_none_or(|j| j.state != JobState::Failed));
 }
 
 #[tokio::test]
