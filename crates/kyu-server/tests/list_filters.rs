@@ -159,3 +159,80 @@ async fn a_tenant_cannot_learn_of_another_tenants_job_through_a_unique_key() {
     assert!(!body.to_string().contains("tenant-b"), "{body}");
     assert!(body.get("id").is_none());
 }
+
+/// The list and the bulk action by filter parse one filter: the same bad
+/// value is refused with the same words (the bulk's fields under `filter.`).
+#[tokio::test]
+async fn list_and_bulk_refuse_a_bad_filter_with_the_same_words() {
+    let t = T::new().await;
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    for (query, filter, field) in [
+        ("state=done", json!({"state": "done"}), "state"),
+        ("queue=a%01b", json!({"queue": "a\u{1}b"}), "queue"),
+        (
+            "created_after=yesterday",
+            json!({"created_after": "yesterday"}),
+            "created_after",
+        ),
+        (
+            "created_before=2030-01-01",
+            json!({"created_before": "2030-01-01"}),
+            "created_before",
+        ),
+        ("args.a%20b=1", json!({"args": ["args.a b=1"]}), "args"),
+    ] {
+        let (status, list) = t
+            .call(Method::GET, &format!("/v1/jobs?{query}"), &admin, None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {list}");
+        let (status, bulk) = t
+            .call(
+                Method::POST,
+                "/v1/jobs/bulk",
+                &admin,
+                Some(json!({"action": "retry", "filter": filter, "dry_run": true})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{filter}: {bulk}");
+        let list_words = list["error"]["message"].as_str().unwrap();
+        let bulk_words = bulk["error"]["message"].as_str().unwrap();
+        assert_eq!(list["error"]["field"], field, "{list}");
+        // The bulk names its field inside the body: filter.args[0] for args.
+        let bulk_field = bulk["error"]["field"].as_str().unwrap();
+        assert!(
+            bulk_field.starts_with(&format!("filter.{field}")),
+            "{bulk_field}"
+        );
+        let list_rest = list_words.strip_prefix(field).unwrap();
+        let bulk_rest = bulk_words.strip_prefix(bulk_field).unwrap();
+        assert_eq!(list_rest, bulk_rest, "{query} vs {filter}");
+    }
+    // Ten searches inside args: refused alike.
+    let q: String = (0..9).map(|i| format!("&args.k{i}=1")).collect();
+    let (status, list) = t
+        .call(
+            Method::GET,
+            &format!("/v1/jobs?state=failed{q}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{list}");
+    let args: Vec<String> = (0..9).map(|i| format!("args.k{i}=1")).collect();
+    let (_, bulk) = t
+        .call(
+            Method::POST,
+            "/v1/jobs/bulk",
+            &admin,
+            Some(json!({"action": "retry", "filter": {"args": args}})),
+        )
+        .await;
+    assert_eq!(
+        list["error"]["message"].as_str().unwrap(),
+        bulk["error"]["message"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("filter.")
+            .unwrap()
+    );
+}
