@@ -1,7 +1,10 @@
-//! Jobs: tabs by state, filters by queue, kind, tag and id, keyset paging
-//! (newest first, `before` the last id shown), and retry / cancel of the
-//! selected rows (scope `operate`). Every query is the store's indexed,
-//! bounded page; the tab counts come from the shared counts cache.
+//! Jobs: tabs by state; filters by queue, kind, tag, id, created range and
+//! searches inside args (the API's one filter, [`super::jobs_query`]);
+//! keyset paging (newest first, `before` the last id shown) that keeps the
+//! filter; actions on the ticked rows ([`super::actions`]) and on every job
+//! matching the filter ([`super::bulk`]), scope `operate`. Every query is
+//! the store's indexed, bounded page; the tab counts come from the shared
+//! counts cache (by queue and state: the other filters do not narrow them).
 
 use std::collections::BTreeMap;
 

@@ -5,7 +5,8 @@
 //! events of the viewer's queues, as `{"type", "queue", "job"}` (no args,
 //! no error text). The page's script reloads it when something it shows
 //! changed (a job's page within 1 s, a list at most every 5 s; never while
-//! the operator is selecting rows or typing).
+//! the operator is selecting rows or typing). A running job's page also
+//! gets `output` events on the same stream ([`super::tail`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
