@@ -1022,6 +1022,20 @@ async fn jobs_page_filters_by_created_range_and_args_and_pages_with_them() {
             a.body
         );
     }
+    // Without read_args: no Args box, and a search inside args is refused
+    // (the args are hidden from this token).
+    let blind = t.token("blind", &[Scope::Read], &[]).await;
+    let bc = t.login(&blind).await;
+    let a = t.get("/jobs", Some(&bc)).await;
+    assert!(!a.body.contains("name=\"args\""), "{}", a.body);
+    let a = t.get("/jobs?args=args.user%3D42", Some(&bc)).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(
+        a.body.contains("needs a token with scope read_args"),
+        "{}",
+        a.body
+    );
+
     let a = t.get("/jobs?colour=red", Some(&c)).await;
     assert_eq!(a.status, StatusCode::BAD_REQUEST);
     assert!(

@@ -12,7 +12,7 @@ use serde_json::json;
 #[tokio::test]
 async fn list_by_args_path_created_range_and_tag_with_a_cursor() {
     let t = T::new().await;
-    let r = t.token("r", &[Scope::Read], &[]).await;
+    let r = t.token("r", &[Scope::Read, Scope::ReadArgs], &[]).await;
     let a = t
         .add(NewJob::new("k", json!({"user": 42, "a": {"b": "x"}})).tag("t"))
         .await;
@@ -67,6 +67,20 @@ async fn list_by_args_path_created_range_and_tag_with_a_cursor() {
         )
         .await;
     assert_eq!(ids(&page), [b, a], "before (exclusive)");
+    // Without read_args the args are hidden, and so no search inside them
+    // (it would reveal them one guess at a time).
+    let blind = t.token("blind", &[Scope::Read], &[]).await;
+    let (status, body) = t
+        .call(Method::GET, "/v1/jobs?args.user=42", &blind, None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["field"], "args", "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("read_args"));
+    let (status, _) = t.call(Method::GET, "/v1/jobs?tag=t", &blind, None).await;
+    assert_eq!(status, StatusCode::OK);
     for (path, field) in [
         ("/v1/jobs?created_after=yesterday", "created_after"),
         ("/v1/jobs?args.a%20b=1", "args"),

@@ -64,7 +64,8 @@ pub struct BulkFilter {
     /// Created before (RFC 3339).
     #[schema(value_type = Option<String>, format = DateTime)]
     pub created_before: Option<String>,
-    /// Searches inside args, each `args.PATH=VALUE`, e.g. `args.user=42`.
+    /// Searches inside args, each `args.PATH=VALUE`, e.g. `args.user=42`
+    /// (needs the `read_args` scope: 403 without).
     #[serde(default)]
     pub args: Vec<String>,
 }

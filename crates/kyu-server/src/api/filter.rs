@@ -80,7 +80,9 @@ impl FilterInput {
     /// The store's filter (all states, no cursor, the default page size),
     /// every field checked: `prefix` (e.g. `filter.`) goes before each
     /// field's name in errors. A queue the caller may not see is refused
-    /// (403); jobs of other queues are the caller's to skip.
+    /// (403), and so is a search inside args without the `read_args`
+    /// scope (403: the args are hidden from it); jobs of other queues are
+    /// the caller's to skip.
     pub(crate) fn parse(&self, caller: &Caller, prefix: &str) -> Result<JobFilter, ApiError> {
         let field = |f: &str| format!("{prefix}{f}");
         let states = match &self.state {
@@ -100,6 +102,20 @@ impl FilterInput {
                     self.args.len()
                 ),
             ));
+        }
+        // Without read_args the args are hidden: a search inside them
+        // would tell their values one guess at a time.
+        if !self.args.is_empty() && !caller.reads_args() {
+            return Err(ApiError::new(
+                axum::http::StatusCode::FORBIDDEN,
+                "forbidden_scope",
+                format!(
+                    "{}: searching inside args needs a token with scope read_args (args are hidden from this token, {:?}); accepted: no args search, or a token with read_args",
+                    field("args"),
+                    caller.token.name
+                ),
+            )
+            .field(field("args")));
         }
         let args = self
             .args

@@ -543,6 +543,7 @@ pub struct ListParams {
     /// A search inside args: the parameter's name is the path, e.g.
     /// `args.user=42`, `args.a.b="x"`, `args.flag=true` (repeat for several;
     /// all must match). The value is a JSON scalar; a bare word is a string.
+    /// Needs the `read_args` scope (403 without: the args are hidden).
     #[serde(rename = "args.PATH")]
     pub args_path: Option<String>,
     /// The `next` of the previous page.
@@ -614,7 +615,7 @@ const MAX_SCAN_PAGES: usize = 10;
 
 /// Lists jobs, newest first, by keyset cursor, filtered in the store by
 /// state, queue, kind, tag, created range and searches inside args
-/// (`?args.user=42&args.a.b="x"`). A token limited to queues
+/// (`?args.user=42&args.a.b="x"`; `read_args` scope). A token limited to queues
 /// sees only its queues' jobs (a page may then be short; follow `next`).
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListParams),
     responses((status = 200, body = JobList), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),

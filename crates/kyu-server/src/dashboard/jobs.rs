@@ -135,7 +135,7 @@ pub(crate) async fn page(
                 }
             }
         }
-        (filter_form(&q, state))
+        (filter_form(&q, state, caller.reads_args()))
         @if jobs.is_empty() {
             p { "No job matches." }
         } @else {
@@ -170,8 +170,9 @@ pub(crate) async fn page(
 
 /// The filter form: queue, kind, tag, id, the created range (RFC 3339, as
 /// the API takes it) and searches inside args (each box one
-/// `args.PATH=VALUE`; a blank box for one more).
-fn filter_form(q: &JobsQuery, state: Option<JobState>) -> maud::Markup {
+/// `args.PATH=VALUE`; a blank box for one more; only with `read_args`:
+/// without it args are hidden, and a search would reveal them).
+fn filter_form(q: &JobsQuery, state: Option<JobState>, reads_args: bool) -> maud::Markup {
     let time_hint =
         "RFC 3339 with its zone, e.g. 2030-01-01T00:00:00Z (UTC) or 2030-01-01T09:00:00+09:00";
     html! {
@@ -185,12 +186,17 @@ fn filter_form(q: &JobsQuery, state: Option<JobState>) -> maud::Markup {
                 placeholder="2030-01-01T00:00:00Z" value=(q.get("created_after")); }
             label title=(time_hint) { "Created before " input type="text" name="created_before" size="22"
                 placeholder="2030-01-02T00:00:00Z" value=(q.get("created_before")); }
-            @for a in q.args() {
-                label { "Args " input type="text" name="args" value=(a); }
+            @if reads_args {
+                @for a in q.args() {
+                    label { "Args " input type="text" name="args" value=(a); }
+                }
+                label { "Args " input type="text" name="args" placeholder="args.user=42"; }
             }
-            label { "Args " input type="text" name="args" placeholder="args.user=42"; }
             button type="submit" { "Filter" }
-            p.hint { "Times: " (time_hint) ". Args: " code { "args.PATH=VALUE" } ", e.g. " code { "args.user=42" } " or " code { "args.a.b=\"x\"" } "; every search must match." }
+            p.hint {
+                "Times: " (time_hint) "."
+                @if reads_args { " Args: " code { "args.PATH=VALUE" } ", e.g. " code { "args.user=42" } " or " code { "args.a.b=\"x\"" } "; every search must match." }
+            }
         }
     }
 }
