@@ -291,8 +291,8 @@ async fn wait_for(
 /// progress and appends its command output while it runs; cancel a running
 /// job; retry a failed one; bulk-retry "all failed in queue bulkq" with the
 /// count confirmed; pause and resume a queue; trigger a schedule; `<script>`
-/// in args and in an error renders as text; a read-only token sees no
-/// button and its forged POSTs get 403.
+/// in args and in an error renders as text; a bad or unknown job id gets an
+/// HTML page; a read-only token sees no button and its forged POSTs get 403.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_jobs_live_output_cancel_bulk_queues_schedules() {
     let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
@@ -588,6 +588,33 @@ async fn jobs_side(c: &Client, d: &Path, base: &str, admin: &str, reader: &str) 
         "{notice}"
     );
     shot(&c, "schedule-triggered").await;
+
+    // A bad id and an unknown one: an HTML page in the layout saying what is accepted.
+    for (path, title, words) in [
+        (
+            "/jobs/xyz",
+            "400 Bad Request",
+            "accepted: a positive integer",
+        ),
+        (
+            "/jobs/999999999",
+            "404 Not Found",
+            "job 999999999 not found",
+        ),
+    ] {
+        c.goto(&format!("{base}{path}")).await.unwrap();
+        assert_eq!(c.title().await.unwrap(), format!("{title} · kyu"), "{path}");
+        let alert = c
+            .find(Locator::Css("main [role=alert]"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(alert.contains(words), "{path}: {alert}");
+        c.find(Locator::Css("nav[aria-label=Main]")).await.unwrap();
+    }
+    shot(&c, "job-not-found").await;
 
     // A read-only token: no buttons; its forged POSTs are refused.
     c.delete_all_cookies().await.unwrap();
