@@ -3,7 +3,12 @@
 //! serve`. An operator logs in with a token, sees a failed job on the Jobs
 //! page, opens it, retries it and sees it complete (the page updates
 //! itself from the live event stream); a read-only token sees
-//! no action button and its forced POST is refused.
+//! no action button and its forced POST is refused. A second scenario
+//! covers the Jobs side: a job enqueued through the API appears live, its
+//! progress and command output update live, cancel, retry, bulk retry of
+//! "all matching" with the count confirmed, pause / resume, trigger a
+//! schedule, `<script>` in args and errors shown as text, and a read-only
+//! token's forged POSTs refused.
 //!
 //! Needs the Debian packages `chromium` and `chromium-driver`
 //! (`apt-get install -y chromium chromium-driver`; `.ci/run` installs them).
@@ -222,6 +227,453 @@ max_attempts = 1
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// The API's answer to `METHOD path` with the admin's bearer token and a JSON body.
+async fn api(
+    base: &str,
+    method: &str,
+    path: &str,
+    token: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    use http_body_util::BodyExt;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<hyper::body::Bytes>>();
+    let req = hyper::Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(hyper::body::Bytes::from(
+            body.map(|b| b.to_string()).unwrap_or_default(),
+        )))
+        .unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(20), client.request(req))
+        .await
+        .expect("an answer within 20 s")
+        .expect("a response");
+    let status = resp.status().as_u16();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap_or_default())
+}
+
+/// Enqueues a job through the API: its id.
+async fn enqueue(base: &str, token: &str, job: serde_json::Value) -> i64 {
+    let (status, r) = api(base, "POST", "/v1/jobs", token, Some(job)).await;
+    assert_eq!(status, 201, "enqueue: {r}");
+    r["id"].as_i64().unwrap()
+}
+
+/// Waits (at most 30 s) for an element the page gets by itself: the test
+/// never reloads it.
+async fn wait_for(
+    c: &Client,
+    css_or_xpath: Locator<'_>,
+    what: &str,
+) -> fantoccini::elements::Element {
+    match c
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(css_or_xpath)
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => panic!(
+            "{what} within 30 s: {e}; page:\n{}",
+            c.source().await.unwrap_or_default()
+        ),
+    }
+}
+
+/// The Jobs side of the dashboard in a browser: a job enqueued through the
+/// API appears on the Jobs page without a reload; its page shows its
+/// progress and appends its command output while it runs; cancel a running
+/// job; retry a failed one; bulk-retry "all failed in queue bulkq" with the
+/// count confirmed; pause and resume a queue; trigger a schedule; `<script>`
+/// in args and in an error renders as text; a bad or unknown job id gets an
+/// HTML page; a read-only token sees no button and its forged POSTs get 403.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_jobs_live_output_cancel_bulk_queues_schedules() {
+    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
+        .into_iter()
+        .filter(|p| !Path::new(p).exists())
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "SKIPPED browser_jobs_live_output_cancel_bulk_queues_schedules: {} not installed; \
+             install with `apt-get install -y chromium chromium-driver` (.ci/run does)",
+            missing.join(" and ")
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("kyu.toml"),
+        r#"# Reports progress and output, then waits for the file `go`, writes
+# more, and waits for `end`.
+[jobs.watch]
+command = ["sh", "-c", "echo '::kyu-progress 40 warming up'; echo 'first line'; while [ ! -e go ]; do sleep 0.1; done; echo 'second line'; while [ ! -e end ]; do sleep 0.1; done"]
+max_attempts = 1
+
+# Runs until cancelled.
+[jobs.hang]
+command = ["sh", "-c", "echo hanging; exec sleep 600"]
+max_attempts = 1
+stop_grace = "1s"
+
+# Fails until the file `ok` exists; its error is attacker-controlled text.
+[jobs.flaky]
+command = ["sh", "-c", "if [ -e ok ]; then echo 'all good'; else echo '<script>document.title=1</script> not yet' >&2; exit 3; fi"]
+max_attempts = 1
+
+# Fails every time, in queue bulkq.
+[jobs.broken]
+command = ["sh", "-c", "echo broken >&2; exit 1"]
+queue = "bulkq"
+max_attempts = 1
+"#,
+    )
+    .unwrap();
+    let (_serve, addr, admin) = serve(d);
+    let base = format!("http://{addr}");
+    let reader = kyu_out(
+        d,
+        &["tokens", "create", "--name", "viewer", "--scope", "read"],
+    )
+    .trim()
+    .to_string();
+    let (driver, c) = browser().await;
+    let run = jobs_side(&c, d, &base, &admin, &reader);
+    let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await;
+    let _ = c.close().await;
+    drop(driver);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+    eprintln!(
+        "screenshots: {}",
+        screenshots().canonicalize().unwrap().display()
+    );
+}
+
+async fn jobs_side(c: &Client, d: &Path, base: &str, admin: &str, reader: &str) {
+    let c = c.clone();
+    c.goto(&format!("{base}/login?token={admin}"))
+        .await
+        .unwrap();
+    assert_eq!(c.current_url().await.unwrap().path(), "/");
+
+    // A job enqueued through the API appears on the open Jobs page by itself.
+    c.goto(&format!("{base}/jobs")).await.unwrap();
+    let watch = enqueue(base, admin, serde_json::json!({"kind": "watch"})).await;
+    wait_for(
+        &c,
+        Locator::Css(&format!("a[href='/jobs/{watch}']")),
+        "the API's job listed without a reload",
+    )
+    .await;
+    shot(&c, "jobs-live").await;
+
+    // Its page: progress, then output appended while it runs.
+    c.find(Locator::Css(&format!("a[href='/jobs/{watch}']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &c,
+        Locator::Css("progress[value='40']"),
+        "the progress, live",
+    )
+    .await;
+    wait_for(
+        &c,
+        Locator::XPath("//pre[@data-stream='stdout'][contains(., 'first line')]"),
+        "the first output line",
+    )
+    .await;
+    assert!(c.source().await.unwrap().contains("warming up"));
+    shot(&c, "job-running").await;
+    // A mark on the page: still there after the next line shows it was
+    // appended to this page, not shown by a reload.
+    c.execute("window.kyuMark = 1; return null;", vec![])
+        .await
+        .unwrap();
+    std::fs::write(d.join("go"), "").unwrap();
+    wait_for(
+        &c,
+        Locator::XPath("//pre[@data-stream='stdout'][contains(., 'second line')]"),
+        "the second output line, tailed",
+    )
+    .await;
+    let mark = c
+        .execute("return window.kyuMark === 1;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(mark, serde_json::json!(true), "appended without a reload");
+    c.execute(
+        "document.getElementById('output').scrollIntoView(); return null;",
+        vec![],
+    )
+    .await
+    .unwrap();
+    shot(&c, "job-output-tailed").await;
+    std::fs::write(d.join("end"), "").unwrap();
+    wait_for(
+        &c,
+        Locator::Css("h1 .state.completed"),
+        "the job completed, live",
+    )
+    .await;
+
+    // Cancel a running job from its page.
+    let hang = enqueue(base, admin, serde_json::json!({"kind": "hang"})).await;
+    c.goto(&format!("{base}/jobs/{hang}")).await.unwrap();
+    wait_for(&c, Locator::Css("h1 .state.running"), "the job running").await;
+    c.find(Locator::Css("form[action='/jobs/cancel'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(&c, Locator::Css("h1 .state.cancelled"), "the job cancelled").await;
+    shot(&c, "job-cancelled").await;
+
+    // A failed job: its error (a <script>) is text; retry it.
+    let flaky = enqueue(
+        base,
+        admin,
+        serde_json::json!({"kind": "flaky", "args": {"html": "<script>document.title='args'</script>"}}),
+    )
+    .await;
+    c.goto(&format!("{base}/jobs/{flaky}")).await.unwrap();
+    wait_for(&c, Locator::Css("h1 .state.failed"), "the job failed").await;
+    let args = c
+        .find(Locator::Css("pre.json"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        args.contains("<script>document.title='args'</script>"),
+        "{args}"
+    );
+    let error = c
+        .find(Locator::Css("pre.error"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        error.contains("<script>document.title=1</script>"),
+        "{error}"
+    );
+    let title = c.title().await.unwrap();
+    assert!(title.starts_with("Job "), "no script ran: {title}");
+    shot(&c, "job-failed").await;
+    std::fs::write(d.join("ok"), "").unwrap();
+    c.find(Locator::Css("form[action='/jobs/retry'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &c,
+        Locator::Css("h1 .state.completed"),
+        "the retried job completed",
+    )
+    .await;
+
+    // Bulk: "retry all failed in queue bulkq", the count confirmed.
+    for _ in 0..3 {
+        enqueue(base, admin, serde_json::json!({"kind": "broken"})).await;
+    }
+    let failed = format!("{base}/jobs?state=failed&queue=bulkq");
+    reload_until(&c, &failed, "3 failed jobs in bulkq", |s| {
+        s.matches("<tr data-job=").count() == 3
+    })
+    .await;
+    c.find(Locator::Css("button[name='action'][value='retry']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let count = wait_for(&c, Locator::Css(".confirm .count"), "the confirmation")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(count, "3");
+    let page = c.source().await.unwrap();
+    assert!(
+        page.contains("queue <strong>bulkq</strong>"),
+        "names the filter"
+    );
+    shot(&c, "bulk-confirm").await;
+    c.find(Locator::Css("form[action='/jobs/bulk'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let result = wait_for(&c, Locator::Css(".bulk-result"), "the bulk action's result")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(result, "Retry: 3 retried.");
+    shot(&c, "bulk-done").await;
+
+    // Pause and resume a queue.
+    c.goto(&format!("{base}/queues")).await.unwrap();
+    c.find(Locator::Css("form[action='/queues/bulkq/pause'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let notice = wait_for(&c, Locator::Css(".notice"), "the pause notice")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(notice, "Queue bulkq paused.");
+    shot(&c, "queue-paused").await;
+    c.find(Locator::Css("form[action='/queues/bulkq/resume'] button"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for(
+        &c,
+        Locator::XPath("//p[contains(@class,'notice')][text()='Queue bulkq resumed.']"),
+        "the resume notice",
+    )
+    .await;
+
+    // Trigger a schedule.
+    let (status, r) = api(
+        base,
+        "PUT",
+        "/v1/schedules/nightly",
+        admin,
+        Some(serde_json::json!({"cron": "0 3 * * *", "zone": "Asia/Tokyo", "job": {"kind": "flaky"}})),
+    )
+    .await;
+    assert!(status == 200 || status == 201, "schedule: {status} {r}");
+    c.goto(&format!("{base}/schedules")).await.unwrap();
+    c.find(Locator::Css(
+        "form[action='/schedules/nightly/trigger'] button",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    let notice = wait_for(&c, Locator::Css(".notice"), "the trigger notice")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        notice.starts_with("Schedule nightly triggered: job "),
+        "{notice}"
+    );
+    shot(&c, "schedule-triggered").await;
+
+    // A bad id and an unknown one: an HTML page in the layout saying what is accepted.
+    for (path, title, words) in [
+        (
+            "/jobs/xyz",
+            "400 Bad Request",
+            "accepted: a positive integer",
+        ),
+        (
+            "/jobs/999999999",
+            "404 Not Found",
+            "job 999999999 not found",
+        ),
+    ] {
+        c.goto(&format!("{base}{path}")).await.unwrap();
+        assert_eq!(c.title().await.unwrap(), format!("{title} · kyu"), "{path}");
+        let alert = c
+            .find(Locator::Css("main [role=alert]"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(alert.contains(words), "{path}: {alert}");
+        c.find(Locator::Css("nav[aria-label=Main]")).await.unwrap();
+    }
+    shot(&c, "job-not-found").await;
+
+    // A read-only token: no buttons; its forged POSTs are refused.
+    c.delete_all_cookies().await.unwrap();
+    c.goto(&format!("{base}/login?token={reader}"))
+        .await
+        .unwrap();
+    for path in [
+        "/jobs".to_string(),
+        "/jobs?state=failed&queue=bulkq".into(),
+        format!("/jobs/{flaky}"),
+        "/queues".into(),
+        "/schedules".into(),
+    ] {
+        c.goto(&format!("{base}{path}")).await.unwrap();
+        let forms = c
+            .find_all(Locator::Css(
+                "form[method='post']:not([action='/logout']), form[action='/jobs/bulk'], input[type=checkbox]",
+            ))
+            .await
+            .unwrap();
+        assert!(forms.is_empty(), "{path}: a read-only viewer sees a button");
+    }
+    shot(&c, "jobs-read-only").await;
+    for (action, fields) in [
+        ("/jobs/delete", vec![("ids", flaky.to_string())]),
+        (
+            "/jobs/bulk",
+            vec![
+                ("action", "delete".to_string()),
+                ("queue", "bulkq".into()),
+                ("max_id", "999999".into()),
+                ("at", "2100-01-01T00:00:00Z".into()),
+            ],
+        ),
+        ("/queues/bulkq/pause", vec![]),
+        ("/schedules/nightly/trigger", vec![]),
+    ] {
+        let fields: serde_json::Map<String, serde_json::Value> = fields
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), serde_json::Value::String(v)))
+            .collect();
+        let status = c
+            .execute_async(
+                "const done = arguments[arguments.length - 1];
+                 const body = new URLSearchParams(arguments[1]);
+                 body.set('csrf', document.querySelector('input[name=csrf]').value);
+                 fetch(arguments[0], {method: 'POST', body}).then(r => done(r.status), e => done(String(e)));",
+                vec![serde_json::json!(action), serde_json::Value::Object(fields)],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            status,
+            serde_json::json!(403),
+            "{action}: a forged POST is refused"
+        );
+    }
+    let (_, job) = api(base, "GET", &format!("/v1/jobs/{flaky}"), admin, None).await;
+    assert_eq!(job["state"], "completed", "untouched by the reader");
 }
 
 async fn scenario(c: &Client, d: &Path, base: &str, admin: &str, reader: &str, id: i64) {

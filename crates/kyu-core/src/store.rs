@@ -528,6 +528,32 @@ impl AttemptLogs {
             Cow::Borrowed(text)
         }
     }
+
+    /// The part of a kept tail a follower has not shown yet: `total` bytes
+    /// of the stream were written (`stdout_bytes` or `stderr_bytes`), the
+    /// follower showed the first `shown`. What fell out of the kept tail
+    /// meanwhile is named by a line saying how many bytes were not kept.
+    ///
+    /// ```
+    /// use kyu_core::AttemptLogs;
+    /// assert_eq!(AttemptLogs::new_part("hello world", 11, 6), "world");
+    /// assert_eq!(AttemptLogs::new_part("hello world", 11, 11), "");
+    /// assert_eq!(AttemptLogs::new_part("world", 11, 0), "[… 6 bytes not kept …]\nworld");
+    /// ```
+    pub fn new_part(tail: &str, total: u64, shown: u64) -> String {
+        let new = total.saturating_sub(shown) as usize;
+        if new == 0 {
+            return String::new();
+        }
+        if new > tail.len() {
+            return format!("[… {} bytes not kept …]\n{tail}", new - tail.len());
+        }
+        let mut start = tail.len() - new;
+        while !tail.is_char_boundary(start) {
+            start += 1;
+        }
+        tail[start..].to_string()
+    }
 }
 
 /// A kyu backend: the jobs, and through its supertraits the schedules

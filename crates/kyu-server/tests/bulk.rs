@@ -192,7 +192,7 @@ async fn bulk_by_ids_cancel_and_run_now_by_filter_without_a_snapshot() {
 #[tokio::test]
 async fn bulk_refuses_bad_requests_with_the_field() {
     let t = T::new().await;
-    let op = t.token("op", &[Scope::Operate], &[]).await;
+    let op = t.token("op", &[Scope::Operate, Scope::ReadArgs], &[]).await;
     for (body, field) in [
         (json!({"action": "retry"}), "ids"),
         (json!({"action": "retry", "ids": [1], "filter": {}}), "ids"),
@@ -221,6 +221,18 @@ async fn bulk_refuses_bad_requests_with_the_field() {
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {r}");
         assert_eq!(r["error"]["field"], field, "{body}: {r}");
     }
+    // An operator without read_args may not search inside the args it cannot see.
+    let blind = t.token("blind", &[Scope::Operate], &[]).await;
+    let (status, r) = t
+        .call(
+            Method::POST,
+            "/v1/jobs/bulk",
+            &blind,
+            Some(json!({"action": "delete", "filter": {"args": ["args.user=1"]}, "dry_run": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{r}");
+    assert_eq!(r["error"]["field"], "filter.args", "{r}");
 }
 
 #[tokio::test]

@@ -326,13 +326,30 @@ fn sample(p: &PageInfo, job: i64, queue: &str, schedule: &str) -> (String, Vec<(
                 schedule
             },
         )
-        .replace("{file}", "dashboard.css");
+        .replace("{file}", "dashboard.css")
+        .replace("{run}", "1");
     let form: Vec<(&str, String)> = match (p.method.as_str(), p.path) {
         ("GET", "/jobs") => return (format!("/jobs?queue={queue}"), Vec::new()),
+        ("GET", "/jobs/bulk") => {
+            return (
+                format!("/jobs/bulk?action=retry&state=failed&queue={queue}"),
+                Vec::new(),
+            )
+        }
         ("GET", _) => Vec::new(),
         ("POST", "/login") => vec![("token", "kyu_wrong".into())],
         ("POST", "/logout") => Vec::new(),
-        ("POST", "/jobs/retry") | ("POST", "/jobs/cancel") => vec![("ids", job.to_string())],
+        ("POST", "/jobs/retry")
+        | ("POST", "/jobs/cancel")
+        | ("POST", "/jobs/delete")
+        | ("POST", "/jobs/run-now") => vec![("ids", job.to_string())],
+        ("POST", "/jobs/bulk") => vec![
+            ("action", "retry".into()),
+            ("state", "failed".into()),
+            ("queue", queue.into()),
+            ("max_id", job.to_string()),
+            ("at", chrono::Utc::now().to_rfc3339()),
+        ],
         ("POST", p) if p.starts_with("/queues/") || p.starts_with("/schedules/") => Vec::new(),
         _ => panic!(
             "page {} {} has no sample request in the dashboard matrix: add one",
@@ -423,8 +440,14 @@ async fn page_matrix_every_page_every_scope() {
             }
         }
     }
-    // The job was retried by the operate and admin rows; nothing else changed it.
-    assert_ne!(t.kyu.job(job).await.unwrap().state, JobState::Failed);
+    // The job was retried (or deleted) by the operate and admin rows.
+    assert!(t
+        .kyu
+        .store()
+        .get(job)
+        .await
+        .unwrap()
+        .is_none_or(|j| j.state != JobState::Failed));
 }
 
 #[tokio::test]
@@ -842,4 +865,552 @@ async fn live_stream_carries_only_the_viewers_queues_events() {
         "{text}"
     );
     assert!(!text.contains("secret"), "no args in events: {text}");
+}
+
+impl T {
+    /// `n` failed jobs of kind `boom` in `queue`, run by one worker.
+    async fn failed_jobs(&self, queue: &str, n: usize) -> Vec<i64> {
+        let mut ids = Vec::new();
+        for i in 0..n {
+            let job = self
+                .kyu
+                .enqueue_with(
+                    Boom {
+                        note: format!("n{i}"),
+                    },
+                    |o| o.queue(queue),
+                )
+                .await
+                .unwrap();
+            ids.push(job.id);
+        }
+        let worker = Worker::new(&self.kyu)
+            .queue(queue, 4)
+            .register::<Boom>()
+            .start();
+        for id in &ids {
+            let done = self
+                .kyu
+                .wait(*id)
+                .timeout(Duration::from_secs(30))
+                .await
+                .unwrap();
+            assert_eq!(done.state, JobState::Failed);
+        }
+        worker.shutdown().await;
+        ids
+    }
+
+    /// The API's answer to `GET path` with a bearer token: status and JSON.
+    async fn api_get(&self, path: &str, token: &str) -> (StatusCode, serde_json::Value) {
+        let req = Request::get(path)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap();
+        let a = self.send(req).await;
+        (a.status, serde_json::from_str(&a.body).unwrap_or_default())
+    }
+}
+
+/// Text as maud writes it into a page.
+fn escaped(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The value of the hidden input `name` in a page.
+fn hidden_value(body: &str, name: &str) -> String {
+    let at = body
+        .find(&format!("name=\"{name}\" value=\""))
+        .unwrap_or_else(|| panic!("no input {name}: {body}"));
+    let rest = &body[at + name.len() + 15..];
+    rest[..rest.find('"').unwrap()].replace("&amp;", "&")
+}
+
+#[tokio::test]
+async fn jobs_page_filters_by_created_range_and_args_and_pages_with_them() {
+    let t = T::new().await;
+    let n = dashboard_page_size() + 3;
+    let mut jobs: Vec<kyu::NewJob> = (0..n)
+        .map(|i| kyu::NewJob::new("k", json!({ "user": 42, "i": i })))
+        .collect();
+    jobs.push(kyu::NewJob::new("k", json!({ "user": 7 })));
+    let ids: Vec<i64> = t
+        .kyu
+        .enqueue_many(jobs)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect();
+    let other = *ids.last().unwrap();
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    let c = t.login(&admin).await;
+
+    // A search inside args, pages by cursor with the filter kept.
+    let a = t.get("/jobs?args=args.user%3D42", Some(&c)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.body.matches("data-job=").count(), dashboard_page_size());
+    assert!(!a.body.contains(&format!("data-job=\"{other}\"")));
+    assert!(
+        a.body.contains("value=\"args.user=42\""),
+        "the box keeps it"
+    );
+    let next = a.body.split("rel=\"next\"").next().unwrap();
+    let href = &next[next.rfind("href=\"").unwrap() + 6..];
+    let href = href[..href.find('"').unwrap()].replace("&amp;", "&");
+    assert!(href.contains("args=args.user%3D42"), "{href}");
+    let a = t.get(&href, Some(&c)).await;
+    assert_eq!(a.body.matches("data-job=").count(), 3, "{href}");
+    // The list API's spelling works too.
+    let a = t.get("/jobs?args.user=7", Some(&c)).await;
+    assert_eq!(a.body.matches("data-job=").count(), 1);
+    assert!(a.body.contains(&format!("data-job=\"{other}\"")));
+
+    // The created range: from (inclusive) and before (exclusive), with its zone.
+    let created = t.kyu.job(other).await.unwrap().created_at;
+    let at = created.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let q = serde_urlencoded::to_string([("created_after", &at)]).unwrap();
+    let a = t.get(&format!("/jobs?{q}"), Some(&c)).await;
+    assert!(
+        a.body.contains(&format!("data-job=\"{other}\"")),
+        "{}",
+        a.body
+    );
+    let q = serde_urlencoded::to_string([
+        ("created_before", &at),
+        ("args", &"args.user=7".to_string()),
+    ])
+    .unwrap();
+    let a = t.get(&format!("/jobs?{q}"), Some(&c)).await;
+    assert_eq!(a.body.matches("data-job=").count(), 0, "{}", a.body);
+    // Another zone's spelling of the same instant.
+    let tokyo = created
+        .with_timezone(&chrono::FixedOffset::east_opt(9 * 3600).unwrap())
+        .to_rfc3339_opts(chrono::SecondsFormat::Micros, false);
+    let q = serde_urlencoded::to_string([("created_after", &tokyo)]).unwrap();
+    let a = t.get(&format!("/jobs?{q}"), Some(&c)).await;
+    assert!(a.body.contains(&format!("data-job=\"{other}\"")), "{tokyo}");
+
+    // Bad input: an HTML page with the API list's own words.
+    for (page, api) in [
+        (
+            "/jobs?created_after=yesterday",
+            "/v1/jobs?created_after=yesterday",
+        ),
+        ("/jobs?args=args.a%20b%3D1", "/v1/jobs?args.a%20b=1"),
+        ("/jobs?state=done", "/v1/jobs?state=done"),
+        ("/jobs?queue=a%01b", "/v1/jobs?queue=a%01b"),
+    ] {
+        let a = t.get(page, Some(&c)).await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{page}");
+        assert!(
+            a.headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{page}"
+        );
+        let (status, body) = t.api_get(api, &admin).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{api}: {body}");
+        let words = body["error"]["message"].as_str().unwrap();
+        assert!(
+            a.body.contains(&escaped(words)),
+            "{page} says what {api} says ({words}): {}",
+            a.body
+        );
+    }
+    // Without read_args: no Args box, and a search inside args is refused
+    // (the args are hidden from this token).
+    let blind = t.token("blind", &[Scope::Read], &[]).await;
+    let bc = t.login(&blind).await;
+    let a = t.get("/jobs", Some(&bc)).await;
+    assert!(!a.body.contains("name=\"args\""), "{}", a.body);
+    let a = t.get("/jobs?args=args.user%3D42", Some(&bc)).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(
+        a.body.contains("needs a token with scope read_args"),
+        "{}",
+        a.body
+    );
+
+    let a = t.get("/jobs?colour=red", Some(&c)).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(
+        a.body.contains("created_after"),
+        "names the accepted: {}",
+        a.body
+    );
+}
+
+#[tokio::test]
+async fn bulk_all_matching_counts_confirms_and_spares_jobs_that_came_after() {
+    let t = T::new().await;
+    let looked_at = t.failed_jobs("mail", 3).await;
+    let other_queue = t.failed_jobs("other", 1).await[0];
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    let c = t.login(&admin).await;
+
+    // The Jobs page offers "all matching" beside the ticked rows.
+    let a = t.get("/jobs?state=failed&queue=mail", Some(&c)).await;
+    assert!(a.body.contains("action=\"/jobs/bulk\""), "{}", a.body);
+
+    // The dry run: a count, the filter, the snapshot in the form.
+    let a = t
+        .get("/jobs/bulk?action=retry&state=failed&queue=mail", Some(&c))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(
+        a.body
+            .contains("Retry <strong class=\"count\">3</strong> jobs matching"),
+        "{}",
+        a.body
+    );
+    assert!(a.body.contains("queue <strong>mail</strong>"), "{}", a.body);
+    let max_id = hidden_value(&a.body, "max_id");
+    let at = hidden_value(&a.body, "at");
+    assert_eq!(max_id, other_queue.to_string());
+
+    // A job that fails after the operator looked is not touched.
+    let later = t.failed_jobs("mail", 1).await[0];
+    let form = [
+        ("csrf", csrf_of(&c)),
+        ("action", "retry".into()),
+        ("state", "failed".into()),
+        ("queue", "mail".into()),
+        ("max_id", max_id.clone()),
+        ("at", at.clone()),
+        ("expected", "3".into()),
+    ];
+    let f: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // Without the CSRF token, or from a reader: refused, nothing done.
+    let a = t.post("/jobs/bulk", Some(&c), &f[1..]).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let reader = t
+        .token("reader", &[Scope::Read, Scope::ReadArgs], &[])
+        .await;
+    let rc = t.login(&reader).await;
+    let mut forged = f.clone();
+    let rcsrf = csrf_of(&rc);
+    forged[0] = ("csrf", &rcsrf);
+    let a = t.post("/jobs/bulk", Some(&rc), &forged).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    let a = t
+        .get("/jobs/bulk?action=retry&state=failed", Some(&rc))
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "a reader gets no dry run");
+    for id in &looked_at {
+        assert_eq!(t.kyu.job(*id).await.unwrap().state, JobState::Failed);
+    }
+
+    let a = t.post("/jobs/bulk", Some(&c), &f).await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    let run = a.location().to_string();
+    assert!(run.starts_with("/jobs/bulk/"), "{run}");
+    // The progress page, until the run is done.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        let a = t.get(&run, Some(&c)).await;
+        assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+        if a.body.contains("Done: ") {
+            assert!(!a.headers.contains_key(header::REFRESH));
+            break a.body;
+        }
+        assert!(
+            a.headers.contains_key(header::REFRESH),
+            "refreshes while running"
+        );
+        assert!(std::time::Instant::now() < deadline, "{}", a.body);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(page.contains("Retry: 3 retried."), "{page}");
+    for id in &looked_at {
+        assert_eq!(t.kyu.job(*id).await.unwrap().state, JobState::Available);
+    }
+    assert_eq!(
+        t.kyu.job(later).await.unwrap().state,
+        JobState::Failed,
+        "came after"
+    );
+    assert_eq!(
+        t.kyu.job(other_queue).await.unwrap().state,
+        JobState::Failed,
+        "another queue"
+    );
+    // Another token does not see the run.
+    let op = t.token("op", &[Scope::Read, Scope::Operate], &[]).await;
+    let oc = t.login(&op).await;
+    let a = t.get(&run, Some(&oc)).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+
+    // Nothing left to do: no button.
+    let a = t
+        .get("/jobs/bulk?action=retry&state=failed&queue=none", Some(&c))
+        .await;
+    assert!(a.body.contains("No job matches"), "{}", a.body);
+    assert!(!a.action_forms().contains(&"/jobs/bulk"));
+    // A form without the snapshot is refused.
+    let a = t.post("/jobs/bulk", Some(&c), &f[..4]).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(a.body.contains("max_id: missing"), "{}", a.body);
+}
+
+#[tokio::test]
+async fn bulk_dry_run_count_is_bounded() {
+    let t = T::new().await;
+    let n = 10_001;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let jobs: Vec<kyu::NewJob> = chunk
+            .iter()
+            .map(|i| kyu::NewJob::new("k", json!({ "i": i })))
+            .collect();
+        t.kyu.enqueue_many(jobs).await.unwrap();
+    }
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    let c = t.login(&admin).await;
+    let a = t.get("/jobs/bulk?action=delete&kind=k", Some(&c)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(
+        a.body.contains("<strong class=\"count\">10,000+</strong>"),
+        "{}",
+        a.body
+    );
+}
+
+#[tokio::test]
+async fn job_page_deletes_and_runs_now_and_bad_ids_get_html_pages() {
+    let t = T::new().await;
+    let later = t
+        .kyu
+        .enqueue(
+            kyu::NewJob::new("k", json!({}))
+                .run_at(chrono::Utc::now() + chrono::Duration::hours(1)),
+        )
+        .await
+        .unwrap()
+        .id;
+    let gone = t
+        .kyu
+        .enqueue(kyu::NewJob::new("k", json!({})).queue("mail"))
+        .await
+        .unwrap()
+        .id;
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    let c = t.login(&admin).await;
+    let reader = t.token("reader", &[Scope::Read], &[]).await;
+    let rc = t.login(&reader).await;
+
+    let a = t.get(&format!("/jobs/{later}"), Some(&c)).await;
+    let forms = a.action_forms();
+    assert!(forms.contains(&"/jobs/run-now"), "{forms:?}");
+    assert!(forms.contains(&"/jobs/delete"), "{forms:?}");
+    let a = t.get(&format!("/jobs/{later}"), Some(&rc)).await;
+    assert!(a.action_forms().is_empty());
+    // A reader's forged delete is refused.
+    let a = t
+        .post(
+            "/jobs/delete",
+            Some(&rc),
+            &[("csrf", &csrf_of(&rc)), ("ids", &later.to_string())],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+
+    let a = t
+        .post(
+            "/jobs/run-now",
+            Some(&c),
+            &[
+                ("csrf", &csrf_of(&c)),
+                ("ids", &later.to_string()),
+                ("back", &format!("/jobs/{later}")),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert_eq!(t.kyu.job(later).await.unwrap().state, JobState::Available);
+    let flash = a.set_cookies().join(";");
+    let notice = flash
+        .split("kyu_flash=")
+        .nth(1)
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8(hex_decode(notice)).unwrap(),
+        "Run now: 1 made available."
+    );
+
+    let a = t.get(&format!("/jobs/{gone}"), Some(&c)).await;
+    let at = a.body.find("action=\"/jobs/delete\"").unwrap();
+    let back = hidden_value(&a.body[at..], "back");
+    assert_eq!(back, "/jobs?queue=mail", "a deleted job's page is gone");
+    let a = t
+        .post(
+            "/jobs/delete",
+            Some(&c),
+            &[
+                ("csrf", &csrf_of(&c)),
+                ("ids", &gone.to_string()),
+                ("back", &back),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert!(t.kyu.store().get(gone).await.unwrap().is_none());
+
+    // Bad and unknown ids: an HTML page in the dashboard's layout.
+    for (path, status, words) in [
+        (
+            "/jobs/xyz",
+            StatusCode::BAD_REQUEST,
+            "id: &quot;xyz&quot; is not a job id; accepted: a positive integer",
+        ),
+        (&format!("/jobs/{gone}"), StatusCode::NOT_FOUND, "not found"),
+        (
+            "/jobs/999999999",
+            StatusCode::NOT_FOUND,
+            "accepted: the id of a job listed on the Jobs page",
+        ),
+        (
+            "/jobs/99999999999999999999",
+            StatusCode::BAD_REQUEST,
+            "accepted: a positive integer",
+        ),
+        (
+            "/jobs/bulk/xyz",
+            StatusCode::BAD_REQUEST,
+            "accepted: a positive integer",
+        ),
+        (
+            "/jobs/bulk/77",
+            StatusCode::NOT_FOUND,
+            "bulk action 77 not found",
+        ),
+        (
+            "/jobs?id=0",
+            StatusCode::BAD_REQUEST,
+            "accepted: a positive integer",
+        ),
+    ] {
+        let a = t.get(path, Some(&c)).await;
+        assert_eq!(a.status, status, "{path}: {}", a.body);
+        assert!(
+            a.headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{path}"
+        );
+        assert!(a.body.contains(words), "{path}: {}", a.body);
+        assert!(
+            a.body.contains("<nav aria-label=\"Main\">"),
+            "{path}: in the layout: {}",
+            a.body
+        );
+        assert!(a.body.contains("aria-label=\"Main\""), "{path}");
+    }
+}
+
+fn hex_decode(s: &str) -> Vec<u8> {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// Set while a [`Hold`] job may end.
+static RELEASE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// A job that runs until [`RELEASE`] is set.
+#[derive(Serialize, Deserialize)]
+struct Hold {}
+
+impl Job for Hold {
+    const KIND: &'static str = "hold";
+    async fn run(self, _ctx: JobContext) -> JobResult {
+        while !RELEASE.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(kyu::Outcome::Done)
+    }
+}
+
+#[tokio::test]
+async fn running_jobs_page_tails_its_output_live_as_text() {
+    let t = T::new().await;
+    let id = t.kyu.enqueue(Hold {}).await.unwrap().id;
+    let worker = Worker::new(&t.kyu)
+        .queue("default", 1)
+        .register::<Hold>()
+        .start();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while t.kyu.job(id).await.unwrap().state != JobState::Running {
+        assert!(std::time::Instant::now() < deadline, "the job runs");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let logs = |stdout: &str| kyu::AttemptLogs {
+        attempt: 1,
+        stdout: stdout.to_string(),
+        stderr: String::new(),
+        stdout_bytes: stdout.len() as u64,
+        stderr_bytes: 0,
+    };
+    let first = "<script>alert(1)</script>\n";
+    t.kyu.store().set_logs(id, logs(first)).await.unwrap();
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    let c = t.login(&admin).await;
+    let a = t.get(&format!("/jobs/{id}"), Some(&c)).await;
+    assert!(
+        a.body.contains(&format!(
+            "class=\"tail\" data-attempt=\"1\" data-stdout=\"{}\" data-stderr=\"0\"",
+            first.len()
+        )),
+        "{}",
+        a.body
+    );
+    assert!(a.body.contains("&lt;script&gt;alert(1)"), "{}", a.body);
+    assert!(!a.body.contains("<script>alert"));
+
+    // The page's stream carries what is written after the page's text.
+    let req = Request::get(format!(
+        "/live/events?job={id}&attempt=1&stdout={}&stderr=0",
+        first.len()
+    ))
+    .header(header::COOKIE, &c)
+    .body(Body::empty())
+    .unwrap();
+    let resp = t.app.clone().oneshot(req).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let mut body = resp.into_body();
+    let all = format!("{first}step 2\n");
+    t.kyu.store().set_logs(id, logs(&all)).await.unwrap();
+    let mut text = String::new();
+    while !text.contains("event: output")
+        || !text[text.find("event: output").unwrap()..].contains("\n\n")
+    {
+        let frame = tokio::time::timeout(Duration::from_secs(20), body.frame())
+            .await
+            .expect("an output event within 20 s")
+            .expect("the stream goes on")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    let event = &text[text.find("event: output").unwrap()..];
+    let data: serde_json::Value = serde_json::from_str(
+        event
+            .lines()
+            .find_map(|l| l.strip_prefix("data: "))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(data["stdout"], "step 2\n", "only what is new: {event}");
+    assert_eq!(data["stdout_bytes"], all.len());
+    RELEASE.store(true, std::sync::atomic::Ordering::SeqCst);
+    worker.shutdown().await;
 }

@@ -108,6 +108,17 @@ async fn dashboard_page_times_at_scale() {
     let admin = login(secret).await;
     let tenant = login(tenant).await;
     let mid = ids[n / 2];
+    let half_time = serde_urlencoded::to_string([(
+        "",
+        kyu.job(mid)
+            .await
+            .unwrap()
+            .created_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+    )])
+    .unwrap()
+    .trim_start_matches('=')
+    .to_string();
     let pages = [
         ("admin", "/".to_string()),
         ("admin", "/queues".into()),
@@ -118,12 +129,23 @@ async fn dashboard_page_times_at_scale() {
         ("admin", "/jobs?tag=hundred".into()),
         ("admin", format!("/jobs?before={mid}")),
         ("admin", format!("/jobs/{mid}")),
+        // A search inside args, a created range, and the bulk dry runs
+        // (counted up to 10,000, then "10,000+").
+        ("admin", format!("/jobs?args=args.user%3D{}", n / 2)),
+        (
+            "admin",
+            format!("/jobs?queue=q1&args=args.user%3D{}", n / 2 + 1),
+        ),
+        ("admin", format!("/jobs?created_after={half_time}")),
+        ("admin", "/jobs/bulk?action=retry&state=cancelled".into()),
+        ("admin", "/jobs/bulk?action=delete&queue=q2&kind=k2".into()),
+        ("admin", "/jobs/bulk?action=retry&state=failed".into()),
         ("admin", "/schedules".into()),
         ("tenant q3", "/jobs".into()),
         ("tenant q3", "/".into()),
     ];
     eprintln!(
-        "{:<10} {:<40} {:>10} {:>10}",
+        "{:<10} {:<60} {:>10} {:>10}",
         "token", "page", "median", "worst"
     );
     for (who, path) in pages {
@@ -147,7 +169,7 @@ async fn dashboard_page_times_at_scale() {
         }
         times.sort();
         eprintln!(
-            "{who:<10} {path:<40} {:>10.1?} {:>10.1?}",
+            "{who:<10} {path:<60} {:>10.1?} {:>10.1?}",
             times[2], times[4]
         );
     }

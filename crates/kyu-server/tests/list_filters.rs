@@ -12,7 +12,7 @@ use serde_json::json;
 #[tokio::test]
 async fn list_by_args_path_created_range_and_tag_with_a_cursor() {
     let t = T::new().await;
-    let r = t.token("r", &[Scope::Read], &[]).await;
+    let r = t.token("r", &[Scope::Read, Scope::ReadArgs], &[]).await;
     let a = t
         .add(NewJob::new("k", json!({"user": 42, "a": {"b": "x"}})).tag("t"))
         .await;
@@ -67,6 +67,20 @@ async fn list_by_args_path_created_range_and_tag_with_a_cursor() {
         )
         .await;
     assert_eq!(ids(&page), [b, a], "before (exclusive)");
+    // Without read_args the args are hidden, and so no search inside them
+    // (it would reveal them one guess at a time).
+    let blind = t.token("blind", &[Scope::Read], &[]).await;
+    let (status, body) = t
+        .call(Method::GET, "/v1/jobs?args.user=42", &blind, None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["field"], "args", "{body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("read_args"));
+    let (status, _) = t.call(Method::GET, "/v1/jobs?tag=t", &blind, None).await;
+    assert_eq!(status, StatusCode::OK);
     for (path, field) in [
         ("/v1/jobs?created_after=yesterday", "created_after"),
         ("/v1/jobs?args.a%20b=1", "args"),
@@ -158,4 +172,81 @@ async fn a_tenant_cannot_learn_of_another_tenants_job_through_a_unique_key() {
     assert_eq!(body["error"]["code"], "unique_key_taken");
     assert!(!body.to_string().contains("tenant-b"), "{body}");
     assert!(body.get("id").is_none());
+}
+
+/// The list and the bulk action by filter parse one filter: the same bad
+/// value is refused with the same words (the bulk's fields under `filter.`).
+#[tokio::test]
+async fn list_and_bulk_refuse_a_bad_filter_with_the_same_words() {
+    let t = T::new().await;
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    for (query, filter, field) in [
+        ("state=done", json!({"state": "done"}), "state"),
+        ("queue=a%01b", json!({"queue": "a\u{1}b"}), "queue"),
+        (
+            "created_after=yesterday",
+            json!({"created_after": "yesterday"}),
+            "created_after",
+        ),
+        (
+            "created_before=2030-01-01",
+            json!({"created_before": "2030-01-01"}),
+            "created_before",
+        ),
+        ("args.a%20b=1", json!({"args": ["args.a b=1"]}), "args"),
+    ] {
+        let (status, list) = t
+            .call(Method::GET, &format!("/v1/jobs?{query}"), &admin, None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {list}");
+        let (status, bulk) = t
+            .call(
+                Method::POST,
+                "/v1/jobs/bulk",
+                &admin,
+                Some(json!({"action": "retry", "filter": filter, "dry_run": true})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{filter}: {bulk}");
+        let list_words = list["error"]["message"].as_str().unwrap();
+        let bulk_words = bulk["error"]["message"].as_str().unwrap();
+        assert_eq!(list["error"]["field"], field, "{list}");
+        // The bulk names its field inside the body: filter.args[0] for args.
+        let bulk_field = bulk["error"]["field"].as_str().unwrap();
+        assert!(
+            bulk_field.starts_with(&format!("filter.{field}")),
+            "{bulk_field}"
+        );
+        let list_rest = list_words.strip_prefix(field).unwrap();
+        let bulk_rest = bulk_words.strip_prefix(bulk_field).unwrap();
+        assert_eq!(list_rest, bulk_rest, "{query} vs {filter}");
+    }
+    // Ten searches inside args: refused alike.
+    let q: String = (0..9).map(|i| format!("&args.k{i}=1")).collect();
+    let (status, list) = t
+        .call(
+            Method::GET,
+            &format!("/v1/jobs?state=failed{q}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{list}");
+    let args: Vec<String> = (0..9).map(|i| format!("args.k{i}=1")).collect();
+    let (_, bulk) = t
+        .call(
+            Method::POST,
+            "/v1/jobs/bulk",
+            &admin,
+            Some(json!({"action": "retry", "filter": {"args": args}})),
+        )
+        .await;
+    assert_eq!(
+        list["error"]["message"].as_str().unwrap(),
+        bulk["error"]["message"]
+            .as_str()
+            .unwrap()
+            .strip_prefix("filter.")
+            .unwrap()
+    );
 }

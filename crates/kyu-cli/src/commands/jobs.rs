@@ -429,8 +429,14 @@ async fn logs(
                 }
                 shown = (l.attempt, 0, 0);
             }
-            print!("{}", new_part(&l.stdout, l.stdout_bytes, shown.1));
-            eprint!("{}", new_part(&l.stderr, l.stderr_bytes, shown.2));
+            print!(
+                "{}",
+                kyu::AttemptLogs::new_part(&l.stdout, l.stdout_bytes, shown.1)
+            );
+            eprint!(
+                "{}",
+                kyu::AttemptLogs::new_part(&l.stderr, l.stderr_bytes, shown.2)
+            );
             let _ = std::io::stdout().flush();
             shown.1 = l.stdout_bytes;
             shown.2 = l.stderr_bytes;
@@ -439,33 +445,5 @@ async fn logs(
             return Ok(());
         }
         tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
-}
-
-/// The part of a kept tail not printed yet: `total` bytes were written, `shown` printed.
-fn new_part(tail: &str, total: u64, shown: u64) -> String {
-    let new = total.saturating_sub(shown) as usize;
-    if new == 0 {
-        return String::new();
-    }
-    if new > tail.len() {
-        return format!("[… {} bytes not kept …]\n{tail}", new - tail.len());
-    }
-    let mut start = tail.len() - new;
-    while !tail.is_char_boundary(start) {
-        start += 1;
-    }
-    tail[start..].to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::new_part;
-
-    #[test]
-    fn follow_prints_only_what_is_new() {
-        assert_eq!(new_part("hello world", 11, 6), "world");
-        assert_eq!(new_part("hello world", 11, 11), "");
-        assert_eq!(new_part("world", 11, 0), "[… 6 bytes not kept …]\nworld");
     }
 }

@@ -20,13 +20,14 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use kyu::{ArgMatch, JobFilter, JobId};
+use kyu::{JobFilter, JobId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{JobIdPath, JsonBody};
+use super::filter::FilterInput;
 use super::jobs::{visible_ids, ActionReply, IdsRequest};
 use crate::State as Shared;
 
@@ -58,10 +59,13 @@ pub struct BulkFilter {
     /// A tag.
     pub tag: Option<String>,
     /// Created at or after (RFC 3339).
-    pub created_after: Option<DateTime<Utc>>,
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub created_after: Option<String>,
     /// Created before (RFC 3339).
-    pub created_before: Option<DateTime<Utc>>,
-    /// Searches inside args, each `args.PATH=VALUE`, e.g. `args.user=42`.
+    #[schema(value_type = Option<String>, format = DateTime)]
+    pub created_before: Option<String>,
+    /// Searches inside args, each `args.PATH=VALUE`, e.g. `args.user=42`
+    /// (needs the `read_args` scope: 403 without).
     #[serde(default)]
     pub args: Vec<String>,
 }
@@ -184,50 +188,29 @@ async fn by_ids(
     Ok(results)
 }
 
-/// The store filter of a request's filter, checked (same words as the list's).
-fn store_filter(caller: &Caller, f: BulkFilter) -> Result<JobFilter, ApiError> {
-    let states = match f.state {
-        None => Vec::new(),
-        Some(s) => vec![super::jobs::parse_state(&s).map_err(|e| prefixed(e, "filter."))?],
-    };
-    if let Some(q) = &f.queue {
-        kyu::validate::queue_name("filter.queue", q)?;
-        caller.check_queue("filter.queue", q)?;
+impl BulkFilter {
+    /// The filter's fields as the list's query gives them, so both are
+    /// checked by one parser (same words; fields named `filter.…`).
+    fn input(self) -> FilterInput {
+        FilterInput {
+            state: self.state,
+            queue: self.queue,
+            kind: self.kind,
+            tag: self.tag,
+            created_after: self.created_after,
+            created_before: self.created_before,
+            args: self
+                .args
+                .into_iter()
+                .enumerate()
+                .map(|(i, a)| (format!("args[{i}]"), a))
+                .collect(),
+        }
     }
-    let args = f
-        .args
-        .iter()
-        .enumerate()
-        .map(|(i, a)| ArgMatch::parse(&format!("filter.args[{i}]"), a))
-        .collect::<Result<Vec<_>, _>>()?;
-    if args.len() > 8 {
-        return Err(ApiError::invalid(
-            "filter.args",
-            format!("filter.args: {} searches; accepted: up to 8", args.len()),
-        ));
-    }
-    Ok(JobFilter {
-        states,
-        queue: f.queue,
-        kind: f.kind,
-        tag: f.tag,
-        created_after: f.created_after,
-        created_before: f.created_before,
-        args,
-        ..JobFilter::default()
-    })
-}
-
-fn prefixed(mut e: ApiError, prefix: &str) -> ApiError {
-    if let Some(f) = &e.body.field {
-        e.body.field = Some(format!("{prefix}{f}"));
-        e.body.message = format!("{prefix}{}", e.body.message);
-    }
-    e
 }
 
 /// The snapshot now: the highest job id and the store's time.
-async fn snapshot_now(shared: &Shared) -> Result<Snapshot, ApiError> {
+pub(crate) async fn snapshot_now(shared: &Shared) -> Result<Snapshot, ApiError> {
     let at = shared.kyu.store().clock().now();
     let newest = shared
         .kyu
@@ -242,20 +225,33 @@ async fn snapshot_now(shared: &Shared) -> Result<Snapshot, ApiError> {
     })
 }
 
+/// The jobs a bulk action by filter selects so far, and what it did to them.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tally {
+    /// Jobs selected (the caller's queues only).
+    pub(crate) matched: u64,
+    /// Per result word, how many (empty for a count).
+    pub(crate) counts: BTreeMap<String, u64>,
+    /// True when a count stopped at its cap with more jobs left.
+    pub(crate) more: bool,
+}
+
 /// Selects by filter within the snapshot, batch by batch, and either
-/// counts (dry run) or acts on each batch.
-async fn by_filter(
+/// counts (no action; at most `cap` jobs, then [`Tally::more`]) or acts on
+/// each batch; `progress` sees the tally after each batch.
+pub(crate) async fn by_filter(
     shared: &Shared,
     caller: &Caller,
     action: Option<BulkAction>,
     mut filter: JobFilter,
     snap: Snapshot,
-) -> Result<(u64, BTreeMap<String, u64>), ApiError> {
+    cap: Option<u64>,
+    mut progress: impl FnMut(&Tally),
+) -> Result<Tally, ApiError> {
     filter.changed_by = Some(snap.at);
     filter.before = Some(snap.max_id.saturating_add(1));
     filter.limit = shared.options.bulk_batch.max(1);
-    let mut matched = 0u64;
-    let mut counts = BTreeMap::new();
+    let mut tally = Tally::default();
     loop {
         let page = shared.kyu.list(&filter).await?;
         let ids: Vec<JobId> = page
@@ -264,15 +260,21 @@ async fn by_filter(
             .filter(|j| caller.sees(&j.queue))
             .map(|j| j.id)
             .collect();
-        matched += ids.len() as u64;
+        tally.matched += ids.len() as u64;
         if let Some(action) = action {
             for word in act(shared, action, &ids).await? {
-                *counts.entry(word.to_string()).or_insert(0) += 1;
+                *tally.counts.entry(word.to_string()).or_insert(0) += 1;
             }
+        }
+        progress(&tally);
+        if let Some(cap) = cap.filter(|c| tally.matched >= *c) {
+            tally.more = tally.matched > cap || page.next.is_some();
+            tally.matched = tally.matched.min(cap);
+            return Ok(tally);
         }
         match page.next {
             Some(n) => filter.before = Some(n),
-            None => return Ok((matched, counts)),
+            None => return Ok(tally),
         }
     }
 }
@@ -323,17 +325,17 @@ pub(crate) async fn bulk(
             }))
         }
         (None, Some(filter)) => {
-            let filter = store_filter(&caller, filter)?;
+            let filter = filter.input().parse(&caller, "filter.")?;
             let snap = match req.snapshot {
                 Some(s) => s,
                 None => snapshot_now(&shared).await?,
             };
             let action = (!req.dry_run).then_some(req.action);
-            let (matched, counts) = by_filter(&shared, &caller, action, filter, snap).await?;
+            let tally = by_filter(&shared, &caller, action, filter, snap, None, |_| {}).await?;
             Ok(Json(BulkReply {
                 dry_run: req.dry_run,
-                matched,
-                counts,
+                matched: tally.matched,
+                counts: tally.counts,
                 snapshot: Some(snap),
                 results: None,
             }))

@@ -8,13 +8,14 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use kyu::{ArgMatch, JobFilter, JobId, JobRecord, JobState, NewJob, RetryPolicy};
+use kyu::{JobFilter, JobId, JobRecord, JobState, NewJob, RetryPolicy};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{duration, JobIdPath, JsonBody, Query};
+use super::filter::FilterInput;
 use crate::State as Shared;
 
 /// How long an `Idempotency-Key` holds: a retry of the same request within
@@ -542,6 +543,7 @@ pub struct ListParams {
     /// A search inside args: the parameter's name is the path, e.g.
     /// `args.user=42`, `args.a.b="x"`, `args.flag=true` (repeat for several;
     /// all must match). The value is a JSON scalar; a bare word is a string.
+    /// Needs the `read_args` scope (403 without: the args are hidden).
     #[serde(rename = "args.PATH")]
     pub args_path: Option<String>,
     /// The `next` of the previous page.
@@ -550,67 +552,50 @@ pub struct ListParams {
     pub limit: Option<usize>,
 }
 
-impl ListParams {
-    /// The parameters from the query's name=value pairs: `args.…` names are
-    /// searches inside args; any other name must be a field.
-    fn from_pairs(pairs: Vec<(String, String)>) -> Result<(ListParams, Vec<ArgMatch>), ApiError> {
-        let mut p = ListParams {
-            state: None,
-            queue: None,
-            kind: None,
-            tag: None,
-            created_after: None,
-            created_before: None,
-            args_path: None,
+/// A list request's query: the filter, the cursor and the page size.
+struct ListQuery {
+    filter: FilterInput,
+    cursor: Option<String>,
+    limit: Option<usize>,
+}
+
+impl ListQuery {
+    /// The query from its name=value pairs: the filter's fields (`args.…`
+    /// names are searches inside args), `cursor` and `limit`; any other
+    /// name is refused.
+    fn from_pairs(pairs: Vec<(String, String)>) -> Result<ListQuery, ApiError> {
+        let mut q = ListQuery {
+            filter: FilterInput::default(),
             cursor: None,
             limit: None,
         };
-        let mut args = Vec::new();
-        let time = |field: &str, v: &str| {
-            DateTime::parse_from_rfc3339(v)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|e| {
-                    ApiError::invalid(
-                        field,
-                        format!("{field}: {v:?} is not a time ({e}); accepted: RFC 3339, e.g. 2030-01-01T00:00:00Z"),
-                    )
-                })
-        };
         for (name, value) in pairs {
             match name.as_str() {
-                "state" => p.state = Some(value),
-                "queue" => p.queue = Some(value),
-                "kind" => p.kind = Some(value),
-                "tag" => p.tag = Some(value),
-                "cursor" => p.cursor = Some(value),
-                "created_after" => p.created_after = Some(time("created_after", &value)?),
-                "created_before" => p.created_before = Some(time("created_before", &value)?),
+                "cursor" => q.cursor = Some(value),
                 "limit" => {
-                    p.limit = Some(value.parse().map_err(|_| {
+                    q.limit = Some(value.parse().map_err(|_| {
                         ApiError::invalid(
                             "limit",
-                            format!("limit: {value:?} is not a number; accepted: 1 to the page limit"),
+                            format!(
+                                "limit: {value:?} is not a number; accepted: 1 to the page limit"
+                            ),
                         )
                     })?)
                 }
-                n if n.starts_with("args.") => {
-                    if args.len() == 8 {
+                n => {
+                    if !q.filter.take_pair(n, value) {
                         return Err(ApiError::invalid(
-                            "args",
-                            "args: more than 8 searches inside args; accepted: up to 8",
+                            "query",
+                            format!(
+                                "query: unknown parameter {n:?}; accepted: {}, cursor, limit",
+                                super::filter::FIELDS
+                            ),
                         ));
                     }
-                    args.push(ArgMatch::parse("args", &format!("{n}={value}"))?);
-                }
-                other => {
-                    return Err(ApiError::invalid(
-                        "query",
-                        format!("query: unknown parameter {other:?}; accepted: state, queue, kind, tag, created_after, created_before, args.PATH, cursor, limit"),
-                    ))
                 }
             }
         }
-        Ok((p, args))
+        Ok(q)
     }
 }
 
@@ -630,7 +615,7 @@ const MAX_SCAN_PAGES: usize = 10;
 
 /// Lists jobs, newest first, by keyset cursor, filtered in the store by
 /// state, queue, kind, tag, created range and searches inside args
-/// (`?args.user=42&args.a.b="x"`). A token limited to queues
+/// (`?args.user=42&args.a.b="x"`; `read_args` scope). A token limited to queues
 /// sees only its queues' jobs (a page may then be short; follow `next`).
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListParams),
     responses((status = 200, body = JobList), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
@@ -640,22 +625,15 @@ pub(crate) async fn list_jobs(
     caller: Caller,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<JobList>, ApiError> {
-    let (p, args) = ListParams::from_pairs(pairs)?;
-    let limit = p.limit.unwrap_or(100);
+    let q = ListQuery::from_pairs(pairs)?;
+    let limit = q.limit.unwrap_or(100);
     if limit == 0 || limit > shared.options.max_page {
         return Err(ApiError::invalid(
             "limit",
             format!("limit: {limit}; accepted: 1 to {}", shared.options.max_page),
         ));
     }
-    let states = match p.state {
-        None => Vec::new(),
-        Some(s) => vec![parse_state(&s)?],
-    };
-    if let Some(q) = &p.queue {
-        caller.check_queue("queue", q)?;
-    }
-    let before = match p.cursor {
+    let before = match q.cursor {
         None => None,
         Some(c) => Some(c.parse::<JobId>().ok().filter(|c| *c > 0).ok_or_else(|| {
             ApiError::invalid(
@@ -665,16 +643,9 @@ pub(crate) async fn list_jobs(
         })?),
     };
     let mut filter = JobFilter {
-        states,
-        queue: p.queue,
-        kind: p.kind,
-        tag: p.tag,
-        created_after: p.created_after,
-        created_before: p.created_before,
-        args,
         before,
         limit,
-        ..JobFilter::default()
+        ..q.filter.parse(&caller, "")?
     };
     let mut jobs = Vec::new();
     let mut next = None;
@@ -701,16 +672,6 @@ pub(crate) async fn list_jobs(
         jobs,
         next: next.map(|n| n.to_string()),
     }))
-}
-
-/// Parses a state name given in `state`.
-pub(crate) fn parse_state(s: &str) -> Result<JobState, ApiError> {
-    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|_| {
-        ApiError::invalid(
-            "state",
-            format!("state: {s:?} is not a state; accepted: scheduled, available, running, completed, failed, cancelled"),
-        )
-    })
 }
 
 /// The recorded output of one attempt of a command job.

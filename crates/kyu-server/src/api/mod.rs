@@ -11,6 +11,7 @@ pub mod bulk;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub(crate) mod filter;
 pub mod jobs;
 pub mod openapi;
 pub mod permits;

@@ -1,16 +1,44 @@
 //! One job: its fields, args and result (redacted without `read_args`),
 //! progress, the attempt timeline with each error, the command output of
-//! each attempt (`read_args`: output is as sensitive as args), and retry /
-//! cancel (`operate`).
+//! each attempt (`read_args`: output is as sensitive as args; the running
+//! attempt's grows live, [`super::tail`]), and retry / cancel / delete /
+//! run now (`operate`). A bad or unknown id answers an HTML page saying
+//! what is accepted (400 / 404), in the dashboard's layout.
 
-use axum::extract::State;
-use kyu::JobState;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use kyu::{JobId, JobState};
 use maud::{html, Markup};
 
 use super::layout;
 use super::session::{PageError, Viewer};
 use super::DashState;
+use crate::api::error::ApiError;
 use crate::api::extract::JobIdPath;
+
+/// A job id from the path, refused as an error page (the API's words).
+pub(crate) struct JobPath(pub(crate) JobId);
+
+impl<S: Send + Sync> FromRequestParts<S> for JobPath {
+    type Rejection = PageError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, PageError> {
+        let JobIdPath(id) = JobIdPath::from_request_parts(parts, state).await?;
+        Ok(JobPath(id))
+    }
+}
+
+/// A one-button form acting on this job by id, back to `back` afterwards.
+fn job_action(viewer: &Viewer, id: JobId, action: &str, back: &str, label: &str) -> Markup {
+    html! {
+        form.inline method="post" action=(action) {
+            (layout::csrf(viewer))
+            input type="hidden" name="ids" value=(id);
+            input type="hidden" name="back" value=(back);
+            button type="submit" { (label) }
+        }
+    }
+}
 
 /// JSON text pretty-printed (text that is not JSON as it is).
 fn pretty(text: &str) -> String {
@@ -24,10 +52,19 @@ fn pretty(text: &str) -> String {
 pub(crate) async fn page(
     State(dash): State<DashState>,
     viewer: Viewer,
-    JobIdPath(id): JobIdPath,
+    JobPath(id): JobPath,
 ) -> Result<Markup, PageError> {
     let after = dash.shared.kyu.last_event_id().await?;
-    let job = viewer.caller.visible_job(&dash.shared.kyu, id).await?;
+    let job = viewer
+        .caller
+        .visible_job(&dash.shared.kyu, id)
+        .await
+        .map_err(|_| {
+            ApiError::not_found(format!(
+                "job {id} not found: no job has this id in the queues your token may see \
+                 (it may have been deleted, or removed by retention); accepted: the id of a job listed on the Jobs page"
+            ))
+        })?;
     let show = viewer.caller.reads_args();
     let logs = if show {
         dash.shared.kyu.logs(id).await?
@@ -35,6 +72,11 @@ pub(crate) async fn page(
         Vec::new()
     };
     let here = format!("/jobs/{id}");
+    // After a delete the job's page is gone: back to its queue's jobs.
+    let queue_jobs = super::overview::jobs_link(&job.queue, None);
+    // The running attempt's output grows live: its boxes are shown (empty
+    // at first) and carry their byte counts for the page's stream.
+    let running = job.state == JobState::Running && show;
     let redacted =
         html! { p.redacted { "Hidden: your token lacks the " code { "read_args" } " scope." } };
     let body = html! {
@@ -43,20 +85,16 @@ pub(crate) async fn page(
         @if viewer.operates() {
             div.actions {
                 @if matches!(job.state, JobState::Failed | JobState::Cancelled) {
-                    form.inline method="post" action="/jobs/retry" {
-                        (layout::csrf(&viewer))
-                        input type="hidden" name="ids" value=(job.id);
-                        input type="hidden" name="back" value=(here);
-                        button type="submit" { "Retry" }
-                    }
+                    (job_action(&viewer, id, "/jobs/retry", &here, "Retry"))
                 }
                 @if !job.state.is_finished() {
-                    form.inline method="post" action="/jobs/cancel" {
-                        (layout::csrf(&viewer))
-                        input type="hidden" name="ids" value=(job.id);
-                        input type="hidden" name="back" value=(here);
-                        button type="submit" { "Cancel" }
-                    }
+                    (job_action(&viewer, id, "/jobs/cancel", &here, "Cancel"))
+                }
+                @if job.state == JobState::Scheduled {
+                    (job_action(&viewer, id, "/jobs/run-now", &here, "Run now"))
+                }
+                @if job.state != JobState::Running {
+                    (job_action(&viewer, id, "/jobs/delete", &queue_jobs, "Delete"))
                 }
             }
         }
@@ -105,22 +143,41 @@ pub(crate) async fn page(
                 }
             }
         }
-        @if show && !logs.is_empty() {
-            section {
+        @if show && (!logs.is_empty() || running) {
+            section #output {
                 h2 { "Command output" }
+                @if running && logs.last().map_or(true, |l| l.attempt != job.attempt) {
+                    (output(job.attempt, &kyu::AttemptLogs { attempt: job.attempt, stdout: String::new(), stderr: String::new(), stdout_bytes: 0, stderr_bytes: 0 }, true))
+                }
                 @for l in &logs {
-                    h3 { "Attempt " (l.attempt) }
-                    @if !l.stdout.is_empty() {
-                        p.hint { "stdout (" (l.stdout_bytes) " bytes in all)" }
-                        pre.output { (l.stdout) }
-                    }
-                    @if !l.stderr.is_empty() {
-                        p.hint { "stderr (" (l.stderr_bytes) " bytes in all)" }
-                        pre.output.stderr { (l.stderr) }
-                    }
+                    (output(l.attempt, l, running && l.attempt == job.attempt))
                 }
             }
         }
     };
     Ok(layout::page(&viewer, &format!("Job {id}"), "/jobs", body))
+}
+
+/// One attempt's output; `live` marks the boxes the page's stream appends to.
+fn output(attempt: u32, l: &kyu::AttemptLogs, live: bool) -> Markup {
+    html! {
+        h3 { "Attempt " (attempt) @if live { " " span.hint { "(running: output appears as it is written)" } } }
+        @if live {
+            div.tail data-attempt=(attempt) data-stdout=(l.stdout_bytes) data-stderr=(l.stderr_bytes) {
+                p.hint { "stdout" }
+                pre.output data-stream="stdout" { (l.stdout) }
+                p.hint { "stderr" }
+                pre.output.stderr data-stream="stderr" { (l.stderr) }
+            }
+        } @else {
+            @if !l.stdout.is_empty() {
+                p.hint { "stdout (" (l.stdout_bytes) " bytes in all)" }
+                pre.output { (l.stdout) }
+            }
+            @if !l.stderr.is_empty() {
+                p.hint { "stderr (" (l.stderr_bytes) " bytes in all)" }
+                pre.output.stderr { (l.stderr) }
+            }
+        }
+    }
 }

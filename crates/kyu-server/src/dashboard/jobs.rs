@@ -1,22 +1,22 @@
-//! Jobs: tabs by state, filters by queue, kind, tag and id, keyset paging
-//! (newest first, `before` the last id shown), and retry / cancel of the
-//! selected rows (scope `operate`). Every query is the store's indexed,
-//! bounded page; the tab counts come from the shared counts cache.
+//! Jobs: tabs by state; filters by queue, kind, tag, id, created range and
+//! searches inside args (the API's one filter, [`super::jobs_query`]);
+//! keyset paging (newest first, `before` the last id shown) that keeps the
+//! filter; actions on the ticked rows ([`super::actions`]) and on every job
+//! matching the filter ([`super::bulk`]), scope `operate`. Every query is
+//! the store's indexed, bounded page; the tab counts come from the shared
+//! counts cache (by queue and state: the other filters do not narrow them).
 
 use std::collections::BTreeMap;
 
 use axum::extract::State;
-use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
-use kyu::{JobFilter, JobId, JobRecord, JobState};
+use kyu::{JobFilter, JobRecord, JobState};
 use maud::html;
-use serde::Deserialize;
 
+use super::jobs_query::{parse_id, state_of, JobsQuery};
 use super::layout;
-use super::session::{flash, local_path, FormPairs, PageError, Viewer};
+use super::session::{PageError, Viewer};
 use super::DashState;
-use crate::api::error::ApiError;
-use crate::api::jobs::parse_state;
 
 /// Rows per page.
 pub const PAGE: usize = 50;
@@ -25,92 +25,29 @@ pub const PAGE: usize = 50;
 /// queues the viewer may not see (as the API's list does).
 const MAX_SCAN_PAGES: usize = 10;
 
-/// The Jobs page's query.
-#[derive(Debug, Default, Deserialize)]
-#[serde(default)]
-pub(crate) struct JobsQuery {
-    state: Option<String>,
-    queue: Option<String>,
-    kind: Option<String>,
-    tag: Option<String>,
-    id: Option<String>,
-    before: Option<String>,
-}
-
-fn blank(s: &Option<String>) -> Option<&str> {
-    s.as_deref().map(str::trim).filter(|s| !s.is_empty())
-}
-
-impl JobsQuery {
-    /// This query as a link, with `state` and `before` replaced.
-    fn link(&self, state: Option<&str>, before: Option<JobId>) -> String {
-        let before = before.map(|b| b.to_string());
-        let mut pairs: Vec<(&str, &str)> = Vec::new();
-        if let Some(s) = state {
-            pairs.push(("state", s));
-        }
-        for (k, v) in [
-            ("queue", &self.queue),
-            ("kind", &self.kind),
-            ("tag", &self.tag),
-        ] {
-            if let Some(v) = blank(v) {
-                pairs.push((k, v));
-            }
-        }
-        if let Some(b) = &before {
-            pairs.push(("before", b));
-        }
-        format!(
-            "/jobs?{}",
-            serde_urlencoded::to_string(pairs).unwrap_or_default()
-        )
-    }
-}
-
-fn parse_id(field: &str, s: &str) -> Result<JobId, ApiError> {
-    s.trim()
-        .parse::<JobId>()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or_else(|| {
-            ApiError::invalid(
-                field,
-                format!("{field}: {s:?} is not a job id; accepted: a positive integer"),
-            )
-        })
-}
-
 /// `GET /jobs`.
 pub(crate) async fn page(
     State(dash): State<DashState>,
     viewer: Viewer,
-    axum::extract::Query(q): axum::extract::Query<JobsQuery>,
+    axum::extract::Query(pairs): axum::extract::Query<Vec<(String, String)>>,
 ) -> Result<Response, PageError> {
     let caller = &viewer.caller;
-    if let Some(id) = blank(&q.id) {
+    let q = JobsQuery::from_pairs(&pairs, &[])?;
+    if let Some(id) = &q.id {
         // A job by id: its page (404 alike for another tenant's).
         let id = parse_id("id", id)?;
         caller.visible_job(&dash.shared.kyu, id).await?;
         return Ok(Redirect::to(&format!("/jobs/{id}")).into_response());
     }
-    let state = blank(&q.state).map(parse_state).transpose()?;
-    let queue = blank(&q.queue).map(str::to_string);
-    if let Some(name) = &queue {
-        caller.check_queue("queue", name)?;
-    }
+    let state = state_of(&q)?;
+    let parsed = q.filter(caller)?;
+    let queue = parsed.queue.clone();
     let after = dash.shared.kyu.last_event_id().await?;
-    let before = blank(&q.before)
-        .map(|b| parse_id("before", b))
-        .transpose()?;
+    let before = q.before()?;
     let mut filter = JobFilter {
-        states: state.into_iter().collect(),
-        queue: queue.clone(),
-        kind: blank(&q.kind).map(str::to_string),
-        tag: blank(&q.tag).map(str::to_string),
         before,
         limit: PAGE,
-        ..JobFilter::default()
+        ..parsed.clone()
     };
     let mut jobs: Vec<JobRecord> = Vec::new();
     let mut next = None;
@@ -198,26 +135,24 @@ pub(crate) async fn page(
                 }
             }
         }
-        form.filters method="get" action="/jobs" {
-            @if let Some(s) = state { input type="hidden" name="state" value=(s.as_str()); }
-            label { "Queue " input type="text" name="queue" value=(blank(&q.queue).unwrap_or("")); }
-            label { "Kind " input type="text" name="kind" value=(blank(&q.kind).unwrap_or("")); }
-            label { "Tag " input type="text" name="tag" value=(blank(&q.tag).unwrap_or("")); }
-            label { "Id " input type="text" name="id" inputmode="numeric" size="8"; }
-            button type="submit" { "Filter" }
-        }
+        (filter_form(&q, state, caller.reads_args()))
         @if jobs.is_empty() {
             p { "No job matches." }
         } @else {
             @if operate {
+                (super::bulk::all_matching_form(&q))
                 form #jobs-form method="post" action="/jobs/retry" {
                     (layout::csrf(&viewer))
                     input type="hidden" name="back" value=(here);
                     div.bulk {
-                        "Selected: "
+                        "Selected rows: "
                         button type="submit" formaction="/jobs/retry" { "Retry" }
                         " "
                         button type="submit" formaction="/jobs/cancel" { "Cancel" }
+                        " "
+                        button type="submit" formaction="/jobs/delete" { "Delete" }
+                        " "
+                        button type="submit" formaction="/jobs/run-now" { "Run now" }
                     }
                     (rows)
                 }
@@ -233,105 +168,43 @@ pub(crate) async fn page(
     Ok(layout::page(&viewer, "Jobs", "/jobs", body).into_response())
 }
 
+/// The filter form: queue, kind, tag, id, the created range (RFC 3339, as
+/// the API takes it) and searches inside args (each box one
+/// `args.PATH=VALUE`; a blank box for one more; only with `read_args`:
+/// without it args are hidden, and a search would reveal them).
+fn filter_form(q: &JobsQuery, state: Option<JobState>, reads_args: bool) -> maud::Markup {
+    let time_hint =
+        "RFC 3339 with its zone, e.g. 2030-01-01T00:00:00Z (UTC) or 2030-01-01T09:00:00+09:00";
+    html! {
+        form.filters method="get" action="/jobs" {
+            @if let Some(s) = state { input type="hidden" name="state" value=(s.as_str()); }
+            label { "Queue " input type="text" name="queue" value=(q.get("queue")); }
+            label { "Kind " input type="text" name="kind" value=(q.get("kind")); }
+            label { "Tag " input type="text" name="tag" value=(q.get("tag")); }
+            label { "Id " input type="text" name="id" inputmode="numeric" size="8"; }
+            label title=(time_hint) { "Created from " input type="text" name="created_after" size="22"
+                placeholder="2030-01-01T00:00:00Z" value=(q.get("created_after")); }
+            label title=(time_hint) { "Created before " input type="text" name="created_before" size="22"
+                placeholder="2030-01-02T00:00:00Z" value=(q.get("created_before")); }
+            @if reads_args {
+                @for a in q.args() {
+                    label { "Args " input type="text" name="args" value=(a); }
+                }
+                label { "Args " input type="text" name="args" placeholder="args.user=42"; }
+            }
+            button type="submit" { "Filter" }
+            p.hint {
+                "Times: " (time_hint) "."
+                @if reads_args { " Args: " code { "args.PATH=VALUE" } ", e.g. " code { "args.user=42" } " or " code { "args.a.b=\"x\"" } "; every search must match." }
+            }
+        }
+    }
+}
+
 /// At most `n` characters of `s`, with an ellipsis when cut.
 pub(crate) fn truncate(s: &str, n: usize) -> String {
     match s.char_indices().nth(n) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),
     }
-}
-
-/// The ids of the form that the viewer may see; the others count as not found.
-async fn visible_ids(
-    dash: &DashState,
-    viewer: &Viewer,
-    form: &FormPairs,
-) -> Result<(Vec<JobId>, usize), PageError> {
-    let ids = form
-        .all("ids")
-        .map(|s| parse_id("ids", s))
-        .collect::<Result<Vec<_>, _>>()?;
-    let max = dash.shared.options.max_page;
-    if ids.is_empty() || ids.len() > max {
-        return Err(ApiError::invalid(
-            "ids",
-            format!(
-                "ids: {} jobs selected; accepted: 1 to {max} (tick the rows to act on)",
-                ids.len()
-            ),
-        )
-        .into());
-    }
-    let mut seen = Vec::new();
-    let mut hidden = 0;
-    for id in ids {
-        match dash.shared.kyu.store().get(id).await? {
-            Some(j) if viewer.caller.sees(&j.queue) => seen.push(id),
-            _ => hidden += 1,
-        }
-    }
-    Ok((seen, hidden))
-}
-
-/// Says what an action did, e.g. "Retry: 2 retried, 1 not retryable".
-fn summary(action: &str, words: impl IntoIterator<Item = &'static str>) -> String {
-    let mut by: BTreeMap<&str, usize> = BTreeMap::new();
-    for w in words {
-        *by.entry(w).or_default() += 1;
-    }
-    let parts: Vec<String> = by.iter().map(|(w, n)| format!("{n} {w}")).collect();
-    format!("{action}: {}.", parts.join(", "))
-}
-
-fn back(form: &FormPairs, text: &str) -> Response {
-    let mut resp = Redirect::to(&local_path(form.get("back"))).into_response();
-    resp.headers_mut().append(header::SET_COOKIE, flash(text));
-    resp
-}
-
-/// `POST /jobs/retry`: retries the selected failed or cancelled jobs.
-pub(crate) async fn retry(
-    State(dash): State<DashState>,
-    viewer: Viewer,
-    form: FormPairs,
-) -> Result<Response, PageError> {
-    let (ids, hidden) = visible_ids(&dash, &viewer, &form).await?;
-    let mut words: Vec<&'static str> = vec!["not found"; hidden];
-    if !ids.is_empty() {
-        for r in dash.shared.kyu.retry(&ids).await? {
-            words.push(match r {
-                kyu::RetryResult::Retried => "retried",
-                kyu::RetryResult::NotRetryable(_) => "not retryable (not failed or cancelled)",
-                kyu::RetryResult::KeyHeld { .. } => "not retried (unique key held)",
-                kyu::RetryResult::NotFound => "not found",
-                _ => "unchanged",
-            });
-        }
-    }
-    dash.counts.forget().await;
-    Ok(back(&form, &summary("Retry", words)))
-}
-
-/// `POST /jobs/cancel`: cancels the selected unfinished jobs (a running one
-/// is asked to stop).
-pub(crate) async fn cancel(
-    State(dash): State<DashState>,
-    viewer: Viewer,
-    form: FormPairs,
-) -> Result<Response, PageError> {
-    let (ids, hidden) = visible_ids(&dash, &viewer, &form).await?;
-    let mut words: Vec<&'static str> = vec!["not found"; hidden];
-    if !ids.is_empty() {
-        for r in dash.shared.kyu.cancel(&ids).await? {
-            words.push(match r {
-                kyu::CancelResult::Cancelled => "cancelled",
-                kyu::CancelResult::Requested => "asked to stop (running)",
-                kyu::CancelResult::AlreadyFinished(_) => "already finished",
-                kyu::CancelResult::NotFound => "not found",
-                _ => "unchanged",
-            });
-        }
-    }
-    dash.counts.forget().await;
-    Ok(back(&form, &summary("Cancel", words)))
 }

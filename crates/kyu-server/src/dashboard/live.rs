@@ -5,7 +5,8 @@
 //! events of the viewer's queues, as `{"type", "queue", "job"}` (no args,
 //! no error text). The page's script reloads it when something it shows
 //! changed (a job's page within 1 s, a list at most every 5 s; never while
-//! the operator is selecting rows or typing).
+//! the operator is selecting rows or typing). A running job's page also
+//! gets `output` events on the same stream ([`super::tail`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -104,7 +105,10 @@ pub(crate) async fn events(
     State(dash): State<DashState>,
     viewer: Viewer,
     axum::extract::Query(q): axum::extract::Query<LiveQuery>,
+    axum::extract::Query(tail): axum::extract::Query<super::tail::TailQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, PageError> {
+    // A job's page also gets its command output as it is written.
+    let output = super::tail::stream(dash.clone(), viewer.caller.clone(), tail);
     // Subscribe first, then read the log: nothing falls between the two.
     let rx = dash.live.subscribe(&dash.shared.kyu).await?;
     let caller = viewer.caller;
@@ -144,5 +148,6 @@ pub(crate) async fn events(
         std::future::ready(out.map(Ok))
     });
     let stream = futures_util::stream::iter(first.into_iter().map(Ok)).chain(stream);
+    let stream = futures_util::stream::select(stream, futures_util::stream::iter(output).flatten());
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }

@@ -17,16 +17,20 @@
 //! token, and is refused when the browser says it came from another site
 //! (`Origin`, `Sec-Fetch-Site`).
 
+mod actions;
 pub mod assets;
+mod bulk;
 mod counts;
 mod job;
 mod jobs;
+mod jobs_query;
 mod layout;
 mod live;
 mod overview;
 mod queues;
 mod schedules;
 pub mod session;
+mod tail;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -74,6 +78,7 @@ pub(crate) struct Dash {
     pub(crate) shared: Shared,
     pub(crate) counts: counts::Counts,
     pub(crate) live: live::Live,
+    pub(crate) bulk: bulk::Runs,
 }
 
 /// The handle every dashboard handler gets.
@@ -116,8 +121,13 @@ pub(crate) fn table() -> Vec<Page> {
         page(M::POST, "/queues/{name}/pause", operate, queues::pause),
         page(M::POST, "/queues/{name}/resume", operate, queues::resume),
         page(M::GET, "/jobs", read, jobs::page),
-        page(M::POST, "/jobs/retry", operate, jobs::retry),
-        page(M::POST, "/jobs/cancel", operate, jobs::cancel),
+        page(M::POST, "/jobs/retry", operate, actions::retry),
+        page(M::POST, "/jobs/cancel", operate, actions::cancel),
+        page(M::POST, "/jobs/delete", operate, actions::delete),
+        page(M::POST, "/jobs/run-now", operate, actions::run_now),
+        page(M::GET, "/jobs/bulk", operate, bulk::confirm),
+        page(M::POST, "/jobs/bulk", operate, bulk::start),
+        page(M::GET, "/jobs/bulk/{run}", operate, bulk::progress),
         page(M::GET, "/jobs/{id}", read, job::page),
         page(M::GET, "/schedules", read, schedules::page),
         page(M::GET, "/live/events", read, live::events),
@@ -153,6 +163,7 @@ pub(crate) fn router(shared: Shared) -> Router<Shared> {
     let dash = Arc::new(Dash {
         counts: counts::Counts::new(shared.kyu.clone()),
         live: live::Live::new(),
+        bulk: bulk::Runs::default(),
         shared,
     });
     let mut by_path: BTreeMap<&'static str, MethodRouter<DashState>> = BTreeMap::new();

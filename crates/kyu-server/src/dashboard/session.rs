@@ -77,6 +77,22 @@ macro_rules! page_error_from {
 }
 page_error_from!(ApiError, kyu::Error, kyu::InvalidInput, kyu::StoreError);
 
+/// The error an error page shows, kept on its response so that [`guard`]
+/// can show it again in the viewer's layout (navigation, token) once it
+/// knows the viewer.
+#[derive(Debug, Clone)]
+struct Shown(ApiError);
+
+/// An error page's content: the status, what was wrong and what is
+/// accepted (the API's words), and where to go from here.
+fn error_body(e: &ApiError) -> Markup {
+    html! {
+        h1 { (e.status.as_u16()) " " (e.status.canonical_reason().unwrap_or("")) }
+        p.error role="alert" { (e.body.message) }
+        p { a href="/jobs" { "Jobs" } " · " a href="/" { "Overview" } }
+    }
+}
+
 impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let e = self.0;
@@ -84,13 +100,14 @@ impl IntoResponse for PageError {
             "Error",
             html! {
                 main.narrow {
-                    h1 { (e.status.as_u16()) " " (e.status.canonical_reason().unwrap_or("")) }
-                    p.error role="alert" { (e.body.message) }
-                    p { a href="/" { "Overview" } " · " a href="/login" { "Log in" } }
+                    (error_body(&e))
+                    p { a href="/login" { "Log in" } }
                 }
             },
         );
-        (e.status, body).into_response()
+        let mut resp = (e.status, body).into_response();
+        resp.extensions_mut().insert(Shown(e));
+        resp
     }
 }
 
@@ -267,7 +284,17 @@ pub(crate) async fn guard(
 ) -> Response {
     match check(&dash, &info, req).await {
         Ok((req, had_flash)) => {
+            let viewer = req.extensions().get::<Viewer>().cloned();
             let mut resp = next.run(req).await;
+            // An error of a logged-in viewer's page: shown in the layout.
+            if let (Some(v), Some(Shown(e))) = (viewer, resp.extensions().get::<Shown>().cloned()) {
+                let title = format!(
+                    "{} {}",
+                    e.status.as_u16(),
+                    e.status.canonical_reason().unwrap_or("Error")
+                );
+                resp = (e.status, layout::page(&v, &title, "", error_body(&e))).into_response();
+            }
             if had_flash && !resp.headers().contains_key(header::SET_COOKIE) {
                 resp.headers_mut()
                     .append(header::SET_COOKIE, set_cookie(FLASH, "", Some(0)));

@@ -5,6 +5,7 @@
 // one of its jobs changed (a job's page within 1 s, a list at most every
 // 5 s), never while the operator is
 // selecting rows or typing, nor in the first 5 s of an action's notice.
+// A running job's page also appends its command output as it is written.
 (function () {
   "use strict";
   var loadedAt = Date.now();
@@ -40,7 +41,33 @@
     var job = live.getAttribute("data-job");
     var pending = null;
     var after = live.getAttribute("data-after") || "";
-    var source = new EventSource("/live/events" + (after ? "?after=" + encodeURIComponent(after) : ""));
+    var params = [];
+    if (after) { params.push("after=" + encodeURIComponent(after)); }
+    // A running job's output: the stream sends what is written after the
+    // page's own text (its byte counts), and it is appended here.
+    var tail = job ? document.querySelector(".tail[data-attempt]") : null;
+    if (tail) {
+      params.push("job=" + encodeURIComponent(job));
+      ["attempt", "stdout", "stderr"].forEach(function (k) {
+        params.push(k + "=" + encodeURIComponent(tail.getAttribute("data-" + k)));
+      });
+    }
+    var source = new EventSource("/live/events" + (params.length ? "?" + params.join("&") : ""));
+    source.addEventListener("output", function (msg) {
+      var o;
+      try { o = JSON.parse(msg.data); } catch (err) { return; }
+      if (!tail || String(o.attempt) !== tail.getAttribute("data-attempt")) {
+        // Another attempt began: the page shows it once reloaded.
+        if (!pending) { pending = setTimeout(function () { source.close(); window.location.reload(); }, 1000); }
+        return;
+      }
+      ["stdout", "stderr"].forEach(function (k) {
+        var pre = tail.querySelector("pre[data-stream=" + k + "]");
+        // Text, never HTML: the output is the command's, not ours.
+        if (pre && o[k]) { pre.appendChild(document.createTextNode(o[k])); }
+        tail.setAttribute("data-" + k, String(o[k + "_bytes"]));
+      });
+    });
     // Leaving the page closes its stream at once: an open stream would hold
     // one of the browser's few connections to this host.
     window.addEventListener("pagehide", function () { source.close(); });
