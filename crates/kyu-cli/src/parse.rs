@@ -37,6 +37,25 @@ pub fn listen(s: &str) -> Result<Listen, String> {
     })
 }
 
+/// The base address of kyu's HTTP API for command jobs (`KYU_API_URL`):
+/// `http://HOST:PORT` or `https://HOST[:PORT][/PREFIX]`, without a trailing
+/// slash (one is dropped).
+pub fn api_url(s: &str) -> Result<String, String> {
+    let t = s.trim().trim_end_matches('/');
+    let rest = t
+        .strip_prefix("http://")
+        .or_else(|| t.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !t.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            Ok(t.to_string())
+        }
+        _ => Err(format!(
+            "{s:?} is not an API address; accepted: http://HOST:PORT or https://HOST[:PORT][/PREFIX], \
+             e.g. http://127.0.0.1:7070 (the kyu serve command jobs report to)"
+        )),
+    }
+}
+
 /// `30s`, `5m`, `1h 30m`, `250ms`, `2days`.
 pub fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| {
