@@ -119,5 +119,19 @@ mod tests {
             .contains("exponential:INITIAL:CAP"));
         assert!(retry("exponential:10s:1s").unwrap_err().contains("cap"));
         assert_eq!(state("pending").unwrap(), JobState::Available);
+        assert_eq!(
+            api_url("http://127.0.0.1:7070/").unwrap(),
+            "http://127.0.0.1:7070"
+        );
+        assert_eq!(
+            api_url("https://kyu.example/api").unwrap(),
+            "https://kyu.example/api"
+        );
+        for bad in ["127.0.0.1:7070", "http://", "ftp://x", "http://a b"] {
+            assert!(
+                api_url(bad).unwrap_err().contains("accepted: http://"),
+                "{bad}"
+            );
+        }
     }
 }
