@@ -228,6 +228,17 @@ export class Kyu {
     return this.request("GET", `/v1/batches/${id}`, { signal: options.signal });
   }
 
+  /**
+   * Records a running job's progress (`POST /v1/jobs/{id}/progress`): with the
+   * job token kyu gives a command job (`KYU_JOB_TOKEN`, for its own job while
+   * its attempt runs), or a token with the `work` scope. A `ConflictError`
+   * (`not_running`) if the job is not running. Handlers of a {@link Worker}
+   * use their context's `progress` instead.
+   */
+  async reportProgress(id: number, percent: number, message = "", options: RequestOptions = {}): Promise<void> {
+    await this.request("POST", `/v1/jobs/${id}/progress`, { body: { percent, message }, signal: options.signal });
+  }
+
   /** One job: state, attempts with their errors, progress, result. */
   async getJob<Args = unknown, Result = unknown>(id: number, options: RequestOptions = {}): Promise<Job<Args, Result>> {
     return this.request("GET", `/v1/jobs/${id}`, { signal: options.signal });

@@ -12,7 +12,7 @@ const SCRIPT = `
 import { Kyu } from ${JSON.stringify(dist)};
 const job = new Kyu({ url: process.env.KYU_API_URL, token: process.env.KYU_JOB_TOKEN });
 const id = Number(process.env.KYU_JOB_ID);
-await job.request("POST", \`/v1/jobs/\${id}/progress\`, { body: { percent: 40, message: "step 2 of 5" } });
+await job.reportProgress(id, 40, "step 2 of 5");
 const seen = await job.getJob(id);
 let other = "allowed";
 try { await job.getJob(id + 1000); } catch (e) { other = e.code; }

@@ -24,6 +24,7 @@ is cancelled (``asyncio.CancelledError`` at its next ``await``: clean up in ``fi
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
 import signal as _signal
 from dataclasses import dataclass, field
@@ -135,7 +136,7 @@ class AsyncWorker:
         """Runs the coroutine function ``handler`` for jobs of ``kind``. Call before :meth:`start`."""
         if self.id is not None:
             raise RuntimeError(f"register({kind}): the worker has started; register every kind before start()")
-        if not asyncio.iscoroutinefunction(handler):
+        if not inspect.iscoroutinefunction(handler):
             raise TypeError(f"register({kind}): {handler!r} is not a coroutine function; accepted: an `async def` handler (kyu.Worker runs plain functions)")
         self.handlers[kind] = handler
         return self
