@@ -7,7 +7,9 @@ the attempt (`kyu jobs logs ID --follow`).
 
 Progress (seed 003's `update_job_progress()`): `kyu.progress(pct, msg)` from
 the Python client (clients/python: `pip install -e clients/python`), with
-`kyu.current_job()` for the job. Without the client, the zero-dependency
+`kyu.current_job()` for the job: through kyu's HTTP API with the token kyu
+gives this attempt (KYU_API_URL, KYU_JOB_TOKEN), else as the stdout line
+below. Without the client, the zero-dependency
 form is the line kyu reads from stdout, `::kyu-progress PCT MESSAGE` (or
 `kyu progress PCT MESSAGE` from a shell script): the fallback below.
 

@@ -4,12 +4,15 @@ import { ConnectionError, WaitTimeoutError, errorFor, type ApiErrorBody } from "
 import type {
   ActionResults,
   AttemptLogs,
+  Batch,
+  BatchJobs,
   Duration,
   EnqueueOptions,
   Enqueued,
   Job,
   JobFilter,
   JobPage,
+  NewBatch,
   NewJob,
   QueueInfo,
   RetryPolicy,
@@ -185,6 +188,55 @@ export class Kyu {
       signal: options.signal,
     });
     return reply.jobs;
+  }
+
+  /**
+   * Creates a batch (scope produce; a token limited to queues is refused, as a
+   * batch may span queues) with its callbacks and first jobs, in one
+   * transaction; with `seal`, sealed after them.
+   *
+   * ```ts
+   * const { batch } = await kyu.createBatch({
+   *   jobs: users.map((u) => ({ kind: "sync_user", args: { user: u } })),
+   *   onComplete: { kind: "sync_report", args: {} },   // gets args.batch = { id, total, succeeded, failed, cancelled }
+   *   seal: true,
+   * });
+   * ```
+   */
+  async createBatch(batch: NewBatch = {}, options: RequestOptions = {}): Promise<BatchJobs> {
+    const body: Record<string, unknown> = { jobs: (batch.jobs ?? []).map(jobBody) };
+    if (batch.onComplete !== undefined) body.on_complete = jobBody(batch.onComplete);
+    if (batch.onSuccess !== undefined) body.on_success = jobBody(batch.onSuccess);
+    if (batch.seal !== undefined) body.seal = batch.seal;
+    return this.request("POST", "/v1/batches", { body, signal: options.signal });
+  }
+
+  /** Adds jobs to an open batch (one transaction); with `seal`, seals it after them. An error if it is sealed. */
+  async addToBatch(id: number, jobs: NewJob[], options: { seal?: boolean } & RequestOptions = {}): Promise<BatchJobs> {
+    const body: Record<string, unknown> = { jobs: jobs.map(jobBody) };
+    if (options.seal !== undefined) body.seal = options.seal;
+    return this.request("POST", `/v1/batches/${id}/jobs`, { body, signal: options.signal });
+  }
+
+  /** Seals a batch: no job can be added after; if every job has finished, its callbacks are enqueued now. Sealing twice changes nothing. */
+  async sealBatch(id: number, options: RequestOptions = {}): Promise<Batch> {
+    return this.request("POST", `/v1/batches/${id}/seal`, { signal: options.signal });
+  }
+
+  /** A batch's state and counts: total, pending, running, succeeded, failed, cancelled. */
+  async getBatch(id: number, options: RequestOptions = {}): Promise<Batch> {
+    return this.request("GET", `/v1/batches/${id}`, { signal: options.signal });
+  }
+
+  /**
+   * Records a running job's progress (`POST /v1/jobs/{id}/progress`): with the
+   * job token kyu gives a command job (`KYU_JOB_TOKEN`, for its own job while
+   * its attempt runs), or a token with the `work` scope. A `ConflictError`
+   * (`not_running`) if the job is not running. Handlers of a {@link Worker}
+   * use their context's `progress` instead.
+   */
+  async reportProgress(id: number, percent: number, message = "", options: RequestOptions = {}): Promise<void> {
+    await this.request("POST", `/v1/jobs/${id}/progress`, { body: { percent, message }, signal: options.signal });
   }
 
   /** One job: state, attempts with their errors, progress, result. */

@@ -168,3 +168,61 @@ export interface ScheduleSpec extends Omit<EnqueueOptions, "runAt" | "delay" | "
 export function isFinished(state: JobState): boolean {
   return state === "completed" || state === "failed" || state === "cancelled";
 }
+
+/** A batch's state: `open` (jobs can be added), `sealed`, or `done` (sealed, every job finished, callbacks enqueued). */
+export type BatchState = "open" | "sealed" | "done";
+
+/** A batch's counts and state, as `GET /v1/batches/{id}` shows it. */
+export interface Batch {
+  id: number;
+  state: BatchState;
+  /** Jobs in the batch. */
+  total: number;
+  /** Waiting to run (scheduled or available). */
+  pending: number;
+  running: number;
+  /** Completed. */
+  succeeded: number;
+  /** Failed for good. */
+  failed: number;
+  /** Cancelled (or deleted before they finished). */
+  cancelled: number;
+  created_at: string;
+  done_at: string | null;
+  /** The on_complete callback's kind. */
+  on_complete: string | null;
+  /** The on_success callback's kind. */
+  on_success: string | null;
+  /** The callback jobs enqueued when it was done. */
+  callback_jobs: number[];
+}
+
+/** What creating a batch or adding jobs to it did: the batch now, one answer per job in order. */
+export interface BatchJobs {
+  batch: Batch;
+  jobs: Enqueued[];
+}
+
+/**
+ * A batch to create. The callbacks are jobs enqueued once when the sealed
+ * batch is done: `onComplete` whatever the outcome, `onSuccess` only if every
+ * job succeeded. A callback's args must be an object (or left out): kyu adds
+ * `batch: { id, total, succeeded, failed, cancelled }` to them.
+ */
+export interface NewBatch {
+  /** The first jobs (may be empty: add them later with `addToBatch`). */
+  jobs?: NewJob[];
+  onComplete?: NewJob;
+  onSuccess?: NewJob;
+  /** Seal it after these jobs: none can be added after. Default false. */
+  seal?: boolean;
+}
+
+/** The `batch` kyu adds to a callback's args. */
+export interface BatchSummary {
+  id: number;
+  total: number;
+  succeeded: number;
+  failed: number;
+  cancelled: number;
+}

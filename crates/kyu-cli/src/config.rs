@@ -20,6 +20,9 @@
 //! sse_streams_per_token = 8   # open GET /v1/events streams per token (429 above)
 //! long_polls_per_token = 64   # open long polls per token (429 above)
 //!
+//! [api]
+//! url = "http://kyu.internal:7070"   # where command jobs report (KYU_API_URL); default: this process's own listener
+//!
 //! [jobs.sync]
 //! command = ["python3", "-u", "scripts/sync.py"]
 //! timeout = "1h"
@@ -57,6 +60,9 @@ pub struct Config {
     /// The HTTP listener of `kyu serve`.
     #[serde(default)]
     pub http: HttpSection,
+    /// The HTTP API command jobs report to.
+    #[serde(default)]
+    pub api: ApiSection,
     /// The event log.
     #[serde(default)]
     pub events: EventsSection,
@@ -154,6 +160,27 @@ fn opt_size<'de, D: Deserializer<'de>>(d: D) -> Result<Option<usize>, D::Error> 
     usize::try_from(bytes)
         .map(Some)
         .map_err(|_| bad(&bytes.to_string()))
+}
+
+/// `[api]`: the kyu HTTP API a command job reports to (`KYU_API_URL` and
+/// `KYU_JOB_TOKEN` in its environment).
+#[derive(Debug, Clone, Deserialize, PartialEq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ApiSection {
+    /// Its base address, e.g. `"http://kyu.internal:7070"`: for a `kyu
+    /// worker` whose commands report to a `kyu serve` elsewhere, or an API
+    /// behind a proxy. Default: the process's own listener (`kyu serve`;
+    /// `kyu worker --http`); with neither, commands get no API address.
+    /// `--api-url` (or `KYU_API_URL`) wins over it.
+    #[serde(default, deserialize_with = "opt_api_url")]
+    pub url: Option<String>,
+}
+
+fn opt_api_url<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let s = String::deserialize(d)?;
+    crate::parse::api_url(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// `[events]`.

@@ -37,6 +37,25 @@ pub fn listen(s: &str) -> Result<Listen, String> {
     })
 }
 
+/// The base address of kyu's HTTP API for command jobs (`KYU_API_URL`):
+/// `http://HOST:PORT` or `https://HOST[:PORT][/PREFIX]`, without a trailing
+/// slash (one is dropped).
+pub fn api_url(s: &str) -> Result<String, String> {
+    let t = s.trim().trim_end_matches('/');
+    let rest = t
+        .strip_prefix("http://")
+        .or_else(|| t.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && !t.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+            Ok(t.to_string())
+        }
+        _ => Err(format!(
+            "{s:?} is not an API address; accepted: http://HOST:PORT or https://HOST[:PORT][/PREFIX], \
+             e.g. http://127.0.0.1:7070 (the kyu serve command jobs report to)"
+        )),
+    }
+}
+
 /// `30s`, `5m`, `1h 30m`, `250ms`, `2days`.
 pub fn duration(s: &str) -> Result<Duration, String> {
     humantime::parse_duration(s).map_err(|e| {
@@ -100,5 +119,19 @@ mod tests {
             .contains("exponential:INITIAL:CAP"));
         assert!(retry("exponential:10s:1s").unwrap_err().contains("cap"));
         assert_eq!(state("pending").unwrap(), JobState::Available);
+        assert_eq!(
+            api_url("http://127.0.0.1:7070/").unwrap(),
+            "http://127.0.0.1:7070"
+        );
+        assert_eq!(
+            api_url("https://kyu.example/api").unwrap(),
+            "https://kyu.example/api"
+        );
+        for bad in ["127.0.0.1:7070", "http://", "ftp://x", "http://a b"] {
+            assert!(
+                api_url(bad).unwrap_err().contains("accepted: http://"),
+                "{bad}"
+            );
+        }
     }
 }

@@ -58,6 +58,22 @@ impl T {
         self.token("admin", &[Scope::Admin], &[]).await
     }
 
+    /// Claims job `id` (as a worker would) and returns the job token of the
+    /// attempt it is now running, as kyu gives it to a command.
+    async fn running(&self, id: i64) -> String {
+        let claimed = self
+            .kyu
+            .store()
+            .claim_job(id, "w", Duration::from_secs(30))
+            .await
+            .unwrap()
+            .expect("the job is claimable");
+        self.kyu
+            .job_token(id, claimed.lease().attempt)
+            .await
+            .unwrap()
+    }
+
     /// Sends one request; the status and the body (JSON, or a string).
     async fn call(
         &self,
@@ -649,6 +665,7 @@ fn sample(
             json!({"jobs": [{"kind": "k", "queue": queue}], "on_complete": {"kind": "k", "queue": queue}}),
         ),
         ("POST", "/v1/batches/{id}/seal") => None,
+        ("POST", "/v1/jobs/{id}/progress") => Some(json!({"percent": 40, "message": "m"})),
         ("POST", "/v1/jobs/cancel")
         | ("POST", "/v1/jobs/retry")
         | ("POST", "/v1/jobs/delete")
@@ -973,6 +990,228 @@ async fn authorization_matrix_every_route_every_scope() {
             );
         }
     }
+    // The other principal: a command's job token (KYU_JOB_TOKEN) of a
+    // running job. It passes only the routes the table opens to job tokens,
+    // aimed at its own job; everything else is 403 forbidden_job_token.
+    let (_, b) = t
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            Some(&admin),
+            Some(json!({"kind": "k", "queue": "cmd"})),
+        )
+        .await;
+    let own = b["id"].as_i64().unwrap();
+    let job_token = t.running(own).await;
+    let open: Vec<String> = routes
+        .iter()
+        .filter(|r| r.job_token)
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert_eq!(
+        open,
+        ["GET /v1/jobs/{id}", "POST /v1/jobs/{id}/progress"],
+        "job tokens read their job and report its progress, nothing else"
+    );
+    for r in &routes {
+        for (aim, label) in [(own, "its own job"), (job, "another job")] {
+            let (path, body) = sample(r, aim, "cmd", "s");
+            let (status, resp) = t
+                .call(r.method.clone(), &path, Some(&job_token), body)
+                .await;
+            if r.job_token && aim == own {
+                assert_eq!(
+                    status,
+                    StatusCode::OK,
+                    "a job token may call {} {path} ({label}): {resp}",
+                    r.method
+                );
+            } else {
+                assert_eq!(
+                    status,
+                    StatusCode::FORBIDDEN,
+                    "a job token may not call {} {path} ({label}): {resp}",
+                    r.method
+                );
+                assert_eq!(error_code(&resp), "forbidden_job_token", "{resp}");
+                let message = resp["error"]["message"].as_str().unwrap();
+                assert!(
+                    message.contains(&format!("GET /v1/jobs/{own}")),
+                    "the refusal says what a job token may do: {message}"
+                );
+            }
+        }
+    }
+}
+
+/// A job token works while the attempt it was made for runs, for that job
+/// only: it reads the job (args too) and records its progress; it is
+/// refused once the attempt ends (retried, finished), and a token altered
+/// to name another job or attempt is refused.
+#[tokio::test]
+async fn job_token_reports_on_its_own_attempt_and_expires_with_it() {
+    let t = T::new().await;
+    let admin = t.admin().await;
+    let (_, b) = t
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            Some(&admin),
+            Some(json!({"kind": "k", "queue": "batch", "args": {"day": "2026-11-27"}, "max_attempts": 3})),
+        )
+        .await;
+    let id = b["id"].as_i64().unwrap();
+    let first = t.running(id).await;
+
+    let (status, job) = t
+        .call(Method::GET, &format!("/v1/jobs/{id}"), Some(&first), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{job}");
+    assert_eq!(job["args"], json!({"day": "2026-11-27"}), "args shown");
+    let progress = format!("/v1/jobs/{id}/progress");
+    let (status, resp) = t
+        .call(
+            Method::POST,
+            &progress,
+            Some(&first),
+            Some(json!({"percent": 40, "message": "step 2 of 5"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    let (_, job) = t
+        .call(Method::GET, &format!("/v1/jobs/{id}"), Some(&admin), None)
+        .await;
+    assert_eq!(
+        job["progress"],
+        json!({"percent": 40, "message": "step 2 of 5"})
+    );
+    let (status, resp) = t
+        .call(
+            Method::POST,
+            &progress,
+            Some(&first),
+            Some(json!({"percent": 101})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{resp}");
+
+    // Altered: the same signature with another attempt or job.
+    for forged in [
+        first.replacen(&format!("kyuj_{id}_1_"), &format!("kyuj_{id}_2_"), 1),
+        first.replacen(&format!("kyuj_{id}_1_"), &format!("kyuj_{}_1_", id + 1), 1),
+    ] {
+        assert_ne!(forged, first);
+        let (status, resp) = t
+            .call(Method::GET, &format!("/v1/jobs/{id}"), Some(&forged), None)
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{resp}");
+    }
+
+    // The attempt fails and the job is retried: the first attempt's token
+    // dies with it, even while the second attempt runs.
+    let lease = kyu::store::LeaseRef { id, attempt: 1 };
+    t.kyu
+        .store()
+        .finish(vec![kyu::store::Finish {
+            lease,
+            worker: "w".into(),
+            outcome: kyu::store::FinishOutcome::Errored {
+                message: "boom".into(),
+                retry_at: kyu::chrono::Utc::now(),
+                permanent: false,
+            },
+        }])
+        .await
+        .unwrap();
+    let (status, resp) = t
+        .call(Method::GET, &format!("/v1/jobs/{id}"), Some(&first), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{resp}");
+    assert!(
+        resp["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("expired with its attempt 1"),
+        "{resp}"
+    );
+    let second = t.running(id).await;
+    for (token, want) in [
+        (&first, StatusCode::UNAUTHORIZED),
+        (&second, StatusCode::OK),
+    ] {
+        let (status, resp) = t
+            .call(
+                Method::POST,
+                &progress,
+                Some(token),
+                Some(json!({"percent": 10})),
+            )
+            .await;
+        assert_eq!(status, want, "{resp}");
+    }
+
+    // Finished: refused everywhere, its own routes included.
+    t.kyu
+        .store()
+        .finish(vec![kyu::store::Finish {
+            lease: kyu::store::LeaseRef { id, attempt: 2 },
+            worker: "w".into(),
+            outcome: kyu::store::FinishOutcome::Completed { result: None },
+        }])
+        .await
+        .unwrap();
+    for (method, path, body) in [
+        (Method::GET, format!("/v1/jobs/{id}"), None),
+        (
+            Method::POST,
+            progress.clone(),
+            Some(json!({"percent": 100})),
+        ),
+        (Method::GET, "/v1/queues".to_string(), None),
+    ] {
+        let (status, resp) = t.call(method, &path, Some(&second), body).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}: {resp}");
+        assert_eq!(error_code(&resp), "unauthorized");
+    }
+}
+
+/// `POST /v1/jobs/{id}/progress` through an API token (scope work, the
+/// job's queue): a running job's progress; 409 for a job not running.
+#[tokio::test]
+async fn progress_route_takes_a_work_token_for_running_jobs_only() {
+    let t = T::new().await;
+    let admin = t.admin().await;
+    let work = t.token("work", &[Scope::Work], &["a.*"]).await;
+    let mut ids = Vec::new();
+    for queue in ["a.x", "a.y", "b.x"] {
+        let (_, b) = t
+            .call(
+                Method::POST,
+                "/v1/jobs",
+                Some(&admin),
+                Some(json!({"kind": "k", "queue": queue})),
+            )
+            .await;
+        ids.push(b["id"].as_i64().unwrap());
+    }
+    t.running(ids[0]).await;
+    let body = Some(json!({"percent": 5, "message": "started"}));
+    let at = |id: i64| format!("/v1/jobs/{id}/progress");
+    let (status, resp) = t
+        .call(Method::POST, &at(ids[0]), Some(&work), body.clone())
+        .await;
+    assert_eq!(status, StatusCode::OK, "{resp}");
+    let (status, resp) = t
+        .call(Method::POST, &at(ids[1]), Some(&work), body.clone())
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "available, not running: {resp}"
+    );
+    assert_eq!(error_code(&resp), "not_running");
+    let (status, resp) = t.call(Method::POST, &at(ids[2]), Some(&work), body).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "another tenant's: {resp}");
 }
 
 #[tokio::test]
@@ -1010,42 +1249,48 @@ async fn tenant_token_sees_and_touches_nothing_of_another_tenant_on_any_route() 
         .await
         .unwrap();
     let tenant = t.token("tenant-a", &Scope::ALL, &["tenant-a.*"]).await;
+    // Tenant a's command job, running, with its job token: the other
+    // principal (first, while its job still runs: the tenant's own turn
+    // deletes it).
+    let job_token = t.running(ours).await;
     let mut leaks = Vec::new();
-    for r in kyu_server::api::routes() {
-        // Aimed at tenant b's job, queue and schedule.
-        for (path, body) in [sample(&r, theirs, "tenant-b.mail", "b-nightly"), {
-            // And unaimed: lists and counts must not show tenant b.
-            let (p, _) = sample(&r, ours, "tenant-a.mail", "b-nightly");
-            (p.split('?').next().unwrap().to_string(), None)
-        }] {
-            if body.is_none()
-                && (r.method == Method::PUT
-                    || r.method == Method::PATCH
-                    || r.method == Method::POST
-                        && (r.path == "/v1/jobs"
-                            || r.path.ends_with("batch")
-                            || r.path.ends_with("cancel")
-                            || r.path.ends_with("retry")
-                            || r.path.ends_with("delete")
-                            || r.path.ends_with("run_now")
-                            || r.path.ends_with("bulk")))
-            {
-                continue;
+    for (who, token) in [("job token", &job_token), ("tenant token", &tenant)] {
+        for r in kyu_server::api::routes() {
+            // Aimed at tenant b's job, queue and schedule.
+            for (path, body) in [sample(&r, theirs, "tenant-b.mail", "b-nightly"), {
+                // And unaimed: lists and counts must not show tenant b.
+                let (p, _) = sample(&r, ours, "tenant-a.mail", "b-nightly");
+                (p.split('?').next().unwrap().to_string(), None)
+            }] {
+                if body.is_none()
+                    && (r.method == Method::PUT
+                        || r.method == Method::PATCH
+                        || r.method == Method::POST
+                            && (r.path == "/v1/jobs"
+                                || r.path.ends_with("batch")
+                                || r.path.ends_with("cancel")
+                                || r.path.ends_with("retry")
+                                || r.path.ends_with("delete")
+                                || r.path.ends_with("run_now")
+                                || r.path.ends_with("bulk")))
+                {
+                    continue;
+                }
+                let (status, resp) = t.call(r.method.clone(), &path, Some(token), body).await;
+                let text = resp.to_string();
+                if status.is_success()
+                    && (text.contains("tenant-b")
+                        || text.contains("b-nightly")
+                        || text.contains("\"secret\""))
+                {
+                    leaks.push(format!("{who}: {} {path}: {status} {text}", r.method));
+                }
+                assert!(
+                    status.as_u16() < 500,
+                    "{} {path}: {status} {text}",
+                    r.method
+                );
             }
-            let (status, resp) = t.call(r.method.clone(), &path, Some(&tenant), body).await;
-            let text = resp.to_string();
-            if status.is_success()
-                && (text.contains("tenant-b")
-                    || text.contains("b-nightly")
-                    || text.contains("\"secret\""))
-            {
-                leaks.push(format!("{} {path}: {status} {text}", r.method));
-            }
-            assert!(
-                status.as_u16() < 500,
-                "{} {path}: {status} {text}",
-                r.method
-            );
         }
     }
     assert!(leaks.is_empty(), "tenant a saw tenant b: {leaks:#?}");

@@ -338,10 +338,29 @@ async fn random_and_malformed_requests_to_every_route_never_get_a_5xx() {
         t.token("tenant", &Scope::ALL, &["tenant-a.*"]).await,
         t.token("reader", &[Scope::Read], &[]).await,
     ];
+    let mut ids = Vec::new();
     for q in ["q", "tenant-a.mail", "tenant-b.mail"] {
-        t.add(kyu::NewJob::new("k", json!({"user": 1, "a": {"b": "x"}})).queue(q))
-            .await;
+        ids.push(
+            t.add(kyu::NewJob::new("k", json!({"user": 1, "a": {"b": "x"}})).queue(q))
+                .await,
+        );
     }
+    // A command job's token too: of a running job (ids 1 to 5 are what the
+    // random paths aim at, so it meets its own job as well as others).
+    let running = t
+        .kyu
+        .store()
+        .claim_job(ids[0], "w", std::time::Duration::from_secs(600))
+        .await
+        .unwrap()
+        .expect("claimable");
+    let mut tokens = tokens;
+    tokens.push(
+        t.kyu
+            .job_token(ids[0], running.lease().attempt)
+            .await
+            .unwrap(),
+    );
     t.kyu
         .schedule(kyu::ScheduleSpec::new(
             "s",

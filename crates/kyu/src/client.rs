@@ -44,6 +44,9 @@ pub struct Kyu {
     /// The same store, when it is PostgreSQL: for [`Kyu::enqueue_in`].
     #[cfg(feature = "postgres")]
     pg: Option<kyu_postgres::PgStore>,
+    /// The key job tokens are signed with, read from the store once
+    /// (see [`crate::job_token`]); shared by every clone.
+    pub(crate) job_token_key: Arc<tokio::sync::OnceCell<Vec<u8>>>,
 }
 
 impl std::fmt::Debug for Kyu {
@@ -112,6 +115,7 @@ impl Kyu {
             enqueued: Arc::default(),
             #[cfg(feature = "postgres")]
             pg: None,
+            job_token_key: Arc::default(),
         }
     }
 
@@ -124,6 +128,7 @@ impl Kyu {
             limits: Limits::default(),
             enqueued: Arc::default(),
             pg: Some(store),
+            job_token_key: Arc::default(),
         }
     }
 

@@ -44,6 +44,7 @@
 //!   per fire time however many processes run it; declared with
 //!   [`Kyu::schedule`];
 //! - [`tokens`]: API tokens for `kyu serve` ([`Kyu::create_token`]);
+//! - [`job_token`]: the per-attempt token a command job reports with;
 //! - [`testing`]: helpers for an application's tests: assert what was
 //!   enqueued, run one job's handler inline.
 //!
@@ -60,6 +61,7 @@ mod error;
 pub mod events;
 mod humanize;
 mod job;
+pub mod job_token;
 pub mod maintenance;
 pub mod metrics;
 pub mod scheduler;

@@ -12,6 +12,7 @@ use kyu::{CancelResult, JobState, Kyu, NewJob, Worker, WorkerHandle};
 
 on_each_backend!(
     env_and_stdin_reach_the_command_and_output_is_kept,
+    an_api_url_gives_each_attempt_its_own_job_token,
     output_is_bounded_to_the_last_bytes,
     progress_lines_and_json_result,
     exit_codes_map_to_outcomes,
@@ -94,6 +95,38 @@ async fn env_and_stdin_reach_the_command_and_output_is_kept(backend: Backend) {
         last.stdout
     );
     assert_eq!(last.stderr, "oops\n");
+    worker.shutdown().await;
+}
+
+async fn an_api_url_gives_each_attempt_its_own_job_token(backend: Backend) {
+    let (kyu, _dir) = fresh(backend).await;
+    let mut spec =
+        sh(r#"echo "url=$KYU_API_URL token=$KYU_JOB_TOKEN"; [ "$KYU_ATTEMPT" = 2 ] || exit 3"#);
+    spec.api_url = Some("http://127.0.0.1:7070".into());
+    let worker = start(&kyu, spec);
+    let e = kyu
+        .enqueue(
+            NewJob::new("cmd", serde_json::json!({}))
+                .max_attempts(2)
+                .retry(kyu::RetryPolicy::fixed(Duration::ZERO)),
+        )
+        .await
+        .unwrap();
+    let job = kyu.wait(e.id).timeout(WAIT).await.unwrap();
+    assert_eq!(job.state, JobState::Completed, "{:?}", job.errors);
+    let logs = kyu.logs(e.id).await.unwrap();
+    assert_eq!(logs.len(), 2, "{logs:?}");
+    for (n, log) in logs.iter().enumerate() {
+        let attempt = n as u32 + 1;
+        let token = kyu.job_token(e.id, attempt).await.unwrap();
+        assert_eq!(
+            log.stdout,
+            format!("url=http://127.0.0.1:7070 token={token}\n"),
+            "attempt {attempt}"
+        );
+        let grant = kyu.job_grant(&token).await.unwrap().unwrap();
+        assert_eq!((grant.job, grant.attempt), (e.id, attempt));
+    }
     worker.shutdown().await;
 }
 

@@ -9,6 +9,7 @@ kyu's HTTP API (``kyu serve``).
 """
 
 from .aio import AsyncClient
+from .aio_worker import AsyncHandler, AsyncJobContext, AsyncWorker
 from .client import Client, job_body
 from .errors import (
     ConflictError,
@@ -24,10 +25,13 @@ from .errors import (
 )
 from .worker import Handler, JobContext, PermanentError, RetryAfter, Snooze, Worker
 from .job import CurrentJob, current_job, progress
-from .types import Duration, Enqueued, Job, JobPage, JobState, duration_seconds, duration_text
+from .types import Batch, BatchJobs, Duration, Enqueued, Job, JobPage, JobState, duration_seconds, duration_text
 
 __all__ = [
     "AsyncClient",
+    "AsyncWorker",
+    "AsyncJobContext",
+    "AsyncHandler",
     "Worker",
     "JobContext",
     "Handler",
@@ -49,6 +53,8 @@ __all__ = [
     "UnavailableError",
     "ConnectionError",
     "WaitTimeoutError",
+    "Batch",
+    "BatchJobs",
     "Duration",
     "Enqueued",
     "Job",

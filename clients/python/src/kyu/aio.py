@@ -14,7 +14,7 @@ import asyncio
 from typing import Any, AsyncIterator, Iterable, Mapping, Optional, Sequence, Union
 
 from .client import Client
-from .types import AttemptLogs, Duration, Enqueued, Job, JobPage, QueueInfo, Schedule
+from .types import AttemptLogs, Batch, BatchJobs, Duration, Enqueued, Job, JobPage, QueueInfo, Schedule
 
 
 class AsyncClient:
@@ -31,6 +31,29 @@ class AsyncClient:
     async def enqueue_many(self, jobs: Sequence[Mapping[str, Any]]) -> list[Enqueued]:
         """:meth:`Client.enqueue_many`."""
         return await asyncio.to_thread(self.sync.enqueue_many, jobs)
+
+    async def create_batch(
+        self,
+        jobs: Sequence[Mapping[str, Any]] = (),
+        *,
+        on_complete: Optional[Mapping[str, Any]] = None,
+        on_success: Optional[Mapping[str, Any]] = None,
+        seal: bool = False,
+    ) -> BatchJobs:
+        """:meth:`Client.create_batch`."""
+        return await asyncio.to_thread(lambda: self.sync.create_batch(jobs, on_complete=on_complete, on_success=on_success, seal=seal))
+
+    async def add_to_batch(self, id: int, jobs: Sequence[Mapping[str, Any]], *, seal: bool = False) -> BatchJobs:
+        """:meth:`Client.add_to_batch`."""
+        return await asyncio.to_thread(lambda: self.sync.add_to_batch(id, jobs, seal=seal))
+
+    async def seal_batch(self, id: int) -> Batch:
+        """:meth:`Client.seal_batch`."""
+        return await asyncio.to_thread(self.sync.seal_batch, id)
+
+    async def get_batch(self, id: int) -> Batch:
+        """:meth:`Client.get_batch`."""
+        return await asyncio.to_thread(self.sync.get_batch, id)
 
     async def get_job(self, id: int) -> Job:
         """:meth:`Client.get_job`."""

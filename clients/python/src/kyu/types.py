@@ -87,6 +87,39 @@ class QueueInfo(TypedDict):
     counts: dict[str, int]
 
 
+class Batch(TypedDict):
+    """A batch's state and counts, as ``GET /v1/batches/{id}`` shows it."""
+
+    id: int
+    #: ``open`` (jobs can be added), ``sealed``, or ``done`` (sealed, every job finished, callbacks enqueued).
+    state: Literal["open", "sealed", "done"]
+    total: int
+    #: Waiting to run (scheduled or available).
+    pending: int
+    running: int
+    #: Completed.
+    succeeded: int
+    #: Failed for good.
+    failed: int
+    #: Cancelled (or deleted before they finished).
+    cancelled: int
+    created_at: str
+    done_at: Optional[str]
+    #: The on_complete callback's kind.
+    on_complete: Optional[str]
+    #: The on_success callback's kind.
+    on_success: Optional[str]
+    #: The callback jobs enqueued when it was done.
+    callback_jobs: list[int]
+
+
+class BatchJobs(TypedDict):
+    """What creating a batch or adding jobs to it did: the batch now, one answer per job in order."""
+
+    batch: Batch
+    jobs: list[Enqueued]
+
+
 class Schedule(TypedDict):
     """A schedule as the API shows it."""
 

@@ -31,6 +31,12 @@ pub struct ServeArgs {
     /// kyu worker: off]
     #[arg(long = "http", value_name = "ADDR", env = "KYU_HTTP", value_parser = crate::parse::listen)]
     http: Option<Listen>,
+    /// The kyu HTTP API command jobs report to: each command gets it as
+    /// KYU_API_URL with a KYU_JOB_TOKEN good for its own job while its
+    /// attempt runs [default: `[api] url` in kyu.toml, else this process's
+    /// own listener (--http); none: commands get neither]
+    #[arg(long = "api-url", value_name = "URL", env = "KYU_API_URL", value_parser = crate::parse::api_url)]
+    api_url: Option<String>,
 }
 
 /// Where `kyu serve` listens when nothing says otherwise.
@@ -138,6 +144,13 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
     // Commands run in their own directory: the URL is absolute
     // (`Ctx::database`), so they open the same database.
     let child_url = url.clone();
+    // Where commands report (KYU_API_URL, with a KYU_JOB_TOKEN per attempt):
+    // as asked, else this process's own API, which is on this host.
+    let api_url = args.api_url.or(config.api.url.clone()).or_else(|| {
+        http.as_ref()
+            .and_then(|(listener, _, _)| listener.local_addr().ok())
+            .map(local_api_url)
+    });
     let mut worker = Worker::new(&kyu);
     let mut longest_stop = std::time::Duration::ZERO;
     for name in config.jobs.keys() {
@@ -147,6 +160,7 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
         spec.env
             .entry("KYU_DATABASE_URL".into())
             .or_insert_with(|| child_url.clone());
+        spec.api_url = api_url.clone();
         longest_stop = longest_stop.max(spec.stop_grace);
         worker = worker.command(name.clone(), spec);
     }
@@ -198,7 +212,7 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
     let kinds: Vec<&String> = config.jobs.keys().collect();
     let queue_list: Vec<String> = queues.iter().map(|(q, n)| format!("{q}={n}")).collect();
     let line = format!(
-        "kyu {} started: database {}; queues {}; command kinds {}; schedules {}; http {}",
+        "kyu {} started: database {}; queues {}; command kinds {}; schedules {}; http {}; commands report to {}",
         if serve { "serve" } else { "worker" },
         kyu::postgres::redact_url(&url),
         queue_list.join(", "),
@@ -213,6 +227,7 @@ pub async fn run(ctx: &Ctx, args: ServeArgs, serve: bool) -> CmdResult {
         },
         schedules,
         http_line,
+        api_url.as_deref().unwrap_or("none (no --api-url, [api] url or --http)"),
     );
     // Listen for SIGTERM and Ctrl-C before saying "started": a signal sent
     // as soon as the line is seen must stop the process gracefully, not by
@@ -273,6 +288,18 @@ async fn announce_first_token(kyu: &kyu::Kyu, at: &str) -> Result<(), crate::Fai
         );
     }
     Ok(())
+}
+
+/// The address a command on this host reaches this process's listener at:
+/// a wildcard address (`0.0.0.0`, `::`) is reached through loopback.
+fn local_api_url(addr: std::net::SocketAddr) -> String {
+    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+    let ip = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
 /// Whether the listener is reachable from other hosts.

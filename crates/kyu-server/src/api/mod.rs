@@ -3,7 +3,8 @@
 //! whether it filters by the token's queues. The router is built from the
 //! table with the authorization middleware ([`auth::authorize`]) around each
 //! route, so no route can be added without its rule; the authorization
-//! matrix test and the OpenAPI test walk the same table.
+//! matrix test and the OpenAPI test walk the same table. A few rows also take
+//! a command's job token (`job_token`), for its own job only.
 
 pub mod auth;
 pub mod batches;
@@ -15,6 +16,7 @@ pub(crate) mod filter;
 pub mod jobs;
 pub mod openapi;
 pub mod permits;
+pub mod progress;
 pub mod queues;
 pub mod schedules;
 pub(crate) mod worker_sessions;
@@ -43,6 +45,9 @@ pub struct RouteInfo {
     /// Whether the route filters by the token's queue patterns (a route that
     /// does not refuses tokens limited to queues).
     pub queue_scoped: bool,
+    /// Whether a command's job token (`KYU_JOB_TOKEN`) may call it, aimed at
+    /// its own job (the path's `{id}`); every other route refuses job tokens.
+    pub job_token: bool,
 }
 
 /// A table row: what it is and its handler.
@@ -68,8 +73,22 @@ where
             path,
             scope,
             queue_scoped,
+            job_token: false,
         },
         handler: on(filter, h),
+    }
+}
+
+impl Route {
+    /// Also open to a job token, for its own job (the path's `{id}`).
+    fn and_job_token(mut self) -> Route {
+        assert!(
+            self.info.path.contains("{id}"),
+            "a route open to job tokens names its job as {{id}}: {}",
+            self.info.path
+        );
+        self.info.job_token = true;
+        self
     }
 }
 
@@ -104,7 +123,15 @@ pub(crate) fn table() -> Vec<Route> {
             batches::seal,
         ),
         route(M::GET, "/v1/batches/{id}", S::Read, ALL, batches::get),
-        route(M::GET, "/v1/jobs/{id}", S::Read, QUEUES, jobs::get_job),
+        route(M::GET, "/v1/jobs/{id}", S::Read, QUEUES, jobs::get_job).and_job_token(),
+        route(
+            M::POST,
+            "/v1/jobs/{id}/progress",
+            S::Work,
+            QUEUES,
+            progress::report,
+        )
+        .and_job_token(),
         route(
             M::GET,
             "/v1/jobs/{id}/logs",
@@ -285,7 +312,7 @@ pub(crate) fn router(shared: Shared) -> Router<Shared> {
             queue_scoped: r.info.queue_scoped,
         };
         let guarded = r.handler.layer(axum::middleware::from_fn_with_state(
-            (shared.clone(), rule),
+            (shared.clone(), rule, auth::JobTokens(r.info.job_token)),
             auth::authorize,
         ));
         let merged = match by_path.remove(r.info.path) {

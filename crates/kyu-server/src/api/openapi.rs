@@ -5,15 +5,15 @@ use axum::Json;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
-use super::{batches, bulk, events, jobs, queues, schedules, workers};
+use super::{batches, bulk, events, jobs, progress, queues, schedules, workers};
 
 /// The document's definition: every route of the table.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "kyu", description = "kyu's HTTP API: producers, operators and remote workers. Every route but /healthz and /readyz needs `Authorization: Bearer TOKEN` (a token from `kyu tokens create`). Errors are {\"error\": {\"code\", \"message\", \"field\"}}: 400 bad input (422 never), 401 no or bad token, 403 scope or queue not allowed, 404 not found (or not visible to the token), 409 conflict, 413 body over the limit, 429 too many open streams or long polls for the token, 503 database unavailable."),
+    info(title = "kyu", description = "kyu's HTTP API: producers, operators and remote workers. Every route but /healthz and /readyz needs `Authorization: Bearer TOKEN` (a token from `kyu tokens create`; a command job's KYU_JOB_TOKEN is taken only by GET /v1/jobs/{id} and POST /v1/jobs/{id}/progress of its own job, while its attempt runs). Errors are {\"error\": {\"code\", \"message\", \"field\"}}: 400 bad input (422 never), 401 no or bad token, 403 scope or queue not allowed (or a job token off its own job), 404 not found (or not visible to the token), 409 conflict, 413 body over the limit, 429 too many open streams or long polls for the token, 503 database unavailable."),
     paths(
         jobs::enqueue, jobs::enqueue_batch, jobs::list_jobs, jobs::get_job, jobs::job_logs,
-        jobs::cancel, jobs::retry,
+        jobs::cancel, jobs::retry, progress::report,
         batches::create, batches::add_jobs, batches::seal, batches::get,
         queues::list, queues::pause, queues::resume, queues::update,
         schedules::list, schedules::delete, schedules::enable, schedules::disable,

@@ -3,7 +3,11 @@
 //! Each attempt runs the command as a child in its own process group, with
 //! the job in its environment (`KYU_JOB_ID`, `KYU_ATTEMPT`, `KYU_QUEUE`,
 //! `KYU_KIND`, and `KYU_ARGS` when the args are at most [`ARGS_ENV_LIMIT`]
-//! bytes) and the args as JSON on stdin, whatever their size. stdout and
+//! bytes) and the args as JSON on stdin, whatever their size. With
+//! [`CommandSpec::api_url`] set, also `KYU_API_URL` and `KYU_JOB_TOKEN`: a
+//! token for kyu's HTTP API that can only report on this job (its progress,
+//! reading it) and stops working when this attempt ends
+//! ([`crate::job_token`]). stdout and
 //! stderr are captured as they come, as UTF-8 text; the last
 //! [`CommandSpec::log_limit`] bytes of each are kept. A stdout line
 //! `::kyu-progress 40 step 2 of 5` records progress.
@@ -77,6 +81,10 @@ pub struct CommandSpec {
     pub result_from_stdout: bool,
     /// Exit codes that fail the job without retry. Default `[65]`.
     pub permanent_exit_codes: Vec<i32>,
+    /// The address of kyu's HTTP API (e.g. `http://127.0.0.1:7070`), given to
+    /// the command as `KYU_API_URL` with a job token (`KYU_JOB_TOKEN`) for
+    /// this attempt. Default none: neither is set.
+    pub api_url: Option<String>,
 }
 
 impl CommandSpec {
@@ -91,6 +99,7 @@ impl CommandSpec {
             log_limit: 64 * 1024,
             result_from_stdout: false,
             permanent_exit_codes: vec![DEFAULT_PERMANENT_EXIT],
+            api_url: None,
         }
     }
 }
@@ -130,6 +139,23 @@ pub async fn run_command(
         cmd.env("KYU_ARGS", ctx.args());
     } else {
         cmd.env_remove("KYU_ARGS");
+    }
+    match &spec.api_url {
+        Some(url) => {
+            let token = ctx
+                .kyu()
+                .job_token(ctx.id(), ctx.attempt())
+                .await
+                .map_err(|e| {
+                    JobError::retryable(format!("could not make the job's API token: {e}"))
+                })?;
+            cmd.env("KYU_API_URL", url).env("KYU_JOB_TOKEN", token);
+        }
+        // A token this process inherited (a worker started by a command
+        // job) belongs to another job: never pass it on.
+        None => {
+            cmd.env_remove("KYU_JOB_TOKEN");
+        }
     }
     cmd.envs(&spec.env);
     if let Some(dir) = &spec.cwd {
