@@ -18,6 +18,8 @@
 //! (`Origin`, `Sec-Fetch-Site`).
 
 pub mod assets;
+mod batches;
+mod chart;
 mod counts;
 mod job;
 mod jobs;
@@ -25,8 +27,10 @@ mod layout;
 mod live;
 mod overview;
 mod queues;
+mod rates;
 mod schedules;
 pub mod session;
+mod workers;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -48,6 +52,9 @@ pub enum Access {
     Session,
     /// A logged-in token with this scope (an `admin` token has every scope).
     Scope(Scope),
+    /// A logged-in token with this scope and not limited to queues: a page
+    /// that may show every queue's jobs (batches, as the API's batch routes).
+    AllQueues(Scope),
 }
 
 /// One page or action of the dashboard, as the table states it.
@@ -74,6 +81,7 @@ pub(crate) struct Dash {
     pub(crate) shared: Shared,
     pub(crate) counts: counts::Counts,
     pub(crate) live: live::Live,
+    pub(crate) rates: rates::Rates,
 }
 
 /// The handle every dashboard handler gets.
@@ -106,6 +114,7 @@ pub(crate) fn table() -> Vec<Page> {
     use Method as M;
     let read = Access::Scope(Scope::Read);
     let operate = Access::Scope(Scope::Operate);
+    let all_read = Access::AllQueues(Scope::Read);
     vec![
         page(M::GET, "/login", Public, session::login_page),
         page(M::POST, "/login", Public, session::login),
@@ -139,6 +148,15 @@ pub(crate) fn table() -> Vec<Page> {
             operate,
             schedules::trigger,
         ),
+        page(
+            M::POST,
+            "/queues/{name}/concurrency",
+            operate,
+            queues::concurrency,
+        ),
+        page(M::GET, "/workers", read, workers::page),
+        page(M::GET, "/batches", all_read, batches::list),
+        page(M::GET, "/batches/{id}", all_read, batches::detail),
     ]
 }
 
@@ -153,6 +171,7 @@ pub(crate) fn router(shared: Shared) -> Router<Shared> {
     let dash = Arc::new(Dash {
         counts: counts::Counts::new(shared.kyu.clone()),
         live: live::Live::new(),
+        rates: rates::Rates::new(shared.kyu.clone()),
         shared,
     });
     let mut by_path: BTreeMap<&'static str, MethodRouter<DashState>> = BTreeMap::new();
