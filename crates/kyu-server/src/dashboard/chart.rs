@@ -9,8 +9,8 @@ use maud::{html, Markup};
 
 use super::rates::{Series, Tally};
 
-const WIDTH: f64 = 720.0;
-const HEIGHT: f64 = 150.0;
+const WIDTH: f64 = 1200.0;
+const HEIGHT: f64 = 160.0;
 /// Room for the y-axis labels at the left and the x-axis labels below.
 const LEFT: f64 = 44.0;
 const BOTTOM: f64 = 20.0;

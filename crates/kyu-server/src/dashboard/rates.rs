@@ -132,7 +132,8 @@ impl Rates {
         let wait = {
             let mut inner = self.inner.lock().expect("not poisoned");
             let due = inner.refreshed.map_or(true, |t| t.elapsed() >= FRESH);
-            if due && !inner.refreshing {
+            let started = due && !inner.refreshing;
+            if started {
                 inner.refreshing = true;
                 tokio::spawn(read(
                     self.kyu.clone(),
@@ -140,9 +141,10 @@ impl Rates {
                     self.done.clone(),
                 ));
             }
-            // Wait for a short reading (caught up, or the very first), never
-            // for a long catch-up of the log.
-            inner.refreshing && (inner.caught_up || inner.refreshed.is_none())
+            // Wait for a reading of what is new since the last one, or for
+            // the very first (a small log is read at once); never for the
+            // rest of a long first reading of the log.
+            inner.refreshing && (inner.caught_up || (started && inner.refreshed.is_none()))
         };
         if wait {
             let _ = tokio::time::timeout(WAIT, finished.changed()).await;
