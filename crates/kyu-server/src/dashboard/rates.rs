@@ -170,35 +170,8 @@ async fn read(kyu: Kyu, cell: Arc<Mutex<Inner>>, done: watch::Sender<u64>) {
         let oldest = minute_of(now) - KEEP_MINUTES;
         let mut inner = cell.lock().expect("not poisoned");
         let end = read.events.len() < PAGE;
-        for e in &read.events {
-            let failed = match e.event_type {
-                EventType::Completed => false,
-                EventType::Retrying | EventType::Failed => true,
-                _ => continue,
-            };
-            let (Some(queue), m) = (&e.queue, minute_of(e.at)) else {
-                continue;
-            };
-            if m < oldest {
-                continue;
-            }
-            let tally = inner
-                .minutes
-                .entry(m)
-                .or_default()
-                .entry(queue.clone())
-                .or_default();
-            if failed {
-                tally.failed += 1;
-            } else {
-                tally.completed += 1;
-            }
-        }
-        if let Some(last) = read.events.last() {
-            inner.read_through = Some(last.at);
-        }
+        add_events(&mut inner, &read.events, oldest);
         inner.after = read.next.max(after);
-        inner.minutes = inner.minutes.split_off(&oldest);
         if end {
             inner.caught_up = true;
             break;
@@ -209,6 +182,39 @@ async fn read(kyu: Kyu, cell: Arc<Mutex<Inner>>, done: watch::Sender<u64>) {
     inner.refreshed = Some(Instant::now());
     drop(inner);
     done.send_modify(|n| *n += 1);
+}
+
+/// Counts `events` into their minutes (those from minute `oldest` on) and
+/// drops the minutes before it.
+fn add_events(inner: &mut Inner, events: &[kyu::Event], oldest: i64) {
+    for e in events {
+        let failed = match e.event_type {
+            EventType::Completed => false,
+            EventType::Retrying | EventType::Failed => true,
+            _ => continue,
+        };
+        let (Some(queue), m) = (&e.queue, minute_of(e.at)) else {
+            continue;
+        };
+        if m < oldest {
+            continue;
+        }
+        let tally = inner
+            .minutes
+            .entry(m)
+            .or_default()
+            .entry(queue.clone())
+            .or_default();
+        if failed {
+            tally.failed += 1;
+        } else {
+            tally.completed += 1;
+        }
+    }
+    if let Some(last) = events.last() {
+        inner.read_through = Some(last.at);
+    }
+    inner.minutes = inner.minutes.split_off(&oldest);
 }
 
 fn view(inner: &Inner, now: DateTime<Utc>, sees: &impl Fn(&str) -> bool) -> Charts {
@@ -250,6 +256,64 @@ fn view(inner: &Inner, now: DateTime<Utc>, sees: &impl Fn(&str) -> bool) -> Char
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn event(at: &str, t: EventType, queue: &str) -> kyu::Event {
+        kyu::Event {
+            id: 1,
+            at: at.parse().unwrap(),
+            event_type: t,
+            job_id: Some(1),
+            queue: Some(queue.into()),
+            kind: Some("k".into()),
+            attempt: Some(1),
+            facts: Default::default(),
+        }
+    }
+
+    #[test]
+    fn completions_and_failed_attempts_are_counted_by_minute_and_queue() {
+        let mut inner = Inner::default();
+        let at = "2030-01-01T12:00:10Z";
+        let m = minute_of(at.parse().unwrap());
+        add_events(
+            &mut inner,
+            &[
+                event(at, EventType::Completed, "a"),
+                event(at, EventType::Completed, "a"),
+                event(at, EventType::Retrying, "a"),
+                event(at, EventType::Failed, "a"),
+                event(at, EventType::Started, "a"),
+                event(at, EventType::Enqueued, "a"),
+                event(at, EventType::Cancelled, "a"),
+                event("2030-01-01T12:01:00Z", EventType::Failed, "b"),
+                // Older than the day kept: not counted.
+                event("2030-01-01T11:00:00Z", EventType::Completed, "a"),
+            ],
+            m,
+        );
+        assert_eq!(
+            inner.minutes[&m]["a"],
+            Tally {
+                completed: 2,
+                failed: 2
+            }
+        );
+        assert_eq!(
+            inner.minutes[&(m + 1)]["b"],
+            Tally {
+                completed: 0,
+                failed: 1
+            }
+        );
+        assert_eq!(inner.minutes.len(), 2);
+        assert_eq!(
+            inner.read_through,
+            Some("2030-01-01T11:00:00Z".parse().unwrap())
+        );
+        // A later reading drops the minutes that left the day.
+        add_events(&mut inner, &[], m + 1);
+        assert_eq!(inner.minutes.len(), 1);
+    }
 
     #[test]
     fn a_viewer_sees_only_its_queues_in_the_buckets_of_their_minutes() {
