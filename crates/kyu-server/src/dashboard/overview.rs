@@ -117,6 +117,7 @@ pub(crate) async fn page(
         }
         section {
             h2 { "Live workers" }
+            p.hint { a href="/workers" { "Workers" } ": their slots in use and the jobs they hold." }
             @if workers.is_empty() {
                 p { "No live worker works your queues." }
             } @else {
