@@ -96,6 +96,27 @@ impl T {
         T::over(Kyu::from_store(std::sync::Arc::new(store)), dir)
     }
 
+    /// A PostgreSQL store (a fresh schema of KYU_TEST_POSTGRES_URL) whose
+    /// clock the test moves; `None` when that variable is not set.
+    async fn postgres_with_clock(clock: kyu::ManualClock, name: &str) -> Option<T> {
+        let Ok(base) = std::env::var("KYU_TEST_POSTGRES_URL") else {
+            eprintln!("KYU_TEST_POSTGRES_URL is not set: {name} on PostgreSQL skipped");
+            return None;
+        };
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}schema=t_dash_{name}_{}", std::process::id());
+        let store = kyu::postgres::PgStore::connect(
+            &url,
+            kyu::postgres::PgOptions::with_clock(std::sync::Arc::new(clock)),
+        )
+        .await
+        .expect("connect to KYU_TEST_POSTGRES_URL");
+        Some(T::over(
+            Kyu::from_store(std::sync::Arc::new(store)),
+            tempfile::tempdir().unwrap(),
+        ))
+    }
+
     fn over(kyu: Kyu, dir: tempfile::TempDir) -> T {
         let app = kyu_server::router(kyu.clone(), kyu_server::Options::default());
         T {
@@ -949,6 +970,18 @@ impl T {
 async fn overview_charts_count_completions_and_failed_attempts_per_minute_and_quarter_hour() {
     let clock = kyu::ManualClock::new("2030-01-01T12:00:30Z".parse().unwrap());
     let t = T::with_clock(clock.clone()).await;
+    charts_scenario(t, clock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_overview_charts_count_completions_and_failed_attempts() {
+    let clock = kyu::ManualClock::new("2030-01-01T12:00:30Z".parse().unwrap());
+    if let Some(t) = T::postgres_with_clock(clock.clone(), "charts").await {
+        charts_scenario(t, clock).await;
+    }
+}
+
+async fn charts_scenario(t: T, clock: kyu::ManualClock) {
     t.run_jobs("tenant-a.mail", 3, 1).await;
     t.run_jobs("tenant-b.mail", 5, 0).await;
     clock.set("2030-01-01T12:20:30Z".parse().unwrap());
@@ -1028,6 +1061,18 @@ async fn overview_shows_latency_and_the_jobs_no_worker_claims() {
 async fn queues_page_shows_latency_and_limits_and_an_operator_sets_the_global_concurrency() {
     let clock = kyu::ManualClock::new("2030-01-01T00:00:00Z".parse().unwrap());
     let t = T::with_clock(clock.clone()).await;
+    queues_scenario(t, clock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_queues_page_shows_latency_and_limits_and_sets_the_global_concurrency() {
+    let clock = kyu::ManualClock::new("2030-01-01T00:00:00Z".parse().unwrap());
+    if let Some(t) = T::postgres_with_clock(clock.clone(), "queues").await {
+        queues_scenario(t, clock).await;
+    }
+}
+
+async fn queues_scenario(t: T, clock: kyu::ManualClock) {
     t.kyu
         .enqueue(kyu::NewJob::new("k", json!({})).queue("mail"))
         .await
