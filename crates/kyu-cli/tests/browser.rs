@@ -804,3 +804,181 @@ async fn scenario(c: &Client, d: &Path, base: &str, admin: &str, reader: &str, i
         .unwrap();
     assert_eq!(status, serde_json::json!(403), "a forced POST is refused");
 }
+
+/// Runs `kyu ARGS` in `dir` with `input` on stdin; its stdout.
+fn kyu_stdin(dir: &Path, args: &[&str], input: &str) -> String {
+    use std::io::Write;
+    let mut child = cmd(dir, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "kyu {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+/// The overview's charts, the queues' concurrency form, the Workers and
+/// Batches pages, in a real browser against a real `kyu serve` (which runs
+/// the workers of its kyu.toml's kinds).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_overview_chart_queue_concurrency_workers_and_batches() {
+    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
+        .into_iter()
+        .filter(|p| !Path::new(p).exists())
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "SKIPPED browser_overview_chart_queue_concurrency_workers_and_batches: {} not \
+             installed; install with `apt-get install -y chromium chromium-driver` (.ci/run does)",
+            missing.join(" and ")
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(
+        d.join("kyu.toml"),
+        r#"[jobs.quick]
+command = ["true"]
+
+[jobs.oops]
+command = ["false"]
+max_attempts = 1
+
+[jobs.nap]
+command = ["sleep", "60"]
+"#,
+    )
+    .unwrap();
+    let (_serve, addr, admin) = serve(d);
+    let base = format!("http://{addr}");
+    for _ in 0..3 {
+        kyu_out(d, &["enqueue", "quick", "{}"]);
+    }
+    kyu_out(d, &["enqueue", "oops", "{}"]);
+    let out = kyu_out(d, &["enqueue", "nap", "{}"]);
+    let nap: i64 = out
+        .split_whitespace()
+        .nth(2)
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("a job id in {out:?}"));
+    kyu_stdin(d, &["enqueue", "quick", "--batch"], "{}\n{}\n{}\n");
+
+    let (driver, c) = browser().await;
+    let run = ops_scenario(&c, &base, &admin, nap);
+    let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await;
+    let _ = c.close().await;
+    drop(driver);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn ops_scenario(c: &Client, base: &str, admin: &str, nap: i64) {
+    let c = c.clone();
+    c.goto(&format!("{base}/login?token={admin}"))
+        .await
+        .unwrap();
+    assert_eq!(c.current_url().await.unwrap().path(), "/");
+
+    // The overview's charts count the 6 quick jobs (3 alone, 3 in the batch) and the failure.
+    let src = reload_until(&c, &format!("{base}/"), "6 completions charted", |s| {
+        s.contains("data-completed=\"6\" data-failed=\"1\"")
+    })
+    .await;
+    assert!(src.contains("UTC: "), "bar titles: {src}");
+    for id in ["chart-hour", "chart-day"] {
+        let svg = c
+            .find(Locator::Css(&format!("svg#{id}")))
+            .await
+            .unwrap_or_else(|e| panic!("the {id} SVG: {e}"));
+        let rect = svg.rectangle().await.unwrap();
+        assert!(rect.2 > 300.0 && rect.3 > 50.0, "{id} drawn: {rect:?}");
+    }
+    shot(&c, "overview-charts").await;
+
+    // Set queue default's global concurrency through the form.
+    c.goto(&format!("{base}/queues")).await.unwrap();
+    let input = c
+        .find(Locator::Css(
+            "form[action='/queues/default/concurrency'] input[name=global_concurrency]",
+        ))
+        .await
+        .unwrap();
+    input.clear().await.unwrap();
+    input.send_keys("4").await.unwrap();
+    c.find(Locator::Css(
+        "form[action='/queues/default/concurrency'] button",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    let notice = c
+        .wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css(".notice"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(notice, "Queue default: global_concurrency 4.");
+    reload_until(&c, &format!("{base}/queues"), "the new limit shown", |s| {
+        s.contains("data-global-concurrency=\"4\"")
+    })
+    .await;
+    shot(&c, "queues-concurrency").await;
+
+    // The worker kyu serve runs, holding the nap job.
+    let src = reload_until(&c, &format!("{base}/workers"), "the nap job held", |s| {
+        s.contains(&format!("href=\"/jobs/{nap}\""))
+    })
+    .await;
+    assert!(src.contains("data-worker="), "{src}");
+    let rows = c
+        .find_all(Locator::Css("table.workers tbody tr"))
+        .await
+        .unwrap();
+    assert!(!rows.is_empty(), "a live worker listed");
+    shot(&c, "workers").await;
+
+    // The batch: done, its three jobs succeeded.
+    reload_until(&c, &format!("{base}/batches"), "the batch done", |s| {
+        s.contains("data-batch=") && s.contains(">done<")
+    })
+    .await;
+    shot(&c, "batches").await;
+    c.find(Locator::Css("table.batches tbody a"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let src = c.source().await.unwrap();
+    for (name, n) in [
+        ("total", 3),
+        ("succeeded", 3),
+        ("pending", 0),
+        ("failed", 0),
+    ] {
+        assert!(
+            src.contains(&format!("data-count=\"{name}\">{n}</td>")),
+            "{name} {n}: {src}"
+        );
+    }
+    shot(&c, "batch-detail").await;
+}

@@ -78,6 +78,46 @@ impl T {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/kyu.db", dir.path().display());
         let kyu = Kyu::connect(&url).await.unwrap();
+        T::over(kyu, dir)
+    }
+
+    /// A store whose clock the test moves.
+    async fn with_clock(clock: kyu::ManualClock) -> T {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/kyu.db", dir.path().display());
+        let store = kyu_sqlite::SqliteStore::open(
+            &url,
+            kyu_sqlite::SqliteOptions {
+                clock: std::sync::Arc::new(clock),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        T::over(Kyu::from_store(std::sync::Arc::new(store)), dir)
+    }
+
+    /// A PostgreSQL store (a fresh schema of KYU_TEST_POSTGRES_URL) whose
+    /// clock the test moves; `None` when that variable is not set.
+    async fn postgres_with_clock(clock: kyu::ManualClock, name: &str) -> Option<T> {
+        let Ok(base) = std::env::var("KYU_TEST_POSTGRES_URL") else {
+            eprintln!("KYU_TEST_POSTGRES_URL is not set: {name} on PostgreSQL skipped");
+            return None;
+        };
+        let sep = if base.contains('?') { '&' } else { '?' };
+        let url = format!("{base}{sep}schema=t_dash_{name}_{}", std::process::id());
+        let store = kyu::postgres::PgStore::connect(
+            &url,
+            kyu::postgres::PgOptions::with_clock(std::sync::Arc::new(clock)),
+        )
+        .await
+        .expect("connect to KYU_TEST_POSTGRES_URL");
+        Some(T::over(
+            Kyu::from_store(std::sync::Arc::new(store)),
+            tempfile::tempdir().unwrap(),
+        ))
+    }
+
+    fn over(kyu: Kyu, dir: tempfile::TempDir) -> T {
         let app = kyu_server::router(kyu.clone(), kyu_server::Options::default());
         T {
             kyu,
@@ -328,6 +368,12 @@ fn sample(p: &PageInfo, job: i64, queue: &str, schedule: &str) -> (String, Vec<(
         )
         .replace("{file}", "dashboard.css")
         .replace("{run}", "1");
+    // The batch every matrix test makes first.
+    let path = if p.path.starts_with("/batches/") {
+        "/batches/1".to_string()
+    } else {
+        path
+    };
     let form: Vec<(&str, String)> = match (p.method.as_str(), p.path) {
         ("GET", "/jobs") => return (format!("/jobs?queue={queue}"), Vec::new()),
         ("GET", "/jobs/bulk") => {
@@ -350,6 +396,7 @@ fn sample(p: &PageInfo, job: i64, queue: &str, schedule: &str) -> (String, Vec<(
             ("max_id", job.to_string()),
             ("at", chrono::Utc::now().to_rfc3339()),
         ],
+        ("POST", "/queues/{name}/concurrency") => vec![("global_concurrency", "7".into())],
         ("POST", p) if p.starts_with("/queues/") || p.starts_with("/schedules/") => Vec::new(),
         _ => panic!(
             "page {} {} has no sample request in the dashboard matrix: add one",
@@ -384,6 +431,8 @@ async fn call(
 #[tokio::test]
 async fn page_matrix_every_page_every_scope() {
     let t = T::new().await;
+    let batch = t.kyu.batch().create().await.unwrap();
+    assert_eq!(batch.id(), 1, "the batch the matrix's batch pages open");
     let job = t.failed_job("default", "x").await;
     t.kyu
         .schedule(kyu::ScheduleSpec::new(
@@ -404,7 +453,7 @@ async fn page_matrix_every_page_every_scope() {
             let a = call(&t, p, &path, &form, Some(&cookie)).await;
             let allowed = match p.access {
                 Access::Public | Access::Session => true,
-                Access::Scope(s) => scope == Scope::Admin || scope == s,
+                Access::Scope(s) | Access::AllQueues(s) => scope == Scope::Admin || scope == s,
             };
             if allowed {
                 assert!(
@@ -453,6 +502,7 @@ async fn page_matrix_every_page_every_scope() {
 #[tokio::test]
 async fn tenant_sees_and_touches_nothing_of_another_tenant_on_any_page() {
     let t = T::new().await;
+    t.kyu.batch().create().await.unwrap();
     let theirs = t.failed_job("tenant-b.mail", "b-secret-note").await;
     let ours = t.failed_job("tenant-a.mail", "ours").await;
     t.kyu
@@ -508,6 +558,11 @@ async fn tenant_sees_and_touches_nothing_of_another_tenant_on_any_page() {
         q.iter()
             .all(|q| !q.paused || q.queue.starts_with("tenant-a")),
         "no queue of b paused: {q:?}"
+    );
+    let limits = t.kyu.queue_limits().await.unwrap();
+    assert!(
+        limits.iter().all(|l| !l.queue.starts_with("tenant-b")),
+        "no limit set on a queue of b: {limits:?}"
     );
     let s = t.kyu.get_schedule("b-nightly").await.unwrap();
     assert!(s.spec.enabled, "tenant b's schedule untouched");
@@ -630,6 +685,8 @@ async fn read_only_viewer_sees_no_action_buttons_and_a_forced_post_is_refused() 
         "/jobs?state=failed".into(),
         format!("/jobs/{job}"),
         "/schedules".into(),
+        "/workers".into(),
+        "/batches".into(),
     ];
     let rc = t.login(&reader).await;
     let oc = t.login(&operator).await;
@@ -1413,4 +1470,480 @@ async fn running_jobs_page_tails_its_output_live_as_text() {
     assert_eq!(data["stdout_bytes"], all.len());
     RELEASE.store(true, std::sync::atomic::Ordering::SeqCst);
     worker.shutdown().await;
+}
+
+/// A job that succeeds.
+#[derive(Serialize, Deserialize)]
+struct Fine {}
+
+impl Job for Fine {
+    const KIND: &'static str = "fine";
+    async fn run(self, _ctx: JobContext) -> JobResult {
+        Ok(kyu::Outcome::Done)
+    }
+}
+
+/// Released by [`Held`] jobs' tests: a held job runs until then.
+static HELD_RELEASE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// A job that runs until the test releases it.
+#[derive(Serialize, Deserialize)]
+struct Held {}
+
+impl Job for Held {
+    const KIND: &'static str = "held";
+    async fn run(self, _ctx: JobContext) -> JobResult {
+        HELD_RELEASE.notified().await;
+        Ok(kyu::Outcome::Done)
+    }
+}
+
+impl T {
+    /// Runs `fine` jobs that succeed and `boom` jobs that fail for good in
+    /// `queue`, to their end.
+    async fn run_jobs(&self, queue: &str, fine: usize, boom: usize) {
+        let mut ids = Vec::new();
+        for _ in 0..fine {
+            ids.push(
+                self.kyu
+                    .enqueue_with(Fine {}, |o| o.queue(queue))
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        for _ in 0..boom {
+            ids.push(
+                self.kyu
+                    .enqueue_with(Boom { note: "b".into() }, |o| o.queue(queue))
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        let worker = Worker::new(&self.kyu)
+            .queue(queue, 4)
+            .register::<Fine>()
+            .register::<Boom>()
+            .start();
+        for id in ids {
+            self.kyu
+                .wait(id)
+                .timeout(Duration::from_secs(30))
+                .await
+                .unwrap();
+        }
+        worker.shutdown().await;
+    }
+}
+
+#[tokio::test]
+async fn overview_charts_count_completions_and_failed_attempts_per_minute_and_quarter_hour() {
+    let clock = kyu::ManualClock::new("2030-01-01T12:00:30Z".parse().unwrap());
+    let t = T::with_clock(clock.clone()).await;
+    charts_scenario(t, clock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_overview_charts_count_completions_and_failed_attempts() {
+    let clock = kyu::ManualClock::new("2030-01-01T12:00:30Z".parse().unwrap());
+    if let Some(t) = T::postgres_with_clock(clock.clone(), "charts").await {
+        charts_scenario(t, clock).await;
+    }
+}
+
+async fn charts_scenario(t: T, clock: kyu::ManualClock) {
+    t.run_jobs("tenant-a.mail", 3, 1).await;
+    t.run_jobs("tenant-b.mail", 5, 0).await;
+    clock.set("2030-01-01T12:20:30Z".parse().unwrap());
+    t.run_jobs("tenant-a.mail", 2, 0).await;
+
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    let c = t.login(&admin).await;
+    let a = t.get("/", Some(&c)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    for title in [
+        // The last hour by minute: 11:21 to 12:20.
+        "<title>11:21 UTC: 0 completed, 0 failed</title>",
+        "<title>12:00 UTC: 8 completed, 1 failed</title>",
+        "<title>12:01 UTC: 0 completed, 0 failed</title>",
+        "<title>12:20 UTC: 2 completed, 0 failed</title>",
+        // The last day by quarter hour.
+        "<title>12:00–12:15 UTC: 8 completed, 1 failed</title>",
+        "<title>12:15–12:30 UTC: 2 completed, 0 failed</title>",
+        ">Last hour, per minute: 10 completed, 1 failed</title>",
+        ">Last day, per 15 minutes: 10 completed, 1 failed</title>",
+    ] {
+        assert!(a.body.contains(title), "{title} in {}", a.body);
+    }
+    assert!(!a.body.contains("<title>11:20 UTC"), "one hour, no more");
+    assert_eq!(a.body.matches("<svg ").count(), 2);
+    assert!(!a.body.contains("style="), "no inline style (CSP)");
+
+    // A tenant's charts count its queues only.
+    let tenant = t.token("tenant-a", &[Scope::Read], &["tenant-a.*"]).await;
+    let c = t.login(&tenant).await;
+    let a = t.get("/", Some(&c)).await;
+    assert!(
+        a.body
+            .contains("<title>12:00 UTC: 3 completed, 1 failed</title>"),
+        "{}",
+        a.body
+    );
+    assert!(a
+        .body
+        .contains(">Last day, per 15 minutes: 5 completed, 1 failed</title>"));
+
+    // A day later the old minutes are gone.
+    clock.set("2030-01-02T12:30:30Z".parse().unwrap());
+    t.run_jobs("tenant-a.mail", 1, 0).await;
+    // The rollup reads the log again after its freshness period.
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let c = t.login(&admin).await;
+    let a = t.get("/", Some(&c)).await;
+    assert!(
+        a.body
+            .contains(">Last day, per 15 minutes: 1 completed, 0 failed</title>"),
+        "{}",
+        a.body
+    );
+}
+
+#[tokio::test]
+async fn overview_shows_latency_and_the_jobs_no_worker_claims() {
+    let clock = kyu::ManualClock::new("2030-01-01T00:00:00Z".parse().unwrap());
+    let t = T::with_clock(clock.clone()).await;
+    t.kyu
+        .enqueue(kyu::NewJob::new("<i>kind</i>", json!({})).queue("<script>alert('q')</script>"))
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(125));
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    let c = t.login(&admin).await;
+    let a = t.get("/", Some(&c)).await;
+    assert!(a.body.contains("Jobs waiting but no worker"), "{}", a.body);
+    assert!(a.body.contains("2 min 5 s"), "latency: {}", a.body);
+    assert!(!a.body.contains("<script>alert") && !a.body.contains("<i>kind"));
+    assert!(a.body.contains("&lt;script&gt;alert('q')&lt;/script&gt;"));
+    assert!(a.body.contains("&lt;i&gt;kind&lt;/i&gt;"));
+}
+
+#[tokio::test]
+async fn queues_page_shows_latency_and_limits_and_an_operator_sets_the_global_concurrency() {
+    let clock = kyu::ManualClock::new("2030-01-01T00:00:00Z".parse().unwrap());
+    let t = T::with_clock(clock.clone()).await;
+    queues_scenario(t, clock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_queues_page_shows_latency_and_limits_and_sets_the_global_concurrency() {
+    let clock = kyu::ManualClock::new("2030-01-01T00:00:00Z".parse().unwrap());
+    if let Some(t) = T::postgres_with_clock(clock.clone(), "queues").await {
+        queues_scenario(t, clock).await;
+    }
+}
+
+async fn queues_scenario(t: T, clock: kyu::ManualClock) {
+    t.kyu
+        .enqueue(kyu::NewJob::new("k", json!({})).queue("mail"))
+        .await
+        .unwrap();
+    t.kyu
+        .enqueue(kyu::NewJob::new("k", json!({})).queue("<script>alert('q')</script>"))
+        .await
+        .unwrap();
+    t.kyu
+        .set_queue_limits(
+            "mail",
+            kyu::LimitsUpdate {
+                rate: Some(Some("20/1s".parse().unwrap())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(90));
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    let c = t.login(&admin).await;
+    let a = t.get("/queues", Some(&c)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.body.contains("1 min 30 s"), "latency: {}", a.body);
+    assert!(a.body.contains("rate 0 of 20/1s"), "{}", a.body);
+    assert!(a.action_forms().contains(&"/queues/mail/concurrency"));
+    assert!(a
+        .action_forms()
+        .contains(&"/queues/%3Cscript%3Ealert%28%27q%27%29%3C%2Fscript%3E/concurrency"));
+    assert!(!a.body.contains("<script>alert"), "{}", a.body);
+    assert!(a
+        .body
+        .contains("<label for=\"gc-mail\">Global concurrency</label>"));
+
+    let csrf = csrf_of(&c);
+    let a = t
+        .post(
+            "/queues/mail/concurrency",
+            Some(&c),
+            &[
+                ("csrf", &csrf),
+                ("global_concurrency", "3"),
+                ("back", "/queues"),
+            ],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER, "{}", a.body);
+    assert_eq!(a.location(), "/queues");
+    let limits = t.kyu.queue_limits().await.unwrap();
+    assert_eq!(limits.len(), 1);
+    assert_eq!(limits[0].limits.global_concurrency, Some(3));
+    assert_eq!(
+        limits[0].limits.rate.map(|r| r.to_string()).as_deref(),
+        Some("20/1s"),
+        "the rate stays"
+    );
+    let flash = a
+        .set_cookies()
+        .into_iter()
+        .find(|c| c.starts_with("kyu_flash="))
+        .unwrap();
+    let both = format!("{c}; {}", flash.split(';').next().unwrap());
+    let a = t.get("/queues", Some(&both)).await;
+    assert!(
+        a.body
+            .contains("Queue mail: global_concurrency 3, rate 20/1s."),
+        "{}",
+        a.body
+    );
+    assert!(a.body.contains("0 of 3 running"), "{}", a.body);
+    assert!(a.body.contains("value=\"3\""), "{}", a.body);
+
+    for (bad, says) in [
+        ("0", "0 is not accepted"),
+        ("-2", "is not a whole number"),
+        ("many", "is not a whole number"),
+    ] {
+        let a = t
+            .post(
+                "/queues/mail/concurrency",
+                Some(&c),
+                &[("csrf", &csrf), ("global_concurrency", bad)],
+            )
+            .await;
+        assert_eq!(a.status, StatusCode::BAD_REQUEST, "{bad}: {}", a.body);
+        assert!(a.body.contains(says), "{bad}: {}", a.body);
+    }
+    assert_eq!(
+        t.kyu.queue_limits().await.unwrap()[0]
+            .limits
+            .global_concurrency,
+        Some(3),
+        "nothing changed by a refused value"
+    );
+    // Empty lifts the limit.
+    let a = t
+        .post(
+            "/queues/mail/concurrency",
+            Some(&c),
+            &[("csrf", &csrf), ("global_concurrency", "")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        t.kyu.queue_limits().await.unwrap()[0]
+            .limits
+            .global_concurrency,
+        None
+    );
+
+    // A tenant cannot set another tenant's queue.
+    let tenant = t
+        .token("tenant", &[Scope::Operate, Scope::Read], &["other.*"])
+        .await;
+    let tc = t.login(&tenant).await;
+    let a = t
+        .post(
+            "/queues/mail/concurrency",
+            Some(&tc),
+            &[("csrf", &csrf_of(&tc)), ("global_concurrency", "1")],
+        )
+        .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    assert_eq!(
+        t.kyu.queue_limits().await.unwrap()[0]
+            .limits
+            .global_concurrency,
+        None
+    );
+}
+
+#[tokio::test]
+async fn workers_page_lists_each_live_worker_its_queues_slots_and_held_jobs() {
+    let t = T::new().await;
+    // A worker whose names an attacker chose.
+    t.kyu
+        .store()
+        .worker_seen(
+            &kyu::WorkerInfo {
+                id: "<script>alert('w')</script>".into(),
+                queues: vec!["<b>q</b>".into()],
+                kinds: Some(vec!["<i>k</i>".into()]),
+            },
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap();
+    let job = t
+        .kyu
+        .enqueue_with(Held {}, |o| o.queue("tenant-a.hold"))
+        .await
+        .unwrap()
+        .id;
+    let worker = Worker::new(&t.kyu)
+        .queue("tenant-a.hold", 2)
+        .register::<Held>()
+        .start();
+    for _ in 0..300 {
+        if t.kyu.job(job).await.unwrap().state == JobState::Running {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(t.kyu.job(job).await.unwrap().state, JobState::Running);
+    // And a worker over HTTP, registered with this server.
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    let req = Request::post("/v1/workers")
+        .header(header::AUTHORIZATION, format!("Bearer {admin}"))
+        .header(header::CONTENT_TYPE, "application/json")
+        .body(Body::from(
+            json!({"name": "<em>remote</em>", "queues": ["tenant-a.hold"], "kinds": ["hold"], "capacity": 4})
+                .to_string(),
+        ))
+        .unwrap();
+    let a = t.send(req).await;
+    assert!(a.status.is_success(), "{}", a.body);
+    let remote: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    let remote = remote["worker_id"].as_str().unwrap().to_string();
+
+    let c = t.login(&admin).await;
+    let a = t.get("/workers", Some(&c)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let row = |id: &str| {
+        let html_id = id.replace('<', "&lt;").replace('>', "&gt;");
+        let start = a
+            .body
+            .find(&format!("data-worker=\"{html_id}\""))
+            .unwrap_or_else(|| panic!("a row for {id}: {}", a.body));
+        let end = a.body[start..].find("</tr>").unwrap();
+        a.body[start..start + end].to_string()
+    };
+    let local = row(worker.id());
+    assert!(local.contains("tenant-a.hold"), "{local}");
+    assert!(
+        local.contains(&format!("<a href=\"/jobs/{job}\">job {job}</a>")),
+        "{local}"
+    );
+    assert!(
+        local.contains("<td class=\"num\">1</td>"),
+        "one slot in use: {local}"
+    );
+    assert!(local.contains("process"), "{local}");
+    let http = row(&remote);
+    assert!(http.contains("HTTP, registered here"), "{http}");
+    assert!(http.contains("0 of 4"), "{http}");
+    for raw in ["<script>alert", "<b>q", "<i>k", "<em>remote"] {
+        assert!(!a.body.contains(raw), "raw {raw}: {}", a.body);
+    }
+    assert!(a.body.contains("&lt;script&gt;alert('w')&lt;/script&gt;"));
+    assert!(a.body.contains("&lt;b&gt;q&lt;/b&gt;"));
+
+    // A tenant sees the workers of its queues only.
+    let tenant = t.token("tenant-a", &[Scope::Read], &["tenant-a.*"]).await;
+    let tc = t.login(&tenant).await;
+    let a = t.get("/workers", Some(&tc)).await;
+    assert_eq!(a.status, StatusCode::OK);
+    assert!(a.body.contains(worker.id()), "{}", a.body);
+    assert!(!a.body.contains("alert('w')"), "{}", a.body);
+
+    HELD_RELEASE.notify_waiters();
+    worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn batches_pages_show_each_batchs_counts_and_refuse_tokens_limited_to_queues() {
+    let t = T::new().await;
+    let batch = t
+        .kyu
+        .batch()
+        .on_complete(kyu::NewJob::new("<img src=x onerror=alert(1)>", json!({})))
+        .create()
+        .await
+        .unwrap();
+    let jobs = batch
+        .add(vec![
+            kyu::NewJob::new("k", json!({})),
+            kyu::NewJob::new("k", json!({})),
+            kyu::NewJob::new("k", json!({})),
+        ])
+        .await
+        .unwrap();
+    t.kyu.cancel(&[jobs[0].id]).await.unwrap();
+    batch.seal().await.unwrap();
+    let open = t.kyu.batch().create().await.unwrap();
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    let c = t.login(&admin).await;
+
+    let a = t.get("/batches", Some(&c)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(a.body.contains(&format!("data-batch=\"{}\"", batch.id())));
+    assert!(a.body.contains(&format!("data-batch=\"{}\"", open.id())));
+    assert!(
+        a.body.contains(">sealed<") && a.body.contains(">open<"),
+        "{}",
+        a.body
+    );
+    assert!(!a.body.contains("<img src=x"), "{}", a.body);
+    assert!(a.body.contains("&lt;img src=x onerror=alert(1)&gt;"));
+
+    let status = t.kyu.batch_status(batch.id()).await.unwrap();
+    let a = t.get(&format!("/batches/{}", batch.id()), Some(&c)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    for (name, n) in [
+        ("total", 3),
+        ("pending", 2),
+        ("running", 0),
+        ("succeeded", 0),
+        ("failed", 0),
+        ("cancelled", 1),
+    ] {
+        assert!(
+            a.body.contains(&format!("data-count=\"{name}\">{n}</td>")),
+            "{name} {n}: {}",
+            a.body
+        );
+    }
+    assert_eq!((status.pending, status.cancelled), (2, 1));
+    assert!(!a.body.contains("<img src=x"), "{}", a.body);
+
+    let a = t.get("/batches/999", Some(&c)).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND);
+    let a = t.get("/batches/nope", Some(&c)).await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST);
+    assert!(
+        a.body.contains("accepted: a positive integer"),
+        "{}",
+        a.body
+    );
+
+    // As the API's batch routes: refused to a token limited to queues, and
+    // not in its navigation.
+    let tenant = t.token("tenant", &Scope::ALL, &["tenant-a.*"]).await;
+    let tc = t.login(&tenant).await;
+    for p in ["/batches".to_string(), format!("/batches/{}", batch.id())] {
+        let a = t.get(&p, Some(&tc)).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{p}");
+        assert!(a.body.contains("limited to queues"), "{p}: {}", a.body);
+    }
+    let a = t.get("/", Some(&tc)).await;
+    assert!(!a.body.contains("href=\"/batches\""));
+    let a = t.get("/", Some(&c)).await;
+    assert!(a.body.contains("href=\"/batches\""));
 }

@@ -164,6 +164,18 @@ impl Sessions {
             .cloned()
     }
 
+    /// The sessions not expired at `now`, each with when it was last heard
+    /// from (for the dashboard's Workers page).
+    pub(crate) fn live(&self, now: DateTime<Utc>) -> Vec<(Session, DateTime<Utc>)> {
+        let entries = self.entries.lock().expect("sessions lock");
+        entries
+            .values()
+            .filter_map(|e| e.session.as_ref())
+            .filter(|s| !expired(s, now))
+            .map(|s| (s.clone(), s.seen_at))
+            .collect()
+    }
+
     /// Removes worker `id`'s session; its held leases, to release.
     pub(crate) fn remove(&self, id: &str) -> Vec<(JobId, Held)> {
         let mut entries = self.entries.lock().expect("sessions lock");

@@ -1,5 +1,5 @@
 //! The counts every page shows (jobs by queue and state, paused queues,
-//! live workers, runnable jobs no worker claims), read from the store once
+//! live workers, runnable jobs no worker claims, the queues' limits), read from the store once
 //! for every viewer and tab, never once per page view.
 //!
 //! A reading is fresh for [`TTL`], or for [`COST_FACTOR`] times as long as it
@@ -14,7 +14,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kyu::{Kyu, LiveWorker, QueueStats, WaitingKind};
+use kyu::{Kyu, LiveWorker, QueueLimitStatus, QueueStats, WaitingKind};
 
 /// How long one reading is shown to every viewer at least.
 pub const TTL: Duration = Duration::from_secs(2);
@@ -34,6 +34,8 @@ pub(crate) struct Snapshot {
     pub(crate) workers: Vec<LiveWorker>,
     /// Runnable jobs no live worker claims, by queue and kind.
     pub(crate) unhandled: Vec<WaitingKind>,
+    /// The limited queues' limits and their use (jobs running, rate window).
+    pub(crate) limits: Vec<QueueLimitStatus>,
     /// When it was read.
     pub(crate) at: chrono::DateTime<chrono::Utc>,
     /// How long it took to read.
@@ -59,12 +61,17 @@ pub(crate) struct Counts {
 
 async fn read(kyu: &Kyu) -> Result<Snapshot, kyu::Error> {
     let started = Instant::now();
-    let (queues, workers, unhandled) =
-        tokio::try_join!(kyu.queues(), kyu.workers(), kyu.unhandled())?;
+    let (queues, workers, unhandled, limits) = tokio::try_join!(
+        kyu.queues(),
+        kyu.workers(),
+        kyu.unhandled(),
+        kyu.queue_limits()
+    )?;
     Ok(Snapshot {
         queues,
         workers,
         unhandled,
+        limits,
         at: kyu.store().clock().now(),
         cost: started.elapsed(),
     })

@@ -62,12 +62,22 @@ fn head(title: &str) -> Markup {
 }
 
 /// The navigation entries: (path, label).
-const NAV: [(&str, &str); 4] = [
+const NAV: [(&str, &str); 6] = [
     ("/", "Overview"),
     ("/queues", "Queues"),
     ("/jobs", "Jobs"),
     ("/schedules", "Schedules"),
+    ("/workers", "Workers"),
+    ("/batches", "Batches"),
 ];
+
+/// The navigation entries a token limited to queues may open (batches may
+/// span queues: their pages are for tokens that see every queue).
+fn nav_for(viewer: &Viewer) -> impl Iterator<Item = (&'static str, &'static str)> {
+    let limited = !viewer.caller.token.queues.is_empty();
+    NAV.into_iter()
+        .filter(move |(path, _)| !(limited && *path == "/batches"))
+}
 
 /// A whole page: navigation (with `current` marked), the viewer's token and
 /// scopes, a notice left by the last action, and `body`.
@@ -83,7 +93,7 @@ pub(crate) fn page(viewer: &Viewer, title: &str, current: &str, body: Markup) ->
                 header.top {
                     a.brand href="/" { img src=(super::assets::url("icon.svg")) alt="" width="20" height="20"; " kyu" }
                     nav aria-label="Main" {
-                        @for (path, label) in NAV {
+                        @for (path, label) in nav_for(viewer) {
                             @if path == current {
                                 a href=(path) aria-current="page" { (label) }
                             } @else {

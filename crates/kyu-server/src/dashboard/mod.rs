@@ -19,7 +19,9 @@
 
 mod actions;
 pub mod assets;
+mod batches;
 mod bulk;
+mod chart;
 mod counts;
 mod job;
 mod jobs;
@@ -28,9 +30,11 @@ mod layout;
 mod live;
 mod overview;
 mod queues;
+mod rates;
 mod schedules;
 pub mod session;
 mod tail;
+mod workers;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -52,6 +56,9 @@ pub enum Access {
     Session,
     /// A logged-in token with this scope (an `admin` token has every scope).
     Scope(Scope),
+    /// A logged-in token with this scope and not limited to queues: a page
+    /// that may show every queue's jobs (batches, as the API's batch routes).
+    AllQueues(Scope),
 }
 
 /// One page or action of the dashboard, as the table states it.
@@ -79,6 +86,7 @@ pub(crate) struct Dash {
     pub(crate) counts: counts::Counts,
     pub(crate) live: live::Live,
     pub(crate) bulk: bulk::Runs,
+    pub(crate) rates: rates::Rates,
 }
 
 /// The handle every dashboard handler gets.
@@ -111,6 +119,7 @@ pub(crate) fn table() -> Vec<Page> {
     use Method as M;
     let read = Access::Scope(Scope::Read);
     let operate = Access::Scope(Scope::Operate);
+    let all_read = Access::AllQueues(Scope::Read);
     vec![
         page(M::GET, "/login", Public, session::login_page),
         page(M::POST, "/login", Public, session::login),
@@ -149,6 +158,15 @@ pub(crate) fn table() -> Vec<Page> {
             operate,
             schedules::trigger,
         ),
+        page(
+            M::POST,
+            "/queues/{name}/concurrency",
+            operate,
+            queues::concurrency,
+        ),
+        page(M::GET, "/workers", read, workers::page),
+        page(M::GET, "/batches", all_read, batches::list),
+        page(M::GET, "/batches/{id}", all_read, batches::detail),
     ]
 }
 
@@ -164,6 +182,7 @@ pub(crate) fn router(shared: Shared) -> Router<Shared> {
         counts: counts::Counts::new(shared.kyu.clone()),
         live: live::Live::new(),
         bulk: bulk::Runs::default(),
+        rates: rates::Rates::new(shared.kyu.clone()),
         shared,
     });
     let mut by_path: BTreeMap<&'static str, MethodRouter<DashState>> = BTreeMap::new();

@@ -1,5 +1,7 @@
-//! The overview: jobs by state per queue (the viewer's queues only), the
-//! runnable jobs no live worker claims, and the live workers.
+//! The overview: throughput and failed attempts over the last hour and day
+//! (charts of the event log's rollup, module `rates`), jobs by state and
+//! latency per queue (the viewer's queues only), the runnable jobs no live
+//! worker claims, and the live workers.
 
 use axum::extract::State;
 use kyu::JobState;
@@ -43,6 +45,7 @@ pub(crate) async fn page(
         })
         .collect();
     let total = |s: JobState| queues.iter().map(|q| q.count(s)).sum::<u64>();
+    let charts = dash.rates.charts(|q| caller.sees(q)).await;
     let body = html! {
         h1 { "Overview" }
         (super::live::marker(None, after))
@@ -67,6 +70,18 @@ pub(crate) async fn page(
                 }
             }
         }
+        section.charts {
+            h2 { "Throughput" }
+            @if let Some(through) = charts.catching_up {
+                p.hint role="status" { "The charts are still reading the event log this server found"
+                    @if let Some(t) = through { " (read through " (layout::time(t)) ")" }
+                    ": they are complete from the next reload or two." }
+            }
+            h3 { "Last hour, per minute" }
+            (super::chart::bars("chart-hour", "Last hour, per minute", &charts.hour, 10))
+            h3 { "Last day, per 15 minutes" }
+            (super::chart::bars("chart-day", "Last day, per 15 minutes", &charts.day, 16))
+        }
         section {
             h2 { "Jobs by queue" }
             @if queues.is_empty() {
@@ -76,6 +91,7 @@ pub(crate) async fn page(
                     thead { tr {
                         th scope="col" { "Queue" }
                         @for s in JobState::ALL { th scope="col" class="num" { (s.as_str()) } }
+                        th scope="col" class="num" title="how long the oldest runnable job has waited" { "Latency" }
                         th scope="col" { "Paused" }
                     } }
                     tbody {
@@ -85,6 +101,7 @@ pub(crate) async fn page(
                                 @for s in JobState::ALL {
                                     td.num { a href=(format!("{}&state={}", jobs_link(&q.queue, None), s.as_str())) { (layout::count(q.count(s))) } }
                                 }
+                                td.num { (super::queues::latency(q.latency(snap.at))) }
                                 td { @if q.paused { span.state.paused { "paused" } } @else { "no" } }
                             }
                         }
@@ -93,12 +110,14 @@ pub(crate) async fn page(
                         th scope="row" { "All" }
                         @for s in JobState::ALL { td.num { (layout::count(total(s))) } }
                         td {}
+                        td {}
                     } }
                 } }
             }
         }
         section {
             h2 { "Live workers" }
+            p.hint { a href="/workers" { "Workers" } ": their slots in use and the jobs they hold." }
             @if workers.is_empty() {
                 p { "No live worker works your queues." }
             } @else {

@@ -313,10 +313,11 @@ async fn check(
     if info.is_action() {
         same_origin(req.headers()).map_err(|e| PageError(e).into_response())?;
     }
-    let scope = match info.access {
+    let (scope, queue_scoped) = match info.access {
         Access::Public => return Ok((req, false)),
-        Access::Session => None,
-        Access::Scope(s) => Some(s),
+        Access::Session => (None, true),
+        Access::Scope(s) => (Some(s), true),
+        Access::AllQueues(s) => (Some(s), false),
     };
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let Some((nonce, secret)) = session_of(req.headers()) else {
@@ -327,7 +328,7 @@ async fn check(
         Some(scope) => {
             let rule = Rule {
                 scope,
-                queue_scoped: true,
+                queue_scoped,
             };
             check_secret(&dash.shared, rule, &secret, &method, &path).await
         }
