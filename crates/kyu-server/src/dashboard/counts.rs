@@ -6,10 +6,12 @@
 //! took to read if that is longer (at a million jobs the store's counts take
 //! seconds: the database then spends at most a fifth of its time on them).
 //! A stale reading is still shown while one background task reads anew, so
-//! a viewer never waits for a recount; only the very first reading, or one
-//! after an action when counting is cheap ([`Counts::forget`]), is waited for
-//! (by every concurrent viewer together). Each viewer then sees only its
-//! queues' rows.
+//! a viewer never waits for a recount. Only the very first reading, or one
+//! after an action when counting is cheap ([`Counts::forget`]), is waited
+//! for, and only up to [`FIRST_WAIT`]: at a million jobs the first count
+//! takes seconds, so the page is shown at once without counts
+//! ([`Snapshot::counting`], [`counting_notice`]) and reloads itself until
+//! they are in. Each viewer then sees only its queues' rows.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,6 +26,13 @@ pub const COST_FACTOR: u32 = 5;
 
 /// Below this cost an action's change is waited for (the next page reads anew).
 const CHEAP: Duration = Duration::from_millis(250);
+
+/// The longest a page waits for a reading when there is none yet.
+pub const FIRST_WAIT: Duration = Duration::from_millis(250);
+
+/// The longest a page waits for the reading after an action, before it
+/// shows the one from before the action.
+const AFTER_ACTION_WAIT: Duration = Duration::from_secs(1);
 
 /// One reading of the store's counts.
 #[derive(Debug)]
@@ -40,6 +49,45 @@ pub(crate) struct Snapshot {
     pub(crate) at: chrono::DateTime<chrono::Utc>,
     /// How long it took to read.
     pub(crate) cost: Duration,
+    /// No reading yet: the first is under way and took longer than
+    /// [`FIRST_WAIT`]; every list is empty.
+    pub(crate) counting: bool,
+}
+
+impl Snapshot {
+    /// The stand-in while the first reading is under way.
+    fn counting(at: chrono::DateTime<chrono::Utc>) -> Snapshot {
+        Snapshot {
+            queues: Vec::new(),
+            workers: Vec::new(),
+            unhandled: Vec::new(),
+            limits: Vec::new(),
+            at,
+            cost: Duration::ZERO,
+            counting: true,
+        }
+    }
+}
+
+/// What a page shows instead of counts while the first reading is under way.
+pub(crate) fn counting_notice() -> maud::Markup {
+    maud::html! {
+        p.notice role="status" {
+            "Counting the jobs in the store for the first time (a large store takes a few seconds). "
+            "This page reloads itself when the counts are in."
+        }
+    }
+}
+
+/// The `Refresh` header a page without counts carries, so it reloads
+/// (without script) until the first reading is in.
+pub(crate) fn reload_while_counting(snap: &Snapshot, resp: &mut axum::response::Response) {
+    if snap.counting {
+        resp.headers_mut().insert(
+            axum::http::header::REFRESH,
+            axum::http::HeaderValue::from_static("2"),
+        );
+    }
 }
 
 #[derive(Default)]
@@ -50,13 +98,24 @@ struct Inner {
     stale: bool,
     /// Whether a background reading is under way.
     refreshing: bool,
+    /// The reading an action set aside ([`Counts::forget`]), shown if the
+    /// new one is slow.
+    previous: Option<Arc<Snapshot>>,
 }
+
+/// How a reading is made: [`read`], or a stand-in in tests.
+type Reader = Arc<
+    dyn Fn(Kyu) -> futures_util::future::BoxFuture<'static, Result<Snapshot, kyu::Error>>
+        + Send
+        + Sync,
+>;
 
 pub(crate) struct Counts {
     kyu: Kyu,
     inner: Arc<Mutex<Inner>>,
-    /// Held by the reading that every viewer waits for.
-    first: tokio::sync::Mutex<()>,
+    /// Told when a reading is in.
+    read: Arc<tokio::sync::Notify>,
+    reader: Reader,
 }
 
 async fn read(kyu: &Kyu) -> Result<Snapshot, kyu::Error> {
@@ -74,70 +133,188 @@ async fn read(kyu: &Kyu) -> Result<Snapshot, kyu::Error> {
         limits,
         at: kyu.store().clock().now(),
         cost: started.elapsed(),
+        counting: false,
     })
 }
 
 impl Counts {
+    /// The counts of `kyu`'s store, first read when a page asks (a reading
+    /// made at start would show a page what the store held then).
     pub(crate) fn new(kyu: Kyu) -> Counts {
+        Counts::with_reader(
+            kyu,
+            Arc::new(|kyu| Box::pin(async move { read(&kyu).await })),
+        )
+    }
+
+    fn with_reader(kyu: Kyu, reader: Reader) -> Counts {
         Counts {
             kyu,
             inner: Arc::default(),
-            first: tokio::sync::Mutex::new(()),
+            read: Arc::default(),
+            reader,
         }
     }
 
     /// The counts: the last reading (a background reading starts when it is
-    /// stale), or a new one when there is none.
+    /// stale), or, when there is none, a new one if it comes within
+    /// [`FIRST_WAIT`], else a [`Snapshot::counting`] stand-in.
     pub(crate) async fn get(&self) -> Result<Arc<Snapshot>, kyu::Error> {
         if let Some(snap) = self.shown() {
             return Ok(snap);
         }
-        let _one = self.first.lock().await;
-        if let Some(snap) = self.shown() {
-            return Ok(snap);
-        }
-        let snap = Arc::new(read(&self.kyu).await?);
-        let mut inner = self.inner.lock().expect("not poisoned");
-        inner.snap = Some((Instant::now(), snap.clone()));
-        inner.stale = false;
-        Ok(snap)
+        let previous = self.inner.lock().expect("not poisoned").previous.clone();
+        let read = self.read.notified();
+        tokio::pin!(read);
+        // Registered before the reading starts, so its end is not missed.
+        read.as_mut().enable();
+        self.start_reading();
+        let wait = if previous.is_some() {
+            AFTER_ACTION_WAIT
+        } else {
+            FIRST_WAIT
+        };
+        let _ = tokio::time::timeout(wait, read).await;
+        Ok(self
+            .shown()
+            .or(previous)
+            .unwrap_or_else(|| Arc::new(Snapshot::counting(self.kyu.store().clock().now()))))
     }
 
-    /// The reading to show now, if there is one; starts a background
-    /// reading when it is stale.
-    fn shown(&self) -> Option<Arc<Snapshot>> {
+    /// Starts a background reading unless one is under way.
+    fn start_reading(&self) {
         let mut inner = self.inner.lock().expect("not poisoned");
-        let (at, snap) = inner.snap.clone()?;
-        let fresh_for = TTL.max(snap.cost * COST_FACTOR);
-        if (inner.stale || at.elapsed() >= fresh_for) && !inner.refreshing {
-            inner.refreshing = true;
-            let (kyu, cell) = (self.kyu.clone(), self.inner.clone());
-            tokio::spawn(async move {
-                let new = read(&kyu).await;
+        if inner.refreshing {
+            return;
+        }
+        inner.refreshing = true;
+        let (cell, told) = (self.inner.clone(), self.read.clone());
+        let reading = (self.reader)(self.kyu.clone());
+        tokio::spawn(async move {
+            let new = reading.await;
+            {
                 let mut inner = cell.lock().expect("not poisoned");
                 inner.refreshing = false;
                 match new {
                     Ok(s) => {
                         inner.snap = Some((Instant::now(), Arc::new(s)));
                         inner.stale = false;
+                        inner.previous = None;
                     }
                     Err(e) => tracing::warn!(error = %e, "dashboard: could not read the counts"),
                 }
-            });
+            }
+            told.notify_waiters();
+        });
+    }
+
+    /// The reading to show now, if there is one; starts a background
+    /// reading when it is stale.
+    fn shown(&self) -> Option<Arc<Snapshot>> {
+        let (stale, snap) = {
+            let inner = self.inner.lock().expect("not poisoned");
+            let (at, snap) = inner.snap.clone()?;
+            let fresh_for = TTL.max(snap.cost * COST_FACTOR);
+            (inner.stale || at.elapsed() >= fresh_for, snap)
+        };
+        if stale {
+            self.start_reading();
         }
         Some(snap)
     }
 
     /// After an action that changed counts: when counting is cheap the next
-    /// page reads anew (and shows the change); else the reading is marked
-    /// stale and read again in the background.
+    /// page reads anew (and shows the change; the reading from before is
+    /// shown only if the new one takes over [`AFTER_ACTION_WAIT`]); else the
+    /// reading is marked stale and read again in the background.
     pub(crate) async fn forget(&self) {
         let mut inner = self.inner.lock().expect("not poisoned");
         let cheap = inner.snap.as_ref().map_or(true, |(_, s)| s.cost < CHEAP);
         if cheap && !inner.refreshing {
-            inner.snap = None;
+            inner.previous = inner.snap.take().map(|(_, s)| s);
         } else {
             inner.stale = true;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that takes `took` and reports the count of queue "q" it
+    /// reads from `n` (bumped by the test to tell readings apart).
+    fn slow_reader(took: Duration, n: Arc<std::sync::atomic::AtomicU64>) -> Reader {
+        Arc::new(move |kyu: Kyu| {
+            let n = n.clone();
+            Box::pin(async move {
+                tokio::time::sleep(took).await;
+                let q = QueueStats {
+                    queue: "q".into(),
+                    paused: false,
+                    counts: [(
+                        kyu::JobState::Available,
+                        n.load(std::sync::atomic::Ordering::SeqCst),
+                    )]
+                    .into(),
+                    oldest_runnable_at: None,
+                };
+                Ok(Snapshot {
+                    queues: vec![q],
+                    workers: Vec::new(),
+                    unhandled: Vec::new(),
+                    limits: Vec::new(),
+                    at: kyu.store().clock().now(),
+                    cost: took,
+                    counting: false,
+                })
+            })
+        })
+    }
+
+    fn available(s: &Snapshot) -> u64 {
+        s.queues[0].count(kyu::JobState::Available)
+    }
+
+    #[tokio::test]
+    async fn a_slow_first_count_is_not_waited_for_and_a_slow_recount_keeps_the_old_counts() {
+        let kyu = Kyu::connect("sqlite::memory:").await.unwrap();
+        let n = Arc::new(std::sync::atomic::AtomicU64::new(1));
+        let counts = Counts::with_reader(kyu, slow_reader(Duration::from_millis(700), n.clone()));
+        let t = Instant::now();
+        let first = counts.get().await.unwrap();
+        assert!(
+            first.counting,
+            "shown without counts while the first is read"
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            t.elapsed()
+        );
+        // Pages asking meanwhile do not start another reading; once in, it is shown.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let second = counts.get().await.unwrap();
+        assert!(!second.counting);
+        assert_eq!(available(&second), 1);
+        // A slow store: an action marks the counts stale, the old ones stay shown.
+        n.store(2, std::sync::atomic::Ordering::SeqCst);
+        counts.forget().await;
+        assert_eq!(available(&counts.get().await.unwrap()), 1);
+    }
+
+    #[tokio::test]
+    async fn after_an_action_a_cheap_count_is_waited_for() {
+        let kyu = Kyu::connect("sqlite::memory:").await.unwrap();
+        let n = Arc::new(std::sync::atomic::AtomicU64::new(1));
+        let counts = Counts::with_reader(kyu, slow_reader(Duration::from_millis(20), n.clone()));
+        assert_eq!(available(&counts.get().await.unwrap()), 1);
+        n.store(2, std::sync::atomic::Ordering::SeqCst);
+        counts.forget().await;
+        assert_eq!(
+            available(&counts.get().await.unwrap()),
+            2,
+            "the action's change is shown"
+        );
     }
 }

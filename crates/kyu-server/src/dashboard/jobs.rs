@@ -127,7 +127,9 @@ pub(crate) async fn page(
                 a href=(q.link(None, None)) { "all" }
             }
             @for s in JobState::ALL {
-                @let label = html! { (s.as_str()) " " span.n { (counts.get(&s).copied().unwrap_or(0)) } };
+                // While the first count is under way the tabs say so, not 0.
+                @let n = if snap.counting { "…".to_string() } else { counts.get(&s).copied().unwrap_or(0).to_string() };
+                @let label = html! { (s.as_str()) " " span.n { (n) } };
                 @if state == Some(s) {
                     a href=(q.link(Some(s.as_str()), None)) aria-current="page" { (label) }
                 } @else {

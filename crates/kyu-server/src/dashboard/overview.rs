@@ -4,8 +4,9 @@
 //! worker claims, and the live workers.
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use kyu::JobState;
-use maud::{html, Markup};
+use maud::html;
 
 use super::layout;
 use super::session::{PageError, Viewer};
@@ -15,7 +16,7 @@ use super::DashState;
 pub(crate) async fn page(
     State(dash): State<DashState>,
     viewer: Viewer,
-) -> Result<Markup, PageError> {
+) -> Result<Response, PageError> {
     let after = dash.shared.kyu.last_event_id().await?;
     let snap = dash.counts.get().await?;
     let caller = &viewer.caller;
@@ -49,9 +50,13 @@ pub(crate) async fn page(
     let body = html! {
         h1 { "Overview" }
         (super::live::marker(None, after))
-        p.hint { "Counts as of " (layout::time(snap.at)) " (read in " (format!("{:.0?}", snap.cost))
-            "), shared by every viewer and read anew at most every "
-            (super::counts::TTL.max(snap.cost * super::counts::COST_FACTOR).as_secs()) " s." }
+        @if snap.counting {
+            (super::counts::counting_notice())
+        } @else {
+            p.hint { "Counts as of " (layout::time(snap.at)) " (read in " (format!("{:.0?}", snap.cost))
+                "), shared by every viewer and read anew at most every "
+                (super::counts::TTL.max(snap.cost * super::counts::COST_FACTOR).as_secs()) " s." }
+        }
         @if !unhandled.is_empty() {
             section.warning role="alert" {
                 h2 { "Jobs waiting but no worker" }
@@ -137,7 +142,9 @@ pub(crate) async fn page(
             }
         }
     };
-    Ok(layout::page(&viewer, "Overview", "/", body))
+    let mut resp = layout::page(&viewer, "Overview", "/", body).into_response();
+    super::counts::reload_while_counting(&snap, &mut resp);
+    Ok(resp)
 }
 
 /// The Jobs page filtered by queue (and kind).

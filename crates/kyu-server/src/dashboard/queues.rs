@@ -20,7 +20,7 @@ use crate::api::extract::NamePath;
 pub(crate) async fn page(
     State(dash): State<DashState>,
     viewer: Viewer,
-) -> Result<Markup, PageError> {
+) -> Result<Response, PageError> {
     let after = dash.shared.kyu.last_event_id().await?;
     let snap = dash.counts.get().await?;
     let queues: Vec<_> = snap
@@ -33,7 +33,9 @@ pub(crate) async fn page(
     let body = html! {
         h1 { "Queues" }
         (super::live::marker(None, after))
-        @if queues.is_empty() {
+        @if snap.counting {
+            (super::counts::counting_notice())
+        } @else if queues.is_empty() {
             p { "No queue has jobs yet." }
         } @else {
             div.scroll { table {
@@ -66,7 +68,9 @@ pub(crate) async fn page(
             } }
         }
     };
-    Ok(layout::page(&viewer, "Queues", "/queues", body))
+    let mut resp = layout::page(&viewer, "Queues", "/queues", body).into_response();
+    super::counts::reload_while_counting(&snap, &mut resp);
+    Ok(resp)
 }
 
 /// A queue's limits and their use: `3 of 5 running` and `12 of 20/1s`, or a dash.
