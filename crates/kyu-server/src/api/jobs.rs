@@ -227,6 +227,10 @@ pub struct JobView {
     /// The batch the job belongs to (`GET /v1/batches/{id}`), if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch_id: Option<i64>,
+    /// The job's rate key, if it has one; hidden with the args (it may be
+    /// a value of them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_key: Option<String>,
 }
 
 /// A job's progress.
@@ -288,6 +292,7 @@ impl JobView {
             worker: job.worker,
             cancel_requested: job.cancel_requested,
             batch_id: job.batch_id,
+            rate_key: job.rate_key.filter(|_| show),
             progress: job.progress.map(|p| ProgressView {
                 percent: p.percent,
                 message: p.message,
