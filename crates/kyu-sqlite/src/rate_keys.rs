@@ -253,9 +253,25 @@ pub(crate) fn claim_rated(
              ORDER BY priority, run_at, id LIMIT ?4",
         )
         .map_err(db)?;
+    let mut keys = available_keys(conn, queue)?;
+    if keys.is_empty() {
+        // Jobs without a key in a rated queue (none should be: enqueue and
+        // `rekey` give every one a key) join the "no key" bucket rather
+        // than wait unseen; cheap, as the queue has no keyed job waiting.
+        let adopted = conn
+            .prepare_cached(
+                "UPDATE jobs SET rate_key = '' \
+                 WHERE state = 'available' AND queue = ?1 AND rate_key IS NULL",
+            )
+            .and_then(|mut s| s.execute([queue]))
+            .map_err(db)?;
+        if adopted > 0 {
+            keys = available_keys(conn, queue)?;
+        }
+    }
     // (priority, run_at, id, key) of every job a key has room for.
     let mut candidates: Vec<(i32, i64, i64, String)> = Vec::new();
-    for key in available_keys(conn, queue)? {
+    for key in keys {
         let room = (rate.starts as usize).saturating_sub(used(conn, queue, &key, rate, now_us)?);
         if room == 0 {
             continue;
