@@ -94,6 +94,9 @@ fn keys_cte(schema: &str) -> String {
     )
 }
 
+/// Each key (`''`: no key) with its starts in a window, oldest first.
+pub(crate) type KeyWindows = Vec<(String, Vec<DateTime<Utc>>)>;
+
 /// Where `rate`'s window ending at `now` starts (exclusive).
 pub(crate) fn window_start(rate: RateLimit, now: DateTime<Utc>) -> DateTime<Utc> {
     now - chrono::Duration::milliseconds(rate.per_ms())
@@ -106,7 +109,7 @@ pub(crate) async fn key_windows(
     queue: &str,
     rate: RateLimit,
     now: DateTime<Utc>,
-) -> Result<Vec<(String, Vec<DateTime<Utc>>)>, StoreError> {
+) -> Result<KeyWindows, StoreError> {
     sqlx::query_as(&format!(
         "SELECT rate_key, array_agg(started_at ORDER BY started_at) FROM {schema}.queue_starts \
          WHERE queue = $1 AND started_at > $2 GROUP BY rate_key ORDER BY rate_key"

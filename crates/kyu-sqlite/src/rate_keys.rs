@@ -125,6 +125,9 @@ fn available_keys(conn: &Connection, queue: &str) -> Result<Vec<String>, StoreEr
     .map_err(db)
 }
 
+/// Each key (`''`: no key) with its starts in a window, oldest first.
+pub(crate) type KeyWindows = Vec<(String, Vec<DateTime<Utc>>)>;
+
 /// Where `rate`'s window ending at `now_us` starts (exclusive).
 fn window_from(rate: RateLimit, now_us: i64) -> i64 {
     now_us.saturating_sub(rate.per_ms().saturating_mul(1000))
@@ -177,7 +180,7 @@ pub(crate) fn key_windows(
     queue: &str,
     rate: RateLimit,
     now_us: i64,
-) -> Result<Vec<(String, Vec<DateTime<Utc>>)>, StoreError> {
+) -> Result<KeyWindows, StoreError> {
     let rows: Vec<(String, i64)> = conn
         .prepare_cached(
             "SELECT rate_key, started_at FROM queue_starts WHERE queue = ?1 AND started_at > ?2 \
