@@ -13,9 +13,10 @@ use crate::CmdResult;
 #[derive(Subcommand, Debug)]
 pub enum QueuesCommand {
     /// List queues with job counts by state, each limit with its use now and
-    /// when the next start is allowed, and the runnable jobs no live
-    /// worker handles (NO WORKER: they wait until a worker that runs their
-    /// kind on their queue starts).
+    /// when the next start is allowed (for a rate per key: the starts of
+    /// every key, the keys at their limit and the busiest), and the
+    /// runnable jobs no live worker handles (NO WORKER: they wait until a
+    /// worker that runs their kind on their queue starts).
     Ls,
     /// Pause a queue: workers start nothing new from it; running jobs go on.
     Pause {
