@@ -15,8 +15,10 @@
 //!   one window, the "no key" bucket: a queue whose jobs have no keys is
 //!   limited as a whole, exactly as a rate without keys.
 //!
-//! The path is read at enqueue: a job enqueued before the queue's path was
-//! set, or changed, keeps the key it got then.
+//! The path is read at enqueue. When a queue gets a rate, or its path
+//! changes, the store gives its jobs without a key, and those of the "no
+//! key" bucket, the key the new path finds; a job keeps a key it already
+//! had (given at enqueue, or found by an earlier path).
 
 use std::fmt;
 use std::str::FromStr;
