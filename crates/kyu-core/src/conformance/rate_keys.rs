@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{job, Ctx, Harness};
+use super::{claim_kinds, job, Ctx, Harness};
 use crate::limits::{KeyUse, LimitsUpdate, RateKeyPath, RateLimit};
 use crate::{JobId, JobState, NewJob, StoreError};
 
@@ -45,6 +45,12 @@ pub async fn rate_key_windows_are_independent(h: &dyn Harness) {
     set(&c, "r", per_key(2, 10, "args.api")).await;
     let a: Vec<JobId> = futures_ids(&c, "a", 3).await;
     let b: Vec<JobId> = futures_ids(&c, "b", 3).await;
+    let other_kind = c
+        .store
+        .claim(claim_kinds("w1", &["r"], &["other"], 10))
+        .await
+        .expect("claim");
+    assert!(other_kind.is_empty(), "a claim of other kinds takes none and uses no start");
     assert_eq!(
         sorted(c.claim_ids(&["r"], 10).await),
         vec![a[0], a[1], b[0], b[1]],
