@@ -140,13 +140,7 @@ pub(crate) async fn claim_limited(
         // slower to reach the lock.
         let now = match limits.rate {
             Some(_) => {
-                let latest: Option<DateTime<Utc>> = sqlx::query_scalar(&format!(
-                    "SELECT max(started_at) FROM {schema}.queue_starts WHERE queue = $1"
-                ))
-                .bind(&queue)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?;
+                let latest = crate::rate_keys::prepare(&mut tx, schema, &queue, now).await?;
                 latest.map_or(now, |l| l.max(now))
             }
             None => now,

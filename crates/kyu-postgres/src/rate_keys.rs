@@ -153,23 +153,18 @@ pub(crate) async fn next_open(
     Ok(next_key_open(&windows, rate, now))
 }
 
-/// Claims up to `claim.limit` jobs of the rated queue `claim.queues[0]`:
-/// of each key at most what its window has room for, the first in claim
-/// order across keys, and records their starts. The caller holds the
-/// queue's row lock, in `conn`'s transaction; `now` is at or after every
-/// recorded start.
-pub(crate) async fn claim_rated(
+/// Readies the rated `queue` for a claim, under its row lock, and returns
+/// the latest start recorded for it. Due scheduled jobs become available
+/// (so they are found by key); jobs without a key (enqueued in a
+/// transaction that committed after the queue got its rate) join the "no
+/// key" bucket when the queue has no keyed job waiting: never left behind.
+pub(crate) async fn prepare(
     conn: &mut PgConnection,
     schema: &str,
+    queue: &str,
     now: DateTime<Utc>,
-    claim: &Claim,
-    rate: RateLimit,
-) -> Result<Vec<(i32, DateTime<Utc>, ClaimedJob)>, StoreError> {
-    let queue = &claim.queues[0];
-    // Due scheduled jobs become available (so they are found by key); jobs
-    // without a key (enqueued as the queue got its rate) join the "no key"
-    // bucket when the queue has no keyed job waiting: never left behind.
-    sqlx::query(&format!(
+) -> Result<Option<DateTime<Utc>>, StoreError> {
+    sqlx::query_scalar(&format!(
         "WITH due AS (\
            UPDATE {schema}.jobs SET state = 'available' \
            WHERE state = 'scheduled' AND run_at <= $2 AND queue = $1 RETURNING 1), \
@@ -178,13 +173,28 @@ pub(crate) async fn claim_rated(
            WHERE state = 'available' AND queue = $1 AND rate_key IS NULL AND NOT EXISTS \
              (SELECT 1 FROM {schema}.jobs WHERE state = 'available' AND queue = $1 \
               AND rate_key IS NOT NULL) RETURNING 1) \
-         SELECT (SELECT count(*) FROM due), (SELECT count(*) FROM adopt)"
+         SELECT max(started_at) FROM {schema}.queue_starts WHERE queue = $1"
     ))
     .bind(queue)
     .bind(now)
-    .execute(&mut *conn)
+    .fetch_one(conn)
     .await
-    .map_err(db)?;
+    .map_err(db)
+}
+
+/// Claims up to `claim.limit` jobs of the rated queue `claim.queues[0]`:
+/// of each key at most what its window has room for, the first in claim
+/// order across keys, and records their starts. The caller holds the
+/// queue's row lock, in `conn`'s transaction, and ran [`prepare`]; `now` is
+/// at or after every recorded start.
+pub(crate) async fn claim_rated(
+    conn: &mut PgConnection,
+    schema: &str,
+    now: DateTime<Utc>,
+    claim: &Claim,
+    rate: RateLimit,
+) -> Result<Vec<(i32, DateTime<Utc>, ClaimedJob)>, StoreError> {
+    let queue = &claim.queues[0];
     let started = crate::claim::started_events(schema, "$2", "$4", claim.unstarted);
     let ahead = if claim.unstarted {
         "unstarted = true, "

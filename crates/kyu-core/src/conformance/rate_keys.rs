@@ -119,6 +119,17 @@ pub async fn rate_key_exhausted_key_does_not_block_others(h: &dyn Harness) {
         vec![a[1], a[2], cc[1]],
         "two more of a (3 in its window), one more of c"
     );
+    // A delayed job of another key starts once due, past a's waiting jobs.
+    let later = c
+        .add(
+            NewJob::new("call", serde_json::json!({"api": "d"}))
+                .queue("r")
+                .run_at(c.now() + chrono::Duration::seconds(5)),
+        )
+        .await;
+    assert!(c.claim(&["r"], 10).await.is_empty(), "a is full, d not due");
+    c.advance(5);
+    assert_eq!(c.claim_ids(&["r"], 10).await, vec![later]);
 }
 
 /// A key given at enqueue wins over the queue's path; a queue's rate keys
