@@ -11,6 +11,7 @@
 //! concurrency = 4
 //! global_concurrency = 8    # across every worker process and host
 //! rate = "5000/1h"          # at most 5000 starts in any hour
+//! # rate_key = "args.api"   # ... per value of the jobs' args.api (one window each)
 //!
 //! [http]
 //! listen = "127.0.0.1:7070"   # kyu serve's API, /metrics, /healthz, /readyz
@@ -228,6 +229,12 @@ pub struct QueueConfig {
     /// Default: no limit; stored like `global_concurrency`.
     #[serde(default)]
     pub rate: Option<kyu::RateLimit>,
+    /// Apply `rate` per key: the value at this path in each job's args,
+    /// e.g. `"args.api"` or `"args.tenant.id"` (a key given at enqueue
+    /// wins; jobs without one share one window). Needs `rate` in the same
+    /// table. Default: none; stored like `global_concurrency`.
+    #[serde(default)]
+    pub rate_key: Option<kyu::RateKeyPath>,
 }
 
 impl QueueConfig {
@@ -237,6 +244,7 @@ impl QueueConfig {
         let u = kyu::LimitsUpdate {
             global_concurrency: self.global_concurrency.map(Some),
             rate: self.rate.map(Some),
+            rate_key: self.rate_key.clone().map(Some),
         };
         (u != kyu::LimitsUpdate::default()).then_some(u)
     }
@@ -549,6 +557,20 @@ impl Config {
                     path,
                     find_line(text, &format!("[queues.{name}]")),
                     format!("queues.{name}.concurrency: 0 is not accepted; give 1 or more"),
+                ));
+            }
+            if q.rate_key.is_some() && q.rate.is_none() {
+                return Err(ConfigError::at(
+                    path,
+                    key_line_in_table(
+                        text,
+                        find_line(text, &format!("[queues.{name}]")),
+                        "rate_key",
+                    ),
+                    format!(
+                        "queues.{name}.rate_key: a rate key needs a rate in the same table; \
+                         add one, e.g. rate = \"10/1s\""
+                    ),
                 ));
             }
             if let Some(n) = q.global_concurrency {

@@ -37,6 +37,7 @@ pub mod event;
 pub mod job;
 pub mod lifecycle;
 pub mod limits;
+pub mod rate_key;
 pub mod retry;
 pub mod schedule;
 pub mod store;

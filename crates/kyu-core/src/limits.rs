@@ -14,6 +14,11 @@
 //!   stays `available` (no attempt is used) and starts when the window
 //!   allows; [`LimitStore::next_start`] says when that is, so an idle worker
 //!   sleeps until then instead of polling.
+//! - **rate per key**: each job's rate key ([`crate::rate_key`]: given at
+//!   enqueue, or found in its args at the queue's `rate_key` path) has its
+//!   own window of `N/PERIOD` starts; jobs without a key share one. Keys do
+//!   not hold each other back: a claim skips the jobs of a key whose window
+//!   is full and takes those of other keys behind them.
 //!
 //! A queue without limits is claimed exactly as before: the limits cost
 //! nothing to queues that do not use them.
@@ -26,6 +31,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use crate::rate_key::RateKeyPath;
 use crate::{InvalidInput, StoreError};
 
 /// At most `starts` job starts in any window of length `per`, written
@@ -154,14 +160,19 @@ pub fn check_global_concurrency(field: &str, n: u32) -> Result<(), InvalidInput>
 }
 
 /// A queue's limits. `None`: no such limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QueueLimits {
     /// At most this many jobs of the queue running at once, across every process and host.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub global_concurrency: Option<u32>,
-    /// At most this many starts in any window of this length, across every process and host.
+    /// At most this many starts in any window of this length, across every
+    /// process and host; per rate key (jobs without a key share one window).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate: Option<RateLimit>,
+    /// Where a job's rate key is found in its args when it is enqueued
+    /// without one (set only with a rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_key: Option<RateKeyPath>,
 }
 
 impl QueueLimits {
@@ -172,14 +183,18 @@ impl QueueLimits {
 }
 
 /// The limits in words, as events and the CLI show them:
-/// `"global_concurrency 2, rate 20/1s"`, or `"no limits"`.
+/// `"global_concurrency 2, rate 20/1s"`, `"rate 10/1s per args.api"`, or
+/// `"no limits"`.
 pub fn describe(limits: &QueueLimits) -> String {
     let mut parts = Vec::new();
     if let Some(n) = limits.global_concurrency {
         parts.push(format!("global_concurrency {n}"));
     }
     if let Some(r) = limits.rate {
-        parts.push(format!("rate {r}"));
+        match &limits.rate_key {
+            Some(p) => parts.push(format!("rate {r} per {p}")),
+            None => parts.push(format!("rate {r}")),
+        }
     }
     if parts.is_empty() {
         "no limits".to_string()
@@ -195,14 +210,22 @@ pub fn describe(limits: &QueueLimits) -> String {
 /// use kyu_core::limits::LimitsUpdate;
 /// let set_two = LimitsUpdate { global_concurrency: Some(Some(2)), ..Default::default() };
 /// let clear_rate = LimitsUpdate { rate: Some(None), ..Default::default() };
-/// # let _ = (set_two, clear_rate);
+/// let per_api = LimitsUpdate {
+///     rate: Some(Some("10/1s".parse().unwrap())),
+///     rate_key: Some(Some("args.api".parse().unwrap())),
+///     ..Default::default()
+/// };
+/// # let _ = (set_two, clear_rate, per_api);
 /// ```
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LimitsUpdate {
     /// The global concurrency.
     pub global_concurrency: Option<Option<u32>>,
-    /// The rate limit.
+    /// The rate limit. Clearing it clears its `rate_key` too.
     pub rate: Option<Option<RateLimit>>,
+    /// The path of the rate key in a job's args; setting one needs a rate
+    /// (set by this update or already stored).
+    pub rate_key: Option<Option<RateKeyPath>>,
 }
 
 impl LimitsUpdate {
@@ -217,12 +240,27 @@ impl LimitsUpdate {
         Ok(())
     }
 
-    /// `limits` with this change applied.
-    pub fn apply(&self, limits: QueueLimits) -> QueueLimits {
-        QueueLimits {
+    /// `limits` with this change applied; refused when it would leave a
+    /// rate key path without a rate (clearing the rate clears its path).
+    pub fn apply(&self, limits: QueueLimits) -> Result<QueueLimits, InvalidInput> {
+        let rate = self.rate.unwrap_or(limits.rate);
+        let rate_key = match (&self.rate_key, rate) {
+            (Some(Some(_)), None) => {
+                return Err(InvalidInput::new(
+                    "rate_key",
+                    "a rate key path needs a rate, and the queue has none; set the rate too, \
+                     e.g. rate \"10/1s\" with rate_key \"args.api\"",
+                ))
+            }
+            (_, None) => None,
+            (Some(k), Some(_)) => k.clone(),
+            (None, Some(_)) => limits.rate_key,
+        };
+        Ok(QueueLimits {
             global_concurrency: self.global_concurrency.unwrap_or(limits.global_concurrency),
-            rate: self.rate.unwrap_or(limits.rate),
-        }
+            rate,
+            rate_key,
+        })
     }
 }
 
@@ -236,9 +274,38 @@ pub struct QueueLimitStatus {
     /// Jobs of the queue running now (they hold global concurrency slots,
     /// including any whose lease expired and which are not yet rescued).
     pub running: u64,
-    /// Starts in the rate window ending now (0 without a rate limit).
+    /// Starts in the rate window ending now, of every key (0 without a rate limit).
     pub rate_used: u64,
-    /// When the rate limit next allows a start, if it allows none now.
+    /// When the rate limit next allows a start, if it allows none now. For a
+    /// queue whose jobs have rate keys: when the first of the keys its
+    /// waiting jobs have opens, if every one of them is at its limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_start_at: Option<DateTime<Utc>>,
+    /// Rate keys (the "no key" bucket included) whose window is full now;
+    /// 0 for a queue whose jobs have no keys.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub keys_at_limit: u64,
+    /// For a queue whose jobs have rate keys, the keys with the most starts
+    /// in their window now, most first (at most [`BUSIEST_KEYS`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub busiest_keys: Vec<KeyUse>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// How many keys [`QueueLimitStatus::busiest_keys`] lists.
+pub const BUSIEST_KEYS: usize = 3;
+
+/// One rate key's use of its window.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyUse {
+    /// The key; `None`: the jobs without a key.
+    pub key: Option<String>,
+    /// Starts of the key in its window ending now.
+    pub used: u64,
+    /// When the key's window next allows a start, if it is full now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_start_at: Option<DateTime<Utc>>,
 }
@@ -263,6 +330,42 @@ pub fn next_start_from(
     Some((leaving + per).max(now))
 }
 
+/// When a queue with rate keys may next start one of its runnable jobs:
+/// `windows` holds, for each key its runnable jobs have, the starts in that
+/// key's window ending `now` (oldest first). `None` if one of those keys
+/// allows a start now (or there are none); else when the first one opens.
+pub fn next_key_open(
+    windows: &[Vec<DateTime<Utc>>],
+    rate: RateLimit,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    let mut first: Option<DateTime<Utc>> = None;
+    for w in windows {
+        let at = next_start_from(w, rate, now)?;
+        first = Some(first.map_or(at, |f| f.min(at)));
+    }
+    first
+}
+
+/// The use of each key's window, busiest first then by key (the "no key"
+/// bucket first among equals), from `(key, starts in its window ending now)`.
+pub fn key_uses(
+    windows: Vec<(Option<String>, Vec<DateTime<Utc>>)>,
+    rate: RateLimit,
+    now: DateTime<Utc>,
+) -> Vec<KeyUse> {
+    let mut uses: Vec<KeyUse> = windows
+        .into_iter()
+        .map(|(key, w)| KeyUse {
+            next_start_at: next_start_from(&w, rate, now),
+            used: w.len() as u64,
+            key,
+        })
+        .collect();
+    uses.sort_by(|a, b| b.used.cmp(&a.used).then_with(|| a.key.cmp(&b.key)));
+    uses
+}
+
 /// The queue limits of a store (see the module docs). The semantics are
 /// stated by `kyu_core::conformance::limits`.
 #[async_trait]
@@ -283,7 +386,9 @@ pub trait LimitStore: Send + Sync {
 
     /// The earliest time a rate limit of one of `queues` allows a start, for
     /// queues whose window is full now; `None` when none of them is held by
-    /// its rate. An idle worker sleeps until then (or a wake-up).
+    /// its rate. A queue with rate keys is held when every key its runnable
+    /// jobs have is at its limit, until the first of those keys opens. An
+    /// idle worker sleeps until then (or a wake-up).
     async fn next_start(&self, queues: &[String]) -> Result<Option<DateTime<Utc>>, StoreError>;
 }
 

@@ -216,6 +216,9 @@ pub struct JobTemplate {
     /// Tags, besides the `schedule:NAME` tag every fire adds.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// The rate key of each job (see [`NewJob::rate_key`]). Default none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_key: Option<String>,
 }
 
 /// How long a fired job's fire-time key holds: well past the misfire grace
@@ -253,6 +256,7 @@ impl JobTemplate {
             unique_key: Some(fire_key(schedule, fire_time)),
             uniqueness: Uniqueness::Within(FIRE_KEY_WINDOW),
             tags,
+            rate_key: self.rate_key.clone(),
         }
     }
 
@@ -294,6 +298,7 @@ impl From<NewJob> for JobTemplate {
             retry: j.retry,
             timeout_ms: j.timeout.map(|t| t.as_millis() as u64),
             tags: j.tags,
+            rate_key: j.rate_key,
         }
     }
 }

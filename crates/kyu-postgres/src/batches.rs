@@ -79,20 +79,23 @@ pub(crate) fn count_ctes(schema: &str, src: &str, now: &str, channel: &str) -> S
 /// with its `enqueued` event and a NOTIFY on `channel`.
 fn fire_ctes(schema: &str, now: &str, channel: &str) -> String {
     let insert = crate::events::insert(schema);
+    let rate_key_of =
+        crate::rate_keys::key_of(schema, "c.spec->>'rate_key'", "c.spec->>'queue'", "a.args");
     format!(
         ", fire AS (SELECT * FROM bu WHERE fired_by = txid_current()), \
          cb AS (\
            INSERT INTO {schema}.jobs (queue, kind, args, priority, state, max_attempts, retry, \
-             timeout_ms, tags, created_at, run_at, callback_of) \
-           SELECT c.spec->>'queue', c.spec->>'kind', \
-             ((c.spec->>'args')::jsonb || jsonb_build_object('batch', jsonb_build_object(\
-               'id', f.id, 'total', f.total, 'succeeded', f.succeeded, 'failed', f.failed, \
-               'cancelled', f.cancelled)))::text, \
+             timeout_ms, tags, created_at, run_at, callback_of, rate_key) \
+           SELECT c.spec->>'queue', c.spec->>'kind', a.args, \
              (c.spec->>'priority')::int, 'available', (c.spec->>'max_attempts')::int, \
              (c.spec->'retry')::text, (c.spec->>'timeout')::bigint, \
-             ARRAY(SELECT jsonb_array_elements_text(c.spec->'tags')), {now}, {now}, f.id \
+             ARRAY(SELECT jsonb_array_elements_text(c.spec->'tags')), {now}, {now}, f.id, \
+             {rate_key_of} \
            FROM fire f CROSS JOIN LATERAL (VALUES (1, f.on_complete), \
              (2, CASE WHEN f.failed = 0 AND f.cancelled = 0 THEN f.on_success END)) AS c(ord, spec) \
+             CROSS JOIN LATERAL (SELECT ((c.spec->>'args')::jsonb || jsonb_build_object('batch', \
+               jsonb_build_object('id', f.id, 'total', f.total, 'succeeded', f.succeeded, \
+               'failed', f.failed, 'cancelled', f.cancelled)))::text AS args) AS a \
            WHERE c.spec IS NOT NULL ORDER BY f.id, c.ord \
            RETURNING id, queue, kind), \
          cbev AS ({insert} SELECT {now}, 'enqueued', id, queue, kind, NULL, \

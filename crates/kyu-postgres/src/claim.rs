@@ -51,7 +51,7 @@ async fn present_pairs(
 /// A claimed job from a row of `RETURNING j.id, j.queue, j.kind, j.args,
 /// j.attempt, j.max_attempts, j.retry, j.timeout_ms, j.priority, j.run_at,
 /// j.lease_expires_at, j.tags, j.unique_key`.
-fn claimed(r: &PgRow) -> Result<ClaimedJob, StoreError> {
+pub(crate) fn claimed(r: &PgRow) -> Result<ClaimedJob, StoreError> {
     let retry: String = r.try_get(6).map_err(db)?;
     let timeout_ms: Option<i64> = r.try_get(7).map_err(db)?;
     Ok(ClaimedJob {
@@ -74,7 +74,7 @@ fn claimed(r: &PgRow) -> Result<ClaimedJob, StoreError> {
 /// RETURNING, so the ids are drawn after the rows changed: module
 /// `events`), in claim order; `now` and `worker` are parameters; `ahead`:
 /// the jobs were claimed ahead, not started (the event's `reason` says so).
-fn started_events(schema: &str, now: &str, worker: &str, ahead: bool) -> String {
+pub(crate) fn started_events(schema: &str, now: &str, worker: &str, ahead: bool) -> String {
     let reason = if ahead {
         format!(
             "'{}'::text",

@@ -55,7 +55,9 @@ async fn insert_rows(
     let mut window = Vec::with_capacity(n);
     let mut tags = Vec::with_capacity(n);
     let mut run_at = Vec::with_capacity(n);
+    let mut rate_key = Vec::with_capacity(n);
     for j in jobs {
+        rate_key.push(j.rate_key.as_deref());
         queue.push(j.queue.as_str());
         kind.push(j.kind.as_str());
         args.push(j.args.as_str());
@@ -82,20 +84,22 @@ async fn insert_rows(
         ("state", "state"),
         ("run_at", "CASE WHEN state = 'scheduled' THEN run_at END"),
     ]);
+    let rate_key_of = crate::rate_keys::key_of(schema, "u.rate_key", "u.queue", "u.args");
     let sql = format!(
         "WITH ins AS (\
            INSERT INTO {schema}.jobs (queue, kind, args, priority, state, max_attempts, retry, \
-             timeout_ms, unique_key, unique_window_ms, tags, created_at, run_at) \
+             timeout_ms, unique_key, unique_window_ms, tags, created_at, run_at, rate_key) \
            SELECT u.queue, u.kind, u.args, u.priority, \
              CASE WHEN u.run_at > $12 THEN 'scheduled' ELSE 'available' END, \
              u.max_attempts, u.retry, u.timeout_ms, u.unique_key, u.unique_window_ms, \
              CASE WHEN u.tags IS NULL THEN '{{}}'::text[] \
                ELSE ARRAY(SELECT json_array_elements_text(u.tags::json)) END, \
-             $12, u.run_at \
+             $12, u.run_at, {rate_key_of} \
            FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::int[], $6::text[], \
-             $7::bigint[], $8::text[], $9::bigint[], $10::text[], $11::timestamptz[]) \
+             $7::bigint[], $8::text[], $9::bigint[], $10::text[], $11::timestamptz[], \
+             $14::text[]) \
              WITH ORDINALITY AS u(queue, kind, args, priority, max_attempts, retry, timeout_ms, \
-             unique_key, unique_window_ms, tags, run_at, ord) \
+             unique_key, unique_window_ms, tags, run_at, rate_key, ord) \
            ORDER BY u.ord \
            RETURNING id, queue, kind, state, run_at), \
          ev AS ({insert_events} \
@@ -116,6 +120,7 @@ async fn insert_rows(
         .bind(run_at)
         .bind(now)
         .bind(channel)
+        .bind(rate_key)
         .fetch_one(&mut *conn)
         .await
         .map_err(db)?;

@@ -61,6 +61,7 @@ mod notify;
 mod operate;
 mod prefetch;
 mod query;
+mod rate_keys;
 mod retry;
 mod row;
 mod schedule;

@@ -15,7 +15,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kyu_core::limits::{next_start_from, LimitStore};
+use kyu_core::limits::{key_uses, LimitStore, RateKeyPath, BUSIEST_KEYS};
 use kyu_core::{
     Claim, ClaimedJob, EventFacts, EventType, LimitsUpdate, NewEvent, QueueLimitStatus,
     QueueLimits, RateLimit, StoreError,
@@ -38,16 +38,32 @@ CREATE INDEX queue_starts_window ON {s}.queue_starts (queue, started_at);
 "#;
 
 /// The columns of a queue's limits.
-const LIMIT_COLUMNS: &str = "global_concurrency, rate_starts, rate_per_ms";
+const LIMIT_COLUMNS: &str = "global_concurrency, rate_starts, rate_per_ms, rate_key";
 
 /// A queue is limited when one of its limits is set.
 const IS_LIMITED: &str = "(global_concurrency IS NOT NULL OR rate_starts IS NOT NULL)";
 
-/// A `queues` row's name, paused flag and limit columns.
-type QueueRow = (String, bool, Option<i32>, Option<i32>, Option<i64>);
+/// A `queues` row's limit columns.
+type LimitRow = (Option<i32>, Option<i32>, Option<i64>, Option<String>);
 
-fn limits_of(gc: Option<i32>, starts: Option<i32>, per_ms: Option<i64>) -> QueueLimits {
+/// A `queues` row's name, paused flag and limit columns.
+type QueueRow = (
+    String,
+    bool,
+    Option<i32>,
+    Option<i32>,
+    Option<i64>,
+    Option<String>,
+);
+
+fn limits_of((gc, starts, per_ms, rate_key): LimitRow) -> QueueLimits {
     QueueLimits {
+        rate_key: match (&starts, rate_key) {
+            // Written only from a checked path; one that no longer parses
+            // is read as none rather than failing every claim.
+            (Some(_), Some(p)) => RateKeyPath::parse("rate_key", &p).ok(),
+            _ => None,
+        },
         global_concurrency: gc.map(|n| n.max(0) as u32),
         rate: match (starts, per_ms) {
             (Some(n), Some(ms)) => Some(RateLimit {
@@ -57,10 +73,6 @@ fn limits_of(gc: Option<i32>, starts: Option<i32>, per_ms: Option<i64>) -> Queue
             _ => None,
         },
     }
-}
-
-fn window_start(rate: RateLimit, now: DateTime<Utc>) -> DateTime<Utc> {
-    now - chrono::Duration::milliseconds(rate.per_ms())
 }
 
 async fn running(conn: &mut PgConnection, schema: &str, queue: &str) -> Result<u64, StoreError> {
@@ -75,25 +87,6 @@ async fn running(conn: &mut PgConnection, schema: &str, queue: &str) -> Result<u
     .await
     .map_err(db)?;
     Ok(n.max(0) as u64)
-}
-
-/// The starts of `queue` in the window of `rate` ending at `now`, oldest first.
-async fn window(
-    conn: &mut PgConnection,
-    schema: &str,
-    queue: &str,
-    rate: RateLimit,
-    now: DateTime<Utc>,
-) -> Result<Vec<DateTime<Utc>>, StoreError> {
-    sqlx::query_scalar(&format!(
-        "SELECT started_at FROM {schema}.queue_starts WHERE queue = $1 AND started_at > $2 \
-         ORDER BY started_at"
-    ))
-    .bind(queue)
-    .bind(window_start(rate, now))
-    .fetch_all(conn)
-    .await
-    .map_err(db)
 }
 
 /// Claims from the limited queues `claim` names, each up to what its limits
@@ -123,18 +116,23 @@ pub(crate) async fn claim_limited(
         if want == 0 {
             break;
         }
-        let (paused, gc, starts, per_ms): (bool, Option<i32>, Option<i32>, Option<i64>) =
-            sqlx::query_as(&format!(
-                "SELECT paused, {LIMIT_COLUMNS} FROM {schema}.queues WHERE name = $1 FOR UPDATE"
-            ))
-            .bind(&queue)
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
+        let (paused, gc, starts, per_ms, rate_key): (
+            bool,
+            Option<i32>,
+            Option<i32>,
+            Option<i64>,
+            Option<String>,
+        ) = sqlx::query_as(&format!(
+            "SELECT paused, {LIMIT_COLUMNS} FROM {schema}.queues WHERE name = $1 FOR UPDATE"
+        ))
+        .bind(&queue)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?;
         if paused {
             continue;
         }
-        let limits = limits_of(gc, starts, per_ms);
+        let limits = limits_of((gc, starts, per_ms, rate_key));
         // The claim's time was read before the queue's lock was won: another
         // host may have recorded later starts meanwhile. Starts are recorded
         // at no earlier time than the latest one, so the window counted here
@@ -142,13 +140,7 @@ pub(crate) async fn claim_limited(
         // slower to reach the lock.
         let now = match limits.rate {
             Some(_) => {
-                let latest: Option<DateTime<Utc>> = sqlx::query_scalar(&format!(
-                    "SELECT max(started_at) FROM {schema}.queue_starts WHERE queue = $1"
-                ))
-                .bind(&queue)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(db)?;
+                let latest = crate::rate_keys::prepare(&mut tx, schema, &queue, now).await?;
                 latest.map_or(now, |l| l.max(now))
             }
             None => now,
@@ -158,10 +150,6 @@ pub(crate) async fn claim_limited(
             let left = (n as u64).saturating_sub(running(&mut tx, schema, &queue).await?);
             room = room.min(left as usize);
         }
-        if let (Some(rate), true) = (limits.rate, room > 0) {
-            let used = window(&mut tx, schema, &queue, rate, now).await?.len();
-            room = room.min((rate.starts as usize).saturating_sub(used));
-        }
         if room == 0 {
             continue;
         }
@@ -170,23 +158,10 @@ pub(crate) async fn claim_limited(
             limit: room,
             ..claim.clone()
         };
-        let got = crate::claim::claim_in(&mut tx, schema, now, &one, true).await?;
-        if let Some(rate) = limits.rate {
-            sqlx::query(&format!(
-                "WITH ins AS (INSERT INTO {schema}.queue_starts (queue, started_at) \
-                   SELECT $1, $2 FROM generate_series(1, $3)) \
-                 DELETE FROM {schema}.queue_starts WHERE queue = $1 AND started_at <= $4"
-            ))
-            .bind(&queue)
-            .bind(now)
-            .bind(got.len() as i32)
-            // Pruned a whole window late, so that a claim whose time was
-            // read before this one's still counts every start of its window.
-            .bind(window_start(rate, window_start(rate, now)))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
+        let got = match limits.rate {
+            Some(rate) => crate::rate_keys::claim_rated(&mut tx, schema, now, &one, rate).await?,
+            None => crate::claim::claim_in(&mut tx, schema, now, &one, true).await?,
+        };
         out.extend(got);
     }
     tx.commit().await.map_err(db)?;
@@ -207,7 +182,7 @@ async fn limited_queues(
     .map_err(db)?;
     Ok(rows
         .into_iter()
-        .map(|(q, p, gc, s, ms)| (q, p, limits_of(gc, s, ms)))
+        .map(|(q, p, gc, s, ms, k)| (q, p, limits_of((gc, s, ms, k))))
         .collect())
 }
 
@@ -218,20 +193,36 @@ async fn status_of(
     limits: QueueLimits,
     now: DateTime<Utc>,
 ) -> Result<QueueLimitStatus, StoreError> {
-    let (rate_used, next_start_at) = match limits.rate {
-        Some(rate) => {
-            let w = window(&mut *conn, schema, &queue, rate, now).await?;
-            (w.len() as u64, next_start_from(&w, rate, now))
-        }
-        None => (0, None),
-    };
-    Ok(QueueLimitStatus {
-        running: running(conn, schema, &queue).await?,
+    let mut status = QueueLimitStatus {
+        running: running(&mut *conn, schema, &queue).await?,
         queue,
         limits,
-        rate_used,
-        next_start_at,
-    })
+        rate_used: 0,
+        next_start_at: None,
+        keys_at_limit: 0,
+        busiest_keys: Vec::new(),
+    };
+    if let Some(rate) = status.limits.rate {
+        let windows =
+            crate::rate_keys::key_windows(&mut *conn, schema, &status.queue, rate, now).await?;
+        let keyed = status.limits.rate_key.is_some() || windows.iter().any(|(k, _)| !k.is_empty());
+        let uses = key_uses(
+            windows
+                .into_iter()
+                .map(|(k, w)| ((!k.is_empty()).then_some(k), w))
+                .collect(),
+            rate,
+            now,
+        );
+        status.rate_used = uses.iter().map(|u| u.used).sum();
+        status.next_start_at =
+            crate::rate_keys::next_open(&mut *conn, schema, &status.queue, rate, now).await?;
+        if keyed {
+            status.keys_at_limit = uses.iter().filter(|u| u.next_start_at.is_some()).count() as u64;
+            status.busiest_keys = uses.into_iter().take(BUSIEST_KEYS).collect();
+        }
+    }
+    Ok(status)
 }
 
 #[async_trait]
@@ -254,22 +245,22 @@ impl LimitStore for PgStore {
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-        let (gc, starts, per_ms): (Option<i32>, Option<i32>, Option<i64>) = sqlx::query_as(
-            &format!("SELECT {LIMIT_COLUMNS} FROM {schema}.queues WHERE name = $1 FOR UPDATE"),
-        )
+        let row: LimitRow = sqlx::query_as(&format!(
+            "SELECT {LIMIT_COLUMNS} FROM {schema}.queues WHERE name = $1 FOR UPDATE"
+        ))
         .bind(queue)
         .fetch_one(&mut *tx)
         .await
         .map_err(db)?;
-        let before = limits_of(gc, starts, per_ms);
-        let after = update.apply(before);
+        let before = limits_of(row);
+        let after = update.apply(before.clone())?;
         if after == before {
             tx.commit().await.map_err(db)?;
             return Ok(after);
         }
         sqlx::query(&format!(
             "UPDATE {schema}.queues SET global_concurrency = $2, rate_starts = $3, \
-             rate_per_ms = $4 WHERE name = $1"
+             rate_per_ms = $4, rate_key = $5 WHERE name = $1"
         ))
         .bind(queue)
         .bind(
@@ -279,9 +270,16 @@ impl LimitStore for PgStore {
         )
         .bind(after.rate.map(|r| r.starts.min(i32::MAX as u32) as i32))
         .bind(after.rate.map(|r| r.per_ms()))
+        .bind(after.rate_key.as_ref().map(|p| p.to_string()))
         .execute(&mut *tx)
         .await
         .map_err(db)?;
+        // Jobs without a key (enqueued while the queue had no rate) or in
+        // the "no key" bucket get the key the new path finds.
+        if after.rate.is_some() && (before.rate.is_none() || before.rate_key != after.rate_key) {
+            let path = after.rate_key.as_ref().map(|p| p.to_string());
+            crate::rate_keys::rekey(&mut tx, schema, queue, path).await?;
+        }
         let mut e = NewEvent::other(now, EventType::QueueLimitsChanged).facts(EventFacts {
             message: Some(kyu_core::limits::describe(&after)),
             ..EventFacts::default()
@@ -316,21 +314,11 @@ impl LimitStore for PgStore {
         let mut conn = self.conn().await?;
         let mut next: Option<DateTime<Utc>> = None;
         for (q, paused, l) in limited_queues(&mut conn, schema).await? {
-            if paused || l.rate.is_none() || !queues.contains(&q) {
+            let Some(rate) = l.rate else { continue };
+            if paused || !queues.contains(&q) {
                 continue;
             }
-            let s = status_of(&mut conn, schema, q.clone(), l, now).await?;
-            let Some(at) = s.next_start_at else { continue };
-            let runnable: bool = sqlx::query_scalar(&format!(
-                "SELECT EXISTS (SELECT 1 FROM {schema}.jobs WHERE queue = $1 AND \
-                 (state = 'available' OR (state = 'scheduled' AND run_at <= $2)))"
-            ))
-            .bind(&q)
-            .bind(now)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(db)?;
-            if runnable {
+            if let Some(at) = crate::rate_keys::next_open(&mut conn, schema, &q, rate, now).await? {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
         }

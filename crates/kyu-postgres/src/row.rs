@@ -63,7 +63,7 @@ pub(crate) fn plus(now: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
 pub(crate) const JOB_COLUMNS: &str = "id, queue, kind, args, priority, state, attempt, \
     max_attempts, retry, timeout_ms, unique_key, tags, created_at, run_at, attempted_at, \
     finished_at, worker, lease_expires_at, cancel_requested, progress_percent, \
-    progress_message, result, errors::text, batch_id";
+    progress_message, result, errors::text, batch_id, rate_key";
 
 /// A job from a row of [`JOB_COLUMNS`].
 pub(crate) fn job_from_row(r: &PgRow) -> Result<JobRecord, StoreError> {
@@ -101,5 +101,10 @@ pub(crate) fn job_from_row(r: &PgRow) -> Result<JobRecord, StoreError> {
         result: r.try_get(21).map_err(g)?,
         errors: parse_json("attempt errors", &errors)?,
         batch_id: r.try_get(23).map_err(g)?,
+        // '' is the "no key" bucket: the job has no key.
+        rate_key: r
+            .try_get::<Option<String>, _>(24)
+            .map_err(g)?
+            .filter(|k| !k.is_empty()),
     })
 }

@@ -156,6 +156,8 @@ CREATE TABLE {s}.secrets (
     crate::batches::MIGRATION,
     // 9: jobs claimed ahead (a worker's prefetch) and not started yet.
     crate::prefetch::MIGRATION,
+    // 10: rate keys: the key of each job and of each recorded start.
+    crate::rate_keys::MIGRATION,
 ];
 
 /// The latest schema version this build knows.

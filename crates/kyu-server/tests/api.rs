@@ -712,6 +712,113 @@ fn worker_sample(path: &str, queue: &str) -> Option<Value> {
 }
 
 #[tokio::test]
+async fn queue_update_sets_a_rate_key_and_enqueue_takes_one() {
+    let t = T::new().await;
+    let admin = t.admin().await;
+    let path = "/v1/queues/calls";
+    // A path needs a rate: refused on a queue without one, nothing written.
+    let (status, body) = t
+        .call(
+            Method::PATCH,
+            path,
+            Some(&admin),
+            Some(json!({"rate_key": "args.api"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "rate_key", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("needs a rate"),
+        "{body}"
+    );
+    let (status, body) = t
+        .call(
+            Method::PATCH,
+            path,
+            Some(&admin),
+            Some(json!({"rate_key": "api", "rate": "1/1h"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "rate_key", "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("e.g. \"args.api\""),
+        "{body}"
+    );
+    assert!(t.kyu.queue_limits().await.unwrap().is_empty());
+    let (status, body) = t
+        .call(
+            Method::PATCH,
+            path,
+            Some(&admin),
+            Some(json!({"rate": "1/1h", "rate_key": "args.api"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"queue": "calls", "global_concurrency": null, "rate": "1/1h", "rate_key": "args.api"})
+    );
+    // The key given at enqueue wins over the path; the path finds the other.
+    let mut ids = Vec::new();
+    for job in [
+        json!({"kind": "call", "queue": "calls", "args": {"api": "a"}, "rate_key": "tenant:1"}),
+        json!({"kind": "call", "queue": "calls", "args": {"api": "a"}}),
+    ] {
+        let (status, body) = t
+            .call(Method::POST, "/v1/jobs", Some(&admin), Some(job))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        ids.push(body["id"].as_i64().unwrap());
+    }
+    assert_eq!(
+        t.kyu.job(ids[0]).await.unwrap().rate_key.as_deref(),
+        Some("tenant:1")
+    );
+    assert_eq!(
+        t.kyu.job(ids[1]).await.unwrap().rate_key.as_deref(),
+        Some("a")
+    );
+    let (_, view) = t
+        .call(
+            Method::GET,
+            &format!("/v1/jobs/{}", ids[0]),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(view["rate_key"], "tenant:1", "{view}");
+    let (status, body) = t
+        .call(
+            Method::POST,
+            "/v1/jobs",
+            Some(&admin),
+            Some(json!({"kind": "call", "rate_key": ""})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "rate_key", "{body}");
+    // null makes the rate apply to the whole queue again.
+    let (status, body) = t
+        .call(
+            Method::PATCH,
+            path,
+            Some(&admin),
+            Some(json!({"rate_key": null})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["rate_key"], Value::Null, "{body}");
+    assert_eq!(body["rate"], "1/1h", "{body}");
+}
+
+#[tokio::test]
 async fn queue_update_sets_and_clears_limits() {
     let t = T::new().await;
     let admin = t.admin().await;
@@ -727,7 +834,7 @@ async fn queue_update_sets_and_clears_limits() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body,
-        json!({"queue": "batch", "global_concurrency": 1, "rate": "5000/1h"})
+        json!({"queue": "batch", "global_concurrency": 1, "rate": "5000/1h", "rate_key": null})
     );
     let limits = t.kyu.queue_limits().await.unwrap();
     assert_eq!(limits.len(), 1);
@@ -744,7 +851,7 @@ async fn queue_update_sets_and_clears_limits() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(
         body,
-        json!({"queue": "batch", "global_concurrency": 1, "rate": null})
+        json!({"queue": "batch", "global_concurrency": 1, "rate": null, "rate_key": null})
     );
     // Bad input: 400, the field named, nothing changed.
     for (bad, field) in [

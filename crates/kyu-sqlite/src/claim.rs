@@ -201,7 +201,6 @@ fn claim_from(
     if pairs.is_empty() {
         return Ok(Vec::new());
     }
-    let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
     // ?1 worker, ?2 now, ?3 lease expiry, ?4 limit, then the pairs.
     // One (queue, kind) walks the claim index in order and stops after
     // `limit` rows; a few each take their first `limit` rows and the union
@@ -241,6 +240,42 @@ fn claim_from(
             serde_json::to_string(&pairs).map_err(StoreError::database)?,
         ));
     }
+    claim_picked(conn, now_us, claim, &pick, values)
+}
+
+/// Claims the jobs `ids` (available ones of the claim's queue, picked by
+/// the caller under the claim's write transaction), in claim order.
+pub(crate) fn claim_ids(
+    conn: &Connection,
+    now_us: i64,
+    claim: &Claim,
+    ids: &[i64],
+) -> Result<Vec<(i32, i64, ClaimedJob)>, StoreError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = serde_json::to_string(ids).map_err(StoreError::database)?;
+    claim_picked(
+        conn,
+        now_us,
+        claim,
+        "SELECT value FROM json_each(?5)",
+        vec![Value::Text(ids)],
+    )
+}
+
+/// Makes the jobs `pick` selects (a SELECT of ids; ?1 worker, ?2 now, ?3
+/// lease expiry and ?4 limit are bound, `values` from ?5 on) `running`
+/// for `claim`, with their `started` events; in claim order, with the
+/// priority and run_at of each.
+fn claim_picked(
+    conn: &Connection,
+    now_us: i64,
+    claim: &Claim,
+    pick: &str,
+    mut values: Vec<Value>,
+) -> Result<Vec<(i32, i64, ClaimedJob)>, StoreError> {
+    let limit = i64::try_from(claim.limit).unwrap_or(i64::MAX);
     // Jobs claimed ahead are flagged until the worker marks them started
     // (module `prefetch`); an ordinary claim writes nothing more.
     let ahead = if claim.unstarted {

@@ -20,12 +20,13 @@ pub(crate) fn enqueue(
     let mut insert = conn
         .prepare_cached(
             "INSERT INTO jobs (queue, kind, args, priority, state, max_attempts, retry, \
-             timeout_ms, unique_key, unique_window_ms, tags, created_at, run_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+             timeout_ms, unique_key, unique_window_ms, tags, created_at, run_at, rate_key) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )
         .map_err(db)?;
+    let keys = crate::rate_keys::keys_of(conn, &jobs)?;
     let mut events = EventWriter::new(conn)?;
-    for job in jobs {
+    for (job, rate_key) in jobs.into_iter().zip(keys) {
         if let Some(key) = &job.unique_key {
             if let Some(id) = existing(conn, key, job.uniqueness, now_us)? {
                 let facts = EventFacts {
@@ -78,6 +79,7 @@ pub(crate) fn enqueue(
                 tags,
                 now_us,
                 run_at,
+                rate_key,
             ])
             .map_err(db)?;
         let id = conn.last_insert_rowid();

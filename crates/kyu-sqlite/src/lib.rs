@@ -59,6 +59,7 @@ mod open_error;
 mod operate;
 mod prefetch;
 mod query;
+mod rate_keys;
 mod reserve;
 mod retention;
 mod row;

@@ -1,6 +1,6 @@
 //! Queue limits (see `kyu_core::limits`): global concurrency and rate,
 //! stored in the `queues` table, with the rate window's starts in
-//! `queue_starts`.
+//! `queue_starts` (per rate key: module `rate_keys`).
 //!
 //! A claim is one write transaction and SQLite has one writer, so counting a
 //! limited queue's running jobs and recent starts, claiming up to what is
@@ -11,15 +11,15 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kyu_core::limits::{next_start_from, LimitStore};
+use kyu_core::limits::{key_uses, LimitStore, RateKeyPath, BUSIEST_KEYS};
 use kyu_core::{
-    Claim, EventFacts, EventType, LimitsUpdate, NewEvent, QueueLimitStatus, QueueLimits, RateLimit,
-    StoreError,
+    Claim, ClaimedJob, EventFacts, EventType, LimitsUpdate, NewEvent, QueueLimitStatus,
+    QueueLimits, RateLimit, StoreError,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::events::write_one;
-use crate::row::{db, from_us, us};
+use crate::row::{db, us};
 use crate::{always, SqliteStore};
 
 /// Migration 7: the limits of a queue and the starts of its rate window.
@@ -40,8 +40,19 @@ pub(crate) struct Limited {
     limits: QueueLimits,
 }
 
-fn limits_of(gc: Option<i64>, starts: Option<i64>, per_ms: Option<i64>) -> QueueLimits {
+fn limits_of(
+    gc: Option<i64>,
+    starts: Option<i64>,
+    per_ms: Option<i64>,
+    rate_key: Option<String>,
+) -> QueueLimits {
     QueueLimits {
+        rate_key: match (&starts, rate_key) {
+            // Written only from a checked path; one that no longer parses
+            // is read as none rather than failing every claim.
+            (Some(_), Some(p)) => RateKeyPath::parse("rate_key", &p).ok(),
+            _ => None,
+        },
         global_concurrency: gc.map(|n| n.clamp(0, u32::MAX as i64) as u32),
         rate: match (starts, per_ms) {
             (Some(n), Some(ms)) => Some(RateLimit {
@@ -61,7 +72,8 @@ pub(crate) fn split(
 ) -> Result<(Vec<String>, Vec<Limited>), StoreError> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT name, paused, global_concurrency, rate_starts, rate_per_ms FROM queues \
+            "SELECT name, paused, global_concurrency, rate_starts, rate_per_ms, rate_key \
+             FROM queues \
              WHERE paused = 1 OR global_concurrency IS NOT NULL OR rate_starts IS NOT NULL",
         )
         .map_err(db)?;
@@ -70,7 +82,7 @@ pub(crate) fn split(
             Ok((
                 r.get(0)?,
                 r.get::<_, i64>(1)? != 0,
-                limits_of(r.get(2)?, r.get(3)?, r.get(4)?),
+                limits_of(r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?),
             ))
         })
         .and_then(|rows| rows.collect())
@@ -86,7 +98,7 @@ pub(crate) fn split(
             Some((_, true, _)) => {}
             Some((_, false, limits)) => limited.push(Limited {
                 queue: n.clone(),
-                limits: *limits,
+                limits: limits.clone(),
             }),
         }
     }
@@ -100,100 +112,45 @@ fn running(conn: &Connection, queue: &str) -> Result<u64, StoreError> {
         .map_err(db)
 }
 
-/// The starts of `queue` in the window of `rate` ending at `now_us`, oldest first.
-fn window(
-    conn: &Connection,
-    queue: &str,
-    rate: RateLimit,
-    now_us: i64,
-) -> Result<Vec<i64>, StoreError> {
-    let from = now_us.saturating_sub(rate.per_ms().saturating_mul(1000));
-    conn.prepare_cached(
-        "SELECT started_at FROM queue_starts WHERE queue = ?1 AND started_at > ?2 \
-         ORDER BY started_at",
-    )
-    .and_then(|mut s| s.query_map(params![queue, from], |r| r.get(0))?.collect())
-    .map_err(db)
-}
-
-/// How many jobs `queue` may start now, at most `want`.
-fn room(conn: &Connection, l: &Limited, now_us: i64, want: usize) -> Result<usize, StoreError> {
-    let mut room = want;
-    if let Some(n) = l.limits.global_concurrency {
-        let left = (n as u64).saturating_sub(running(conn, &l.queue)?);
-        room = room.min(left as usize);
-    }
-    if let (Some(rate), true) = (l.limits.rate, room > 0) {
-        let used = window(conn, &l.queue, rate, now_us)?.len();
-        room = room.min((rate.starts as usize).saturating_sub(used));
-    }
-    Ok(room)
-}
-
-/// Records `n` starts of `queue` at `now_us` and forgets those that left
-/// the window.
-fn record_starts(
-    conn: &Connection,
-    queue: &str,
-    rate: RateLimit,
-    now_us: i64,
-    n: usize,
-) -> Result<(), StoreError> {
-    let mut ins = conn
-        .prepare_cached("INSERT INTO queue_starts (queue, started_at) VALUES (?1, ?2)")
-        .map_err(db)?;
-    for _ in 0..n {
-        ins.execute(params![queue, now_us]).map_err(db)?;
-    }
-    let from = now_us.saturating_sub(rate.per_ms().saturating_mul(1000));
-    conn.prepare_cached("DELETE FROM queue_starts WHERE queue = ?1 AND started_at <= ?2")
-        .and_then(|mut s| s.execute(params![queue, from]))
-        .map_err(db)?;
-    Ok(())
-}
-
 /// Claims from the limited queues, each up to what its limits leave, until
 /// `claim.limit` jobs are claimed in all (`have` so far). `take` claims from
-/// one queue as an unlimited claim would.
-pub(crate) fn claim_limited<T>(
+/// one queue as an unlimited claim would; a rated queue is claimed key by
+/// key (module `rate_keys`).
+pub(crate) fn claim_limited(
     conn: &Connection,
     now_us: i64,
     claim: &Claim,
     limited: Vec<Limited>,
     have: usize,
-    mut take: impl FnMut(&Connection, &Claim) -> Result<Vec<T>, StoreError>,
-) -> Result<Vec<T>, StoreError> {
+    mut take: impl FnMut(&Connection, &Claim) -> Result<Vec<(i32, i64, ClaimedJob)>, StoreError>,
+) -> Result<Vec<(i32, i64, ClaimedJob)>, StoreError> {
     let mut out = Vec::new();
     for l in limited {
-        let want = claim.limit.saturating_sub(have + out.len());
-        if want == 0 {
+        let mut room = claim.limit.saturating_sub(have + out.len());
+        if room == 0 {
             break;
         }
-        let room = room(conn, &l, now_us, want)?;
+        if let Some(n) = l.limits.global_concurrency {
+            let left = (n as u64).saturating_sub(running(conn, &l.queue)?);
+            room = room.min(left as usize);
+        }
         if room == 0 {
             continue;
         }
-        let one = Claim {
-            queues: vec![l.queue.clone()],
-            limit: room,
-            ..claim.clone()
+        let got = match l.limits.rate {
+            Some(rate) => crate::rate_keys::claim_rated(conn, now_us, claim, &l.queue, rate, room)?,
+            None => {
+                let one = Claim {
+                    queues: vec![l.queue.clone()],
+                    limit: room,
+                    ..claim.clone()
+                };
+                take(conn, &one)?
+            }
         };
-        let got = take(conn, &one)?;
-        if let Some(rate) = l.limits.rate {
-            record_starts(conn, &l.queue, rate, now_us, got.len())?;
-        }
         out.extend(got);
     }
     Ok(out)
-}
-
-fn has_runnable(conn: &Connection, queue: &str, now_us: i64) -> Result<bool, StoreError> {
-    conn.prepare_cached(
-        "SELECT EXISTS (SELECT 1 FROM jobs WHERE queue = ?1 AND (state = 'available' \
-         OR (state = 'scheduled' AND run_at <= ?2)))",
-    )
-    .and_then(|mut s| s.query_row(params![queue, now_us], |r| r.get::<_, bool>(0)))
-    .map_err(db)
 }
 
 fn status_of(
@@ -203,28 +160,39 @@ fn status_of(
     now: DateTime<Utc>,
 ) -> Result<QueueLimitStatus, StoreError> {
     let now_us = us(now);
-    let (rate_used, next_start_at) = match limits.rate {
-        Some(rate) => {
-            let w: Vec<DateTime<Utc>> = window(conn, &queue, rate, now_us)?
-                .into_iter()
-                .map(from_us)
-                .collect();
-            (w.len() as u64, next_start_from(&w, rate, now))
-        }
-        None => (0, None),
-    };
-    Ok(QueueLimitStatus {
+    let mut status = QueueLimitStatus {
         running: running(conn, &queue)?,
         queue,
         limits,
-        rate_used,
-        next_start_at,
-    })
+        rate_used: 0,
+        next_start_at: None,
+        keys_at_limit: 0,
+        busiest_keys: Vec::new(),
+    };
+    if let Some(rate) = status.limits.rate {
+        let windows = crate::rate_keys::key_windows(conn, &status.queue, rate, now_us)?;
+        let keyed = status.limits.rate_key.is_some() || windows.iter().any(|(k, _)| !k.is_empty());
+        let uses = key_uses(
+            windows
+                .into_iter()
+                .map(|(k, w)| ((!k.is_empty()).then_some(k), w))
+                .collect(),
+            rate,
+            now,
+        );
+        status.rate_used = uses.iter().map(|u| u.used).sum();
+        status.next_start_at = crate::rate_keys::next_open(conn, &status.queue, rate, now_us)?;
+        if keyed {
+            status.keys_at_limit = uses.iter().filter(|u| u.next_start_at.is_some()).count() as u64;
+            status.busiest_keys = uses.into_iter().take(BUSIEST_KEYS).collect();
+        }
+    }
+    Ok(status)
 }
 
 fn limited_queues(conn: &Connection) -> Result<Vec<(String, bool, QueueLimits)>, StoreError> {
     conn.prepare_cached(
-        "SELECT name, paused, global_concurrency, rate_starts, rate_per_ms FROM queues \
+        "SELECT name, paused, global_concurrency, rate_starts, rate_per_ms, rate_key FROM queues \
          WHERE global_concurrency IS NOT NULL OR rate_starts IS NOT NULL ORDER BY name",
     )
     .and_then(|mut s| {
@@ -232,7 +200,7 @@ fn limited_queues(conn: &Connection) -> Result<Vec<(String, bool, QueueLimits)>,
             Ok((
                 r.get(0)?,
                 r.get::<_, i64>(1)? != 0,
-                limits_of(r.get(2)?, r.get(3)?, r.get(4)?),
+                limits_of(r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?),
             ))
         })?
         .collect()
@@ -249,22 +217,25 @@ fn set(
 ) -> Result<QueueLimits, StoreError> {
     let before = conn
         .prepare_cached(
-            "SELECT global_concurrency, rate_starts, rate_per_ms FROM queues WHERE name = ?1",
+            "SELECT global_concurrency, rate_starts, rate_per_ms, rate_key FROM queues \
+             WHERE name = ?1",
         )
         .and_then(|mut s| {
-            s.query_row([queue], |r| Ok(limits_of(r.get(0)?, r.get(1)?, r.get(2)?)))
-                .optional()
+            s.query_row([queue], |r| {
+                Ok(limits_of(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .optional()
         })
         .map_err(db)?
         .unwrap_or_default();
-    let after = update.apply(before);
+    let after = update.apply(before.clone())?;
     if after == before {
         return Ok(after);
     }
     conn.prepare_cached(
-        "INSERT INTO queues (name, paused, global_concurrency, rate_starts, rate_per_ms) \
-         VALUES (?1, 0, ?2, ?3, ?4) ON CONFLICT (name) DO UPDATE SET \
-         global_concurrency = ?2, rate_starts = ?3, rate_per_ms = ?4",
+        "INSERT INTO queues (name, paused, global_concurrency, rate_starts, rate_per_ms, rate_key) \
+         VALUES (?1, 0, ?2, ?3, ?4, ?5) ON CONFLICT (name) DO UPDATE SET \
+         global_concurrency = ?2, rate_starts = ?3, rate_per_ms = ?4, rate_key = ?5",
     )
     .and_then(|mut s| {
         s.execute(params![
@@ -272,9 +243,15 @@ fn set(
             after.global_concurrency,
             after.rate.map(|r| r.starts),
             after.rate.map(|r| r.per_ms()),
+            after.rate_key.as_ref().map(|p| p.to_string()),
         ])
     })
     .map_err(db)?;
+    // Jobs without a key (enqueued while the queue had no rate) or in the
+    // "no key" bucket get the key the new path finds.
+    if after.rate.is_some() && (before.rate.is_none() || before.rate_key != after.rate_key) {
+        crate::rate_keys::rekey(conn, queue, after.rate_key.as_ref())?;
+    }
     let mut e = NewEvent::other(now, EventType::QueueLimitsChanged).facts(EventFacts {
         message: Some(kyu_core::limits::describe(&after)),
         ..EventFacts::default()
@@ -315,17 +292,15 @@ impl LimitStore for SqliteStore {
         let queues = queues.to_vec();
         let clock = self.now_fn();
         self.read(move |c| {
-            let now = clock.now();
+            let now_us = us(clock.now());
             let mut next: Option<DateTime<Utc>> = None;
             for (q, paused, l) in limited_queues(c)? {
-                if paused || l.rate.is_none() || !queues.contains(&q) {
+                let Some(rate) = l.rate else { continue };
+                if paused || !queues.contains(&q) {
                     continue;
                 }
-                let s = status_of(c, q.clone(), l, now)?;
-                if let Some(at) = s.next_start_at {
-                    if has_runnable(c, &q, us(now))? {
-                        next = Some(next.map_or(at, |n| n.min(at)));
-                    }
+                if let Some(at) = crate::rate_keys::next_open(c, &q, rate, now_us)? {
+                    next = Some(next.map_or(at, |n| n.min(at)));
                 }
             }
             Ok(next)

@@ -58,7 +58,7 @@ pub(crate) fn error_json(at: DateTime<Utc>, attempt: u32, message: &str, worker:
 pub(crate) const JOB_COLUMNS: &str = "id, queue, kind, args, priority, state, attempt, \
     max_attempts, retry, timeout_ms, unique_key, tags, created_at, run_at, attempted_at, \
     finished_at, worker, lease_expires_at, cancel_requested, progress_percent, \
-    progress_message, result, errors, batch_id";
+    progress_message, result, errors, batch_id, rate_key";
 
 /// A job from a row of [`JOB_COLUMNS`].
 pub(crate) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
@@ -92,6 +92,8 @@ pub(crate) fn job_from_row(r: &Row<'_>) -> rusqlite::Result<JobRecord> {
         result: r.get(21)?,
         errors: parse_json(22, &r.get::<_, String>(22)?)?,
         batch_id: r.get(23)?,
+        // '' is the "no key" bucket: the job has no key.
+        rate_key: r.get::<_, Option<String>>(24)?.filter(|k| !k.is_empty()),
     })
 }
 

@@ -85,6 +85,8 @@ CREATE TABLE workers (
     crate::batches::MIGRATION,
     // 9: jobs claimed ahead (a worker's prefetch) and not started yet.
     crate::prefetch::MIGRATION,
+    // 10: rate keys: the key of each job and of each recorded start.
+    crate::rate_keys::MIGRATION,
 ];
 
 /// Brings the database up to the latest schema, in one `BEGIN IMMEDIATE`

@@ -23,7 +23,9 @@ async fn version_1_database_is_migrated() {
     rusqlite::Connection::open(&path)
         .expect("open raw")
         .execute_batch(
-            "DROP TABLE schedules; DROP TABLE workers; DROP TABLE api_tokens; DROP TABLE secrets; \
+            "DROP INDEX jobs_rate_key; ALTER TABLE jobs DROP COLUMN rate_key; \
+             ALTER TABLE queues DROP COLUMN rate_key; \
+             DROP TABLE schedules; DROP TABLE workers; DROP TABLE api_tokens; DROP TABLE secrets; \
              DROP TABLE events; DROP TABLE event_log; DROP TABLE queue_starts; \
              ALTER TABLE queues DROP COLUMN global_concurrency; \
              ALTER TABLE queues DROP COLUMN rate_starts; ALTER TABLE queues DROP COLUMN rate_per_ms; \
@@ -49,4 +51,56 @@ async fn version_1_database_is_migrated() {
         .await
         .expect("claim on the migrated claim index");
     assert_eq!(claimed[0].id, id);
+}
+
+/// A database of schema version 9 (before rate keys) with a rated queue:
+/// its waiting jobs join the "no key" bucket on open and keep the queue's
+/// rate.
+#[tokio::test]
+async fn version_9_rated_queue_keeps_its_rate_after_migration() {
+    use kyu_core::{LimitStore, LimitsUpdate};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("v9.db");
+    let url = path.to_str().expect("utf-8 path").to_string();
+    {
+        let store = SqliteStore::open(&url, SqliteOptions::default()).expect("open");
+        store
+            .set_queue_limits(
+                "r",
+                LimitsUpdate {
+                    rate: Some(Some("2/1h".parse().expect("a rate"))),
+                    ..LimitsUpdate::default()
+                },
+            )
+            .await
+            .expect("rate");
+        for _ in 0..3 {
+            store
+                .enqueue(vec![
+                    kyu_core::NewJob::new("k", serde_json::json!({})).queue("r")
+                ])
+                .await
+                .expect("enqueue");
+        }
+    }
+    // Back to what migrations 1 to 9 made.
+    rusqlite::Connection::open(&path)
+        .expect("open raw")
+        .execute_batch(
+            "DROP INDEX jobs_rate_key; DROP INDEX queue_starts_key; \
+             ALTER TABLE jobs DROP COLUMN rate_key; ALTER TABLE queues DROP COLUMN rate_key; \
+             ALTER TABLE queue_starts DROP COLUMN rate_key; PRAGMA user_version = 9;",
+        )
+        .expect("downgrade");
+    let store = SqliteStore::open(&url, SqliteOptions::default()).expect("reopen");
+    let claimed = store
+        .claim(kyu_core::conformance::claim_of("w", &["r"], 10))
+        .await
+        .expect("claim");
+    assert_eq!(
+        claimed.len(),
+        2,
+        "the rate of 2 holds; the waiting jobs are claimable"
+    );
+    assert_eq!(store.queue_limits().await.expect("list")[0].rate_used, 2);
 }

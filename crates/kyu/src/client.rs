@@ -389,17 +389,27 @@ impl Kyu {
     /// Sets or clears a queue's limits, for every process and host that
     /// claims from it (they are stored with the queue, and enforced by the
     /// store's claim): at most `global_concurrency` jobs of the queue
-    /// running at once, at most `rate` starts in any window of its period.
+    /// running at once, at most `rate` starts in any window of its period,
+    /// per rate key when `rate_key` names where a job's key is in its args
+    /// (see [`kyu_core::rate_key`]; a key given at enqueue with
+    /// [`NewJob::rate_key`](kyu_core::NewJob::rate_key) wins).
     /// A field of `update` left `None` keeps its value. Returns the limits
     /// as they are now. Jobs already running go on when a limit is lowered.
     ///
     /// ```no_run
     /// # async fn demo(kyu: kyu::Kyu) -> kyu::Result<()> {
-    /// use kyu::{LimitsUpdate, RateLimit};
+    /// use kyu::{LimitsUpdate, RateKeyPath, RateLimit};
     /// // One batch at a time across the fleet, and at most 5000 starts an hour.
     /// kyu.set_queue_limits("batch", LimitsUpdate {
     ///     global_concurrency: Some(Some(1)),
     ///     rate: Some(Some("5000/1h".parse::<RateLimit>()?)),
+    ///     ..LimitsUpdate::default()
+    /// }).await?;
+    /// // At most 10 calls a second to each API named by the job's args.api.
+    /// kyu.set_queue_limits("calls", LimitsUpdate {
+    ///     rate: Some(Some("10/1s".parse::<RateLimit>()?)),
+    ///     rate_key: Some(Some("args.api".parse::<RateKeyPath>()?)),
+    ///     ..LimitsUpdate::default()
     /// }).await?;
     /// # Ok(()) }
     /// ```

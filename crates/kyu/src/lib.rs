@@ -95,7 +95,11 @@ pub use kyu_core::cron::{parse_zone, CronExpr, Tz};
 pub use kyu_core::job::check_name;
 /// Flow control across hosts: a queue's global concurrency and rate limit
 /// (see [`Kyu::set_queue_limits`]; re-exported from kyu-core).
-pub use kyu_core::limits::{self, LimitsUpdate, QueueLimitStatus, QueueLimits, RateLimit};
+pub use kyu_core::limits::{
+    self, KeyUse, LimitsUpdate, QueueLimitStatus, QueueLimits, RateKeyPath, RateLimit,
+};
+/// Rate keys: one rate window per key within a queue (re-exported from kyu-core).
+pub use kyu_core::rate_key;
 pub use kyu_core::schedule::{
     ConfigSchedule, ConfigSync, FireResult, JobTemplate, MisfirePolicy, OverlapPolicy,
     ScheduleRecord, ScheduleSpec, SkipReason,

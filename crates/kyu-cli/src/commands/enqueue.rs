@@ -73,6 +73,12 @@ pub struct EnqueueArgs {
     /// With --unique-key: the key holds for this long after the first enqueue, finished or not.
     #[arg(long, allow_hyphen_values = true, value_parser = parse::duration, requires = "unique_key")]
     unique_for: Option<Duration>,
+    /// The job's rate key: its queue's rate (`kyu queues set QUEUE --rate`)
+    /// allows that many starts per key, e.g. one window per tenant. Wins
+    /// over the queue's --rate-key path; without either, the job shares the
+    /// "no key" window. 1 to 512 bytes.
+    #[arg(long, value_name = "KEY")]
+    rate_key: Option<String>,
     #[command(flatten)]
     job: JobFlags,
 }
@@ -102,6 +108,10 @@ pub async fn run(ctx: &Ctx, a: EnqueueArgs) -> CmdResult {
         (Some(k), Some(w)) => job = job.unique_for(k, w),
         (Some(k), None) => job = job.unique_key(k),
         _ => {}
+    }
+    if let Some(k) = a.rate_key {
+        kyu::rate_key::check_rate_key("--rate-key", &k).map_err(kyu::Error::from)?;
+        job = job.rate_key(k);
     }
     warn_if_undeclared(ctx, &a.kind)?;
     if a.jsonl {

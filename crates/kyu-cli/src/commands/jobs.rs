@@ -350,6 +350,9 @@ pub fn describe(
     if let Some(k) = &j.unique_key {
         line("unique key", k.clone());
     }
+    if let Some(k) = &j.rate_key {
+        line("rate key", k.clone());
+    }
     if !j.tags.is_empty() {
         line("tags", j.tags.join(", "));
     }

@@ -13,9 +13,10 @@ use crate::CmdResult;
 #[derive(Subcommand, Debug)]
 pub enum QueuesCommand {
     /// List queues with job counts by state, each limit with its use now and
-    /// when the next start is allowed, and the runnable jobs no live
-    /// worker handles (NO WORKER: they wait until a worker that runs their
-    /// kind on their queue starts).
+    /// when the next start is allowed (for a rate per key: the starts of
+    /// every key, the keys at their limit and the busiest), and the
+    /// runnable jobs no live worker handles (NO WORKER: they wait until a
+    /// worker that runs their kind on their queue starts).
     Ls,
     /// Pause a queue: workers start nothing new from it; running jobs go on.
     Pause {
@@ -37,9 +38,17 @@ pub enum QueuesCommand {
         #[arg(long, value_name = "N|none")]
         global_concurrency: Option<String>,
         /// At most STARTS job starts in any window of PERIOD, e.g. 5000/1h,
-        /// 10/1s, 10000/1d; `none` clears the limit.
+        /// 10/1s, 10000/1d (per rate key, see --rate-key); `none` clears the
+        /// limit (and its --rate-key).
         #[arg(long, value_name = "STARTS/PERIOD|none")]
         rate: Option<String>,
+        /// Apply the rate per key: the value at this path in each job's
+        /// args, e.g. args.api or args.tenant.id (a key given at enqueue
+        /// with `kyu enqueue --rate-key` wins; jobs without one share one
+        /// window). Needs a rate. `none` makes the rate apply to the whole
+        /// queue again (keys given at enqueue still count apart).
+        #[arg(long, value_name = "args.FIELD|none")]
+        rate_key: Option<String>,
     },
 }
 
@@ -52,6 +61,7 @@ fn clears(v: &str) -> bool {
 fn limits_update(
     global_concurrency: Option<&str>,
     rate: Option<&str>,
+    rate_key: Option<&str>,
 ) -> Result<kyu::LimitsUpdate, kyu::InvalidInput> {
     let mut u = kyu::LimitsUpdate::default();
     if let Some(v) = global_concurrency {
@@ -77,13 +87,27 @@ fn limits_update(
             Some(kyu::RateLimit::parse("--rate", v)?)
         });
     }
+    if let Some(v) = rate_key {
+        u.rate_key = Some(if clears(v) {
+            None
+        } else {
+            Some(kyu::limits::RateKeyPath::parse("--rate-key", v.trim())?)
+        });
+    }
     if u == kyu::LimitsUpdate::default() {
         return Err(kyu::InvalidInput::new(
             "kyu queues set",
-            "nothing to set; give --global-concurrency N|none and/or --rate STARTS/PERIOD|none",
+            "nothing to set; give --global-concurrency N|none, --rate STARTS/PERIOD|none \
+             and/or --rate-key args.FIELD|none",
         ));
     }
     Ok(u)
+}
+
+/// Whether a queue's rate applies per key: it has a key path, or some of
+/// its recent starts had a key given at enqueue.
+fn keyed(s: &kyu::QueueLimitStatus) -> bool {
+    s.limits.rate_key.is_some() || !s.busiest_keys.is_empty()
 }
 
 /// One limited queue's limits and their use, in words.
@@ -103,15 +127,48 @@ fn limits_line(s: &kyu::QueueLimitStatus, now: kyu::chrono::DateTime<kyu::chrono
                     humantime::format_duration(wait)
                 )
             }
+            None if keyed(s) => "a key with room: starts now".to_string(),
             None => format!(
                 "{} left",
                 r.starts as u64 - s.rate_used.min(r.starts as u64)
             ),
         };
-        parts.push(format!(
-            "rate {r} ({} used in the window, {next})",
-            s.rate_used
-        ));
+        if keyed(s) {
+            let per = s
+                .limits
+                .rate_key
+                .as_ref()
+                .map_or("key".to_string(), |p| p.to_string());
+            let busiest: Vec<String> = s
+                .busiest_keys
+                .iter()
+                .map(|k| {
+                    format!(
+                        "{} {}/{}",
+                        k.key.as_deref().unwrap_or("(no key)"),
+                        k.used,
+                        r.starts
+                    )
+                })
+                .collect();
+            let keys = if busiest.is_empty() {
+                String::new()
+            } else {
+                format!(", busiest {}", busiest.join(", "))
+            };
+            parts.push(format!(
+                "rate {r} per {per} ({} used in the window by every key, {} key{} at the \
+                 limit{keys}; {next})",
+                s.rate_used,
+                s.keys_at_limit,
+                if s.keys_at_limit == 1 { "" } else { "s" },
+            ));
+        } else {
+            parts.push(format!(
+                "rate {r} ({} used in the window, {next})",
+                s.rate_used
+            ));
+        }
     }
     format!("queue {}: {}", s.queue, parts.join("; "))
 }
@@ -151,11 +208,16 @@ pub async fn run(ctx: &Ctx, cmd: QueuesCommand) -> CmdResult {
                         )
                         .unwrap_or_default();
                         if let Some(l) = limits.iter().find(|l| l.queue == q.queue) {
-                            v["limits"] = serde_json::to_value(l.limits).unwrap_or_default();
+                            v["limits"] = serde_json::to_value(&l.limits).unwrap_or_default();
                             v["running"] = l.running.into();
                             v["rate_used"] = l.rate_used.into();
                             v["next_start_at"] =
                                 serde_json::to_value(l.next_start_at).unwrap_or_default();
+                            if keyed(l) {
+                                v["keys_at_limit"] = l.keys_at_limit.into();
+                                v["busiest_keys"] =
+                                    serde_json::to_value(&l.busiest_keys).unwrap_or_default();
+                            }
                         }
                         v
                     })
@@ -214,9 +276,14 @@ pub async fn run(ctx: &Ctx, cmd: QueuesCommand) -> CmdResult {
             queue,
             global_concurrency,
             rate,
+            rate_key,
         } => {
-            let update = limits_update(global_concurrency.as_deref(), rate.as_deref())
-                .map_err(kyu::Error::from)?;
+            let update = limits_update(
+                global_concurrency.as_deref(),
+                rate.as_deref(),
+                rate_key.as_deref(),
+            )
+            .map_err(kyu::Error::from)?;
             let now = kyu.set_queue_limits(&queue, update).await?;
             if ctx.json {
                 print_json(&serde_json::json!({"queue": queue, "limits": now}))?;

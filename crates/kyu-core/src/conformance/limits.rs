@@ -69,6 +69,7 @@ pub async fn limits_set_clear_and_list(h: &dyn Harness) {
         LimitsUpdate {
             global_concurrency: Some(None),
             rate: Some(None),
+            ..LimitsUpdate::default()
         },
     )
     .await;

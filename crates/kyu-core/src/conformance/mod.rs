@@ -31,6 +31,8 @@
 //!   attempts count when they are rescued or released;
 //! - [`control`]: pausing queues, cancelling and retrying jobs;
 //! - [`limits`]: global concurrency and rate limits, enforced by the claim;
+//! - [`rate_keys`]: rate limits per key: independent windows, no key
+//!   blocking another, keys given at enqueue, the "no key" bucket;
 //! - [`list`]: reading jobs and queues;
 //! - [`operate`]: delete and run now by id; list filters by created range,
 //!   inside args, and the snapshot bound of bulk actions;
@@ -56,6 +58,7 @@ pub mod logs;
 pub mod notify;
 pub mod operate;
 pub mod prefetch;
+pub mod rate_keys;
 pub mod retention;
 pub mod schedules;
 pub mod tokens;
@@ -275,6 +278,9 @@ macro_rules! conformance_tests {
                 global_concurrency_rescue_frees_slot,
                 global_concurrency_paused_queue_holds_slots, rate_limit_window_slides,
                 rate_and_concurrency_together;
+            rate_keys: rate_key_windows_are_independent,
+                rate_key_exhausted_key_does_not_block_others, rate_key_given_at_enqueue_wins,
+                rate_key_missing_shares_one_bucket, rate_key_next_start;
             list: get_unknown_is_none, list_filters, list_pages, queue_stats_counts,
                 queue_stats_oldest_runnable, next_scheduled_earliest;
             retention: delete_finished_retention, retention_keeps_job_inside_unique_window;

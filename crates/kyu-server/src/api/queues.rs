@@ -89,7 +89,7 @@ pub(crate) async fn resume(
 /// clears the limit.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-#[schema(example = json!({"global_concurrency": 1, "rate": "5000/1h"}))]
+#[schema(example = json!({"global_concurrency": 1, "rate": "10/1s", "rate_key": "args.api"}))]
 pub struct QueueUpdate {
     /// At most this many jobs of the queue running at once across every
     /// process and host (1 or more); `null` clears the limit.
@@ -101,6 +101,14 @@ pub struct QueueUpdate {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>, nullable)]
     pub rate: Option<Option<String>>,
+    /// Apply the rate per key: the path of the key in each job's args,
+    /// "args.FIELD[.FIELD…]", e.g. "args.api" (a job's own `rate_key` given
+    /// at enqueue wins; jobs without one share one window). Needs a rate
+    /// (given here or already set). `null` makes the rate apply to the
+    /// whole queue again; clearing the rate clears it too.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, nullable)]
+    pub rate_key: Option<Option<String>>,
 }
 
 /// A field that is present: `Some(None)` for `null`, `Some(Some(v))` for a value.
@@ -112,7 +120,7 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
 
 /// A queue's limits after an update.
 #[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"queue": "batch", "global_concurrency": 1, "rate": "5000/1h"}))]
+#[schema(example = json!({"queue": "batch", "global_concurrency": 1, "rate": "10/1s", "rate_key": "args.api"}))]
 pub struct QueueSettings {
     /// The queue.
     pub queue: String,
@@ -120,6 +128,8 @@ pub struct QueueSettings {
     pub global_concurrency: Option<u32>,
     /// Its rate limit, if it has one (STARTS/PERIOD).
     pub rate: Option<String>,
+    /// The path of the rate's key in the jobs' args, if the rate is per key.
+    pub rate_key: Option<String>,
 }
 
 /// Sets or clears a queue's limits (global concurrency, rate), for every
@@ -144,12 +154,18 @@ pub(crate) async fn update(
             Some(None) => Some(None),
             Some(Some(r)) => Some(Some(kyu::RateLimit::parse("rate", &r)?)),
         },
+        rate_key: match req.rate_key {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(p)) => Some(Some(kyu::RateKeyPath::parse("rate_key", &p)?)),
+        },
     };
     if update == kyu::LimitsUpdate::default() {
         return Err(kyu::InvalidInput::new(
             "body",
-            "nothing to change; give global_concurrency (a number from 1, or null to clear it) \
-             and/or rate (STARTS/PERIOD, e.g. \"5000/1h\", or null to clear it)",
+            "nothing to change; give global_concurrency (a number from 1, or null to clear it), \
+             rate (STARTS/PERIOD, e.g. \"5000/1h\", or null to clear it) and/or rate_key \
+             (a path such as \"args.api\", or null to clear it)",
         )
         .into());
     }
@@ -158,5 +174,6 @@ pub(crate) async fn update(
         queue: name,
         global_concurrency: now.global_concurrency,
         rate: now.rate.map(|r| r.to_string()),
+        rate_key: now.rate_key.map(|p| p.to_string()),
     }))
 }

@@ -225,6 +225,7 @@ impl TemplateRequest {
             unique_key: None,
             unique_for: None,
             tags: self.tags,
+            rate_key: None,
         };
         let defaults = shared.options.kind_defaults.get(&req.kind);
         let job = req
