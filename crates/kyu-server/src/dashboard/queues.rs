@@ -208,7 +208,7 @@ pub(crate) async fn concurrency(
             &name,
             LimitsUpdate {
                 global_concurrency: Some(value),
-                rate: None,
+                ..LimitsUpdate::default()
             },
         )
         .await?;
