@@ -1498,4 +1498,22 @@ async fn jobs_page_args_search_reads_one_window_and_links_on_to_older_jobs() {
         a.body
     );
     assert!(!a.body.contains("No job matches."), "{}", a.body);
+    // The bulk action's count reads two windows at most, and says so.
+    let a = t
+        .get("/jobs/bulk?action=retry&args=args.hit%3Dtrue", Some(&c))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(
+        a.body.contains("<strong class=\"count\">6+</strong>"),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.body.contains(&format!(
+            "these were found in jobs down to id {}; older matching jobs are acted on too.",
+            grouped(newest - 39_999)
+        )),
+        "{}",
+        a.body
+    );
 }
