@@ -64,8 +64,8 @@ pub use schedule::{
 pub use store::{
     ArgMatch, AttemptLogs, CancelResult, Claim, ClaimedJob, DeleteResult, EventLog, Finish,
     FinishOutcome, FinishResult, HeartbeatReply, JobFilter, JobPage, KeyHeld, LeaseRef, LogStore,
-    QueueStats, Reaped, RetriedFailed, RetryResult, RunNowResult, ScheduleStore, Store,
-    WorkerRegistry,
+    QueueStats, Reaped, RetriedFailed, RetryResult, RunNowResult, ScheduleStore, Searched, Store,
+    WorkerRegistry, ARG_SEARCH_WINDOW,
 };
 pub use tokens::{NewToken, QueuePattern, Scope, TokenRecord, TokenStore};
 pub use workers::{LiveWorker, WaitingKind, WorkerInfo};

@@ -405,6 +405,10 @@ impl ArgMatch {
     }
 }
 
+/// How many jobs a search inside args reads at most for one page: see
+/// [`JobFilter::search_window`].
+pub const ARG_SEARCH_WINDOW: usize = 20_000;
+
 /// Which jobs [`Store::list`] returns: newest first, `limit` at a time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobFilter {
@@ -422,6 +426,16 @@ pub struct JobFilter {
     pub created_before: Option<DateTime<Utc>>,
     /// Only jobs whose args match every one of these.
     pub args: Vec<ArgMatch>,
+    /// With a search inside [`args`](JobFilter::args) (which no index
+    /// serves): one page reads at most this many jobs, the newest below
+    /// [`before`](JobFilter::before) whatever the other filters, and
+    /// returns the matches among them. When the window is read before
+    /// `limit` matches are found, the page is short (even empty), its
+    /// `next` is the window's oldest id and [`JobPage::searched`] says
+    /// which ids were searched: the search goes on from `next`. So a page's
+    /// work is bounded whatever the match rate, and paging on returns every
+    /// match once, in order. Default [`ARG_SEARCH_WINDOW`]; 0 is taken as 1.
+    pub search_window: usize,
     /// A snapshot bound: only jobs whose latest recorded change was at or
     /// before this time, i.e. that were already in their present state then
     /// (the state a state filter asks for). The change is the job's finish
@@ -451,6 +465,7 @@ impl Default for JobFilter {
             created_after: None,
             created_before: None,
             args: Vec::new(),
+            search_window: ARG_SEARCH_WINDOW,
             changed_by: None,
             before: None,
             limit: 100,
@@ -465,6 +480,44 @@ pub struct JobPage {
     pub jobs: Vec<JobRecord>,
     /// The cursor for the next page, `None` on the last page.
     pub next: Option<JobId>,
+    /// Set when a search inside args read its whole window
+    /// ([`JobFilter::search_window`]) before the page was full: the ids it
+    /// searched. `next` is then `oldest`, and older jobs may match.
+    pub searched: Option<Searched>,
+}
+
+impl JobPage {
+    /// A backend's page from the jobs it read (up to `limit` + 1, newest
+    /// first): full, with the cursor after its last job; or, when a search
+    /// inside args read a full window (`window`, see
+    /// [`JobFilter::search_window`]) before finding more, short with the
+    /// cursor after the window; else the last page.
+    pub fn of_rows(mut jobs: Vec<JobRecord>, limit: usize, window: Option<Searched>) -> JobPage {
+        if jobs.len() > limit {
+            jobs.truncate(limit);
+            let next = jobs.last().map(|j| j.id);
+            return JobPage {
+                jobs,
+                next,
+                searched: None,
+            };
+        }
+        JobPage {
+            jobs,
+            next: window.map(|w| w.oldest),
+            searched: window,
+        }
+    }
+}
+
+/// The ids a search inside args read for one page: every job from
+/// `newest` down to `oldest` (both included) was searched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Searched {
+    /// The newest id searched.
+    pub newest: JobId,
+    /// The oldest id searched; older jobs were not.
+    pub oldest: JobId,
 }
 
 /// A queue's job counts by state and its paused flag.

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use kyu_core::{JobFilter, JobId, JobPage, JobRecord, QueueStats, StoreError};
+use kyu_core::{JobFilter, JobId, JobPage, JobRecord, QueueStats, Searched, StoreError};
 use sqlx::PgPool;
 
 use crate::row::{db, job_from_row, parse_state, JOB_COLUMNS};
@@ -24,13 +24,39 @@ pub(crate) async fn get(
 }
 
 /// A page of jobs, newest first. Every filter is a parameter that may be
-/// NULL, so the statement text is the same for every filter.
+/// NULL, so the statement text is the same for every filter (a search
+/// inside args adds its window's id range).
 pub(crate) async fn list(
     pool: &PgPool,
     schema: &str,
     filter: &JobFilter,
 ) -> Result<JobPage, StoreError> {
     let limit = filter.limit.max(1);
+    for m in &filter.args {
+        m.check("args")?;
+    }
+    // A search inside args reads only its window: the newest
+    // `search_window` jobs below the cursor, as a plain id range (not a
+    // NULL-able parameter) so that a generic plan walks the primary key
+    // through that range alone.
+    let window = if filter.args.is_empty() {
+        None
+    } else {
+        match search_window(pool, schema, filter).await? {
+            Some(w) => Some(w),
+            None => {
+                return Ok(JobPage {
+                    jobs: Vec::new(),
+                    next: None,
+                    searched: None,
+                })
+            }
+        }
+    };
+    let range = match window {
+        Some(_) => " AND id >= $11 AND id < $12",
+        None => "",
+    };
     let states: Option<Vec<&str>> =
         (!filter.states.is_empty()).then(|| filter.states.iter().map(|s| s.as_str()).collect());
     // Running jobs are few (each holds a worker's slot) and every one has a
@@ -56,12 +82,9 @@ pub(crate) async fn list(
              WHERE (args::jsonb #> ARRAY(SELECT jsonb_array_elements_text(m->'p'))) \
                IS DISTINCT FROM m->'v')) \
            AND ($10::timestamptz IS NULL OR (COALESCE(finished_at, attempted_at, created_at) <= $10 \
-             AND (state <> 'available' OR run_at <= $10))) \
+             AND (state <> 'available' OR run_at <= $10))){range} \
          ORDER BY id DESC LIMIT $6"
     );
-    for m in &filter.args {
-        m.check("args")?;
-    }
     let args = (!filter.args.is_empty()).then(|| {
         serde_json::Value::Array(
             filter
@@ -72,7 +95,7 @@ pub(crate) async fn list(
         )
         .to_string()
     });
-    let rows = sqlx::query(&sql)
+    let mut query = sqlx::query(&sql)
         .bind(states)
         .bind(filter.queue.as_deref())
         .bind(filter.kind.as_deref())
@@ -82,21 +105,45 @@ pub(crate) async fn list(
         .bind(filter.created_after)
         .bind(filter.created_before)
         .bind(args)
-        .bind(filter.changed_by)
-        .fetch_all(pool)
-        .await
-        .map_err(db)?;
-    let mut jobs = rows
+        .bind(filter.changed_by);
+    if window.is_some() {
+        query = query
+            .bind(window.flatten().map_or(i64::MIN, |w| w.oldest))
+            .bind(filter.before.unwrap_or(i64::MAX));
+    }
+    let rows = query.fetch_all(pool).await.map_err(db)?;
+    let jobs = rows
         .iter()
         .map(job_from_row)
         .collect::<Result<Vec<_>, _>>()?;
-    let next = if jobs.len() > limit {
-        jobs.truncate(limit);
-        jobs.last().map(|j| j.id)
-    } else {
-        None
-    };
-    Ok(JobPage { jobs, next })
+    Ok(JobPage::of_rows(jobs, limit, window.flatten()))
+}
+
+/// The window of `filter`'s search inside args, read from the primary key
+/// alone (whatever the other filters), so finding it costs at most
+/// `search_window` steps: `None` when no job is below the cursor;
+/// `Some(None)` when fewer than `search_window` are (the search reads them
+/// all); else the window's newest and oldest ids.
+async fn search_window(
+    pool: &PgPool,
+    schema: &str,
+    filter: &JobFilter,
+) -> Result<Option<Option<Searched>>, StoreError> {
+    let size = i64::try_from(filter.search_window.max(1)).unwrap_or(i64::MAX);
+    let (newest, oldest, n): (Option<i64>, Option<i64>, i64) = sqlx::query_as(&format!(
+        "SELECT max(id), min(id), count(*) FROM \
+         (SELECT id FROM {schema}.jobs WHERE id < $1 ORDER BY id DESC LIMIT $2) w"
+    ))
+    .bind(filter.before.unwrap_or(i64::MAX))
+    .bind(size)
+    .fetch_one(pool)
+    .await
+    .map_err(db)?;
+    Ok(newest.map(|newest| {
+        oldest
+            .filter(|_| n >= size)
+            .map(|oldest| Searched { newest, oldest })
+    }))
 }
 
 /// Counts by queue and state, and paused flags.

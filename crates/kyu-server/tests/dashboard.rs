@@ -1947,3 +1947,106 @@ async fn batches_pages_show_each_batchs_counts_and_refuse_tokens_limited_to_queu
     let a = t.get("/", Some(&c)).await;
     assert!(a.body.contains("href=\"/batches\""));
 }
+
+/// A search inside args reads one window of 20,000 jobs per view: the page
+/// shows the matches found there and says which ids it searched, with a
+/// link on to older jobs; following it through 50,000 jobs with a match
+/// every 7,000th shows every match once, newest first.
+#[tokio::test]
+async fn jobs_page_args_search_reads_one_window_and_links_on_to_older_jobs() {
+    let t = T::new().await;
+    let mut ids = Vec::new();
+    for chunk in (0..50_000).collect::<Vec<usize>>().chunks(1000) {
+        let jobs: Vec<kyu::NewJob> = chunk
+            .iter()
+            .map(|&i| kyu::NewJob::new("k", json!({"i": i, "hit": i % 7_000 == 123})))
+            .collect();
+        ids.extend(
+            t.kyu
+                .enqueue_many(jobs)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id),
+        );
+    }
+    let want: Vec<i64> = (0..ids.len())
+        .rev()
+        .filter(|i| i % 7_000 == 123)
+        .map(|i| ids[i])
+        .collect();
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    let c = t.login(&admin).await;
+    let newest = *ids.last().unwrap();
+    let grouped = |n: i64| {
+        let d = n.to_string();
+        let mut out = String::new();
+        for (i, ch) in d.chars().enumerate() {
+            if i > 0 && (d.len() - i) % 3 == 0 {
+                out.push(',');
+            }
+            out.push(ch);
+        }
+        out
+    };
+    let mut got = Vec::new();
+    let mut href = "/jobs?args=args.hit%3Dtrue".to_string();
+    for view in 0.. {
+        let a = t.get(&href, Some(&c)).await;
+        assert_eq!(a.status, StatusCode::OK, "{href}: {}", a.body);
+        let body = &a.body;
+        for part in body.split("data-job=\"").skip(1) {
+            got.push(part[..part.find('"').unwrap()].parse::<i64>().unwrap());
+        }
+        if view == 2 {
+            // The last window reached the oldest job: no line, no link.
+            assert!(!body.contains("Searched jobs"), "{body}");
+            assert!(!body.contains("rel=\"next\""), "{body}");
+            break;
+        }
+        let (top, bottom) = (newest - view * 20_000, newest - view * 20_000 - 19_999);
+        let line = format!(
+            "Searched jobs {} → {}; no more matches there. ",
+            grouped(top),
+            grouped(bottom)
+        );
+        assert!(body.contains(&line), "{line}: {body}");
+        let next = body.split("rel=\"next\"").next().unwrap();
+        let link = &next[next.rfind("href=\"").unwrap() + 6..];
+        href = link[..link.find('"').unwrap()].replace("&amp;", "&");
+        assert!(href.contains("args=args.hit%3Dtrue"), "{href}");
+        assert!(href.contains(&format!("before={bottom}")), "{href}");
+        assert!(body.contains("Search older →"), "{body}");
+    }
+    assert_eq!(got, want);
+    // A window without a match says so, and links on all the same.
+    let a = t.get("/jobs?args=args.nope%3D1", Some(&c)).await;
+    assert!(
+        a.body.contains(&format!(
+            "Searched jobs {} → {}; no match there. ",
+            grouped(newest),
+            grouped(newest - 19_999)
+        )),
+        "{}",
+        a.body
+    );
+    assert!(!a.body.contains("No job matches."), "{}", a.body);
+    // The bulk action's count reads two windows at most, and says so.
+    let a = t
+        .get("/jobs/bulk?action=retry&args=args.hit%3Dtrue", Some(&c))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(
+        a.body.contains("<strong class=\"count\">6+</strong>"),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.body.contains(&format!(
+            "these were found in jobs down to id {}; older matching jobs are acted on too.",
+            grouped(newest - 39_999)
+        )),
+        "{}",
+        a.body
+    );
+}

@@ -179,6 +179,10 @@ async fn dashboard_page_times_at_scale() {
         ("admin", "/jobs/bulk?action=retry&state=cancelled".into()),
         ("admin", "/jobs/bulk?action=delete&queue=q2&kind=k2".into()),
         ("admin", "/jobs/bulk?action=retry&state=failed".into()),
+        (
+            "admin",
+            format!("/jobs/bulk?action=retry&args=args.user%3D{}", n / 2),
+        ),
         ("admin", "/schedules".into()),
         ("admin", "/workers".into()),
         ("admin", "/batches".into()),

@@ -250,3 +250,68 @@ async fn list_and_bulk_refuse_a_bad_filter_with_the_same_words() {
             .unwrap()
     );
 }
+
+/// Enqueues `n` jobs whose args are `{"i": i, "hit": i % every == 123}`;
+/// their ids, oldest first.
+async fn jobs_with_a_hit_every(t: &T, n: usize, every: usize) -> Vec<i64> {
+    let mut ids = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let jobs: Vec<NewJob> = chunk
+            .iter()
+            .map(|&i| NewJob::new("k", json!({"i": i, "hit": i % every == 123})))
+            .collect();
+        ids.extend(
+            t.kyu
+                .enqueue_many(jobs)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|e| e.id),
+        );
+    }
+    ids
+}
+
+/// A search inside args reads at most 20,000 jobs per request: a page
+/// holds the matches among them and its `next` goes on past them, so paging
+/// through 50,000 jobs with a match every 7,000th returns every match
+/// once, in order, in three requests, and a search with no match pages
+/// through empty pages to the end.
+#[tokio::test]
+async fn list_by_args_reads_one_window_per_page_and_pages_on_to_every_match() {
+    let t = T::new().await;
+    let r = t.token("r", &[Scope::Read, Scope::ReadArgs], &[]).await;
+    let ids = jobs_with_a_hit_every(&t, 50_000, 7_000).await;
+    let want: Vec<i64> = (0..ids.len())
+        .rev()
+        .filter(|i| i % 7_000 == 123)
+        .map(|i| ids[i])
+        .collect();
+    assert_eq!(want.len(), 8);
+    for (search, want) in [("args.hit=true", want), ("args.nope=1", Vec::new())] {
+        let mut got = Vec::new();
+        let mut cursors = Vec::new();
+        let mut path = format!("/v1/jobs?{search}&limit=5");
+        loop {
+            let (status, page) = t.call(Method::GET, &path, &r, None).await;
+            assert_eq!(status, StatusCode::OK, "{path}: {page}");
+            got.extend(common::ids(&page));
+            match page["next"].as_str() {
+                Some(next) => {
+                    cursors.push(next.to_string());
+                    path = format!("/v1/jobs?{search}&limit=5&cursor={next}");
+                }
+                None => break,
+            }
+        }
+        assert_eq!(got, want, "{search}");
+        // Each request read 20,000 jobs (fewer than 5 matches each): its
+        // cursor is just past them.
+        let newest = *ids.last().unwrap();
+        assert_eq!(
+            cursors,
+            [newest - 19_999, newest - 39_999].map(|c| c.to_string()),
+            "{search}"
+        );
+    }
+}

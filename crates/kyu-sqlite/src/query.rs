@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use kyu_core::{JobFilter, JobId, JobPage, JobRecord, QueueStats, StoreError};
+use kyu_core::{JobFilter, JobId, JobPage, JobRecord, QueueStats, Searched, StoreError};
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 
@@ -20,11 +20,36 @@ pub(crate) fn get(conn: &Connection, id: JobId) -> Result<Option<JobRecord>, Sto
 /// A page of jobs, newest first.
 pub(crate) fn list(conn: &Connection, filter: &JobFilter) -> Result<JobPage, StoreError> {
     let limit = filter.limit.max(1);
-    // Running jobs are few (each holds a worker's slot): read them through
-    // their partial index and sort them. Left to itself, SQLite walks every
-    // row in id order for `state = 'running' ORDER BY id DESC LIMIT n`,
-    // which at a million jobs and none running reads the whole table.
-    let from = if filter.states == [kyu_core::JobState::Running] {
+    for m in &filter.args {
+        m.check("args")?;
+    }
+    // A search inside args reads only its window: the newest
+    // `search_window` jobs below the cursor.
+    let window = if filter.args.is_empty() {
+        None
+    } else {
+        match search_window(conn, filter)? {
+            Some(w) => Some(w),
+            None => {
+                return Ok(JobPage {
+                    jobs: Vec::new(),
+                    next: None,
+                    searched: None,
+                })
+            }
+        }
+    };
+    let from = if window.is_some() {
+        // NOT INDEXED with a window: the window's id range bounds the rows
+        // read, where an index on another filter (e.g. the queue's) could
+        // lead the planner through far more rows than the window holds.
+        "jobs NOT INDEXED"
+    } else if filter.states == [kyu_core::JobState::Running] {
+        // Running jobs are few (each holds a worker's slot): read them
+        // through their partial index and sort them. Left to itself, SQLite
+        // walks every row in id order for `state = 'running' ORDER BY id
+        // DESC LIMIT n`, which at a million jobs and none running reads the
+        // whole table.
         "jobs INDEXED BY jobs_lease"
     } else {
         "jobs"
@@ -74,7 +99,6 @@ pub(crate) fn list(conn: &Connection, filter: &JobFilter) -> Result<JobPage, Sto
         bind(&mut sql, " AND created_at < ?", Value::Integer(us(t)));
     }
     for m in &filter.args {
-        m.check("args")?;
         let path = Value::Text(m.sqlite_path());
         let n = bind(&mut sql, " AND json_type(args, ?)", path);
         match &m.value {
@@ -108,23 +132,53 @@ pub(crate) fn list(conn: &Connection, filter: &JobFilter) -> Result<JobPage, Sto
     if let Some(b) = filter.before {
         bind(&mut sql, " AND id < ?", Value::Integer(b));
     }
+    if let Some(w) = window.flatten() {
+        bind(&mut sql, " AND id >= ?", Value::Integer(w.oldest));
+    }
     bind(
         &mut sql,
         " ORDER BY id DESC LIMIT ?",
         Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1),
     );
     let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
-    let mut jobs: Vec<JobRecord> = stmt
+    let jobs: Vec<JobRecord> = stmt
         .query_map(params_from_iter(values), job_from_row)
         .and_then(|rows| rows.collect())
         .map_err(db)?;
-    let next = if jobs.len() > limit {
-        jobs.truncate(limit);
-        jobs.last().map(|j| j.id)
-    } else {
-        None
-    };
-    Ok(JobPage { jobs, next })
+    Ok(JobPage::of_rows(jobs, limit, window.flatten()))
+}
+
+/// The window of `filter`'s search inside args, read from the id order
+/// alone (the table's own b-tree, whatever the other filters), so finding
+/// it costs at most `search_window` steps: `None` when no job is below the
+/// cursor; `Some(None)` when fewer than `search_window` are (the search
+/// reads them all); else the window's newest and oldest ids.
+fn search_window(
+    conn: &Connection,
+    filter: &JobFilter,
+) -> Result<Option<Option<Searched>>, StoreError> {
+    let size = filter.search_window.max(1);
+    let (newest, oldest, n): (Option<i64>, Option<i64>, i64) = conn
+        .prepare_cached(
+            "SELECT MAX(id), MIN(id), COUNT(*) FROM \
+             (SELECT id FROM jobs WHERE id < ?1 ORDER BY id DESC LIMIT ?2)",
+        )
+        .and_then(|mut s| {
+            s.query_row(
+                [
+                    filter.before.unwrap_or(i64::MAX),
+                    i64::try_from(size).unwrap_or(i64::MAX),
+                ],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+        })
+        .map_err(db)?;
+    let full = usize::try_from(n).is_ok_and(|n| n >= size);
+    Ok(newest.map(|newest| {
+        oldest
+            .filter(|_| full)
+            .map(|oldest| Searched { newest, oldest })
+    }))
 }
 
 /// Counts by queue and state, paused flags, and when the oldest runnable

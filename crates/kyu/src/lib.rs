@@ -115,7 +115,8 @@ pub use kyu_core::{clock, store, Clock, ManualClock, Store, StoreError, SystemCl
 pub use kyu_core::{
     ArgMatch, AttemptError, AttemptLogs, CancelResult, DeleteResult, Enqueued, JobFilter, JobId,
     JobPage, JobState, KeyHeld, Limits, LiveWorker, NewJob, Progress, QueueStats, RetriedFailed,
-    RetryPolicy, RetryResult, RunNowResult, Uniqueness, WaitingKind, WorkerInfo,
+    RetryPolicy, RetryResult, RunNowResult, Searched, Uniqueness, WaitingKind, WorkerInfo,
+    ARG_SEARCH_WINDOW,
 };
 /// The event log's types (see [`Kyu::events`]).
 pub use kyu_core::{Event, EventFacts, EventFilter, EventGap, EventId, EventType};

@@ -309,7 +309,7 @@ macro_rules! conformance_tests {
                 batch_counts_cancel_rescue_delete_and_retry,
                 batch_concurrent_last_finishes_fire_once, batch_retry_failed_uncounts;
             operate: delete_each_state, run_now_makes_scheduled_available,
-                list_filters_created_range_and_args,
+                list_filters_created_range_and_args, list_args_search_window,
                 list_snapshot_bound_excludes_later_changes;
         );
     };

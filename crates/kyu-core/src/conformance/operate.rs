@@ -254,6 +254,124 @@ pub async fn list_filters_created_range_and_args(h: &dyn Harness) {
     );
 }
 
+/// A search inside args reads at most its window of jobs per page (the
+/// newest `search_window` below the cursor, whatever the other filters): a
+/// page the window ends is short, even empty, with `next` the window's
+/// oldest id and `searched` naming the ids read; paging on returns every
+/// match exactly once, newest first.
+pub async fn list_args_search_window(h: &dyn Harness) {
+    let c = Ctx::new(h).await;
+    let mut all = Vec::new();
+    let mut want = Vec::new();
+    let mut want_a = Vec::new();
+    for i in 0..50 {
+        // A match every 7th job; every other job in another queue, so the
+        // window counts jobs the queue filter skips too.
+        let queue = if i % 2 == 0 { "a" } else { "b" };
+        let id = c
+            .add(NewJob::new("k", serde_json::json!({"m": i % 7 == 3})).queue(queue))
+            .await;
+        all.push(id);
+        if i % 7 == 3 {
+            want.push(id);
+            if queue == "a" {
+                want_a.push(id);
+            }
+        }
+    }
+    all.reverse();
+    want.reverse();
+    want_a.reverse();
+    let m = ArgMatch::parse("args", "args.m=true").expect("parses");
+    for (window, limit, queue) in [
+        (10, 2, None),
+        (3, 2, None),
+        (10, 1, Some("a")),
+        (100, 50, None),
+    ] {
+        let mut got = Vec::new();
+        let mut before = None;
+        let mut pages = 0;
+        loop {
+            let page = c
+                .store
+                .list(&JobFilter {
+                    args: vec![m.clone()],
+                    queue: queue.map(str::to_string),
+                    search_window: window,
+                    before,
+                    limit,
+                    ..Default::default()
+                })
+                .await
+                .expect("list");
+            pages += 1;
+            assert!(page.jobs.len() <= limit);
+            let below: Vec<JobId> = all
+                .iter()
+                .copied()
+                .filter(|id| before.map_or(true, |b| *id < b))
+                .collect();
+            match page.searched {
+                Some(s) => {
+                    // The window: exactly the newest `window` jobs below
+                    // the cursor, and the page goes on after it.
+                    assert_eq!((s.newest, s.oldest), (below[0], below[window - 1]));
+                    assert_eq!(page.next, Some(s.oldest));
+                    assert!(page
+                        .jobs
+                        .iter()
+                        .all(|j| j.id >= s.oldest && j.id <= s.newest));
+                }
+                None if page.jobs.len() < limit => {
+                    assert_eq!(page.next, None, "a short page without a window is the last");
+                    assert!(
+                        below.len() <= window,
+                        "the last window reached the oldest job"
+                    );
+                }
+                None => {}
+            }
+            got.extend(ids(page.clone()));
+            match page.next {
+                Some(n) => before = Some(n),
+                None => break,
+            }
+            assert!(pages < 100, "paging ends");
+        }
+        let expect = if queue.is_some() { &want_a } else { &want };
+        assert_eq!(
+            &got, expect,
+            "window {window}, limit {limit}, queue {queue:?}"
+        );
+    }
+    // With the window of 3 some pages found nothing yet: empty, and still
+    // a cursor.
+    let page = c
+        .store
+        .list(&JobFilter {
+            args: vec![m.clone()],
+            search_window: 3,
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert!(page.jobs.is_empty(), "the newest 3 jobs hold no match");
+    assert_eq!(page.next, Some(all[2]));
+    // Without a search inside args the window does not apply.
+    let page = c
+        .store
+        .list(&JobFilter {
+            search_window: 3,
+            limit: 5,
+            ..Default::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!((page.jobs.len(), page.searched), (5, None));
+}
+
 /// The snapshot bound (`changed_by` with `before`): only jobs that were
 /// already in their state when the operator looked. A job that failed a
 /// second later, a new job, and a job retried and failed again afterwards

@@ -232,12 +232,24 @@ pub(crate) struct Tally {
     pub(crate) matched: u64,
     /// Per result word, how many (empty for a count).
     pub(crate) counts: BTreeMap<String, u64>,
-    /// True when a count stopped at its cap with more jobs left.
+    /// True when a count stopped at its cap with more jobs left, or at
+    /// [`COUNT_WINDOWS`] with older jobs not searched.
     pub(crate) more: bool,
+    /// Set when a count with a search inside args stopped after
+    /// [`COUNT_WINDOWS`] pages: the cursor past the jobs it searched (they
+    /// and older jobs were not counted).
+    pub(crate) searched_to: Option<JobId>,
 }
 
+/// How many windows of a search inside args a count reads at most (each is
+/// [`kyu::ARG_SEARCH_WINDOW`] jobs: no index serves the search, so an
+/// exact count of a rare match would read every job).
+pub(crate) const COUNT_WINDOWS: usize = 2;
+
 /// Selects by filter within the snapshot, batch by batch, and either
-/// counts (no action; at most `cap` jobs, then [`Tally::more`]) or acts on
+/// counts (no action; at most `cap` jobs, then [`Tally::more`], and with a
+/// search inside args at most [`COUNT_WINDOWS`] windows, then
+/// [`Tally::searched_to`]) or acts on
 /// each batch; `progress` sees the tally after each batch.
 pub(crate) async fn by_filter(
     shared: &Shared,
@@ -252,8 +264,12 @@ pub(crate) async fn by_filter(
     filter.before = Some(snap.max_id.saturating_add(1));
     filter.limit = shared.options.bulk_batch.max(1);
     let mut tally = Tally::default();
+    let mut windows = 0;
     loop {
         let page = shared.kyu.list(&filter).await?;
+        // Each page of a search inside args reads up to a window of jobs,
+        // whether it ends full or at the window's end.
+        windows += usize::from(!filter.args.is_empty());
         let ids: Vec<JobId> = page
             .jobs
             .iter()
@@ -271,6 +287,13 @@ pub(crate) async fn by_filter(
             tally.more = tally.matched > cap || page.next.is_some();
             tally.matched = tally.matched.min(cap);
             return Ok(tally);
+        }
+        if cap.is_some() && windows >= COUNT_WINDOWS {
+            if let Some(next) = page.next {
+                tally.more = true;
+                tally.searched_to = Some(next);
+                return Ok(tally);
+            }
         }
         match page.next {
             Some(n) => filter.before = Some(n),

@@ -630,6 +630,11 @@ const MAX_SCAN_PAGES: usize = 10;
 /// state, queue, kind, tag, created range and searches inside args
 /// (`?args.user=42&args.a.b="x"`; `read_args` scope). A token limited to queues
 /// sees only its queues' jobs (a page may then be short; follow `next`).
+/// A search inside args (no index serves it) reads at most the 20,000
+/// newest jobs below the cursor per request and returns the matches among
+/// them: a page may be short or empty while `next` is set, its cursor
+/// just past the jobs searched; follow `next` until it is null to search
+/// them all. No match is skipped or repeated.
 #[utoipa::path(get, path = "/v1/jobs", tag = "jobs", params(ListParams),
     responses((status = 200, body = JobList), (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)),
     security(("bearer" = [])))]
@@ -676,9 +681,11 @@ pub(crate) async fn list_jobs(
             }
         }
         next = page.next;
+        // A search inside args that read its window stops here: one
+        // request reads one window.
         match page.next {
-            None => break,
-            Some(c) => filter.before = Some(c),
+            Some(c) if page.searched.is_none() => filter.before = Some(c),
+            _ => break,
         }
     }
     Ok(Json(JobList {

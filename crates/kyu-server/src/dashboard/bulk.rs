@@ -200,7 +200,10 @@ pub(crate) async fn confirm(
             p.hint {
                 "Counted at " (layout::time(snap.at)) " (jobs up to id " (snap.max_id) "). "
                 "Only these are touched: a job enqueued since, or one that changed after that time, is not. "
-                @if tally.more { "There are more than " (count_text(COUNT_CAP, false)) "; every one of them is acted on. " }
+                @if let Some(to) = tally.searched_to {
+                    "A search inside args counts in the newest jobs only: these were found in jobs down to id "
+                    (count_text(to.unsigned_abs(), false)) "; older matching jobs are acted on too. "
+                } @else if tally.more { "There are more than " (count_text(COUNT_CAP, false)) "; every one of them is acted on. " }
                 @match action {
                     BulkAction::Retry => "Only failed or cancelled jobs are retried.",
                     BulkAction::Cancel => "Running jobs are asked to stop; finished ones are left as they are.",

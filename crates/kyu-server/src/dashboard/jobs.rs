@@ -1,7 +1,8 @@
 //! Jobs: tabs by state; filters by queue, kind, tag, id, created range and
 //! searches inside args (the API's one filter, [`super::jobs_query`]);
 //! keyset paging (newest first, `before` the last id shown) that keeps the
-//! filter; actions on the ticked rows ([`super::actions`]) and on every job
+//! filter (a search inside args reads one window of jobs per view, says
+//! which ids it searched and links on to older ones); actions on the ticked rows ([`super::actions`]) and on every job
 //! matching the filter ([`super::bulk`]), scope `operate`. Every query is
 //! the store's indexed, bounded page; the tab counts come from the shared
 //! counts cache (by queue and state: the other filters do not narrow them).
@@ -10,7 +11,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
-use kyu::{JobFilter, JobRecord, JobState};
+use kyu::{JobFilter, JobRecord, JobState, Searched};
 use maud::html;
 
 use super::jobs_query::{parse_id, state_of, JobsQuery};
@@ -51,6 +52,9 @@ pub(crate) async fn page(
     };
     let mut jobs: Vec<JobRecord> = Vec::new();
     let mut next = None;
+    // Set when a search inside args read its window of jobs before the
+    // page was full: the page says which ids it searched.
+    let mut searched: Option<Searched> = None;
     'scan: for _ in 0..MAX_SCAN_PAGES {
         let page = dash.shared.kyu.list(&filter).await?;
         let n = page.jobs.len();
@@ -65,6 +69,11 @@ pub(crate) async fn page(
             }
         }
         next = page.next;
+        // One view reads one window of a search inside args.
+        if page.searched.is_some() {
+            searched = page.searched;
+            break;
+        }
         match page.next {
             None => break,
             Some(c) => filter.before = Some(c),
@@ -139,7 +148,8 @@ pub(crate) async fn page(
         }
         (filter_form(&q, state, caller.reads_args()))
         @if jobs.is_empty() {
-            p { "No job matches." }
+            // A search that read its window says so below instead.
+            @if searched.is_none() { p { "No job matches." } }
         } @else {
             @if operate {
                 (super::bulk::all_matching_form(&q))
@@ -162,9 +172,17 @@ pub(crate) async fn page(
                 (rows)
             }
         }
+        @if let Some(s) = searched {
+            p.searched role="status" {
+                "Searched jobs " (super::bulk::count_text(s.newest.unsigned_abs(), false))
+                " → " (super::bulk::count_text(s.oldest.unsigned_abs(), false))
+                @if jobs.is_empty() { "; no match there. " } @else { "; no more matches there. " }
+                a href=(q.link(state.map(|st| st.as_str()), Some(s.oldest))) rel="next" { "Search older →" }
+            }
+        }
         nav.pager aria-label="Pages" {
             @if before.is_some() { a href=(q.link(state.map(|s| s.as_str()), None)) { "« Newest" } }
-            @if let Some(n) = next { a href=(q.link(state.map(|s| s.as_str()), Some(n))) rel="next" { "Older »" } }
+            @if let (Some(n), None) = (next, searched) { a href=(q.link(state.map(|s| s.as_str()), Some(n))) rel="next" { "Older »" } }
         }
     };
     Ok(layout::page(&viewer, "Jobs", "/jobs", body).into_response())
