@@ -100,7 +100,7 @@ export class LeaseLostError extends Error {
 export interface WorkerOptions extends ClientOptions {
   /** The queues it works (names, each allowed by the token). */
   queues: string[];
-  /** Most handlers running at once (default 10); also the claim batch. */
+  /** Most handlers running at once (default 10); also the most one claim takes. */
   concurrency?: number;
   /** A name shown on the jobs it runs; default `node-PID`. */
   name?: string;
@@ -144,6 +144,7 @@ interface Running {
   timer?: ReturnType<typeof setTimeout>;
   /** Settled when the attempt's end is acknowledged (or given up). */
   done: Promise<void>;
+  /** Whether its end is known (queued for acknowledgement, or its lease lost): its slot is free. */
   acked: boolean;
 }
 
@@ -166,7 +167,10 @@ export class Worker {
   #closing = false;
   #claimCtl = new AbortController();
   #loops: Promise<void>[] = [];
-  #slotFreed: (() => void) | undefined;
+  /** Handlers running (their attempts' ends not yet known). */
+  #busy = 0;
+  /** Wakes the claim loop waiting for a slot. */
+  #waiter: (() => void) | undefined;
   #acks: { item: AckItem; resolve: () => void }[] = [];
   #flushing: Promise<void> | undefined;
   #heartbeatTimer: ReturnType<typeof setTimeout> | undefined;
@@ -231,7 +235,7 @@ export class Worker {
   async #close(graceMs: number): Promise<void> {
     this.#closing = true;
     this.#claimCtl.abort();
-    this.#slotFreed?.();
+    this.#slotFreed();
     await Promise.allSettled(this.#loops);
     const all = Promise.allSettled([...this.#running.values()].map((r) => r.done));
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -263,10 +267,16 @@ export class Worker {
     const concurrency = this.#opts.concurrency!;
     let backoff = 100;
     while (!this.#closing) {
-      const free = concurrency - this.#running.size;
+      // A slot frees when its handler ends, not when the server confirms
+      // the end: the acknowledgement goes out in the next batch while the
+      // next claim is under way. At most `concurrency` ends wait for their
+      // confirmation, so a slow server slows claiming instead of piling up.
+      const free = Math.min(concurrency - this.#busy, 2 * concurrency - this.#running.size);
       if (free <= 0) {
-        await new Promise<void>((r) => (this.#slotFreed = r));
-        this.#slotFreed = undefined;
+        await new Promise<void>((r) => (this.#waiter = r));
+        // Let the handlers ending right now free their slots too, so one
+        // claim serves them all instead of one claim each.
+        await new Promise((r) => setImmediate(r));
         continue;
       }
       let reply: { jobs: Claimed[]; command: Command };
@@ -319,10 +329,11 @@ export class Worker {
     r.done = r.done.then(() => {
       if (r.timer) clearTimeout(r.timer);
       this.#running.delete(job.id);
-      this.#slotFreed?.();
+      this.#slotFreed();
     });
     (r as unknown as { resolveDone: () => void }).resolveDone = resolveDone;
     this.#running.set(job.id, r);
+    this.#busy++;
     begin(r);
   }
 
@@ -370,12 +381,26 @@ export class Worker {
   /** Queues the attempt's end for the next batch acknowledgement (once per attempt). */
   #ack(r: Running, end: Omit<AckItem, "job_id" | "attempt" | "lease_token">): void {
     if (r.acked) return;
-    r.acked = true;
+    this.#ended(r);
     if (r.timer) clearTimeout(r.timer);
     const item: AckItem = { job_id: r.job.id, attempt: r.job.attempt, lease_token: r.job.lease_token, ...end };
     const resolve = (r as unknown as { resolveDone: () => void }).resolveDone;
     this.#acks.push({ item, resolve });
     if (!this.#flushing) this.#flushing = this.#flush();
+  }
+
+  /** Marks the attempt's end as known: its handler's slot is free. */
+  #ended(r: Running): void {
+    r.acked = true;
+    this.#busy--;
+    this.#slotFreed();
+  }
+
+  /** Wakes the claim loop if it waits for a slot. */
+  #slotFreed(): void {
+    const wake = this.#waiter;
+    this.#waiter = undefined;
+    wake?.();
   }
 
   /** Sends the queued acknowledgements, one request per batch, until none is left. */
@@ -425,7 +450,7 @@ export class Worker {
         if (!r || r.job.attempt !== l.attempt) continue;
         if (l.status === "lost") {
           r.ctl.abort(new LeaseLostError(l.job_id));
-          r.acked = true; // its end would be refused
+          if (!r.acked) this.#ended(r); // its end would be refused
           (r as unknown as { resolveDone: () => void }).resolveDone();
         } else if (l.cancel_requested && !r.ctl.signal.aborted) {
           r.ctl.abort(new CancelledError(l.job_id));

@@ -203,3 +203,46 @@ test("a worker the server forgot registers again and goes on", async (t) => {
     await w.close();
   }
 });
+
+/** An HTTP proxy in front of kyu that holds each acknowledgement's reply for `delayMs`. */
+async function slowAckProxy(target, delayMs) {
+  const http = await import("node:http");
+  const proxy = http.createServer(async (req, res) => {
+    const chunks = [];
+    for await (const c of req) chunks.push(c);
+    const headers = { ...req.headers };
+    delete headers.host;
+    delete headers.connection;
+    const up = await fetch(target + req.url, { method: req.method, headers, body: chunks.length ? Buffer.concat(chunks) : undefined });
+    const body = Buffer.from(await up.arrayBuffer());
+    if (req.url.endsWith("/ack")) await new Promise((r) => setTimeout(r, delayMs));
+    res.writeHead(up.status, { "content-type": up.headers.get("content-type") ?? "application/json" });
+    res.end(body);
+  });
+  await new Promise((r) => proxy.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${proxy.address().port}`, close: () => new Promise((r) => proxy.close(r)) };
+}
+
+test("a slot frees when its handler ends, before the server confirms the end", async (t) => {
+  if (skip(t)) return;
+  const proxy = await slowAckProxy(server.url, 1500);
+  const starts = [];
+  const ends = [];
+  const w = new Worker({ url: proxy.url, token: server.admin, queues: ["w.slots"], concurrency: 1, leaseMs: 10000, pollWaitMs: 200 })
+    .register("quick", async () => {
+      starts.push(Date.now());
+      ends.push(Date.now());
+    });
+  const ids = [];
+  for (let i = 0; i < 2; i++) ids.push((await kyu.enqueue("quick", { i }, { queue: "w.slots" })).id);
+  await w.start();
+  try {
+    for (const id of ids) assert.equal((await kyu.wait(id, { timeout: "20s" })).state, "completed");
+    assert.equal(starts.length, 2);
+    // The second job did not wait for the first one's acknowledgement (held 1.5 s).
+    assert.ok(starts[1] - ends[0] < 1000, `second start ${starts[1] - ends[0]} ms after the first end`);
+  } finally {
+    await w.close();
+    await proxy.close();
+  }
+});
