@@ -11,8 +11,8 @@
 //! their type, queue, kind, attempt, state and worker; written per event
 //! they made a claim's row of 100 events about 11 KB, three overflow pages
 //! of WAL per commit. A row of several events is therefore
-//! `{"s":{shared},"e":[{own},…]}`: every field (and every fact) with the
-//! same value in all of the row's events is in `s` once, the rest in each
+//! `{"s":{shared},"e":[{own},…]}`: those fields, when every event of the
+//! row has the same value, are in `s` once (`encode_row`), the rest in each
 //! event. Rows of one event, and rows written before this format, are a
 //! plain array of whole events; readers accept both.
 //!
@@ -35,7 +35,6 @@ use kyu_core::{
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
 use crate::row::{db, from_us, us};
 use crate::{never, SqliteStore};
@@ -66,21 +65,34 @@ pub(crate) fn take_written() -> bool {
     WRITTEN.with(|w| w.replace(false))
 }
 
-/// One event of a batch row, without the id and time the row gives it.
-#[derive(Debug, PartialEq, Serialize, Deserialize)]
-struct Packed<'a> {
-    #[serde(rename = "t")]
-    event_type: EventType,
+/// One event of a row, without the id and time the row gives it. In a
+/// shared row it is also what every event shares (`s`) or what one event
+/// has of its own (`e`), so every field may be absent.
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Part {
+    #[serde(rename = "t", default, skip_serializing_if = "Option::is_none")]
+    event_type: Option<EventType>,
     #[serde(rename = "j", default, skip_serializing_if = "Option::is_none")]
     job_id: Option<i64>,
     #[serde(rename = "q", default, skip_serializing_if = "Option::is_none")]
-    queue: Option<std::borrow::Cow<'a, str>>,
+    queue: Option<String>,
     #[serde(rename = "k", default, skip_serializing_if = "Option::is_none")]
-    kind: Option<std::borrow::Cow<'a, str>>,
+    kind: Option<String>,
     #[serde(rename = "a", default, skip_serializing_if = "Option::is_none")]
     attempt: Option<u32>,
-    #[serde(rename = "f", default)]
-    facts: std::borrow::Cow<'a, EventFacts>,
+    #[serde(rename = "f", default, skip_serializing_if = "no_facts")]
+    facts: EventFacts,
+}
+
+fn no_facts(f: &EventFacts) -> bool {
+    *f == EventFacts::default()
+}
+
+/// A row of several events: what they all share, and each one's own.
+#[derive(Serialize, Deserialize)]
+struct SharedRow {
+    s: Part,
+    e: Vec<Part>,
 }
 
 /// The events of one write, collected and then written as one row by
@@ -88,7 +100,7 @@ struct Packed<'a> {
 pub(crate) struct EventWriter<'c> {
     conn: &'c Connection,
     at: Option<i64>,
-    events: Vec<Map<String, Value>>,
+    events: Vec<Part>,
 }
 
 impl<'c> EventWriter<'c> {
@@ -101,18 +113,10 @@ impl<'c> EventWriter<'c> {
         })
     }
 
-    fn push(&mut self, at_us: i64, p: &Packed<'_>) -> Result<(), StoreError> {
+    fn push(&mut self, at_us: i64, part: Part) {
         // Every event of one write has the write's time.
         self.at.get_or_insert(at_us);
-        match serde_json::to_value(p).map_err(StoreError::database)? {
-            Value::Object(m) => self.events.push(m),
-            other => {
-                return Err(StoreError::Database(format!(
-                    "an event encoded as {other}, not an object"
-                )))
-            }
-        }
-        Ok(())
+        self.events.push(part);
     }
 
     /// Adds one event about job `id`.
@@ -129,30 +133,32 @@ impl<'c> EventWriter<'c> {
     ) -> Result<(), StoreError> {
         self.push(
             at_us,
-            &Packed {
-                event_type: t,
+            Part {
+                event_type: Some(t),
                 job_id: Some(id),
-                queue: Some(queue.into()),
-                kind: Some(kind.into()),
+                queue: Some(queue.to_owned()),
+                kind: Some(kind.to_owned()),
                 attempt,
-                facts: std::borrow::Cow::Borrowed(facts),
+                facts: facts.clone(),
             },
-        )
+        );
+        Ok(())
     }
 
     /// Adds one event.
     pub(crate) fn write(&mut self, e: &NewEvent) -> Result<(), StoreError> {
         self.push(
             us(e.at),
-            &Packed {
-                event_type: e.event_type,
+            Part {
+                event_type: Some(e.event_type),
                 job_id: e.job_id,
-                queue: e.queue.as_deref().map(Into::into),
-                kind: e.kind.as_deref().map(Into::into),
+                queue: e.queue.clone(),
+                kind: e.kind.clone(),
                 attempt: e.attempt,
-                facts: std::borrow::Cow::Borrowed(&e.facts),
+                facts: e.facts.clone(),
             },
-        )
+        );
+        Ok(())
     }
 
     /// Writes the collected events as one row (nothing when there are none).
@@ -162,7 +168,7 @@ impl<'c> EventWriter<'c> {
         if count == 0 {
             return Ok(());
         }
-        let data = encode_row(self.events)?;
+        let data = encode_row(self.events).map_err(StoreError::database)?;
         let last: EventId = self
             .conn
             .prepare_cached("SELECT COALESCE(max(id), 0) FROM events")
@@ -185,88 +191,74 @@ impl<'c> EventWriter<'c> {
     }
 }
 
-/// The key of the facts object inside an event.
-const FACTS: &str = "f";
-
-/// A row's text: one event as a plain array; several as the values they
-/// all share (`s`) and each one's own (`e`).
-fn encode_row(mut events: Vec<Map<String, Value>>) -> Result<String, StoreError> {
-    if events.len() == 1 {
-        return serde_json::to_string(&events).map_err(StoreError::database);
-    }
-    let mut shared = common(&events);
-    let shared_facts = events
-        .iter()
-        .map(|e| match e.get(FACTS) {
-            Some(Value::Object(f)) => f.clone(),
-            _ => Map::new(),
-        })
-        .collect::<Vec<_>>();
-    let shared_facts = common(&shared_facts);
-    shared.remove(FACTS);
-    for e in &mut events {
-        e.retain(|k, v| shared.get(k) != Some(v));
-        if let Some(Value::Object(f)) = e.get_mut(FACTS) {
-            f.retain(|k, v| shared_facts.get(k) != Some(v));
-            if f.is_empty() {
-                e.remove(FACTS);
-            }
+/// Moves `field` of every event into `shared` when all events hold the same
+/// `Some` value there (each event's copy is then dropped).
+fn share<T: PartialEq>(
+    events: &mut [Part],
+    field: impl Fn(&mut Part) -> &mut Option<T>,
+    shared: &mut Option<T>,
+) {
+    let (head, rest) = events.split_first_mut().expect("a row has events");
+    let all_same = field(head).is_some() && rest.iter_mut().all(|e| *field(e) == *field(head));
+    if all_same {
+        *shared = field(head).take();
+        for e in rest {
+            *field(e) = None;
         }
     }
-    if !shared_facts.is_empty() {
-        shared.insert(FACTS.to_string(), Value::Object(shared_facts));
-    }
-    serde_json::to_string(&serde_json::json!({ "s": shared, "e": events }))
-        .map_err(StoreError::database)
 }
 
-/// The entries every map holds with the same value.
-fn common(maps: &[Map<String, Value>]) -> Map<String, Value> {
-    let Some((head, rest)) = maps.split_first() else {
-        return Map::new();
-    };
-    head.iter()
-        .filter(|(k, v)| rest.iter().all(|m| m.get(*k) == Some(*v)))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect()
+/// A row's text: one event as a plain array; several as what they all
+/// share (`s`) and each one's own (`e`). What a claim's or a finish batch's
+/// events share: their type, queue, kind, attempt, and the facts state,
+/// worker and reason ([`fill`] puts exactly these back).
+fn encode_row(mut events: Vec<Part>) -> Result<String, serde_json::Error> {
+    if events.len() == 1 {
+        return serde_json::to_string(&events);
+    }
+    let mut s = Part::default();
+    share(&mut events, |e| &mut e.event_type, &mut s.event_type);
+    share(&mut events, |e| &mut e.queue, &mut s.queue);
+    share(&mut events, |e| &mut e.kind, &mut s.kind);
+    share(&mut events, |e| &mut e.attempt, &mut s.attempt);
+    share(&mut events, |e| &mut e.facts.state, &mut s.facts.state);
+    share(&mut events, |e| &mut e.facts.worker, &mut s.facts.worker);
+    share(&mut events, |e| &mut e.facts.reason, &mut s.facts.reason);
+    serde_json::to_string(&SharedRow { s, e: events })
+}
+
+/// Gives `own` the shared values it lacks: the fields [`encode_row`] shares.
+fn fill(own: &mut Part, s: &Part) {
+    fn or<T: Clone>(own: &mut Option<T>, shared: &Option<T>) {
+        if own.is_none() {
+            own.clone_from(shared);
+        }
+    }
+    or(&mut own.event_type, &s.event_type);
+    or(&mut own.queue, &s.queue);
+    or(&mut own.kind, &s.kind);
+    or(&mut own.attempt, &s.attempt);
+    or(&mut own.facts.state, &s.facts.state);
+    or(&mut own.facts.worker, &s.facts.worker);
+    or(&mut own.facts.reason, &s.facts.reason);
 }
 
 /// The events of a row's text, whole: a plain array as it is; a shared
 /// row with the shared values put back into each event.
-fn decode_row(data: &str) -> Result<Vec<Packed<'static>>, serde_json::Error> {
-    if !data.starts_with('{') {
-        return serde_json::from_str(data);
-    }
-    #[derive(Deserialize)]
-    struct Shared {
-        s: Map<String, Value>,
-        e: Vec<Map<String, Value>>,
-    }
-    let Shared { s, e } = serde_json::from_str(data)?;
-    let shared_facts = match s.get(FACTS) {
-        Some(Value::Object(f)) => Some(f),
-        _ => None,
+fn decode_row(data: &str) -> Result<Vec<Part>, String> {
+    let parts = if data.starts_with('{') {
+        let SharedRow { s, mut e } = serde_json::from_str(data).map_err(|e| e.to_string())?;
+        for own in &mut e {
+            fill(own, &s);
+        }
+        e
+    } else {
+        serde_json::from_str(data).map_err(|e| e.to_string())?
     };
-    e.into_iter()
-        .map(|mut own| {
-            for (k, v) in &s {
-                if k != FACTS {
-                    own.entry(k.clone()).or_insert_with(|| v.clone());
-                }
-            }
-            if let Some(sf) = shared_facts {
-                let f = own
-                    .entry(FACTS.to_string())
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if let Value::Object(f) = f {
-                    for (k, v) in sf {
-                        f.entry(k.clone()).or_insert_with(|| v.clone());
-                    }
-                }
-            }
-            serde_json::from_value(Value::Object(own))
-        })
-        .collect()
+    match parts.iter().position(|p| p.event_type.is_none()) {
+        Some(i) => Err(format!("event {i} of the row has no type")),
+        None => Ok(parts),
+    }
 }
 
 /// Writes one event (for changes that write one or two).
@@ -299,12 +291,12 @@ fn expand(
         out.push(Event {
             id: eid,
             at,
-            event_type: p.event_type,
+            event_type: p.event_type.expect("decode_row checked every type"),
             job_id: p.job_id,
-            queue: p.queue.map(|q| q.into_owned()),
-            kind: p.kind.map(|k| k.into_owned()),
+            queue: p.queue,
+            kind: p.kind,
             attempt: p.attempt,
-            facts: p.facts.into_owned(),
+            facts: p.facts,
         });
     }
     Ok(())
@@ -423,33 +415,29 @@ impl EventLog for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::borrow::Cow;
 
-    fn started(id: i64, wait_ms: i64) -> Packed<'static> {
-        Packed {
-            event_type: EventType::Started,
+    fn started(id: i64, wait_ms: i64) -> Part {
+        Part {
+            event_type: Some(EventType::Started),
             job_id: Some(id),
             queue: Some("default".into()),
             kind: Some("email".into()),
             attempt: Some(1),
-            facts: Cow::Owned(EventFacts {
+            facts: EventFacts {
                 state: Some(kyu_core::JobState::Running),
                 worker: Some("host-4242-0f3a9c".into()),
                 wait_ms: Some(wait_ms),
                 ..EventFacts::default()
-            }),
+            },
         }
     }
 
-    fn round_trip(events: &[Packed<'static>]) -> (String, Vec<Packed<'static>>) {
-        let maps = events
-            .iter()
-            .map(|p| match serde_json::to_value(p).unwrap() {
-                Value::Object(m) => m,
-                _ => unreachable!(),
-            })
-            .collect();
-        let data = encode_row(maps).unwrap();
+    fn copy(p: &Part) -> Part {
+        serde_json::from_str(&serde_json::to_string(p).unwrap()).unwrap()
+    }
+
+    fn round_trip(events: &[Part]) -> (String, Vec<Part>) {
+        let data = encode_row(events.iter().map(copy).collect()).unwrap();
         let back = decode_row(&data).unwrap();
         (data, back)
     }
@@ -467,12 +455,15 @@ mod tests {
     #[test]
     fn values_some_events_lack_are_not_given_to_them() {
         let mut other = started(7, 3);
-        other.event_type = EventType::QueuePaused;
+        other.event_type = Some(EventType::QueuePaused);
         other.job_id = None;
         other.kind = None;
         other.attempt = None;
-        other.facts = Cow::Owned(EventFacts::default());
-        let events = vec![started(5, 1), started(6, 1), other];
+        other.facts = EventFacts::default();
+        let mut retried = started(8, 3);
+        retried.facts.worker = None;
+        retried.facts.reason = Some("claimed ahead".into());
+        let events = vec![started(5, 1), started(6, 1), other, retried];
         let (data, back) = round_trip(&events);
         assert!(data.starts_with('{'), "{data}");
         assert_eq!(back, events);
@@ -488,9 +479,10 @@ mod tests {
         let old = r#"[{"t":"started","j":1,"q":"q","k":"k","a":1,"f":{"state":"running","worker":"w","wait_ms":2}},{"t":"completed","j":1,"q":"q","k":"k","a":1,"f":{"state":"completed","duration_ms":4}}]"#;
         let back = decode_row(old).unwrap();
         assert_eq!(back.len(), 2);
-        assert_eq!(back[1].event_type, EventType::Completed);
+        assert_eq!(back[1].event_type, Some(EventType::Completed));
         assert_eq!(back[1].facts.duration_ms, Some(4));
         assert_eq!(back[0].facts.worker.as_deref(), Some("w"));
         assert_eq!(back[1].facts.worker, None);
+        assert!(decode_row(r#"[{"j":1}]"#).unwrap_err().contains("no type"));
     }
 }
