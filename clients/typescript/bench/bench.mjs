@@ -9,6 +9,7 @@
 //   npm run build && KYU_BIN=../../target/release/kyu node bench/bench.mjs
 //
 // Knobs: KYU_BIN (default ../../target/release/kyu, else debug), KYU_BENCH_DATABASE
+// (a PostgreSQL URL without schema= gets a fresh schema, named in the output)
 // (default a fresh SQLite file), BENCH_N (20000), BENCH_CONCURRENCY (100, the Rust library worker's default),
 // BENCH_W2_N (1000), BENCH_W2_INTERVAL_MS (5), BENCH_W2_WARMUP (20), BENCH_WORKLOADS (W1,W2).
 import { fork } from "node:child_process";
@@ -32,7 +33,13 @@ const now = () => performance.timeOrigin + performance.now();
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const pct = (xs, p) => xs[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)];
 
-const server = await startKyu({ toml: "", env: process.env.KYU_BENCH_DATABASE ? { KYU_DATABASE_URL: process.env.KYU_BENCH_DATABASE } : {} });
+// Each run on a fresh store: a PostgreSQL URL without a schema gets a fresh
+// one (named in the output; drop it afterwards).
+let database = process.env.KYU_BENCH_DATABASE;
+if (database && /^postgres(ql)?:/.test(database) && !/[?&]schema=/.test(database)) {
+  database += `${database.includes("?") ? "&" : "?"}schema=kyu_tsbench_${Date.now()}`;
+}
+const server = await startKyu({ toml: "", database });
 const kyu = new Kyu({ url: server.url, token: server.admin });
 
 function startWorker(workload, queue, expect) {
@@ -96,4 +103,4 @@ try {
 } finally {
   await server.stop();
 }
-console.log(JSON.stringify({ kyu_bin: process.env.KYU_BIN, database: process.env.KYU_BENCH_DATABASE ?? "sqlite (fresh file)", rows }, null, 2));
+console.log(JSON.stringify({ kyu_bin: process.env.KYU_BIN, database: database ?? "sqlite (fresh file)", rows }, null, 2));

@@ -30,13 +30,16 @@ command = ["sleep", "60"]
 stop_grace = "1s"
 `;
 
-/** Starts kyu serve; returns { url, token(scopes, opts), admin, stop(), dir }. */
-export async function startKyu({ toml = DEFAULT_TOML, env = {} } = {}) {
+/**
+ * Starts kyu serve on `database` (default a fresh SQLite file in its own
+ * directory); returns { url, token(scopes, opts), admin, stop(), dir }.
+ */
+export async function startKyu({ toml = DEFAULT_TOML, env = {}, database } = {}) {
   if (!existsSync(KYU_BIN)) {
     throw new Error(`kyu binary not found at ${KYU_BIN}: build it (cargo build -p kyu-cli) or set KYU_BIN`);
   }
   const dir = mkdtempSync(join(tmpdir(), "kyu-ts-"));
-  const db = `sqlite://${join(dir, "kyu.db")}`;
+  const db = database ?? `sqlite://${join(dir, "kyu.db")}`;
   writeFileSync(join(dir, "kyu.toml"), `database = "${db}"\n${toml}`);
   const cfg = ["--config", join(dir, "kyu.toml")];
   let n = 0;
