@@ -21,6 +21,7 @@ import type {
 } from "./types.js";
 import { isFinished } from "./types.js";
 import { streamEvents, type EventsOptions, type KyuEvent } from "./events.js";
+import { send, type Reply } from "./transport.js";
 
 /** How to reach kyu. */
 export interface ClientOptions {
@@ -28,7 +29,11 @@ export interface ClientOptions {
   url?: string;
   /** A token from `kyu tokens create`; default `KYU_TOKEN`. */
   token?: string;
-  /** The fetch to use (tests, proxies); default the global `fetch`. */
+  /**
+   * The fetch to use for every request (tests, proxies). Default: JSON calls
+   * over `node:http` with keep-alive (module `transport`), the event stream
+   * over the global `fetch`.
+   */
   fetch?: typeof fetch;
 }
 
@@ -88,12 +93,13 @@ export class Kyu {
   /** The API's base address, without a trailing slash. */
   readonly url: string;
   readonly #token: string | undefined;
-  readonly #fetch: typeof fetch;
+  /** The fetch given in the options, if one was. */
+  readonly #fetch: typeof fetch | undefined;
 
   constructor(options: ClientOptions = {}) {
     this.url = (options.url ?? process.env.KYU_URL ?? "http://127.0.0.1:7070").replace(/\/+$/, "");
     this.#token = options.token ?? process.env.KYU_TOKEN;
-    this.#fetch = options.fetch ?? globalThis.fetch;
+    this.#fetch = options.fetch;
   }
 
   /**
@@ -125,11 +131,26 @@ export class Kyu {
     return (text ? JSON.parse(text) : undefined) as T;
   }
 
-  /** Sends a request; an error answer (or none) throws the matching {@link KyuError}. */
-  async #send(method: string, url: string, path: string, headers: Record<string, string>, body: string | undefined, signal?: AbortSignal): Promise<Response> {
-    let res: Response;
+  /**
+   * Sends a request; an error answer (or none) throws the matching
+   * {@link KyuError}. `stream`: the caller reads the body as a stream (the
+   * event stream), so it goes through `fetch`.
+   */
+  async #send(
+    method: string,
+    url: string,
+    path: string,
+    headers: Record<string, string>,
+    body: string | undefined,
+    signal?: AbortSignal,
+    stream = false,
+  ): Promise<Reply & { body?: ReadableStream<Uint8Array> | null }> {
+    let res: Reply & { body?: ReadableStream<Uint8Array> | null };
     try {
-      res = await this.#fetch(url, { method, headers, body, signal });
+      res =
+        this.#fetch || stream
+          ? await (this.#fetch ?? globalThis.fetch)(url, { method, headers, body, signal })
+          : await send(method, url, headers, body, signal);
     } catch (e) {
       if (signal?.aborted) throw e;
       throw new ConnectionError(0, { code: "connection", message: `${method} ${url}: no answer (${(e as Error).message})` }, { cause: e });
@@ -162,7 +183,7 @@ export class Kyu {
     return streamEvents((path, headers, signal) => {
       const h: Record<string, string> = { ...headers };
       if (this.#token) h.authorization = `Bearer ${this.#token}`;
-      return this.#send("GET", this.url + path, path, h, undefined, signal);
+      return this.#send("GET", this.url + path, path, h, undefined, signal, true) as Promise<Response>;
     }, options);
   }
 
