@@ -1,5 +1,5 @@
 //! Schedules: cron, zone, the next fire times in the schedule's zone (and
-//! UTC), the last fire with its job's state; enable, disable and trigger now
+//! UTC; the script adds the viewer's local time), the last fire with its job's state; enable, disable and trigger now
 //! (`operate`). A schedule belongs to the queue of its job template: a
 //! viewer limited to queues sees only the schedules of its queues.
 
@@ -97,7 +97,7 @@ fn next_fires(s: &ScheduleRecord, now: chrono::DateTime<chrono::Utc>) -> Markup 
         ul.plain {
             @for t in s.spec.cron.fire_times(now, s.spec.zone).take(NEXT_FIRES) {
                 li {
-                    time datetime=(t.to_rfc3339()) { (t.with_timezone(&s.spec.zone).format("%Y-%m-%d %H:%M %Z")) }
+                    time datetime=(t.to_rfc3339()) data-local { (t.with_timezone(&s.spec.zone).format("%Y-%m-%d %H:%M %Z")) }
                     span.hint { " (" (t.format("%H:%M UTC")) ")" }
                 }
             }
