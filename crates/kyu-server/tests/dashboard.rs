@@ -2179,3 +2179,55 @@ async fn schedules_page_marks_next_fires_for_the_local_time_script() {
         .unwrap();
     assert!(String::from_utf8_lossy(js.2).contains("time[data-local]"));
 }
+
+#[tokio::test]
+async fn schedules_page_lists_the_last_five_fires_with_their_jobs_states() {
+    let clock = kyu::ManualClock::new("2030-01-01T00:00:30Z".parse().unwrap());
+    let t = T::with_clock(clock.clone()).await;
+    t.kyu
+        .schedule({
+            let mut s = kyu::ScheduleSpec::new(
+                "minutely",
+                kyu::CronExpr::parse("* * * * *").unwrap(),
+                kyu::JobTemplate::new("report", json!({})),
+            );
+            // Nothing runs the jobs here: every fire enqueues one anyway.
+            s.overlap = kyu::OverlapPolicy::Allow;
+            s
+        })
+        .await
+        .unwrap();
+    let scheduler = kyu::Scheduler::new(&t.kyu);
+    for _ in 0..7 {
+        clock.advance(Duration::from_secs(60));
+        scheduler.tick().await.unwrap();
+    }
+    let jobs = t
+        .kyu
+        .list(&kyu::store::JobFilter::default())
+        .await
+        .unwrap()
+        .jobs;
+    assert_eq!(jobs.len(), 7, "one job a minute");
+    // The newest fire's job cancelled: its state shows.
+    t.kyu.cancel(&[jobs[0].id]).await.unwrap();
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    let c = t.login(&admin).await;
+    let a = t.get("/schedules", Some(&c)).await;
+    let fires = a.body.split("<ul class=\"plain fires\">").nth(1).unwrap();
+    let fires = &fires[..fires.find("</ul>").unwrap()];
+    let links: Vec<String> = jobs[..5]
+        .iter()
+        .map(|j| format!("href=\"/jobs/{}\"", j.id))
+        .collect();
+    let at: Vec<usize> = links
+        .iter()
+        .map(|l| fires.find(l.as_str()).unwrap())
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "newest first: {fires}");
+    assert!(!fires.contains(&format!("href=\"/jobs/{}\"", jobs[5].id)));
+    assert_eq!(fires.matches("<li>").count(), 5, "{fires}");
+    assert!(fires.contains("state cancelled"), "{fires}");
+    assert_eq!(fires.matches("state available").count(), 4, "{fires}");
+    assert!(fires.contains("2030-01-01 00:07 UTC"), "{fires}");
+}

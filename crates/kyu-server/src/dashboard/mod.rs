@@ -23,6 +23,7 @@ mod batches;
 mod bulk;
 mod chart;
 mod counts;
+mod fires;
 mod job;
 mod jobs;
 mod jobs_query;
