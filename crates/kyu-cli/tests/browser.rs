@@ -982,3 +982,112 @@ async fn ops_scenario(c: &Client, base: &str, admin: &str, nap: i64) {
     }
     shot(&c, "batch-detail").await;
 }
+
+/// The Live page: a job enqueued through the API shows up in the event
+/// list without a reload (the page prepends it from its stream), with its
+/// job link; a filter for another queue keeps it out. The Schedules page
+/// shows the next fire times in the browser's local time too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_live_events_and_local_schedule_times() {
+    let missing: Vec<&str> = [CHROMIUM, CHROMEDRIVER]
+        .into_iter()
+        .filter(|p| !Path::new(p).exists())
+        .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "SKIPPED browser_live_events_and_local_schedule_times: {} not installed; \
+             install with `apt-get install -y chromium chromium-driver` (.ci/run does)",
+            missing.join(" and ")
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("kyu.toml"), "[jobs.quick]\ncommand = [\"true\"]\n").unwrap();
+    let (_serve, addr, admin) = serve(d);
+    let base = format!("http://{addr}");
+    let (driver, c) = browser().await;
+    let run = live_scenario(&c, &base, &admin);
+    let outcome = futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(run)).await;
+    let _ = c.close().await;
+    drop(driver);
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+async fn live_scenario(c: &Client, base: &str, admin: &str) {
+    let c = c.clone();
+    c.goto(&format!("{base}/login?token={admin}"))
+        .await
+        .unwrap();
+    c.goto(&format!("{base}/live")).await.unwrap();
+    wait_for(&c, Locator::Css("#live[data-events]"), "the Live page").await;
+    // A mark on this document: gone if the page reloaded.
+    c.execute("window.kyuStayed = true; return null;", vec![])
+        .await
+        .unwrap();
+    let id = enqueue(base, admin, serde_json::json!({"kind": "quick"})).await;
+    let row = wait_for(
+        &c,
+        Locator::Css(&format!("#events tr[data-event] a[href='/jobs/{id}']")),
+        "the new job's events on the Live page",
+    )
+    .await;
+    assert_eq!(row.text().await.unwrap(), id.to_string());
+    let stayed = c
+        .execute("return window.kyuStayed === true;", vec![])
+        .await
+        .unwrap();
+    assert_eq!(
+        stayed,
+        serde_json::json!(true),
+        "prepended without a reload"
+    );
+    // Its completion follows on the same page.
+    wait_for(
+        &c,
+        Locator::XPath(&format!(
+            "//tbody[@id='events']/tr[.//a[@href='/jobs/{id}']]/td/span[text()='completed']"
+        )),
+        "the job's completed event",
+    )
+    .await;
+    shot(&c, "live").await;
+
+    // Filtered to another queue: the next job stays out.
+    c.goto(&format!("{base}/live?queue=elsewhere"))
+        .await
+        .unwrap();
+    wait_for(
+        &c,
+        Locator::Css("#live[data-events]"),
+        "the filtered Live page",
+    )
+    .await;
+    let other = enqueue(base, admin, serde_json::json!({"kind": "quick"})).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let src = c.source().await.unwrap();
+    assert!(!src.contains(&format!("/jobs/{other}\"")), "{src}");
+
+    // Schedules: the next fires in the viewer's local time beside the zone's.
+    let (status, r) = api(
+        base,
+        "PUT",
+        "/v1/schedules/hourly",
+        admin,
+        Some(serde_json::json!({"cron": "0 * * * *", "zone": "Asia/Tokyo", "job": {"kind": "quick"}})),
+    )
+    .await;
+    assert!(status == 200 || status == 201, "schedule: {status} {r}");
+    c.goto(&format!("{base}/schedules")).await.unwrap();
+    let local = wait_for(
+        &c,
+        Locator::Css("time[data-local] + span.local"),
+        "local time",
+    )
+    .await;
+    let text = local.text().await.unwrap();
+    assert!(text.contains("your time"), "{text}");
+    shot(&c, "schedules-local").await;
+}

@@ -739,6 +739,12 @@ pub trait Store:
     /// One job, or `None`.
     async fn get(&self, id: JobId) -> Result<Option<JobRecord>, StoreError>;
 
+    /// The newest job that has unique key `key` (whether or not the key
+    /// still holds), or `None`: one lookup in the unique-key index, e.g.
+    /// the job a schedule fired for one fire time
+    /// ([`fire_key`](crate::schedule::fire_key)).
+    async fn get_by_unique_key(&self, key: &str) -> Result<Option<JobRecord>, StoreError>;
+
     /// A page of jobs matching `filter`, newest first.
     async fn list(&self, filter: &JobFilter) -> Result<JobPage, StoreError>;
 

@@ -660,6 +660,11 @@ impl Store for PgStore {
             .await
     }
 
+    async fn get_by_unique_key(&self, key: &str) -> Result<Option<JobRecord>, StoreError> {
+        self.limit(async { query::get_by_unique_key(&self.inner.pool, self.s(), key).await })
+            .await
+    }
+
     async fn list(&self, filter: &JobFilter) -> Result<JobPage, StoreError> {
         self.limit(async { query::list(&self.inner.pool, self.s(), filter).await })
             .await

@@ -23,6 +23,23 @@ pub(crate) async fn get(
     row.as_ref().map(job_from_row).transpose()
 }
 
+/// The newest job with unique key `key` (the `jobs_unique` index).
+pub(crate) async fn get_by_unique_key(
+    pool: &PgPool,
+    schema: &str,
+    key: &str,
+) -> Result<Option<JobRecord>, StoreError> {
+    let sql = format!(
+        "SELECT {JOB_COLUMNS} FROM {schema}.jobs WHERE unique_key = $1 ORDER BY id DESC LIMIT 1"
+    );
+    let row = sqlx::query(&sql)
+        .bind(key)
+        .fetch_optional(pool)
+        .await
+        .map_err(db)?;
+    row.as_ref().map(job_from_row).transpose()
+}
+
 /// A page of jobs, newest first. Every filter is a parameter that may be
 /// NULL, so the statement text is the same for every filter (a search
 /// inside args adds its window's id range).

@@ -376,6 +376,7 @@ fn sample(p: &PageInfo, job: i64, queue: &str, schedule: &str) -> (String, Vec<(
     };
     let form: Vec<(&str, String)> = match (p.method.as_str(), p.path) {
         ("GET", "/jobs") => return (format!("/jobs?queue={queue}"), Vec::new()),
+        ("GET", "/live") => return (format!("/live?queue={queue}"), Vec::new()),
         ("GET", "/jobs/bulk") => {
             return (
                 format!("/jobs/bulk?action=retry&state=failed&queue={queue}"),
@@ -2049,4 +2050,184 @@ async fn jobs_page_args_search_reads_one_window_and_links_on_to_older_jobs() {
         "{}",
         a.body
     );
+}
+
+/// The rows of the Live page: (event id, the row's HTML).
+fn live_rows(body: &str) -> Vec<(i64, String)> {
+    body.split("<tr data-event=\"")
+        .skip(1)
+        .map(|r| {
+            let id = r[..r.find('"').unwrap()].parse().unwrap();
+            (id, r[..r.find("</tr>").unwrap()].to_string())
+        })
+        .collect()
+}
+
+async fn live_page_scenario(t: T) {
+    let b = t.failed_job("tenant-b.mail", "b-secret-note").await;
+    let a = t.failed_job("tenant-a.mail", "ours").await;
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    let c = t.login(&admin).await;
+
+    let page = t.get("/live", Some(&c)).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("href=\"/live\" aria-current=\"page\""));
+    let rows = live_rows(&page.body);
+    let ids: Vec<i64> = rows.iter().map(|r| r.0).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable_by(|x, y| y.cmp(x));
+    assert_eq!(ids, sorted, "newest first");
+    // Both jobs' failures, with their facts; the error text inert.
+    let failed: Vec<&String> = rows
+        .iter()
+        .map(|r| &r.1)
+        .filter(|r| r.contains(">failed<") && r.contains("boom"))
+        .collect();
+    assert_eq!(failed.len(), 2, "{}", page.body);
+    assert!(failed
+        .iter()
+        .any(|r| r.contains(&format!("href=\"/jobs/{a}\""))));
+    assert!(failed
+        .iter()
+        .all(|r| r.contains("ran ") && r.contains(" ms")));
+    assert!(page
+        .body
+        .contains("&lt;script&gt;alert('err')&lt;/script&gt; ours"));
+    assert!(!page.body.contains("<script>alert"), "{}", page.body);
+    assert!(page.body.contains(" UTC</time>"), "times with their zone");
+
+    // Filters: queue, type, job, kind.
+    let page = t
+        .get("/live?queue=tenant-a.mail&type=failed", Some(&c))
+        .await;
+    let rows = live_rows(&page.body);
+    assert_eq!(rows.len(), 1, "{}", page.body);
+    assert!(rows[0].1.contains("ours"));
+    let page = t.get(&format!("/live?job={b}"), Some(&c)).await;
+    let rows = live_rows(&page.body);
+    assert!(rows.len() >= 3, "enqueued, started, failed: {}", page.body);
+    assert!(rows.iter().all(|r| r.1.contains(&format!("/jobs/{b}\""))));
+    let page = t.get("/live?kind=nothing-of-that-kind", Some(&c)).await;
+    assert!(live_rows(&page.body).is_empty());
+    let page = t.get("/live?type=nonsense", Some(&c)).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("accepted:"), "{}", page.body);
+    // What the script fetches: only events after the one given.
+    let newest = live_rows(&t.get("/live", Some(&c)).await.body)[0].0;
+    let after = t.get(&format!("/live?after={newest}"), Some(&c)).await;
+    assert!(live_rows(&after.body).is_empty(), "{}", after.body);
+    let after = t
+        .get(&format!("/live?after={}", newest - 1), Some(&c))
+        .await;
+    assert_eq!(live_rows(&after.body).len(), 1);
+    // Older: the cursor pages below the event given.
+    let older = t.get(&format!("/live?before={newest}"), Some(&c)).await;
+    let older_ids: Vec<i64> = live_rows(&older.body).iter().map(|r| r.0).collect();
+    assert!(!older_ids.is_empty() && older_ids.iter().all(|id| *id < newest));
+
+    // A tenant sees its queues' events only, and no worker events.
+    let tenant = t.token("tenant-a", &[Scope::Read], &["tenant-a.*"]).await;
+    let c = t.login(&tenant).await;
+    let page = t.get("/live", Some(&c)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!live_rows(&page.body).is_empty());
+    assert!(!page.body.contains("tenant-b"), "{}", page.body);
+    assert!(!page.body.contains("b-secret-note"));
+    let rows = live_rows(&page.body);
+    assert!(
+        rows.iter().all(|r| r.1.contains("<td>tenant-a.mail</td>")),
+        "only tenant a's queue, no worker events: {}",
+        page.body
+    );
+    let page = t.get(&format!("/live?job={b}"), Some(&c)).await;
+    assert!(live_rows(&page.body).is_empty(), "{}", page.body);
+    let page = t.get("/live?queue=tenant-b.mail", Some(&c)).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn live_page_shows_events_with_facts_filters_and_keeps_tenants_apart() {
+    live_page_scenario(T::new().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_live_page_shows_events_with_facts_filters_and_keeps_tenants_apart() {
+    let clock = kyu::ManualClock::new(chrono::Utc::now());
+    if let Some(t) = T::postgres_with_clock(clock, "live").await {
+        live_page_scenario(t).await;
+    }
+}
+
+#[tokio::test]
+async fn schedules_page_marks_next_fires_for_the_local_time_script() {
+    let t = T::new().await;
+    t.kyu
+        .schedule(kyu::ScheduleSpec::new(
+            "hourly",
+            kyu::CronExpr::parse("0 * * * *").unwrap(),
+            kyu::JobTemplate::new("report", json!({})),
+        ))
+        .await
+        .unwrap();
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    let c = t.login(&admin).await;
+    let a = t.get("/schedules", Some(&c)).await;
+    assert_eq!(a.body.matches("data-local").count(), 3, "{}", a.body);
+    let js = dashboard::assets::FILES
+        .iter()
+        .find(|f| f.0 == "dashboard.js")
+        .unwrap();
+    assert!(String::from_utf8_lossy(js.2).contains("time[data-local]"));
+}
+
+#[tokio::test]
+async fn schedules_page_lists_the_last_five_fires_with_their_jobs_states() {
+    let clock = kyu::ManualClock::new("2030-01-01T00:00:30Z".parse().unwrap());
+    let t = T::with_clock(clock.clone()).await;
+    t.kyu
+        .schedule({
+            let mut s = kyu::ScheduleSpec::new(
+                "minutely",
+                kyu::CronExpr::parse("* * * * *").unwrap(),
+                kyu::JobTemplate::new("report", json!({})),
+            );
+            // Nothing runs the jobs here: every fire enqueues one anyway.
+            s.overlap = kyu::OverlapPolicy::Allow;
+            s
+        })
+        .await
+        .unwrap();
+    let scheduler = kyu::Scheduler::new(&t.kyu);
+    for _ in 0..7 {
+        clock.advance(Duration::from_secs(60));
+        scheduler.tick().await.unwrap();
+    }
+    let jobs = t
+        .kyu
+        .list(&kyu::store::JobFilter::default())
+        .await
+        .unwrap()
+        .jobs;
+    assert_eq!(jobs.len(), 7, "one job a minute");
+    // The newest fire's job cancelled: its state shows.
+    t.kyu.cancel(&[jobs[0].id]).await.unwrap();
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    let c = t.login(&admin).await;
+    let a = t.get("/schedules", Some(&c)).await;
+    let fires = a.body.split("<ul class=\"plain fires\">").nth(1).unwrap();
+    let fires = &fires[..fires.find("</ul>").unwrap()];
+    let links: Vec<String> = jobs[..5]
+        .iter()
+        .map(|j| format!("href=\"/jobs/{}\"", j.id))
+        .collect();
+    let at: Vec<usize> = links
+        .iter()
+        .map(|l| fires.find(l.as_str()).unwrap())
+        .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "newest first: {fires}");
+    assert!(!fires.contains(&format!("href=\"/jobs/{}\"", jobs[5].id)));
+    assert_eq!(fires.matches("<li>").count(), 5, "{fires}");
+    assert!(fires.contains("state cancelled"), "{fires}");
+    assert_eq!(fires.matches("state available").count(), 4, "{fires}");
+    assert!(fires.contains("2030-01-01 00:07 UTC"), "{fires}");
 }

@@ -191,6 +191,11 @@ async fn dashboard_page_times_at_scale() {
         ("tenant q3", "/".into()),
         ("tenant q3", "/queues".into()),
         ("tenant q3", "/workers".into()),
+        // The Live page: the newest events, and a filter matching nothing
+        // (it reads its bound of ids, then offers "older").
+        ("admin", "/live".into()),
+        ("admin", "/live?kind=nothing".into()),
+        ("tenant q3", "/live".into()),
     ];
     eprintln!(
         "{:<10} {:<60} {:>10} {:>10}",

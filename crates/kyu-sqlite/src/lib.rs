@@ -657,6 +657,11 @@ impl Store for SqliteStore {
         self.read(move |c| query::get(c, id)).await
     }
 
+    async fn get_by_unique_key(&self, key: &str) -> Result<Option<JobRecord>, StoreError> {
+        let key = key.to_string();
+        self.read(move |c| query::get_by_unique_key(c, &key)).await
+    }
+
     async fn list(&self, filter: &JobFilter) -> Result<JobPage, StoreError> {
         let filter = filter.clone();
         self.read(move |c| query::list(c, &filter)).await

@@ -17,6 +17,18 @@ pub(crate) fn get(conn: &Connection, id: JobId) -> Result<Option<JobRecord>, Sto
         .map_err(db)
 }
 
+/// The newest job with unique key `key` (the `jobs_unique` index).
+pub(crate) fn get_by_unique_key(
+    conn: &Connection,
+    key: &str,
+) -> Result<Option<JobRecord>, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {JOB_COLUMNS} FROM jobs WHERE unique_key = ?1 ORDER BY id DESC LIMIT 1"
+    ))
+    .and_then(|mut s| s.query_row([key], job_from_row).optional())
+    .map_err(db)
+}
+
 /// A page of jobs, newest first.
 pub(crate) fn list(conn: &Connection, filter: &JobFilter) -> Result<JobPage, StoreError> {
     let limit = filter.limit.max(1);

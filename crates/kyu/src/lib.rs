@@ -101,7 +101,7 @@ pub use kyu_core::limits::{
 /// Rate keys: one rate window per key within a queue (re-exported from kyu-core).
 pub use kyu_core::rate_key;
 pub use kyu_core::schedule::{
-    ConfigSchedule, ConfigSync, FireResult, JobTemplate, MisfirePolicy, OverlapPolicy,
+    fire_key, ConfigSchedule, ConfigSync, FireResult, JobTemplate, MisfirePolicy, OverlapPolicy,
     ScheduleRecord, ScheduleSpec, SkipReason,
 };
 /// The checks of names and durations every face shares (re-exported from kyu-core).

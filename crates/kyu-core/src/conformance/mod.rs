@@ -300,7 +300,8 @@ macro_rules! conformance_tests {
                 schedule_concurrent_fires_one_wins, schedule_enable_disable,
                 schedule_misfire_skip_advances_only, schedule_overlap_skip,
                 schedule_overlap_allow, schedule_overlap_buffer_one, schedule_trigger,
-                schedule_last_job_state_follows_job, schedule_fire_wakes_workers,
+                schedule_last_job_state_follows_job, schedule_fire_found_by_fire_key,
+                schedule_fire_wakes_workers,
                 schedule_config_sync_removes_undeclared_and_keeps_operator_disable;
             tokens: tokens_create_find_list_revoke, tokens_names_are_unique,
                 tokens_first_token_only_once, secrets_are_written_once;

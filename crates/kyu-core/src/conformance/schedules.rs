@@ -494,6 +494,48 @@ pub async fn schedule_last_job_state_follows_job(h: &dyn Harness) {
     assert_eq!(r.last_job_id, Some(cl.id));
 }
 
+/// A fire's job is found by its fire key, also once it finished and the
+/// key no longer holds; the newest job wins when a key was used again.
+pub async fn schedule_fire_found_by_fire_key(h: &dyn Harness) {
+    let c = Ctx::new(h).await;
+    let mut s = spec("s", "* * * * *");
+    s.overlap = OverlapPolicy::Allow;
+    upsert(&c, s).await;
+    let (t1, t2, t3) = (
+        at("2030-01-01T00:01:00Z"),
+        at("2030-01-01T00:02:00Z"),
+        at("2030-01-01T00:03:00Z"),
+    );
+    c.advance(120);
+    let first = fired(fire(&c, fire_of("s", t1, t2)).await);
+    let second = fired(fire(&c, fire_of("s", t2, t3)).await);
+    let cl = c.claim_one("default").await;
+    assert_eq!(cl.id, first);
+    c.finish(cl.lease(), FinishOutcome::Completed { result: None })
+        .await;
+    c.advance(3600);
+    let by_key = |t| {
+        let store = c.store.clone();
+        async move {
+            store
+                .get_by_unique_key(&crate::schedule::fire_key("s", t))
+                .await
+                .expect("get_by_unique_key")
+                .map(|j| (j.id, j.state))
+        }
+    };
+    assert_eq!(by_key(t1).await, Some((first, JobState::Completed)));
+    assert_eq!(by_key(t2).await, Some((second, JobState::Available)));
+    assert_eq!(by_key(t3).await, None);
+    assert_eq!(
+        c.store
+            .get_by_unique_key("schedule:other:2030-01-01T00:01:00Z")
+            .await
+            .expect("get_by_unique_key"),
+        None
+    );
+}
+
 /// A fire that inserts a job wakes idle workers.
 pub async fn schedule_fire_wakes_workers(h: &dyn Harness) {
     let c = Ctx::new(h).await;

@@ -71,8 +71,8 @@ fn event_id(field: &str, s: &str) -> Result<EventId, ApiError> {
         })
 }
 
-/// The filter of the request, checked.
-fn filter_of(caller: &Caller, p: &EventsParams) -> Result<EventFilter, ApiError> {
+/// The filter of the request, checked (also the dashboard's Live page's).
+pub(crate) fn filter_of(caller: &Caller, p: &EventsParams) -> Result<EventFilter, ApiError> {
     if let Some(q) = &p.queue {
         kyu::validate::queue_name("queue", q)?;
         caller.check_queue("queue", q)?;
@@ -109,14 +109,24 @@ fn filter_of(caller: &Caller, p: &EventsParams) -> Result<EventFilter, ApiError>
 }
 
 /// Decides which events a caller may see; remembers schedules' queues.
-struct Visibility {
+pub(crate) struct Visibility {
     caller: Caller,
     kyu: kyu::Kyu,
     schedule_queues: HashMap<String, Option<String>>,
 }
 
 impl Visibility {
-    async fn sees(&mut self, e: &Event) -> bool {
+    /// What `caller` may see, schedules' queues looked up in `kyu`.
+    pub(crate) fn new(caller: Caller, kyu: kyu::Kyu) -> Visibility {
+        Visibility {
+            caller,
+            kyu,
+            schedule_queues: HashMap::new(),
+        }
+    }
+
+    /// Whether the caller may see `e`.
+    pub(crate) async fn sees(&mut self, e: &Event) -> bool {
         if self.caller.token.queues.is_empty() {
             return true;
         }
@@ -205,11 +215,7 @@ pub(crate) async fn stream(
     };
     let state = Follow {
         items: Box::pin(shared.kyu.events(since, filter)),
-        visibility: Visibility {
-            caller,
-            kyu: shared.kyu.clone(),
-            schedule_queues: HashMap::new(),
-        },
+        visibility: Visibility::new(caller, shared.kyu.clone()),
         _permit: permit,
     };
     let events = futures_util::stream::unfold(state, |mut s| async move {

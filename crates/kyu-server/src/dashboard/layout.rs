@@ -62,13 +62,14 @@ fn head(title: &str) -> Markup {
 }
 
 /// The navigation entries: (path, label).
-const NAV: [(&str, &str); 6] = [
+const NAV: [(&str, &str); 7] = [
     ("/", "Overview"),
     ("/queues", "Queues"),
     ("/jobs", "Jobs"),
     ("/schedules", "Schedules"),
     ("/workers", "Workers"),
     ("/batches", "Batches"),
+    ("/live", "Live"),
 ];
 
 /// The navigation entries a token limited to queues may open (batches may

@@ -2,7 +2,7 @@
 //! event log ([`kyu::Kyu::events`]) from now on and hands each event to
 //! every open page through a broadcast channel; each page holds one
 //! Server-Sent Events stream (`GET /live/events`) that carries only the
-//! events of the viewer's queues, as `{"type", "queue", "job"}` (no args,
+//! events of the viewer's queues, as `{"type", "queue", "kind", "job"}` (no args,
 //! no error text). The page's script reloads it when something it shows
 //! changed (a job's page within 1 s, a list at most every 5 s; never while
 //! the operator is selecting rows or typing). A running job's page also
@@ -92,6 +92,7 @@ fn change(e: &Event, queue: &str) -> SseEvent {
         serde_json::json!({
             "type": e.event_type.as_str(),
             "queue": queue,
+            "kind": e.kind,
             "job": e.job_id,
         })
         .to_string(),

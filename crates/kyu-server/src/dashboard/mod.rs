@@ -23,11 +23,13 @@ mod batches;
 mod bulk;
 mod chart;
 mod counts;
+mod fires;
 mod job;
 mod jobs;
 mod jobs_query;
 mod layout;
 mod live;
+mod live_page;
 mod overview;
 mod queues;
 mod rates;
@@ -139,6 +141,7 @@ pub(crate) fn table() -> Vec<Page> {
         page(M::GET, "/jobs/bulk/{run}", operate, bulk::progress),
         page(M::GET, "/jobs/{id}", read, job::page),
         page(M::GET, "/schedules", read, schedules::page),
+        page(M::GET, "/live", read, live_page::page),
         page(M::GET, "/live/events", read, live::events),
         page(
             M::POST,

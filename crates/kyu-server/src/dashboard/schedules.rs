@@ -1,12 +1,14 @@
 //! Schedules: cron, zone, the next fire times in the schedule's zone (and
-//! UTC), the last fire with its job's state; enable, disable and trigger now
+//! UTC; the script adds the viewer's local time), the last fires with their
+//! jobs' states ([`super::fires`]); enable, disable and trigger now
 //! (`operate`). A schedule belongs to the queue of its job template: a
 //! viewer limited to queues sees only the schedules of its queues.
 
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
-use kyu::ScheduleRecord;
+use chrono::{DateTime, Utc};
+use kyu::{JobRecord, ScheduleRecord};
 use maud::{html, Markup};
 
 use super::layout;
@@ -31,12 +33,9 @@ pub(crate) async fn page(
         .into_iter()
         .filter(|s| viewer.caller.sees(&s.spec.job.queue))
     {
-        // One indexed read per schedule (their number is the operator's, not the jobs').
-        let last_state = match s.last_job_id {
-            Some(id) => dash.shared.kyu.store().get(id).await?.map(|j| j.state),
-            None => None,
-        };
-        rows.push((s, last_state));
+        // A few indexed reads per schedule (their number is the operator's, not the jobs').
+        let fires = super::fires::last_fires(&dash.shared.kyu, &s).await?;
+        rows.push((s, fires));
     }
     let operate = viewer.operates();
     let body = html! {
@@ -51,24 +50,18 @@ pub(crate) async fn page(
                     th scope="col" { "Job" }
                     th scope="col" { "Enabled" }
                     th scope="col" { "Next fires (schedule's zone; UTC)" }
-                    th scope="col" { "Last fire" }
+                    th scope="col" { "Last fires (schedule's zone)" }
                     @if operate { th scope="col" { "Action" } }
                 } }
                 tbody {
-                    @for (s, last_state) in &rows {
+                    @for (s, fires) in &rows {
                         tr {
                             th scope="row" { (s.spec.name) }
                             td { code { (s.spec.cron.as_str()) } br; span.hint { (s.spec.zone.name()) } }
                             td { (s.spec.job.kind) " → " (s.spec.job.queue) }
                             td { @if s.spec.enabled { "yes" } @else { span.state.paused { "disabled" } } }
                             td { (next_fires(s, now)) }
-                            td {
-                                (layout::time_or_dash(s.last_fire_at))
-                                @if let Some(id) = s.last_job_id {
-                                    br; a href=(format!("/jobs/{id}")) { "job " (id) }
-                                    @if let Some(st) = last_state { " " (layout::state(*st)) }
-                                }
-                            }
+                            td { (last_fires(s, fires)) }
                             @if operate {
                                 td.actions {
                                     @let base = format!("/schedules/{}", path_segment(&s.spec.name));
@@ -97,8 +90,28 @@ fn next_fires(s: &ScheduleRecord, now: chrono::DateTime<chrono::Utc>) -> Markup 
         ul.plain {
             @for t in s.spec.cron.fire_times(now, s.spec.zone).take(NEXT_FIRES) {
                 li {
-                    time datetime=(t.to_rfc3339()) { (t.with_timezone(&s.spec.zone).format("%Y-%m-%d %H:%M %Z")) }
+                    time datetime=(t.to_rfc3339()) data-local { (t.with_timezone(&s.spec.zone).format("%Y-%m-%d %H:%M %Z")) }
                     span.hint { " (" (t.format("%H:%M UTC")) ")" }
+                }
+            }
+        }
+    }
+}
+
+fn last_fires(s: &ScheduleRecord, fires: &[(DateTime<Utc>, Option<JobRecord>)]) -> Markup {
+    if fires.is_empty() {
+        return html! { "–" };
+    }
+    html! {
+        ul.plain.fires {
+            @for (t, job) in fires {
+                li {
+                    time datetime=(t.to_rfc3339()) { (t.with_timezone(&s.spec.zone).format("%Y-%m-%d %H:%M %Z")) }
+                    " "
+                    @match job {
+                        Some(j) => { a href=(format!("/jobs/{}", j.id)) { "job " (j.id) } " " (layout::state(j.state)) }
+                        None => { span.hint { "no job (skipped, or deleted)" } }
+                    }
                 }
             }
         }

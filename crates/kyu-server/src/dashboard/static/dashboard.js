@@ -6,6 +6,9 @@
 // 5 s), never while the operator is
 // selecting rows or typing, nor in the first 5 s of an action's notice.
 // A running job's page also appends its command output as it is written.
+// The Live page prepends new matching events instead of reloading: it
+// fetches its own rows after the newest shown (rendered and escaped by the
+// server) and moves them in. Times of schedules get the viewer's local time.
 (function () {
   "use strict";
   var loadedAt = Date.now();
@@ -36,8 +39,18 @@
         head.appendChild(all);
       }
     }
+    document.querySelectorAll("time[data-local]").forEach(function (t) {
+      var d = new Date(t.getAttribute("datetime"));
+      if (isNaN(d.getTime())) { return; }
+      var s = document.createElement("span");
+      s.className = "hint local";
+      s.textContent = " (your time: " + d.toLocaleString(undefined,
+        { year: "numeric", month: "2-digit", day: "2-digit", hour: "2-digit", minute: "2-digit", timeZoneName: "short" }) + ")";
+      t.parentNode.insertBefore(s, t.nextSibling);
+    });
     var live = document.getElementById("live");
     if (!live || !window.EventSource) { return; }
+    if (live.hasAttribute("data-events")) { liveEvents(live); return; }
     var job = live.getAttribute("data-job");
     var pending = null;
     var after = live.getAttribute("data-after") || "";
@@ -87,4 +100,62 @@
       }, delay);
     });
   });
+  // The Live page: one stream; a matching change fetches the rows after the
+  // newest shown (at most one fetch at a time, another after it if more came).
+  function liveEvents(live) {
+    var tbody = document.getElementById("events");
+    if (!tbody || !window.fetch || !window.DOMParser) { return; }
+    var want = {};
+    ["queue", "kind", "job", "type"].forEach(function (k) {
+      var v = live.getAttribute("data-filter-" + k);
+      if (v) { want[k] = v; }
+    });
+    var fetching = false;
+    var again = false;
+    function pull() {
+      if (fetching) { again = true; return; }
+      fetching = true;
+      var top = tbody.querySelector("tr[data-event]");
+      var url = new URL(window.location.href);
+      url.searchParams.delete("before");
+      url.searchParams.set("after", top ? top.getAttribute("data-event") : live.getAttribute("data-after"));
+      fetch(url.pathname + url.search, { credentials: "same-origin" })
+        .then(function (r) { return r.ok ? r.text() : ""; })
+        .then(function (text) {
+          var doc = new DOMParser().parseFromString(text, "text/html");
+          var rows = doc.querySelectorAll("#events tr[data-event]");
+          var first = tbody.firstChild;
+          for (var i = 0; i < rows.length; i++) {
+            var id = rows[i].getAttribute("data-event");
+            if (tbody.querySelector("tr[data-event=\"" + id + "\"]")) { continue; }
+            tbody.insertBefore(document.importNode(rows[i], true), first);
+          }
+          // Keep the page small: the oldest rows go (the "older" link has them).
+          var all = tbody.querySelectorAll("tr[data-event]");
+          for (var j = 500; j < all.length; j++) { all[j].remove(); }
+          if (rows.length) {
+            var empty = document.querySelector("p.empty");
+            if (empty) { empty.remove(); }
+          }
+        })
+        .catch(function () { /* the next change tries again */ })
+        .then(function () {
+          fetching = false;
+          if (again) { again = false; pull(); }
+        });
+    }
+    var source = new EventSource("/live/events?after=" + encodeURIComponent(live.getAttribute("data-after") || ""));
+    window.addEventListener("pagehide", function () { source.close(); });
+    source.addEventListener("change", function (msg) {
+      var e = {};
+      try { e = JSON.parse(msg.data); } catch (err) { /* fetch anyway */ }
+      if (e.type !== undefined) {
+        if (want.queue && e.queue !== want.queue) { return; }
+        if (want.kind && e.kind !== want.kind) { return; }
+        if (want.job && String(e.job) !== want.job) { return; }
+        if (want.type && e.type !== want.type) { return; }
+      }
+      pull();
+    });
+  }
 })();
