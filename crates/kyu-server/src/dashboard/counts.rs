@@ -96,8 +96,8 @@ struct Inner {
     snap: Option<(Instant, Arc<Snapshot>)>,
     /// Whether it must be read anew whatever its age.
     stale: bool,
-    /// Whether a background reading is under way.
-    refreshing: bool,
+    /// When the background reading under way started, if one is.
+    reading_since: Option<Instant>,
     /// The reading an action set aside ([`Counts::forget`]), shown if the
     /// new one is slow.
     previous: Option<Arc<Snapshot>>,
@@ -168,33 +168,37 @@ impl Counts {
         tokio::pin!(read);
         // Registered before the reading starts, so its end is not missed.
         read.as_mut().enable();
-        self.start_reading();
+        let since = self.start_reading();
         let wait = if previous.is_some() {
             AFTER_ACTION_WAIT
         } else {
             FIRST_WAIT
         };
-        let _ = tokio::time::timeout(wait, read).await;
+        // Counted from the reading's start: while a long first count goes
+        // on, later pages do not each wait again.
+        let _ = tokio::time::timeout(wait.saturating_sub(since.elapsed()), read).await;
         Ok(self
             .shown()
             .or(previous)
             .unwrap_or_else(|| Arc::new(Snapshot::counting(self.kyu.store().clock().now()))))
     }
 
-    /// Starts a background reading unless one is under way.
-    fn start_reading(&self) {
+    /// Starts a background reading unless one is under way; returns when
+    /// the reading under way started.
+    fn start_reading(&self) -> Instant {
         let mut inner = self.inner.lock().expect("not poisoned");
-        if inner.refreshing {
-            return;
+        if let Some(since) = inner.reading_since {
+            return since;
         }
-        inner.refreshing = true;
+        let since = Instant::now();
+        inner.reading_since = Some(since);
         let (cell, told) = (self.inner.clone(), self.read.clone());
         let reading = (self.reader)(self.kyu.clone());
         tokio::spawn(async move {
             let new = reading.await;
             {
                 let mut inner = cell.lock().expect("not poisoned");
-                inner.refreshing = false;
+                inner.reading_since = None;
                 match new {
                     Ok(s) => {
                         inner.snap = Some((Instant::now(), Arc::new(s)));
@@ -206,6 +210,7 @@ impl Counts {
             }
             told.notify_waiters();
         });
+        since
     }
 
     /// The reading to show now, if there is one; starts a background
@@ -218,7 +223,7 @@ impl Counts {
             (inner.stale || at.elapsed() >= fresh_for, snap)
         };
         if stale {
-            self.start_reading();
+            let _ = self.start_reading();
         }
         Some(snap)
     }
@@ -230,7 +235,7 @@ impl Counts {
     pub(crate) async fn forget(&self) {
         let mut inner = self.inner.lock().expect("not poisoned");
         let cheap = inner.snap.as_ref().map_or(true, |(_, s)| s.cost < CHEAP);
-        if cheap && !inner.refreshing {
+        if cheap && inner.reading_since.is_none() {
             inner.previous = inner.snap.take().map(|(_, s)| s);
         } else {
             inner.stale = true;
@@ -289,6 +294,14 @@ mod tests {
         );
         assert!(
             t.elapsed() < Duration::from_millis(600),
+            "{:?}",
+            t.elapsed()
+        );
+        // Later pages during the same long count do not wait again.
+        let t = Instant::now();
+        assert!(counts.get().await.unwrap().counting);
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
             "{:?}",
             t.elapsed()
         );
