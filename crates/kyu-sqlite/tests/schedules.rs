@@ -23,7 +23,8 @@ async fn version_1_database_is_migrated() {
     rusqlite::Connection::open(&path)
         .expect("open raw")
         .execute_batch(
-            "DROP INDEX jobs_rate_key; ALTER TABLE jobs DROP COLUMN rate_key; \
+            "DROP INDEX jobs_failed; DROP INDEX jobs_cancelled; \
+             DROP INDEX jobs_rate_key; ALTER TABLE jobs DROP COLUMN rate_key; \
              ALTER TABLE queues DROP COLUMN rate_key; \
              DROP TABLE schedules; DROP TABLE workers; DROP TABLE api_tokens; DROP TABLE secrets; \
              DROP TABLE events; DROP TABLE event_log; DROP TABLE queue_starts; \
@@ -87,7 +88,8 @@ async fn version_9_rated_queue_keeps_its_rate_after_migration() {
     rusqlite::Connection::open(&path)
         .expect("open raw")
         .execute_batch(
-            "DROP INDEX jobs_rate_key; DROP INDEX queue_starts_key; \
+            "DROP INDEX jobs_failed; DROP INDEX jobs_cancelled; \
+             DROP INDEX jobs_rate_key; DROP INDEX queue_starts_key; \
              ALTER TABLE jobs DROP COLUMN rate_key; ALTER TABLE queues DROP COLUMN rate_key; \
              ALTER TABLE queue_starts DROP COLUMN rate_key; PRAGMA user_version = 9;",
         )

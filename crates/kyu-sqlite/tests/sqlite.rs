@@ -190,8 +190,8 @@ async fn reopening_keeps_jobs_and_migrations_are_idempotent() {
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
     assert_eq!(
-        version, 10,
-        "migrations: 1 jobs, 2 schedules, 3 schedules declared by config, 4 claim by kind and workers, 5 API tokens, 6 events, 7 queue limits, 8 batches, 9 jobs claimed ahead and not started, 10 rate keys"
+        version, 11,
+        "migrations: 1 jobs, 2 schedules, 3 schedules declared by config, 4 claim by kind and workers, 5 API tokens, 6 events, 7 queue limits, 8 batches, 9 jobs claimed ahead and not started, 10 rate keys, 11 failed and cancelled jobs by id"
     );
     let mode: String = conn
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
