@@ -48,15 +48,7 @@ pub(crate) async fn report(
     JobIdPath(id): JobIdPath,
     JsonBody(req): JsonBody<JobProgressRequest>,
 ) -> Result<Json<FinishReply>, ApiError> {
-    if req.percent > 100 {
-        return Err(ApiError::invalid(
-            "percent",
-            format!(
-                "percent: {} is not accepted; accepted: 0 to 100",
-                req.percent
-            ),
-        ));
-    }
+    super::workers::check_percent(req.percent)?;
     let job = caller.visible_job(&shared.kyu, id).await?;
     // A job token reports for its own attempt only: should that attempt have
     // ended since the token was checked, the write below changes nothing.

@@ -996,6 +996,18 @@ pub(crate) async fn snooze(
     finish_one(&shared, &caller, &worker, write).await
 }
 
+/// A progress percent from a request: 0 to 100, else the one error both
+/// progress routes (a worker's and a job token's) give.
+pub(crate) fn check_percent(percent: u8) -> Result<(), ApiError> {
+    if percent > 100 {
+        return Err(ApiError::invalid(
+            "percent",
+            format!("percent: {percent} is not accepted; accepted: 0 to 100"),
+        ));
+    }
+    Ok(())
+}
+
 /// Records a running attempt's progress.
 #[utoipa::path(post, path = "/v1/workers/{worker}/jobs/{id}/progress", tag = "workers",
     params(("worker" = String, Path, description = "The worker id"), ("id" = i64, Path, description = "The job id")),
@@ -1011,15 +1023,7 @@ pub(crate) async fn progress(
     WorkerJobPath(worker, job): WorkerJobPath,
     JsonBody(req): JsonBody<ProgressRequest>,
 ) -> Result<Json<FinishReply>, ApiError> {
-    if req.percent > 100 {
-        return Err(ApiError::invalid(
-            "percent",
-            format!(
-                "percent: {} is not accepted; accepted: 0 to 100",
-                req.percent
-            ),
-        ));
-    }
+    check_percent(req.percent)?;
     let store = shared.kyu.store();
     let key = shared.workers.key(&shared).await?;
     if !verify(key, &worker, job, req.attempt, &req.lease_token) {

@@ -30,21 +30,7 @@ pub(crate) async fn page(
         .iter()
         .filter(|w| caller.sees(&w.queue))
         .collect();
-    // A worker is shown with the viewer's queues only, and only if it works one.
-    let workers: Vec<_> = snap
-        .workers
-        .iter()
-        .filter_map(|w| {
-            let qs: Vec<&str> = w
-                .info
-                .queues
-                .iter()
-                .filter(|q| caller.sees(q))
-                .map(|q| q.as_str())
-                .collect();
-            (!qs.is_empty()).then_some((w, qs))
-        })
-        .collect();
+    let workers = super::workers::seen_by(caller, &snap.workers);
     let total = |s: JobState| queues.iter().map(|q| q.count(s)).sum::<u64>();
     let charts = dash.rates.charts(|q| caller.sees(q)).await;
     let body = html! {

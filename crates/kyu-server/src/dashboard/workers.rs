@@ -55,19 +55,7 @@ pub(crate) async fn page(
             .or_default()
             .push(j);
     }
-    let workers: Vec<_> = live
-        .iter()
-        .filter_map(|w| {
-            let qs: Vec<&str> = w
-                .info
-                .queues
-                .iter()
-                .filter(|q| caller.sees(q))
-                .map(|q| q.as_str())
-                .collect();
-            (!qs.is_empty()).then_some((w, qs))
-        })
-        .collect();
+    let workers = seen_by(caller, &live);
     // Jobs still running under a worker that is no longer alive: their
     // leases run out and the reaper rescues them.
     let orphans: Vec<(&String, &Vec<&JobRecord>)> = held
@@ -159,4 +147,25 @@ fn held_list(jobs: &[&JobRecord]) -> Markup {
             }
         }
     }
+}
+
+/// The workers `caller` may see, each with the viewer's queues only: a
+/// worker that works none of them is left out (overview and Workers page).
+pub(crate) fn seen_by<'w>(
+    caller: &crate::api::auth::Caller,
+    workers: &'w [kyu::LiveWorker],
+) -> Vec<(&'w kyu::LiveWorker, Vec<&'w str>)> {
+    workers
+        .iter()
+        .filter_map(|w| {
+            let qs: Vec<&str> = w
+                .info
+                .queues
+                .iter()
+                .filter(|q| caller.sees(q))
+                .map(|q| q.as_str())
+                .collect();
+            (!qs.is_empty()).then_some((w, qs))
+        })
+        .collect()
 }
