@@ -129,6 +129,9 @@ pub(crate) async fn page(
     let body = html! {
         h1 { "Jobs" }
         (super::live::marker(None, after))
+        @if snap.counting {
+            p.hint role="status" { "Counting the jobs in the store for the first time: the tab counts follow on the next reload." }
+        }
         nav.tabs aria-label="States" {
             @if state.is_none() {
                 a href=(q.link(None, None)) aria-current="page" { "all" }
