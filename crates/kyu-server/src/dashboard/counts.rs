@@ -1,5 +1,5 @@
 //! The counts every page shows (jobs by queue and state, paused queues,
-//! live workers, runnable jobs no worker claims, the queues' limits), read from the store once
+//! live workers, runnable jobs no worker claims), read from the store once
 //! for every viewer and tab, never once per page view.
 //!
 //! A reading is fresh for [`TTL`], or for [`COST_FACTOR`] times as long as it
@@ -16,7 +16,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kyu::{Kyu, LiveWorker, QueueLimitStatus, QueueStats, WaitingKind};
+use kyu::{Kyu, LiveWorker, QueueStats, WaitingKind};
 
 /// How long one reading is shown to every viewer at least.
 pub const TTL: Duration = Duration::from_secs(2);
@@ -25,7 +25,7 @@ pub const TTL: Duration = Duration::from_secs(2);
 pub const COST_FACTOR: u32 = 5;
 
 /// Below this cost an action's change is waited for (the next page reads anew).
-const CHEAP: Duration = Duration::from_millis(250);
+const CHEAP: Duration = Duration::from_secs(1);
 
 /// The longest a page waits for a reading when there is none yet.
 pub const FIRST_WAIT: Duration = Duration::from_millis(250);
@@ -33,7 +33,7 @@ pub const FIRST_WAIT: Duration = Duration::from_millis(250);
 /// The longest a page waits for the reading after an action, before it
 /// shows the one from before the action. Only cheap counts are waited for
 /// after an action ([`Counts::forget`]), so this is a backstop: a loaded
-/// machine took over a second, and the page then showed the old limits.
+/// machine took over a second.
 const AFTER_ACTION_WAIT: Duration = Duration::from_secs(30);
 
 /// One reading of the store's counts.
@@ -45,8 +45,6 @@ pub(crate) struct Snapshot {
     pub(crate) workers: Vec<LiveWorker>,
     /// Runnable jobs no live worker claims, by queue and kind.
     pub(crate) unhandled: Vec<WaitingKind>,
-    /// The limited queues' limits and their use (jobs running, rate window).
-    pub(crate) limits: Vec<QueueLimitStatus>,
     /// When it was read.
     pub(crate) at: chrono::DateTime<chrono::Utc>,
     /// How long it took to read.
@@ -63,7 +61,6 @@ impl Snapshot {
             queues: Vec::new(),
             workers: Vec::new(),
             unhandled: Vec::new(),
-            limits: Vec::new(),
             at,
             cost: Duration::ZERO,
             counting: true,
@@ -94,15 +91,22 @@ pub(crate) fn reload_while_counting(snap: &Snapshot, resp: &mut axum::response::
 
 #[derive(Default)]
 struct Inner {
-    /// The last reading and when it was read (None: read before showing).
-    snap: Option<(Instant, Arc<Snapshot>)>,
+    /// The last reading, when it was read, and the [`Inner::generation`]
+    /// it started in (None: read before showing).
+    snap: Option<(Instant, Arc<Snapshot>, u64)>,
+    /// Bumped by every action ([`Counts::forget`]): a reading that started
+    /// in an older generation may not show the action's change.
+    generation: u64,
     /// Whether it must be read anew whatever its age.
     stale: bool,
-    /// When the background reading under way started, if one is.
-    reading_since: Option<Instant>,
+    /// When the background reading under way started, and in which
+    /// generation, if one is under way.
+    reading: Option<(Instant, u64)>,
     /// The reading an action set aside ([`Counts::forget`]), shown if the
     /// new one is slow.
     previous: Option<Arc<Snapshot>>,
+    /// Whether the last reading failed (a page then stops waiting).
+    failed: bool,
 }
 
 /// How a reading is made: [`read`], or a stand-in in tests.
@@ -122,17 +126,12 @@ pub(crate) struct Counts {
 
 async fn read(kyu: &Kyu) -> Result<Snapshot, kyu::Error> {
     let started = Instant::now();
-    let (queues, workers, unhandled, limits) = tokio::try_join!(
-        kyu.queues(),
-        kyu.workers(),
-        kyu.unhandled(),
-        kyu.queue_limits()
-    )?;
+    let (queues, workers, unhandled) =
+        tokio::try_join!(kyu.queues(), kyu.workers(), kyu.unhandled())?;
     Ok(Snapshot {
         queues,
         workers,
         unhandled,
-        limits,
         at: kyu.store().clock().now(),
         cost: started.elapsed(),
         counting: false,
@@ -160,52 +159,71 @@ impl Counts {
 
     /// The counts: the last reading (a background reading starts when it is
     /// stale), or, when there is none, a new one if it comes within
-    /// [`FIRST_WAIT`], else a [`Snapshot::counting`] stand-in.
+    /// [`FIRST_WAIT`] (after an action, [`AFTER_ACTION_WAIT`]), else the
+    /// reading from before the action or a [`Snapshot::counting`] stand-in.
     pub(crate) async fn get(&self) -> Result<Arc<Snapshot>, kyu::Error> {
-        if let Some(snap) = self.shown() {
-            return Ok(snap);
+        let asked = Instant::now();
+        loop {
+            if let Some(snap) = self.shown() {
+                return Ok(snap);
+            }
+            let previous = self.inner.lock().expect("not poisoned").previous.clone();
+            let read = self.read.notified();
+            tokio::pin!(read);
+            // Registered before the reading starts, so its end is not missed.
+            read.as_mut().enable();
+            let since = self.start_reading();
+            // The first wait is counted from the reading's start: while a
+            // long first count goes on, later pages do not each wait again.
+            let left = match &previous {
+                Some(_) => AFTER_ACTION_WAIT.saturating_sub(asked.elapsed()),
+                None => FIRST_WAIT.saturating_sub(since.elapsed()),
+            };
+            let failed = tokio::time::timeout(left, read).await.is_err()
+                || self.inner.lock().expect("not poisoned").failed;
+            if failed {
+                return Ok(self.shown().or(previous).unwrap_or_else(|| {
+                    Arc::new(Snapshot::counting(self.kyu.store().clock().now()))
+                }));
+            }
+            // A reading is in: shown if it started after the last action,
+            // else another one is started.
         }
-        let previous = self.inner.lock().expect("not poisoned").previous.clone();
-        let read = self.read.notified();
-        tokio::pin!(read);
-        // Registered before the reading starts, so its end is not missed.
-        read.as_mut().enable();
-        let since = self.start_reading();
-        let wait = if previous.is_some() {
-            AFTER_ACTION_WAIT
-        } else {
-            FIRST_WAIT
-        };
-        // Counted from the reading's start: while a long first count goes
-        // on, later pages do not each wait again.
-        let _ = tokio::time::timeout(wait.saturating_sub(since.elapsed()), read).await;
-        Ok(self
-            .shown()
-            .or(previous)
-            .unwrap_or_else(|| Arc::new(Snapshot::counting(self.kyu.store().clock().now()))))
     }
 
     /// Starts a background reading unless one is under way; returns when
     /// the reading under way started.
     fn start_reading(&self) -> Instant {
         let mut inner = self.inner.lock().expect("not poisoned");
-        if let Some(since) = inner.reading_since {
+        if let Some((since, _)) = inner.reading {
             return since;
         }
         let since = Instant::now();
-        inner.reading_since = Some(since);
+        let generation = inner.generation;
+        inner.reading = Some((since, generation));
         let (cell, told) = (self.inner.clone(), self.read.clone());
         let reading = (self.reader)(self.kyu.clone());
         tokio::spawn(async move {
             let new = reading.await;
             {
                 let mut inner = cell.lock().expect("not poisoned");
-                inner.reading_since = None;
+                inner.reading = None;
+                inner.failed = new.is_err();
                 match new {
                     Ok(s) => {
-                        inner.snap = Some((Instant::now(), Arc::new(s)));
-                        inner.stale = false;
-                        inner.previous = None;
+                        let s = Arc::new(s);
+                        if generation == inner.generation {
+                            inner.snap = Some((Instant::now(), s, generation));
+                            inner.stale = false;
+                            inner.previous = None;
+                        } else if inner.previous.is_some() {
+                            // Read before the action: not shown while a
+                            // page waits for the action's change.
+                            inner.previous = Some(s);
+                        } else {
+                            inner.snap = Some((Instant::now(), s, generation));
+                            inner.stale = true;
+                        }
                     }
                     Err(e) => tracing::warn!(error = %e, "dashboard: could not read the counts"),
                 }
@@ -220,7 +238,7 @@ impl Counts {
     fn shown(&self) -> Option<Arc<Snapshot>> {
         let (stale, snap) = {
             let inner = self.inner.lock().expect("not poisoned");
-            let (at, snap) = inner.snap.clone()?;
+            let (at, snap, _) = inner.snap.clone()?;
             let fresh_for = TTL.max(snap.cost * COST_FACTOR);
             (inner.stale || at.elapsed() >= fresh_for, snap)
         };
@@ -231,14 +249,17 @@ impl Counts {
     }
 
     /// After an action that changed counts: when counting is cheap the next
-    /// page reads anew (and shows the change; the reading from before is
-    /// shown only if the new one takes over [`AFTER_ACTION_WAIT`]); else the
-    /// reading is marked stale and read again in the background.
+    /// page waits for a reading that started after the action (the reading
+    /// from before is shown only if that takes over [`AFTER_ACTION_WAIT`]);
+    /// else the reading is marked stale and read again in the background.
     pub(crate) async fn forget(&self) {
         let mut inner = self.inner.lock().expect("not poisoned");
-        let cheap = inner.snap.as_ref().map_or(true, |(_, s)| s.cost < CHEAP);
-        if cheap && inner.reading_since.is_none() {
-            inner.previous = inner.snap.take().map(|(_, s)| s);
+        inner.generation += 1;
+        let cheap = inner.snap.as_ref().map_or(true, |(_, s, _)| s.cost < CHEAP);
+        if cheap {
+            if let Some((_, s, _)) = inner.snap.take() {
+                inner.previous = Some(s);
+            }
         } else {
             inner.stale = true;
         }
@@ -253,24 +274,20 @@ mod tests {
     /// reads from `n` (bumped by the test to tell readings apart).
     fn slow_reader(took: Duration, n: Arc<std::sync::atomic::AtomicU64>) -> Reader {
         Arc::new(move |kyu: Kyu| {
-            let n = n.clone();
+            // Read when the reading starts, as a store would.
+            let n = n.load(std::sync::atomic::Ordering::SeqCst);
             Box::pin(async move {
                 tokio::time::sleep(took).await;
                 let q = QueueStats {
                     queue: "q".into(),
                     paused: false,
-                    counts: [(
-                        kyu::JobState::Available,
-                        n.load(std::sync::atomic::Ordering::SeqCst),
-                    )]
-                    .into(),
+                    counts: [(kyu::JobState::Available, n)].into(),
                     oldest_runnable_at: None,
                 };
                 Ok(Snapshot {
                     queues: vec![q],
                     workers: Vec::new(),
                     unhandled: Vec::new(),
-                    limits: Vec::new(),
                     at: kyu.store().clock().now(),
                     cost: took,
                     counting: false,
@@ -287,7 +304,7 @@ mod tests {
     async fn a_slow_first_count_is_not_waited_for_and_a_slow_recount_keeps_the_old_counts() {
         let kyu = Kyu::connect("sqlite::memory:").await.unwrap();
         let n = Arc::new(std::sync::atomic::AtomicU64::new(1));
-        let counts = Counts::with_reader(kyu, slow_reader(Duration::from_millis(700), n.clone()));
+        let counts = Counts::with_reader(kyu, slow_reader(Duration::from_millis(1200), n.clone()));
         let t = Instant::now();
         let first = counts.get().await.unwrap();
         assert!(
@@ -308,7 +325,7 @@ mod tests {
             t.elapsed()
         );
         // Pages asking meanwhile do not start another reading; once in, it is shown.
-        tokio::time::sleep(Duration::from_millis(800)).await;
+        tokio::time::sleep(Duration::from_millis(1400)).await;
         let second = counts.get().await.unwrap();
         assert!(!second.counting);
         assert_eq!(available(&second), 1);
@@ -330,6 +347,24 @@ mod tests {
             available(&counts.get().await.unwrap()),
             2,
             "the action's change is shown"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reading_under_way_during_an_action_is_not_shown_as_its_result() {
+        let kyu = Kyu::connect("sqlite::memory:").await.unwrap();
+        let n = Arc::new(std::sync::atomic::AtomicU64::new(1));
+        let counts = Counts::with_reader(kyu, slow_reader(Duration::from_millis(50), n.clone()));
+        assert_eq!(available(&counts.get().await.unwrap()), 1);
+        // A reading starts (a page found the counts old), then an action
+        // changes the store before that reading is in.
+        counts.start_reading();
+        n.store(2, std::sync::atomic::Ordering::SeqCst);
+        counts.forget().await;
+        assert_eq!(
+            available(&counts.get().await.unwrap()),
+            2,
+            "the page waits for a reading that started after the action"
         );
     }
 }

@@ -29,7 +29,15 @@ pub(crate) async fn page(
         .filter(|q| viewer.caller.sees(&q.queue))
         .collect();
     let operate = viewer.operates();
-    let limits_of = |queue: &str| snap.limits.iter().find(|l| l.queue == queue);
+    // Read on every view, not from the shared counts: a handful of rows,
+    // one per limited queue, and a page after "Set" must show the new limit
+    // even when the counts from before the action are still shown.
+    let limits = if snap.counting {
+        Vec::new()
+    } else {
+        dash.shared.kyu.queue_limits().await?
+    };
+    let limits_of = |queue: &str| limits.iter().find(|l| l.queue == queue);
     let body = html! {
         h1 { "Queues" }
         (super::live::marker(None, after))
