@@ -62,10 +62,10 @@ pub use schedule::{
     ScheduleRecord, ScheduleSpec, SkipReason,
 };
 pub use store::{
-    ArgMatch, AttemptLogs, CancelResult, Claim, ClaimedJob, DeleteResult, EventLog, Finish,
-    FinishOutcome, FinishResult, HeartbeatReply, JobFilter, JobPage, KeyHeld, LeaseRef, LogStore,
-    QueueStats, Reaped, RetriedFailed, RetryResult, RunNowResult, ScheduleStore, Searched, Store,
-    WorkerRegistry, ARG_SEARCH_WINDOW,
+    count_args_refused, ArgMatch, AttemptLogs, CancelResult, Claim, ClaimedJob, DeleteResult,
+    EventLog, Finish, FinishOutcome, FinishResult, HeartbeatReply, JobCount, JobFilter, JobPage,
+    KeyHeld, LeaseRef, LogStore, QueueStats, Reaped, RetriedFailed, RetryResult, RunNowResult,
+    ScheduleStore, Searched, Store, WorkerRegistry, ARG_SEARCH_WINDOW,
 };
 pub use tokens::{NewToken, QueuePattern, Scope, TokenRecord, TokenStore};
 pub use workers::{LiveWorker, WaitingKind, WorkerInfo};

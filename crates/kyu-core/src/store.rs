@@ -510,6 +510,43 @@ impl JobPage {
     }
 }
 
+/// What [`Store::count_jobs`] found: how many jobs match, up to its cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobCount {
+    /// The jobs that match, at most the cap.
+    pub n: u64,
+    /// True when more jobs than the cap match (`n` is then the cap).
+    pub more: bool,
+}
+
+impl JobCount {
+    /// The count of a backend that read up to `cap` + 1 matching jobs and
+    /// found `found`: the cap and `more` past it.
+    pub fn capped(found: u64, cap: u64) -> JobCount {
+        JobCount {
+            n: found.min(cap),
+            more: found > cap,
+        }
+    }
+
+    /// The `LIMIT` a backend reads up to: `cap` + 1 (one past the cap tells
+    /// whether there are more), within SQL's signed 64-bit range.
+    pub fn sql_limit(cap: u64) -> i64 {
+        i64::try_from(cap.saturating_add(1)).unwrap_or(i64::MAX)
+    }
+}
+
+/// The refusal of [`Store::count_jobs`] for a filter with a search inside
+/// args (the same words on every backend).
+pub fn count_args_refused() -> crate::InvalidInput {
+    crate::InvalidInput::new(
+        "args",
+        "a count does not search inside args (no index serves the search, so a \
+         count could read every job); accepted: a filter without args, or pages \
+         of Store::list, which search a bounded window each",
+    )
+}
+
 /// The ids a search inside args read for one page: every job from
 /// `newest` down to `oldest` (both included) was searched.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -747,6 +784,17 @@ pub trait Store:
 
     /// A page of jobs matching `filter`, newest first.
     async fn list(&self, filter: &JobFilter) -> Result<JobPage, StoreError>;
+
+    /// How many jobs match `filter`, counting at most `cap`: the same jobs
+    /// [`list`](Store::list) pages through for it (states, queue, kind, tag,
+    /// created range, and the snapshot bound [`JobFilter::changed_by`] with
+    /// [`JobFilter::before`]; `limit` and `search_window` play no part), so
+    /// a dry run counts what the action will select. It reads at most
+    /// `cap` + 1 matching jobs and decodes none, so its cost is bounded
+    /// by the cap (`u64::MAX` for an exact count). A filter with a search
+    /// inside args is refused ([`count_args_refused`]): no index serves it,
+    /// and `list`'s windows bound its cost instead.
+    async fn count_jobs(&self, filter: &JobFilter, cap: u64) -> Result<JobCount, StoreError>;
 
     /// Every queue that has jobs or a paused flag, by name.
     async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError>;

@@ -79,9 +79,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kyu_core::{
     job::check_name, CancelResult, Claim, ClaimedJob, Clock, DeleteResult, Enqueued, Finish,
-    FinishResult, HeartbeatReply, JobFilter, JobId, JobPage, JobRecord, JobState, LeaseRef, Limits,
-    NewJob, Progress, QueueStats, Reaped, RetriedFailed, RetryResult, RunNowResult, Store,
-    StoreError, SystemClock,
+    FinishResult, HeartbeatReply, JobCount, JobFilter, JobId, JobPage, JobRecord, JobState,
+    LeaseRef, Limits, NewJob, Progress, QueueStats, Reaped, RetriedFailed, RetryResult,
+    RunNowResult, Store, StoreError, SystemClock,
 };
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Connection, PgConnection, PgPool};
@@ -667,6 +667,11 @@ impl Store for PgStore {
 
     async fn list(&self, filter: &JobFilter) -> Result<JobPage, StoreError> {
         self.limit(async { query::list(&self.inner.pool, self.s(), filter).await })
+            .await
+    }
+
+    async fn count_jobs(&self, filter: &JobFilter, cap: u64) -> Result<JobCount, StoreError> {
+        self.limit(async { query::count(&self.inner.pool, self.s(), filter, cap).await })
             .await
     }
 

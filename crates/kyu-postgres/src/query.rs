@@ -3,8 +3,11 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use kyu_core::{JobFilter, JobId, JobPage, JobRecord, QueueStats, Searched, StoreError};
-use sqlx::PgPool;
+use kyu_core::{
+    count_args_refused, JobCount, JobFilter, JobId, JobPage, JobRecord, QueueStats, Searched,
+    StoreError,
+};
+use sqlx::{PgPool, Row};
 
 use crate::row::{db, job_from_row, parse_state, JOB_COLUMNS};
 
@@ -74,55 +77,15 @@ pub(crate) async fn list(
         Some(_) => " AND id >= $11 AND id < $12",
         None => "",
     };
-    let states: Option<Vec<&str>> =
-        (!filter.states.is_empty()).then(|| filter.states.iter().map(|s| s.as_str()).collect());
-    // Running jobs are few (each holds a worker's slot) and every one has a
-    // lease: saying so lets the planner read them through jobs_lease instead
-    // of scanning every job (no index is on state alone), which at a
-    // million jobs and none running read the whole table.
-    let running = if filter.states == [kyu_core::JobState::Running] {
-        "AND lease_expires_at IS NOT NULL "
-    } else {
-        ""
-    };
     let sql = format!(
-        "SELECT {JOB_COLUMNS} FROM {schema}.jobs \
-         WHERE ($1::text[] IS NULL OR state = ANY($1)) {running}\
-           AND ($2::text IS NULL OR queue = $2) \
-           AND ($3::text IS NULL OR kind = $3) \
-           AND ($4::text IS NULL OR $4 = ANY(tags)) \
-           AND ($5::bigint IS NULL OR id < $5) \
-           AND ($7::timestamptz IS NULL OR created_at >= $7) \
-           AND ($8::timestamptz IS NULL OR created_at < $8) \
-           AND ($9::text IS NULL OR NOT EXISTS (\
-             SELECT 1 FROM jsonb_array_elements($9::text::jsonb) m \
-             WHERE (args::jsonb #> ARRAY(SELECT jsonb_array_elements_text(m->'p'))) \
-               IS DISTINCT FROM m->'v')) \
-           AND ($10::timestamptz IS NULL OR (COALESCE(finished_at, attempted_at, created_at) <= $10 \
-             AND (state <> 'available' OR run_at <= $10))){range} \
-         ORDER BY id DESC LIMIT $6"
+        "SELECT {JOB_COLUMNS} FROM {schema}.jobs WHERE {}{range} ORDER BY id DESC LIMIT $6",
+        conditions(filter)
     );
-    let args = (!filter.args.is_empty()).then(|| {
-        serde_json::Value::Array(
-            filter
-                .args
-                .iter()
-                .map(|m| serde_json::json!({"p": m.path, "v": m.value}))
-                .collect(),
-        )
-        .to_string()
-    });
-    let mut query = sqlx::query(&sql)
-        .bind(states)
-        .bind(filter.queue.as_deref())
-        .bind(filter.kind.as_deref())
-        .bind(filter.tag.as_deref())
-        .bind(filter.before)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1)
-        .bind(filter.created_after)
-        .bind(filter.created_before)
-        .bind(args)
-        .bind(filter.changed_by);
+    let mut query = bind_filter(
+        &sql,
+        filter,
+        i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1,
+    );
     if window.is_some() {
         query = query
             .bind(window.flatten().map_or(i64::MIN, |w| w.oldest))
@@ -134,6 +97,94 @@ pub(crate) async fn list(
         .map(job_from_row)
         .collect::<Result<Vec<_>, _>>()?;
     Ok(JobPage::of_rows(jobs, limit, window.flatten()))
+}
+
+/// How many jobs match `filter`, up to `cap`: the page's conditions in a
+/// subquery that stops at `cap` + 1 rows and selects no column, so no job
+/// is decoded and the scan ends at the cap.
+pub(crate) async fn count(
+    pool: &PgPool,
+    schema: &str,
+    filter: &JobFilter,
+    cap: u64,
+) -> Result<JobCount, StoreError> {
+    if !filter.args.is_empty() {
+        return Err(count_args_refused().into());
+    }
+    let sql = format!(
+        "SELECT count(*) FROM (SELECT 1 FROM {schema}.jobs WHERE {} LIMIT $6) c",
+        conditions(filter)
+    );
+    let found: i64 = bind_filter(&sql, filter, JobCount::sql_limit(cap))
+        .fetch_one(pool)
+        .await
+        .map_err(db)?
+        .try_get(0)
+        .map_err(db)?;
+    Ok(JobCount::capped(u64::try_from(found).unwrap_or(0), cap))
+}
+
+/// The conditions of `filter` after a WHERE, one text for pages and
+/// counts so both select the same jobs. Every filter is a parameter that
+/// may be NULL ($1 to $10, bound by [`bind_filter`]; $6 is the caller's
+/// LIMIT), so the text is the same for every filter but the one below.
+fn conditions(filter: &JobFilter) -> String {
+    // Running jobs are few (each holds a worker's slot) and every one has a
+    // lease: saying so lets the planner read them through jobs_lease instead
+    // of scanning every job (no index is on state alone), which at a
+    // million jobs and none running read the whole table.
+    let running = if filter.states == [kyu_core::JobState::Running] {
+        "AND lease_expires_at IS NOT NULL "
+    } else {
+        ""
+    };
+    format!(
+        "($1::text[] IS NULL OR state = ANY($1)) {running}\
+           AND ($2::text IS NULL OR queue = $2) \
+           AND ($3::text IS NULL OR kind = $3) \
+           AND ($4::text IS NULL OR $4 = ANY(tags)) \
+           AND ($5::bigint IS NULL OR id < $5) \
+           AND ($7::timestamptz IS NULL OR created_at >= $7) \
+           AND ($8::timestamptz IS NULL OR created_at < $8) \
+           AND ($9::text IS NULL OR NOT EXISTS (\
+             SELECT 1 FROM jsonb_array_elements($9::text::jsonb) m \
+             WHERE (args::jsonb #> ARRAY(SELECT jsonb_array_elements_text(m->'p'))) \
+               IS DISTINCT FROM m->'v')) \
+           AND ($10::timestamptz IS NULL OR (COALESCE(finished_at, attempted_at, created_at) <= $10 \
+             AND (state <> 'available' OR run_at <= $10)))"
+    )
+}
+
+/// `sql` (with [`conditions`]) with `filter`'s parameters bound, and
+/// `limit` as $6.
+fn bind_filter<'q>(
+    sql: &'q str,
+    filter: &'q JobFilter,
+    limit: i64,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    let states: Option<Vec<&str>> =
+        (!filter.states.is_empty()).then(|| filter.states.iter().map(|s| s.as_str()).collect());
+    let args = (!filter.args.is_empty()).then(|| {
+        serde_json::Value::Array(
+            filter
+                .args
+                .iter()
+                .map(|m| serde_json::json!({"p": m.path, "v": m.value}))
+                .collect(),
+        )
+        .to_string()
+    });
+    sqlx::query(sql)
+        .bind(states)
+        .bind(filter.queue.as_deref())
+        .bind(filter.kind.as_deref())
+        .bind(filter.tag.as_deref())
+        .bind(filter.before)
+        .bind(limit)
+        .bind(filter.created_after)
+        .bind(filter.created_before)
+        .bind(args)
+        .bind(filter.changed_by)
 }
 
 /// The window of `filter`'s search inside args, read from the primary key

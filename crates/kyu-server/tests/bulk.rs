@@ -252,6 +252,27 @@ async fn a_tenant_bulk_action_by_filter_touches_and_counts_only_its_queues() {
         )
         .await;
     assert_eq!(dry["matched"], 1, "counts only its own: {dry}");
+    // Naming one of its queues, or as a token that sees every queue, the dry
+    // run is the store's one count: the same jobs.
+    let (_, dry) = t
+        .call(
+            Method::POST,
+            "/v1/jobs/bulk",
+            &tenant,
+            Some(json!({"action": "delete", "filter": {"state": "failed", "queue": "tenant-a.mail"}, "dry_run": true})),
+        )
+        .await;
+    assert_eq!(dry["matched"], 1, "its queue: {dry}");
+    let admin = t.token("admin", &[Scope::Admin], &[]).await;
+    let (_, dry) = t
+        .call(
+            Method::POST,
+            "/v1/jobs/bulk",
+            &admin,
+            Some(json!({"action": "delete", "filter": {"state": "failed"}, "dry_run": true})),
+        )
+        .await;
+    assert_eq!(dry["matched"], 2, "every queue: {dry}");
     let (_, r) = t
         .call(
             Method::POST,

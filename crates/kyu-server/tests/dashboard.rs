@@ -1233,12 +1233,13 @@ async fn bulk_all_matching_counts_confirms_and_spares_jobs_that_came_after() {
 async fn bulk_dry_run_count_is_bounded() {
     let t = T::new().await;
     let n = 10_001;
+    let mut last = 0;
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         let jobs: Vec<kyu::NewJob> = chunk
             .iter()
             .map(|i| kyu::NewJob::new("k", json!({ "i": i })))
             .collect();
-        t.kyu.enqueue_many(jobs).await.unwrap();
+        last = t.kyu.enqueue_many(jobs).await.unwrap().last().unwrap().id;
     }
     let admin = t.token("admin", &[Scope::Admin], &[]).await;
     let c = t.login(&admin).await;
@@ -1246,6 +1247,17 @@ async fn bulk_dry_run_count_is_bounded() {
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert!(
         a.body.contains("<strong class=\"count\">10,000+</strong>"),
+        "{}",
+        a.body
+    );
+    // Exactly the cap: no "+".
+    t.kyu.cancel(&[last]).await.unwrap();
+    let a = t
+        .get("/jobs/bulk?action=delete&kind=k&state=available", Some(&c))
+        .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(
+        a.body.contains("<strong class=\"count\">10,000</strong>"),
         "{}",
         a.body
     );

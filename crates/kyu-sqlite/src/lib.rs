@@ -78,9 +78,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kyu_core::{
     job::check_name, CancelResult, Claim, ClaimedJob, Clock, DeleteResult, Enqueued, Finish,
-    FinishResult, HeartbeatReply, JobFilter, JobId, JobPage, JobRecord, LeaseRef, Limits, NewJob,
-    Progress, QueueStats, Reaped, RetriedFailed, RetryResult, RunNowResult, Store, StoreError,
-    SystemClock,
+    FinishResult, HeartbeatReply, JobCount, JobFilter, JobId, JobPage, JobRecord, LeaseRef, Limits,
+    NewJob, Progress, QueueStats, Reaped, RetriedFailed, RetryResult, RunNowResult, Store,
+    StoreError, SystemClock,
 };
 use rusqlite::{Connection, OpenFlags};
 
@@ -665,6 +665,11 @@ impl Store for SqliteStore {
     async fn list(&self, filter: &JobFilter) -> Result<JobPage, StoreError> {
         let filter = filter.clone();
         self.read(move |c| query::list(c, &filter)).await
+    }
+
+    async fn count_jobs(&self, filter: &JobFilter, cap: u64) -> Result<JobCount, StoreError> {
+        let filter = filter.clone();
+        self.read(move |c| query::count(c, &filter, cap)).await
     }
 
     async fn queue_stats(&self) -> Result<Vec<QueueStats>, StoreError> {

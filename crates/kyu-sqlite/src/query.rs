@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use kyu_core::{JobFilter, JobId, JobPage, JobRecord, QueueStats, Searched, StoreError};
+use kyu_core::{
+    count_args_refused, JobCount, JobFilter, JobId, JobPage, JobRecord, QueueStats, Searched,
+    StoreError,
+};
 use rusqlite::types::Value;
 use rusqlite::{params_from_iter, Connection, OptionalExtension};
 
@@ -56,7 +59,68 @@ pub(crate) fn list(conn: &Connection, filter: &JobFilter) -> Result<JobPage, Sto
         // read, where an index on another filter (e.g. the queue's) could
         // lead the planner through far more rows than the window holds.
         "jobs NOT INDEXED"
-    } else if filter.states == [kyu_core::JobState::Running] {
+    } else {
+        source(filter)
+    };
+    let mut sql = format!("SELECT {JOB_COLUMNS} FROM {from} WHERE 1 = 1");
+    let mut values: Vec<Value> = Vec::new();
+    push_filter(filter, &mut sql, &mut values);
+    if let Some(w) = window.flatten() {
+        bind(
+            &mut sql,
+            &mut values,
+            " AND id >= ?",
+            Value::Integer(w.oldest),
+        );
+    }
+    bind(
+        &mut sql,
+        &mut values,
+        " ORDER BY id DESC LIMIT ?",
+        Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1),
+    );
+    let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
+    let jobs: Vec<JobRecord> = stmt
+        .query_map(params_from_iter(values), job_from_row)
+        .and_then(|rows| rows.collect())
+        .map_err(db)?;
+    Ok(JobPage::of_rows(jobs, limit, window.flatten()))
+}
+
+/// How many jobs match `filter`, up to `cap`: the page's conditions in a
+/// subquery that stops at `cap` + 1 rows and selects no column, so SQLite
+/// reads what the conditions need (an index, and a row only for the
+/// snapshot bound's times) and decodes no job.
+pub(crate) fn count(
+    conn: &Connection,
+    filter: &JobFilter,
+    cap: u64,
+) -> Result<JobCount, StoreError> {
+    if !filter.args.is_empty() {
+        return Err(count_args_refused().into());
+    }
+    let mut sql = format!(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM {} WHERE 1 = 1",
+        source(filter)
+    );
+    let mut values: Vec<Value> = Vec::new();
+    push_filter(filter, &mut sql, &mut values);
+    bind(
+        &mut sql,
+        &mut values,
+        " LIMIT ?)",
+        Value::Integer(JobCount::sql_limit(cap)),
+    );
+    let found: i64 = conn
+        .prepare_cached(&sql)
+        .and_then(|mut s| s.query_row(params_from_iter(values), |r| r.get(0)))
+        .map_err(db)?;
+    Ok(JobCount::capped(u64::try_from(found).unwrap_or(0), cap))
+}
+
+/// The table a filter's read goes through (without a search inside args).
+fn source(filter: &JobFilter) -> &'static str {
+    if filter.states == [kyu_core::JobState::Running] {
         // Running jobs are few (each holds a worker's slot): read them
         // through their partial index and sort them. Left to itself, SQLite
         // walks every row in id order for `state = 'running' ORDER BY id
@@ -65,15 +129,20 @@ pub(crate) fn list(conn: &Connection, filter: &JobFilter) -> Result<JobPage, Sto
         "jobs INDEXED BY jobs_lease"
     } else {
         "jobs"
-    };
-    let mut sql = format!("SELECT {JOB_COLUMNS} FROM {from} WHERE 1 = 1");
-    let mut values: Vec<Value> = Vec::new();
-    // Binds `v` as the `?` of `clause`; returns its number.
-    let mut bind = |sql: &mut String, clause: &str, v: Value| -> usize {
-        values.push(v);
-        sql.push_str(&clause.replace('?', &format!("?{}", values.len())));
-        values.len()
-    };
+    }
+}
+
+/// Binds `v` as the `?` of `clause`, appended to `sql`; returns its number.
+fn bind(sql: &mut String, values: &mut Vec<Value>, clause: &str, v: Value) -> usize {
+    values.push(v);
+    sql.push_str(&clause.replace('?', &format!("?{}", values.len())));
+    values.len()
+}
+
+/// Appends `filter`'s conditions (` AND …` after a WHERE) to `sql`, its
+/// values to `values`: one builder for pages and counts, so both select
+/// the same jobs.
+fn push_filter(filter: &JobFilter, sql: &mut String, values: &mut Vec<Value>) {
     if !filter.states.is_empty() {
         // Written as literals, not bound: the states are kyu's own words, and
         // only a literal `state = 'running'` lets SQLite use the partial
@@ -92,32 +161,33 @@ pub(crate) fn list(conn: &Connection, filter: &JobFilter) -> Result<JobPage, Sto
         }
     }
     if let Some(q) = &filter.queue {
-        bind(&mut sql, " AND queue = ?", Value::Text(q.clone()));
+        bind(sql, values, " AND queue = ?", Value::Text(q.clone()));
     }
     if let Some(k) = &filter.kind {
-        bind(&mut sql, " AND kind = ?", Value::Text(k.clone()));
+        bind(sql, values, " AND kind = ?", Value::Text(k.clone()));
     }
     if let Some(t) = &filter.tag {
         bind(
-            &mut sql,
+            sql,
+            values,
             " AND EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE json_each.value = ?)",
             Value::Text(t.clone()),
         );
     }
     if let Some(t) = filter.created_after {
-        bind(&mut sql, " AND created_at >= ?", Value::Integer(us(t)));
+        bind(sql, values, " AND created_at >= ?", Value::Integer(us(t)));
     }
     if let Some(t) = filter.created_before {
-        bind(&mut sql, " AND created_at < ?", Value::Integer(us(t)));
+        bind(sql, values, " AND created_at < ?", Value::Integer(us(t)));
     }
     for m in &filter.args {
         let path = Value::Text(m.sqlite_path());
-        let n = bind(&mut sql, " AND json_type(args, ?)", path);
+        let n = bind(sql, values, " AND json_type(args, ?)", path);
         match &m.value {
             serde_json::Value::String(v) => {
                 sql.push_str(" = 'text'");
                 sql.push_str(&format!(" AND json_extract(args, ?{n})"));
-                bind(&mut sql, " = ?", Value::Text(v.clone()));
+                bind(sql, values, " = ?", Value::Text(v.clone()));
             }
             serde_json::Value::Number(v) => {
                 sql.push_str(" IN ('integer', 'real')");
@@ -126,7 +196,7 @@ pub(crate) fn list(conn: &Connection, filter: &JobFilter) -> Result<JobPage, Sto
                     None => Value::Real(v.as_f64().unwrap_or(f64::NAN)),
                 };
                 sql.push_str(&format!(" AND json_extract(args, ?{n})"));
-                bind(&mut sql, " = ?", v);
+                bind(sql, values, " = ?", v);
             }
             serde_json::Value::Bool(true) => sql.push_str(" = 'true'"),
             serde_json::Value::Bool(false) => sql.push_str(" = 'false'"),
@@ -135,29 +205,16 @@ pub(crate) fn list(conn: &Connection, filter: &JobFilter) -> Result<JobPage, Sto
     }
     if let Some(t) = filter.changed_by {
         let n = bind(
-            &mut sql,
+            sql,
+            values,
             " AND COALESCE(finished_at, attempted_at, created_at) <= ?",
             Value::Integer(us(t)),
         );
         sql.push_str(&format!(" AND (state <> 'available' OR run_at <= ?{n})"));
     }
     if let Some(b) = filter.before {
-        bind(&mut sql, " AND id < ?", Value::Integer(b));
+        bind(sql, values, " AND id < ?", Value::Integer(b));
     }
-    if let Some(w) = window.flatten() {
-        bind(&mut sql, " AND id >= ?", Value::Integer(w.oldest));
-    }
-    bind(
-        &mut sql,
-        " ORDER BY id DESC LIMIT ?",
-        Value::Integer(i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1),
-    );
-    let mut stmt = conn.prepare_cached(&sql).map_err(db)?;
-    let jobs: Vec<JobRecord> = stmt
-        .query_map(params_from_iter(values), job_from_row)
-        .and_then(|rows| rows.collect())
-        .map_err(db)?;
-    Ok(JobPage::of_rows(jobs, limit, window.flatten()))
 }
 
 /// The window of `filter`'s search inside args, read from the id order

@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use kyu_core::{
-    CancelResult, Enqueued, JobFilter, JobId, JobPage, JobRecord, Limits, NewJob, QueueStats,
-    RetryResult, Store, StoreError,
+    CancelResult, Enqueued, JobCount, JobFilter, JobId, JobPage, JobRecord, Limits, NewJob,
+    QueueStats, RetryResult, Store, StoreError,
 };
 use kyu_core::{ScheduleRecord, ScheduleSpec};
 use kyu_sqlite::{SqliteOptions, SqliteStore};
@@ -271,6 +271,33 @@ impl Kyu {
     /// A page of jobs, newest first.
     pub async fn list(&self, filter: &JobFilter) -> Result<JobPage> {
         Ok(self.store.list(filter).await?)
+    }
+
+    /// How many jobs match `filter`, counting at most `cap` (`u64::MAX` for
+    /// an exact count): [`JobCount::n`], with [`JobCount::more`] set when
+    /// more than `cap` match. It selects the same jobs as [`list`](Kyu::list)
+    /// pages through (including the snapshot bound
+    /// [`changed_by`](JobFilter::changed_by) with
+    /// [`before`](JobFilter::before)) but reads at most `cap` + 1 of them and
+    /// decodes none, so "how many failed jobs" costs a bounded scan, not
+    /// pages of whole jobs. A filter with a search inside
+    /// [`args`](JobFilter::args) is refused ([`Error::Invalid`] on `args`):
+    /// no index serves it; page through [`list`](Kyu::list), whose windows
+    /// bound each page's work, instead.
+    ///
+    /// ```no_run
+    /// # async fn f(kyu: kyu::Kyu) -> kyu::Result<()> {
+    /// let failed = kyu::JobFilter {
+    ///     states: vec![kyu::JobState::Failed],
+    ///     ..Default::default()
+    /// };
+    /// let count = kyu.count_jobs(&failed, 10_000).await?;
+    /// println!("{}{} failed", count.n, if count.more { "+" } else { "" });
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn count_jobs(&self, filter: &JobFilter, cap: u64) -> Result<JobCount> {
+        Ok(self.store.count_jobs(filter, cap).await?)
     }
 
     /// Waits until the job is completed, failed or cancelled, and returns

@@ -113,10 +113,10 @@ pub use kyu_core::JobRecord;
 /// The store contract and clocks, for backends and tests.
 pub use kyu_core::{clock, store, Clock, ManualClock, Store, StoreError, SystemClock};
 pub use kyu_core::{
-    ArgMatch, AttemptError, AttemptLogs, CancelResult, DeleteResult, Enqueued, JobFilter, JobId,
-    JobPage, JobState, KeyHeld, Limits, LiveWorker, NewJob, Progress, QueueStats, RetriedFailed,
-    RetryPolicy, RetryResult, RunNowResult, Searched, Uniqueness, WaitingKind, WorkerInfo,
-    ARG_SEARCH_WINDOW,
+    ArgMatch, AttemptError, AttemptLogs, CancelResult, DeleteResult, Enqueued, JobCount, JobFilter,
+    JobId, JobPage, JobState, KeyHeld, Limits, LiveWorker, NewJob, Progress, QueueStats,
+    RetriedFailed, RetryPolicy, RetryResult, RunNowResult, Searched, Uniqueness, WaitingKind,
+    WorkerInfo, ARG_SEARCH_WINDOW,
 };
 /// The event log's types (see [`Kyu::events`]).
 pub use kyu_core::{Event, EventFacts, EventFilter, EventGap, EventId, EventType};

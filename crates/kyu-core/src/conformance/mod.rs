@@ -34,6 +34,7 @@
 //! - [`rate_keys`]: rate limits per key: independent windows, no key
 //!   blocking another, keys given at enqueue, the "no key" bucket;
 //! - [`list`]: reading jobs and queues;
+//! - [`count`]: counting jobs by filter, up to a cap, within a snapshot;
 //! - [`operate`]: delete and run now by id; list filters by created range,
 //!   inside args, and the snapshot bound of bulk actions;
 //! - [`logs`]: the recorded output of attempts;
@@ -48,6 +49,7 @@
 pub mod batches;
 pub mod claim;
 pub mod control;
+pub mod count;
 pub mod enqueue;
 pub mod events;
 pub mod finish;
@@ -312,6 +314,8 @@ macro_rules! conformance_tests {
             operate: delete_each_state, run_now_makes_scheduled_available,
                 list_filters_created_range_and_args, list_args_search_window,
                 list_snapshot_bound_excludes_later_changes;
+            count: count_jobs_filters, count_jobs_snapshot_bound, count_jobs_cap_and_more,
+                count_jobs_refuses_args_search;
         );
     };
     (@cases $harness:expr; $($topic:ident: $($case:ident),+;)+) => {

@@ -58,6 +58,11 @@ impl Caller {
         self.token.allows_queue(queue)
     }
 
+    /// Whether the token sees every queue (it is not limited to queues).
+    pub fn sees_every_queue(&self) -> bool {
+        self.token.queues.is_empty()
+    }
+
     /// The job if it exists and the token may see its queue: 404 alike
     /// otherwise, so a tenant cannot learn that another tenant's job exists.
     pub async fn visible_job(&self, kyu: &kyu::Kyu, id: kyu::JobId) -> Result<JobRecord, ApiError> {

@@ -302,6 +302,41 @@ pub(crate) async fn by_filter(
     }
 }
 
+/// Counts the jobs a bulk action by filter would select within the
+/// snapshot (a dry run), at most `cap` (then [`Tally::more`]); `None`
+/// counts them all. When the store's count selects exactly the jobs the
+/// action would, it answers in one bounded statement that reads no job
+/// whole ([`kyu::Kyu::count_jobs`]): no search inside args, and a token
+/// that sees every queue or a filter on one queue (which the filter's
+/// parser checked the token sees). Otherwise it counts as the action
+/// selects, page by page ([`by_filter`]): a search inside args within
+/// [`COUNT_WINDOWS`] windows, and a token limited to queues skipping the
+/// jobs of the others.
+pub(crate) async fn count_by_filter(
+    shared: &Shared,
+    caller: &Caller,
+    mut filter: JobFilter,
+    snap: Snapshot,
+    cap: Option<u64>,
+) -> Result<Tally, ApiError> {
+    let all_visible = caller.sees_every_queue() || filter.queue.is_some();
+    if !filter.args.is_empty() || !all_visible {
+        return by_filter(shared, caller, None, filter, snap, cap, |_| {}).await;
+    }
+    // The bound by_filter sets: the same jobs as the action's batches.
+    filter.changed_by = Some(snap.at);
+    filter.before = Some(snap.max_id.saturating_add(1));
+    let count = shared
+        .kyu
+        .count_jobs(&filter, cap.unwrap_or(u64::MAX))
+        .await?;
+    Ok(Tally {
+        matched: count.n,
+        more: count.more,
+        ..Tally::default()
+    })
+}
+
 /// A bulk action (cancel, retry, delete, run_now) on `ids` or on the jobs
 /// matching `filter`. With `dry_run` nothing changes: the answer counts the
 /// jobs the filter selects and gives the `snapshot` to send with the
@@ -353,8 +388,20 @@ pub(crate) async fn bulk(
                 Some(s) => s,
                 None => snapshot_now(&shared).await?,
             };
-            let action = (!req.dry_run).then_some(req.action);
-            let tally = by_filter(&shared, &caller, action, filter, snap, None, |_| {}).await?;
+            let tally = if req.dry_run {
+                count_by_filter(&shared, &caller, filter, snap, None).await?
+            } else {
+                by_filter(
+                    &shared,
+                    &caller,
+                    Some(req.action),
+                    filter,
+                    snap,
+                    None,
+                    |_| {},
+                )
+                .await?
+            };
             Ok(Json(BulkReply {
                 dry_run: req.dry_run,
                 matched: tally.matched,

@@ -33,7 +33,7 @@ use super::jobs_query::JobsQuery;
 use super::layout;
 use super::session::{FormPairs, PageError, Viewer};
 use super::DashState;
-use crate::api::bulk::{by_filter, snapshot_now, BulkAction, Snapshot, Tally};
+use crate::api::bulk::{by_filter, count_by_filter, snapshot_now, BulkAction, Snapshot, Tally};
 use crate::api::error::ApiError;
 use crate::api::filter::parse_time;
 
@@ -176,14 +176,12 @@ pub(crate) async fn confirm(
     q.id = None;
     let filter = q.filter(&viewer.caller)?;
     let snap = snapshot_now(&dash.shared).await?;
-    let tally = by_filter(
+    let tally = count_by_filter(
         &dash.shared,
         &viewer.caller,
-        None,
         filter.clone(),
         snap,
         Some(COUNT_CAP),
-        |_| {},
     )
     .await?;
     let n = count_text(tally.matched, tally.more);
