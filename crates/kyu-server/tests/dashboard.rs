@@ -939,6 +939,70 @@ async fn live_stream_carries_only_the_viewers_queues_events() {
     assert!(!text.contains("secret"), "no args in events: {text}");
 }
 
+/// The first SSE message of a `/live/events` stream.
+async fn first_live_message(body: &mut Body) -> String {
+    let mut text = String::new();
+    while !text.contains("\n\n") {
+        let frame = tokio::time::timeout(Duration::from_secs(20), body.frame())
+            .await
+            .expect("an event within 20 s")
+            .expect("the stream goes on")
+            .unwrap();
+        if let Ok(data) = frame.into_data() {
+            text.push_str(&String::from_utf8_lossy(&data));
+        }
+    }
+    text
+}
+
+#[tokio::test]
+async fn live_stream_carries_worker_events_to_an_admin_and_not_to_a_tenant() {
+    let t = T::new().await;
+    let admin = t.token("ops", &[Scope::Admin], &[]).await;
+    let tenant = t.token("tenant-a", &[Scope::Read], &["tenant-a.*"]).await;
+    let mut bodies = Vec::new();
+    for token in [&admin, &tenant] {
+        let cookie = t.login(token).await;
+        let req = Request::get("/live/events")
+            .header(header::COOKIE, &cookie)
+            .body(Body::empty())
+            .unwrap();
+        let resp = t.app.clone().oneshot(req).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        bodies.push(resp.into_body());
+    }
+    // A worker starts (an event of no queue), then tenant a's job comes.
+    t.kyu
+        .store()
+        .worker_seen(
+            &kyu::WorkerInfo {
+                id: "w-live".into(),
+                queues: vec!["tenant-b.mail".into()],
+                kinds: None,
+            },
+            Duration::from_secs(30),
+        )
+        .await
+        .unwrap();
+    let a = t
+        .kyu
+        .enqueue(kyu::NewJob::new("k", json!({})).queue("tenant-a.mail"))
+        .await
+        .unwrap();
+    let seen_by_admin = first_live_message(&mut bodies[0]).await;
+    assert!(
+        seen_by_admin.contains("\"type\":\"worker_started\"")
+            && seen_by_admin.contains("\"queue\":null"),
+        "the admin's page hears of the worker: {seen_by_admin}"
+    );
+    let seen_by_tenant = first_live_message(&mut bodies[1]).await;
+    assert!(
+        seen_by_tenant.contains(&format!("\"job\":{}", a.id))
+            && !seen_by_tenant.contains("worker_started"),
+        "the tenant's first event is its job, not another tenant's worker: {seen_by_tenant}"
+    );
+}
+
 impl T {
     /// `n` failed jobs of kind `boom` in `queue`, run by one worker.
     async fn failed_jobs(&self, queue: &str, n: usize) -> Vec<i64> {

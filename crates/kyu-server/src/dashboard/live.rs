@@ -2,8 +2,10 @@
 //! event log ([`kyu::Kyu::events`]) from now on and hands each event to
 //! every open page through a broadcast channel; each page holds one
 //! Server-Sent Events stream (`GET /live/events`) that carries only the
-//! events of the viewer's queues, as `{"type", "queue", "kind", "job"}` (no args,
-//! no error text). The page's script reloads it when something it shows
+//! events the viewer may see (the API's visibility: its queues' events, its
+//! schedules' fires, worker events for a token of every queue), as
+//! `{"type", "queue", "kind", "job"}` (queue null for a worker's or a
+//! schedule's event; no args, no error text). The page's script reloads it when something it shows
 //! changed (a job's page within 1 s, a list at most every 5 s; never while
 //! the operator is selecting rows or typing). A running job's page also
 //! gets `output` events on the same stream ([`super::tail`]).
@@ -22,6 +24,7 @@ use tokio::sync::broadcast;
 
 use super::session::{PageError, Viewer};
 use super::DashState;
+use crate::api::events::Visibility;
 
 /// How many events the channel holds for a slow page; past that the page
 /// is told to reload (it missed some).
@@ -87,11 +90,11 @@ pub(crate) struct LiveQuery {
     after: Option<kyu::EventId>,
 }
 
-fn change(e: &Event, queue: &str) -> SseEvent {
+fn change(e: &Event) -> SseEvent {
     SseEvent::default().event("change").data(
         serde_json::json!({
             "type": e.event_type.as_str(),
-            "queue": queue,
+            "queue": e.queue,
             "kind": e.kind,
             "job": e.job_id,
         })
@@ -112,7 +115,9 @@ pub(crate) async fn events(
     let output = super::tail::stream(dash.clone(), viewer.caller.clone(), tail);
     // Subscribe first, then read the log: nothing falls between the two.
     let rx = dash.live.subscribe(&dash.shared.kyu).await?;
-    let caller = viewer.caller;
+    // The API's visibility: a tenant sees its queues' events and its
+    // schedules' fires, and no worker events (they name every tenant's workers).
+    let mut vis = Visibility::new(viewer.caller, dash.shared.kyu.clone());
     let mut first = Vec::new();
     if let Some(after) = q.after {
         let read = dash.shared.kyu.store().read_events(after, CATCH_UP).await?;
@@ -120,33 +125,24 @@ pub(crate) async fn events(
             first.push(SseEvent::default().event("change").data("{}"));
         }
         for e in &read.events {
-            if let Some(queue) = e.queue.as_deref().filter(|q| caller.sees(q)) {
-                first.push(change(e, queue));
+            if vis.sees(e).await {
+                first.push(change(e));
             }
         }
     }
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+    let stream = futures_util::stream::unfold((rx, vis), |(mut rx, mut vis)| async move {
         loop {
-            match rx.recv().await {
-                Ok(e) => {
-                    let Some(queue) = e.queue.as_deref() else {
-                        continue;
-                    };
-                    return Some((Some((e.clone(), queue.to_string())), rx));
+            let out = match rx.recv().await {
+                Ok(e) if vis.sees(&e).await => change(&e),
+                Ok(_) => continue,
+                // Missed events: tell the page to reload.
+                Err(broadcast::error::RecvError::Lagged(_)) => {
+                    SseEvent::default().event("change").data("{}")
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => return Some((None, rx)),
                 Err(broadcast::error::RecvError::Closed) => return None,
-            }
+            };
+            return Some((Ok(out), (rx, vis)));
         }
-    })
-    .filter_map(move |item| {
-        let out = match item {
-            // Missed events: tell the page to reload.
-            None => Some(SseEvent::default().event("change").data("{}")),
-            Some((e, queue)) if caller.sees(&queue) => Some(change(&e, &queue)),
-            Some(_) => None,
-        };
-        std::future::ready(out.map(Ok))
     });
     let stream = futures_util::stream::iter(first.into_iter().map(Ok)).chain(stream);
     let stream = futures_util::stream::select(stream, futures_util::stream::iter(output).flatten());
