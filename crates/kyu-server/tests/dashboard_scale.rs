@@ -7,8 +7,9 @@
 //!
 //! It loads KYU_SCALE_JOBS jobs (default 1,000,000) into a fresh SQLite file
 //! (or the store of KYU_SCALE_URL, e.g. a PostgreSQL URL with a fresh `?schema=`)
-//! (5 queues, 5 kinds, a third scheduled an hour ahead, a tenth cancelled,
-//! a tag on every hundredth) and 200 batches of 50 jobs, then reads each
+//! (5 queues, 5 kinds, a third scheduled an hour ahead; of the rest most
+//! completed, a tenth of those failed, a thousand running; a tenth of all
+//! cancelled where still cancellable, a tag on every hundredth) and 200 batches of 50 jobs, then reads each
 //! page 5 times and prints the median and worst time, and how long the
 //! overview's charts took to read the event log in the background. Not a
 //! timed assertion: it reports.
@@ -63,6 +64,58 @@ async fn dashboard_page_times_at_scale() {
                 .map(|e| e.id),
         );
     }
+    // A store that has been working: of the runnable jobs (two thirds),
+    // most ran: completed, every tenth of those failed for good, and the
+    // last thousand claimed still running (a lease of an hour).
+    let runnable = n - n / 3;
+    let to_run = runnable * 9 / 10;
+    let mut ran = 0;
+    let mut failed = 0;
+    while ran < to_run {
+        let claimed = kyu
+            .store()
+            .claim(kyu::store::Claim {
+                worker: "scale-worker".into(),
+                queues: (0..5).map(|q| format!("q{q}")).collect(),
+                kinds: None,
+                limit: 1000.min(to_run - ran),
+                lease: Duration::from_secs(3600),
+                unstarted: false,
+            })
+            .await
+            .unwrap();
+        if claimed.is_empty() {
+            break;
+        }
+        ran += claimed.len();
+        if ran + 1000 >= to_run {
+            // The last claim's jobs stay running.
+            continue;
+        }
+        let now = chrono::Utc::now();
+        let batch: Vec<kyu::store::Finish> = claimed
+            .iter()
+            .enumerate()
+            .map(|(i, j)| kyu::store::Finish {
+                lease: j.lease(),
+                worker: "scale-worker".into(),
+                outcome: if i % 10 == 0 {
+                    failed += 1;
+                    kyu::store::FinishOutcome::Errored {
+                        message: "upstream said no".into(),
+                        retry_at: now,
+                        permanent: true,
+                    }
+                } else {
+                    kyu::store::FinishOutcome::Completed {
+                        result: Some("{\"ok\":true}".into()),
+                    }
+                },
+            })
+            .collect();
+        kyu.store().finish(batch).await.unwrap();
+    }
+    eprintln!("ran {ran} jobs ({failed} failed for good, the last claim's still running)");
     let cancel: Vec<i64> = ids.iter().copied().step_by(10).collect();
     for chunk in cancel.chunks(1000) {
         kyu.cancel(chunk).await.unwrap();
@@ -163,6 +216,9 @@ async fn dashboard_page_times_at_scale() {
         ("admin", "/queues".into()),
         ("admin", "/jobs".into()),
         ("admin", "/jobs?state=cancelled".into()),
+        ("admin", "/jobs?state=failed".into()),
+        ("admin", "/jobs?state=running".into()),
+        ("admin", "/jobs?state=completed&queue=q1".into()),
         ("admin", "/jobs?state=scheduled&queue=q2".into()),
         ("admin", "/jobs?queue=q4&kind=k4".into()),
         ("admin", "/jobs?tag=hundred".into()),
