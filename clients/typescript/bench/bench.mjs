@@ -10,7 +10,7 @@
 //
 // Knobs: KYU_BIN (default ../../target/release/kyu, else debug), KYU_BENCH_DATABASE
 // (a PostgreSQL URL without schema= gets a fresh schema, named in the output)
-// (default a fresh SQLite file), BENCH_N (20000), BENCH_CONCURRENCY (100, the Rust library worker's default),
+// (default a fresh SQLite file), BENCH_N (20000), BENCH_CONCURRENCY (500, the Rust library worker's default),
 // BENCH_W2_N (1000), BENCH_W2_INTERVAL_MS (5), BENCH_W2_WARMUP (20), BENCH_WORKLOADS (W1,W2).
 import { fork } from "node:child_process";
 import { existsSync } from "node:fs";
@@ -24,7 +24,7 @@ process.env.KYU_BIN ??= existsSync(release) ? release : resolve(here, "../../../
 const { startKyu } = await import("../test/kyu-server.mjs");
 
 const N = Number(process.env.BENCH_N ?? 20000);
-const CONC = Number(process.env.BENCH_CONCURRENCY ?? 100);
+const CONC = Number(process.env.BENCH_CONCURRENCY ?? 500);
 const W2_N = Number(process.env.BENCH_W2_N ?? 1000);
 const W2_INTERVAL = Number(process.env.BENCH_W2_INTERVAL_MS ?? 5);
 const W2_WARMUP = Number(process.env.BENCH_W2_WARMUP ?? 20);
