@@ -127,19 +127,24 @@ pub(crate) async fn count(
 /// The conditions of `filter` after a WHERE, one text for pages and
 /// counts so both select the same jobs. Every filter is a parameter that
 /// may be NULL ($1 to $10, bound by [`bind_filter`]; $6 is the caller's
-/// LIMIT), so the text is the same for every filter but the one below.
+/// LIMIT), so the text is the same for every filter but those of one
+/// state below.
 fn conditions(filter: &JobFilter) -> String {
-    // Running jobs are few (each holds a worker's slot) and every one has a
-    // lease: saying so lets the planner read them through jobs_lease instead
-    // of scanning every job (no index is on state alone), which at a
-    // million jobs and none running read the whole table.
-    let running = if filter.states == [kyu_core::JobState::Running] {
-        "AND lease_expires_at IS NOT NULL "
-    } else {
-        ""
+    // A condition the planner can match to an index, for the states whose
+    // jobs are few among many. Running jobs each hold a worker's slot and
+    // every one has a lease: saying so lets the planner read them through
+    // jobs_lease instead of scanning every job (at a million jobs and none
+    // running it read the whole table). Failed and cancelled jobs have
+    // partial indexes by id (migration 11), which a generic plan uses only
+    // when the state is in the text.
+    let indexed = match filter.states.as_slice() {
+        [kyu_core::JobState::Running] => "AND lease_expires_at IS NOT NULL ",
+        [kyu_core::JobState::Failed] => "AND state = 'failed' ",
+        [kyu_core::JobState::Cancelled] => "AND state = 'cancelled' ",
+        _ => "",
     };
     format!(
-        "($1::text[] IS NULL OR state = ANY($1)) {running}\
+        "($1::text[] IS NULL OR state = ANY($1)) {indexed}\
            AND ($2::text IS NULL OR queue = $2) \
            AND ($3::text IS NULL OR kind = $3) \
            AND ($4::text IS NULL OR $4 = ANY(tags)) \

@@ -158,6 +158,15 @@ CREATE TABLE {s}.secrets (
     crate::prefetch::MIGRATION,
     // 10: rate keys: the key of each job and of each recorded start.
     crate::rate_keys::MIGRATION,
+    // 11: the failed and the cancelled jobs, newest first. Lists and bulk
+    // counts of one of those states name it outright (module `query`) and
+    // read these instead of walking every row (at a million jobs and none
+    // failed, "retry all failed" read the whole table); only jobs entering
+    // those states pay the index write.
+    r#"
+CREATE INDEX jobs_failed    ON {s}.jobs (id) WHERE state = 'failed';
+CREATE INDEX jobs_cancelled ON {s}.jobs (id) WHERE state = 'cancelled';
+"#,
 ];
 
 /// The latest schema version this build knows.
