@@ -699,23 +699,17 @@ impl Config {
         let zone = kyu::parse_zone(&s.zone)?;
         let args = serde_json::to_string(&s.args)
             .map_err(|e| kyu::InvalidInput::new("args", format!("not expressible as JSON: {e}")))?;
-        let mut job =
+        let job =
             self.apply_kind_defaults(&s.kind, kyu::NewJob::from_json_text(s.kind.clone(), args));
-        if let Some(q) = &s.queue {
-            job = job.queue(q.clone());
-        }
-        if let Some(p) = s.priority {
-            job = job.priority(p);
-        }
-        if let Some(n) = s.max_attempts {
-            job = job.max_attempts(n);
-        }
-        if let Some(r) = s.retry {
-            job = job.retry(r);
-        }
-        if let Some(t) = s.timeout {
-            job = job.timeout(t);
-        }
+        // The entry's own fields, applied the same way over the kind's.
+        let own = kyu_server::KindDefaults {
+            queue: s.queue.clone(),
+            priority: s.priority,
+            max_attempts: s.max_attempts,
+            retry: s.retry,
+            timeout: s.timeout,
+        };
+        let mut job = own.apply(job);
         for t in &s.tags {
             job = job.tag(t.clone());
         }
@@ -765,6 +759,32 @@ impl Config {
 #[cfg(test)]
 mod kind_defaults_tests {
     use super::*;
+
+    /// A schedule's job: the kind's defaults, then the entry's own fields over them.
+    #[test]
+    fn a_schedule_entry_overrides_its_kinds_defaults_field_by_field() {
+        let text = r#"
+[jobs.sync]
+command = ["true"]
+queue = "batch"
+priority = -3
+timeout = "1h"
+max_attempts = 3
+
+[[schedules]]
+name = "nightly"
+cron = "0 3 * * *"
+kind = "sync"
+priority = 5
+max_attempts = 9
+"#;
+        let config = Config::parse(Path::new("kyu.toml"), text).expect("config");
+        let spec = config.schedule_spec(&config.schedules[0]).expect("spec");
+        assert_eq!(spec.job.queue, "batch", "the kind's queue");
+        assert_eq!(spec.job.timeout_ms, Some(3_600_000), "the kind's timeout");
+        assert_eq!(spec.job.priority, 5, "the entry's priority");
+        assert_eq!(spec.job.max_attempts, 9, "the entry's attempts");
+    }
 
     /// `kyu serve` hands the server the same defaults `kyu enqueue` stamps.
     #[test]
