@@ -18,8 +18,13 @@ echo "== clients/typescript: npm ci, tsc, node --test"
 
 echo "== clients/python: venv, pip install -e .[test], pytest"
 venv="$root/target/clients-python-venv"
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-"$venv/bin/pip" install -q --disable-pip-version-check -e "clients/python[test]"
+# A venv whose python no longer runs (the checkout moved, the system's
+# Python changed) is made anew rather than failing the run.
+if ! "$venv/bin/python" -m pip --version >/dev/null 2>&1; then
+  rm -rf "$venv"
+  python3 -m venv "$venv"
+fi
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -e "clients/python[test]"
 (cd clients/python && "$venv/bin/python" -m pytest -q)
 
 echo "== examples/plugin-scheduler (seed 004 on the TypeScript client): npm ci, tsc, node --test"
