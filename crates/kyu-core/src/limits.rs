@@ -180,6 +180,33 @@ impl QueueLimits {
     pub fn is_limited(&self) -> bool {
         self.global_concurrency.is_some() || self.rate.is_some()
     }
+
+    /// The limits a store's `queues` row holds, from its columns
+    /// `global_concurrency`, `rate_starts`, `rate_per_ms` and `rate_key`.
+    /// Stores write them only from checked limits; a value out of range is
+    /// clamped, and a rate key path that no longer parses (or one without a
+    /// rate) is read as none rather than failing every claim.
+    pub fn from_columns(
+        global_concurrency: Option<i64>,
+        rate_starts: Option<i64>,
+        rate_per_ms: Option<i64>,
+        rate_key: Option<String>,
+    ) -> QueueLimits {
+        QueueLimits {
+            rate_key: match (&rate_starts, rate_key) {
+                (Some(_), Some(p)) => RateKeyPath::parse("rate_key", &p).ok(),
+                _ => None,
+            },
+            global_concurrency: global_concurrency.map(|n| n.clamp(0, u32::MAX as i64) as u32),
+            rate: match (rate_starts, rate_per_ms) {
+                (Some(n), Some(ms)) => Some(RateLimit {
+                    starts: n.clamp(0, u32::MAX as i64) as u32,
+                    per: Duration::from_millis(ms.max(0) as u64),
+                }),
+                _ => None,
+            },
+        }
+    }
 }
 
 /// The limits in words, as events and the CLI show them:
@@ -289,6 +316,63 @@ pub struct QueueLimitStatus {
     /// in their window now, most first (at most [`BUSIEST_KEYS`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub busiest_keys: Vec<KeyUse>,
+}
+
+/// What a store reads of a rated queue's window ending now, for
+/// [`QueueLimitStatus::from_use`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateUse {
+    /// Each rate key (`""`: the jobs without a key) with its starts in its
+    /// window ending now, oldest first.
+    pub windows: Vec<(String, Vec<DateTime<Utc>>)>,
+    /// When the rate next allows one of the queue's runnable jobs to start,
+    /// if it allows none now (the store's reading of [`next_key_open`]).
+    pub next_start_at: Option<DateTime<Utc>>,
+}
+
+impl QueueLimitStatus {
+    /// A limited queue's status at `now`, from its `running` jobs and, for a
+    /// queue with a rate, the use of its window (`rate_use`; ignored without
+    /// a rate). Keys are counted and listed only for a queue whose jobs have
+    /// keys: it has a rate key path, or a key has starts in its window.
+    pub fn from_use(
+        queue: String,
+        limits: QueueLimits,
+        running: u64,
+        rate_use: Option<RateUse>,
+        now: DateTime<Utc>,
+    ) -> QueueLimitStatus {
+        let mut status = QueueLimitStatus {
+            queue,
+            limits,
+            running,
+            rate_used: 0,
+            next_start_at: None,
+            keys_at_limit: 0,
+            busiest_keys: Vec::new(),
+        };
+        let (Some(rate), Some(rate_use)) = (status.limits.rate, rate_use) else {
+            return status;
+        };
+        let keyed =
+            status.limits.rate_key.is_some() || rate_use.windows.iter().any(|(k, _)| !k.is_empty());
+        let uses = key_uses(
+            rate_use
+                .windows
+                .into_iter()
+                .map(|(k, w)| ((!k.is_empty()).then_some(k), w))
+                .collect(),
+            rate,
+            now,
+        );
+        status.rate_used = uses.iter().map(|u| u.used).sum();
+        status.next_start_at = rate_use.next_start_at;
+        if keyed {
+            status.keys_at_limit = uses.iter().filter(|u| u.next_start_at.is_some()).count() as u64;
+            status.busiest_keys = uses.into_iter().take(BUSIEST_KEYS).collect();
+        }
+        status
+    }
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -417,6 +501,66 @@ mod tests {
             assert_eq!(e.field, "rate");
             assert!(e.problem.contains("accepted"), "{bad}: {e}");
         }
+    }
+
+    #[test]
+    fn stored_columns_read_as_limits() {
+        let l = QueueLimits::from_columns(Some(2), Some(10), Some(1000), Some("args.api".into()));
+        assert_eq!(l.global_concurrency, Some(2));
+        assert_eq!(l.rate.map(|r| r.to_string()), Some("10/1s".to_string()));
+        assert_eq!(
+            l.rate_key.map(|p| p.to_string()),
+            Some("args.api".to_string())
+        );
+        // A key path without a rate, or one that no longer parses, is none.
+        let no_rate = QueueLimits::from_columns(None, None, None, Some("args.api".into()));
+        assert_eq!(no_rate, QueueLimits::default());
+        let bad = QueueLimits::from_columns(None, Some(1), Some(1000), Some("!".into()));
+        assert_eq!(bad.rate_key, None);
+        assert_eq!(
+            QueueLimits::from_columns(Some(-1), None, None, None).global_concurrency,
+            Some(0)
+        );
+    }
+
+    #[test]
+    fn status_counts_keys_only_when_jobs_have_them() {
+        let t = |s: i64| DateTime::<Utc>::from_timestamp(s, 0).unwrap();
+        let rate = RateLimit::new("rate", 2, Duration::from_secs(10)).unwrap();
+        let limits = QueueLimits {
+            rate: Some(rate),
+            ..QueueLimits::default()
+        };
+        let unkeyed = QueueLimitStatus::from_use(
+            "q".into(),
+            limits.clone(),
+            1,
+            Some(RateUse {
+                windows: vec![(String::new(), vec![t(1), t(3)])],
+                next_start_at: Some(t(11)),
+            }),
+            t(5),
+        );
+        assert_eq!(
+            (unkeyed.running, unkeyed.rate_used, unkeyed.next_start_at),
+            (1, 2, Some(t(11)))
+        );
+        assert_eq!((unkeyed.keys_at_limit, unkeyed.busiest_keys.len()), (0, 0));
+        let keyed = QueueLimitStatus::from_use(
+            "q".into(),
+            limits,
+            0,
+            Some(RateUse {
+                windows: vec![(String::new(), vec![t(4)]), ("a".into(), vec![t(1), t(3)])],
+                next_start_at: None,
+            }),
+            t(5),
+        );
+        assert_eq!((keyed.rate_used, keyed.keys_at_limit), (3, 1));
+        assert_eq!(keyed.busiest_keys[0].key.as_deref(), Some("a"));
+        assert_eq!(keyed.busiest_keys[1].key, None);
+        let no_rate = QueueLimitStatus::from_use("q".into(), QueueLimits::default(), 3, None, t(5));
+        assert_eq!((no_rate.running, no_rate.rate_used), (3, 0));
     }
 
     #[test]

@@ -15,10 +15,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kyu_core::limits::{key_uses, LimitStore, RateKeyPath, BUSIEST_KEYS};
+use kyu_core::limits::{LimitStore, RateUse};
 use kyu_core::{
     Claim, ClaimedJob, EventFacts, EventType, LimitsUpdate, NewEvent, QueueLimitStatus,
-    QueueLimits, RateLimit, StoreError,
+    QueueLimits, StoreError,
 };
 use sqlx::{Acquire, PgConnection};
 
@@ -57,22 +57,7 @@ type QueueRow = (
 );
 
 fn limits_of((gc, starts, per_ms, rate_key): LimitRow) -> QueueLimits {
-    QueueLimits {
-        rate_key: match (&starts, rate_key) {
-            // Written only from a checked path; one that no longer parses
-            // is read as none rather than failing every claim.
-            (Some(_), Some(p)) => RateKeyPath::parse("rate_key", &p).ok(),
-            _ => None,
-        },
-        global_concurrency: gc.map(|n| n.max(0) as u32),
-        rate: match (starts, per_ms) {
-            (Some(n), Some(ms)) => Some(RateLimit {
-                starts: n.max(0) as u32,
-                per: std::time::Duration::from_millis(ms.max(0) as u64),
-            }),
-            _ => None,
-        },
-    }
+    QueueLimits::from_columns(gc.map(i64::from), starts.map(i64::from), per_ms, rate_key)
 }
 
 async fn running(conn: &mut PgConnection, schema: &str, queue: &str) -> Result<u64, StoreError> {
@@ -193,36 +178,18 @@ async fn status_of(
     limits: QueueLimits,
     now: DateTime<Utc>,
 ) -> Result<QueueLimitStatus, StoreError> {
-    let mut status = QueueLimitStatus {
-        running: running(&mut *conn, schema, &queue).await?,
-        queue,
-        limits,
-        rate_used: 0,
-        next_start_at: None,
-        keys_at_limit: 0,
-        busiest_keys: Vec::new(),
+    let running = running(&mut *conn, schema, &queue).await?;
+    let rate_use = match limits.rate {
+        Some(rate) => Some(RateUse {
+            windows: crate::rate_keys::key_windows(&mut *conn, schema, &queue, rate, now).await?,
+            next_start_at: crate::rate_keys::next_open(&mut *conn, schema, &queue, rate, now)
+                .await?,
+        }),
+        None => None,
     };
-    if let Some(rate) = status.limits.rate {
-        let windows =
-            crate::rate_keys::key_windows(&mut *conn, schema, &status.queue, rate, now).await?;
-        let keyed = status.limits.rate_key.is_some() || windows.iter().any(|(k, _)| !k.is_empty());
-        let uses = key_uses(
-            windows
-                .into_iter()
-                .map(|(k, w)| ((!k.is_empty()).then_some(k), w))
-                .collect(),
-            rate,
-            now,
-        );
-        status.rate_used = uses.iter().map(|u| u.used).sum();
-        status.next_start_at =
-            crate::rate_keys::next_open(&mut *conn, schema, &status.queue, rate, now).await?;
-        if keyed {
-            status.keys_at_limit = uses.iter().filter(|u| u.next_start_at.is_some()).count() as u64;
-            status.busiest_keys = uses.into_iter().take(BUSIEST_KEYS).collect();
-        }
-    }
-    Ok(status)
+    Ok(QueueLimitStatus::from_use(
+        queue, limits, running, rate_use, now,
+    ))
 }
 
 #[async_trait]

@@ -11,10 +11,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kyu_core::limits::{key_uses, LimitStore, RateKeyPath, BUSIEST_KEYS};
+use kyu_core::limits::{LimitStore, RateUse};
 use kyu_core::{
     Claim, ClaimedJob, EventFacts, EventType, LimitsUpdate, NewEvent, QueueLimitStatus,
-    QueueLimits, RateLimit, StoreError,
+    QueueLimits, StoreError,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 
@@ -40,28 +40,15 @@ pub(crate) struct Limited {
     limits: QueueLimits,
 }
 
-fn limits_of(
-    gc: Option<i64>,
-    starts: Option<i64>,
-    per_ms: Option<i64>,
-    rate_key: Option<String>,
-) -> QueueLimits {
-    QueueLimits {
-        rate_key: match (&starts, rate_key) {
-            // Written only from a checked path; one that no longer parses
-            // is read as none rather than failing every claim.
-            (Some(_), Some(p)) => RateKeyPath::parse("rate_key", &p).ok(),
-            _ => None,
-        },
-        global_concurrency: gc.map(|n| n.clamp(0, u32::MAX as i64) as u32),
-        rate: match (starts, per_ms) {
-            (Some(n), Some(ms)) => Some(RateLimit {
-                starts: n.clamp(0, u32::MAX as i64) as u32,
-                per: std::time::Duration::from_millis(ms.max(0) as u64),
-            }),
-            _ => None,
-        },
-    }
+/// A `queues` row's limits, from its columns `global_concurrency`,
+/// `rate_starts`, `rate_per_ms` and `rate_key` at `first` onwards.
+fn limits_at(r: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<QueueLimits> {
+    Ok(QueueLimits::from_columns(
+        r.get(first)?,
+        r.get(first + 1)?,
+        r.get(first + 2)?,
+        r.get(first + 3)?,
+    ))
 }
 
 /// Splits the queues a claim names into those claimed without limits (not
@@ -79,11 +66,7 @@ pub(crate) fn split(
         .map_err(db)?;
     let special: Vec<(String, bool, QueueLimits)> = stmt
         .query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get::<_, i64>(1)? != 0,
-                limits_of(r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?),
-            ))
+            Ok((r.get(0)?, r.get::<_, i64>(1)? != 0, limits_at(r, 2)?))
         })
         .and_then(|rows| rows.collect())
         .map_err(db)?;
@@ -160,34 +143,17 @@ fn status_of(
     now: DateTime<Utc>,
 ) -> Result<QueueLimitStatus, StoreError> {
     let now_us = us(now);
-    let mut status = QueueLimitStatus {
-        running: running(conn, &queue)?,
-        queue,
-        limits,
-        rate_used: 0,
-        next_start_at: None,
-        keys_at_limit: 0,
-        busiest_keys: Vec::new(),
+    let running = running(conn, &queue)?;
+    let rate_use = match limits.rate {
+        Some(rate) => Some(RateUse {
+            windows: crate::rate_keys::key_windows(conn, &queue, rate, now_us)?,
+            next_start_at: crate::rate_keys::next_open(conn, &queue, rate, now_us)?,
+        }),
+        None => None,
     };
-    if let Some(rate) = status.limits.rate {
-        let windows = crate::rate_keys::key_windows(conn, &status.queue, rate, now_us)?;
-        let keyed = status.limits.rate_key.is_some() || windows.iter().any(|(k, _)| !k.is_empty());
-        let uses = key_uses(
-            windows
-                .into_iter()
-                .map(|(k, w)| ((!k.is_empty()).then_some(k), w))
-                .collect(),
-            rate,
-            now,
-        );
-        status.rate_used = uses.iter().map(|u| u.used).sum();
-        status.next_start_at = crate::rate_keys::next_open(conn, &status.queue, rate, now_us)?;
-        if keyed {
-            status.keys_at_limit = uses.iter().filter(|u| u.next_start_at.is_some()).count() as u64;
-            status.busiest_keys = uses.into_iter().take(BUSIEST_KEYS).collect();
-        }
-    }
-    Ok(status)
+    Ok(QueueLimitStatus::from_use(
+        queue, limits, running, rate_use, now,
+    ))
 }
 
 fn limited_queues(conn: &Connection) -> Result<Vec<(String, bool, QueueLimits)>, StoreError> {
@@ -197,11 +163,7 @@ fn limited_queues(conn: &Connection) -> Result<Vec<(String, bool, QueueLimits)>,
     )
     .and_then(|mut s| {
         s.query_map([], |r| {
-            Ok((
-                r.get(0)?,
-                r.get::<_, i64>(1)? != 0,
-                limits_of(r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?),
-            ))
+            Ok((r.get(0)?, r.get::<_, i64>(1)? != 0, limits_at(r, 2)?))
         })?
         .collect()
     })
@@ -220,12 +182,7 @@ fn set(
             "SELECT global_concurrency, rate_starts, rate_per_ms, rate_key FROM queues \
              WHERE name = ?1",
         )
-        .and_then(|mut s| {
-            s.query_row([queue], |r| {
-                Ok(limits_of(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-            })
-            .optional()
-        })
+        .and_then(|mut s| s.query_row([queue], |r| limits_at(r, 0)).optional())
         .map_err(db)?
         .unwrap_or_default();
     let after = update.apply(before.clone())?;

@@ -25,7 +25,8 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
 use super::target::TempDir;
-use super::{count, mono_ns, percentile, round, BenchArgs, BenchJob, KIND, QUEUE};
+use super::workload::{w2_row, W2Measured};
+use super::{count, mono_ns, round, BenchArgs, BenchJob, KIND, QUEUE};
 
 /// A `kyu serve` process on the run's database, and the token it accepts.
 struct Serve {
@@ -457,31 +458,20 @@ pub(super) async fn w2(
     worker.stop().await?;
     let rss = serve.max_rss_mib();
     serve.stop().await?;
-    let mut lat: Vec<f64> = latencies.into_iter().flatten().collect();
-    lat.sort_by(f64::total_cmp);
-    let full = lat.len() == n as usize && ok;
-    let pick = |v: f64| if full { Some(round(v, 2)) } else { None };
-    let mut row = serde_json::json!({
-        "system": "kyu", "version": env!("CARGO_PKG_VERSION"), "backend": kyu.store().backend(),
-        "workload": "W2", "via": "http", "config": config_name(a),
-        "n": n, "single_api": "POST /v1/jobs",
-        "http_batch": a.http_batch, "http_pollers": a.http_pollers,
-        "interval_ms": a.w2_interval_ms, "warmup": a.w2_warmup,
-        "p50_ms": if full { pick(percentile(&lat, 50.0)) } else { None },
-        "p99_ms": if full { pick(percentile(&lat, 99.0)) } else { None },
-        "max_ms": if full { pick(*lat.last().unwrap_or(&0.0)) } else { None },
-        "mean_ms": if full { pick(lat.iter().sum::<f64>() / lat.len() as f64) } else { None },
-        "enqueue_span_s": round(span, 3),
-        "measured": lat.len(),
-        "completed": done.saturating_sub(preload + a.w2_warmup as u64),
-        "timed_out": !ok, "duplicates": duplicates,
-        "server_max_rss_mib": rss,
-    });
-    if !full {
-        row["saturated"] = true.into();
-        row["note"] = format!("only {} of {n} jobs had started in time", lat.len()).into();
-    }
-    Ok(row)
+    let fields = [
+        ("single_api", "POST /v1/jobs".into()),
+        ("http_batch", a.http_batch.into()),
+        ("http_pollers", a.http_pollers.into()),
+        ("server_max_rss_mib", rss.into()),
+    ];
+    let measured = W2Measured {
+        latencies_ms: latencies,
+        span_s: span,
+        completed: done.saturating_sub(preload + a.w2_warmup as u64),
+        timed_out: !ok,
+        duplicates: duplicates as u64,
+    };
+    Ok(w2_row(a, kyu, "http", config_name(a), &fields, measured))
 }
 
 /// Enqueues `count` jobs one at a time with `POST /v1/jobs` on a fixed

@@ -217,29 +217,73 @@ async fn w2(a: &BenchArgs, kyu: &Kyu, url: &str) -> anyhow::Result<serde_json::V
     let span = paced(kyu, n, interval, false).await?;
     let r = worker.report().await?;
     worker.stop().await?;
-    let mut lat: Vec<f64> = r.latencies_ms.iter().flatten().copied().collect();
+    let fields = [
+        ("concurrency", a.concurrency.into()),
+        ("single_api", "Kyu::enqueue".into()),
+        ("worker_max_rss_mib", round(r.max_rss_mib, 1).into()),
+    ];
+    let measured = W2Measured {
+        latencies_ms: r.latencies_ms,
+        span_s: span,
+        completed: r.done.saturating_sub(a.w2_warmup as u64),
+        timed_out: r.timed_out,
+        duplicates: r.duplicates,
+    };
+    Ok(w2_row(a, kyu, "library", config_name(a), &fields, measured))
+}
+
+/// What one W2 run measured, however its jobs were enqueued and run.
+pub(super) struct W2Measured {
+    /// Each measured job's latency in ms; `None`: it had not started in time.
+    pub latencies_ms: Vec<Option<f64>>,
+    /// Seconds from the first measured enqueue to the last.
+    pub span_s: f64,
+    /// Measured jobs completed (the warm-up's not counted).
+    pub completed: u64,
+    /// Whether the run gave up waiting for its jobs.
+    pub timed_out: bool,
+    /// Jobs a worker saw more than once.
+    pub duplicates: u64,
+}
+
+/// The W2 row, in one shape for every `via`: the fields every W2 row has,
+/// then `fields` (what only this way of running W2 reports).
+/// The latency figures are given only when every one of the `--w2-jobs`
+/// jobs started in time; otherwise they are null and the row says it was
+/// saturated, since figures of the jobs that made it would flatter it.
+pub(super) fn w2_row(
+    a: &BenchArgs,
+    kyu: &Kyu,
+    via: &str,
+    config: String,
+    fields: &[(&str, serde_json::Value)],
+    m: W2Measured,
+) -> serde_json::Value {
+    let n = a.w2_jobs;
+    let mut lat: Vec<f64> = m.latencies_ms.into_iter().flatten().collect();
     lat.sort_by(f64::total_cmp);
-    let full = lat.len() == n as usize && !r.timed_out;
+    let full = lat.len() == n as usize && !m.timed_out;
     let pick = |v: f64| if full { Some(round(v, 2)) } else { None };
     let mut row = serde_json::json!({
         "system": "kyu", "version": env!("CARGO_PKG_VERSION"), "backend": kyu.store().backend(),
-        "workload": "W2", "via": "library", "config": config_name(a),
-        "n": n, "concurrency": a.concurrency, "single_api": "Kyu::enqueue",
-        "interval_ms": a.w2_interval_ms, "warmup": a.w2_warmup,
+        "workload": "W2", "via": via, "config": config,
+        "n": n, "interval_ms": a.w2_interval_ms, "warmup": a.w2_warmup,
         "p50_ms": if full { pick(percentile(&lat, 50.0)) } else { None },
         "p99_ms": if full { pick(percentile(&lat, 99.0)) } else { None },
         "max_ms": if full { pick(*lat.last().unwrap_or(&0.0)) } else { None },
         "mean_ms": if full { pick(lat.iter().sum::<f64>() / lat.len() as f64) } else { None },
-        "enqueue_span_s": round(span, 3),
-        "measured": lat.len(), "completed": r.done.saturating_sub(a.w2_warmup as u64),
-        "timed_out": r.timed_out, "duplicates": r.duplicates,
-        "worker_max_rss_mib": round(r.max_rss_mib, 1),
+        "enqueue_span_s": round(m.span_s, 3),
+        "measured": lat.len(), "completed": m.completed,
+        "timed_out": m.timed_out, "duplicates": m.duplicates,
     });
+    for (k, v) in fields {
+        row[*k] = v.clone();
+    }
     if !full {
         row["saturated"] = true.into();
         row["note"] = format!("only {} of {n} jobs had started in time", lat.len()).into();
     }
-    Ok(row)
+    row
 }
 
 /// Enqueues `count` jobs one at a time on a fixed schedule (open loop: a slow

@@ -70,8 +70,10 @@ impl Snapshot {
 
 /// What a page shows instead of counts while the first reading is under way.
 pub(crate) fn counting_notice() -> maud::Markup {
+    // A hint, not a `.notice`: that class is the flash of an operator's
+    // action (dashboard.js holds live reloads while one is fresh).
     maud::html! {
-        p.notice role="status" {
+        p.hint role="status" {
             "Counting the jobs in the store for the first time (a large store takes a few seconds). "
             "This page reloads itself when the counts are in."
         }
