@@ -181,9 +181,11 @@ impl Counts {
                 Some(_) => AFTER_ACTION_WAIT.saturating_sub(asked.elapsed()),
                 None => FIRST_WAIT.saturating_sub(since.elapsed()),
             };
-            let failed = tokio::time::timeout(left, read).await.is_err()
+            // Waited long enough, or the store failed to answer: show what
+            // there is.
+            let give_up = tokio::time::timeout(left, read).await.is_err()
                 || self.inner.lock().expect("not poisoned").failed;
-            if failed {
+            if give_up {
                 return Ok(self.shown().or(previous).unwrap_or_else(|| {
                     Arc::new(Snapshot::counting(self.kyu.store().clock().now()))
                 }));
