@@ -33,7 +33,8 @@ from typing import Any, Awaitable, Callable, Optional
 from ._http import Http
 from .errors import ConflictError, KyuError
 from .types import Duration, duration_seconds
-from .worker import PermanentError, RetryAfter, Snooze
+from . import _ends
+from ._ends import Snooze
 
 
 @dataclass
@@ -340,13 +341,13 @@ class AsyncWorker:
         job = r.job
         handler = self.handlers.get(job["kind"])
         if handler is None:
-            self._ack(r, {"outcome": "fail", "message": f"no handler for kind {job['kind']} in this worker"})
+            self._ack(r, _ends.no_handler(job["kind"]))
             return
         if job.get("timeout_ms"):
             ms = job["timeout_ms"]
 
             def on_timeout() -> None:
-                self._ack(r, {"outcome": "fail", "message": f"timed out after {ms} ms"})
+                self._ack(r, _ends.timed_out(ms))
                 self._abort(r, "timeout")
 
             r.timer = asyncio.get_running_loop().call_later(ms / 1000, on_timeout)
@@ -358,19 +359,10 @@ class AsyncWorker:
             # ours: a timeout, lease loss or close has acknowledged already; a cancel fails the
             # attempt, which the server records as cancelled
             self._ack(r, {"outcome": "fail", "message": f"stopped: {r.ctx.reason}"})
-        except Snooze as s:
-            self._ack(r, {"outcome": "snooze", "delay_ms": max(0, round(s.seconds * 1000))})
-        except PermanentError as e:
-            self._ack(r, {"outcome": "fail", "message": str(e) or type(e).__name__, "permanent": True})
-        except RetryAfter as e:
-            self._ack(r, {"outcome": "fail", "message": str(e), "retry_after_ms": max(0, round(e.seconds * 1000))})
         except Exception as e:  # noqa: BLE001 - any error fails the attempt
-            self._ack(r, {"outcome": "fail", "message": str(e) or type(e).__name__})
+            self._ack(r, _ends.raised(e))
         else:
-            if isinstance(out, Snooze):
-                self._ack(r, {"outcome": "snooze", "delay_ms": max(0, round(out.seconds * 1000))})
-            else:
-                self._ack(r, {"outcome": "complete", "result": out})
+            self._ack(r, _ends.returned(out))
 
     def _ack(self, r: _Running, end: dict[str, Any]) -> None:
         assert self._acks is not None
@@ -379,7 +371,7 @@ class AsyncWorker:
         r.acked = True
         if r.timer:
             r.timer.cancel()
-        self._acks.put_nowait({"job_id": r.job["id"], "attempt": r.job["attempt"], "lease_token": r.job["lease_token"], "_r": r, **end})
+        self._acks.put_nowait({**_ends.ack_item(r.job, end), "_r": r})
 
     async def _ack_loop(self) -> None:
         """Sends the queued acknowledgements, everything queued in one request."""

@@ -24,28 +24,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
+from . import _ends
+from ._ends import PermanentError, RetryAfter, Snooze
 from ._http import Http
 from .errors import ConflictError, KyuError
 from .types import Duration, duration_seconds
-
-
-class PermanentError(Exception):
-    """Raised by a handler: the job fails now, without retry."""
-
-
-class RetryAfter(Exception):
-    """Raised by a handler: retry after ``seconds`` instead of the job's retry policy."""
-
-    def __init__(self, seconds: float, message: str = "retry later") -> None:
-        super().__init__(message)
-        self.seconds = seconds
-
-
-@dataclass(frozen=True)
-class Snooze(Exception):
-    """Returned (or raised) by a handler: run the job again after ``seconds`` without using an attempt."""
-
-    seconds: float
 
 
 @dataclass
@@ -304,33 +287,24 @@ class Worker:
         job = r.job
         handler = self.handlers.get(job["kind"])
         if handler is None:
-            self._ack(r, {"outcome": "fail", "message": f"no handler for kind {job['kind']} in this worker"})
+            self._ack(r, _ends.no_handler(job["kind"]))
             return
         if job.get("timeout_ms"):
             ms = job["timeout_ms"]
 
             def on_timeout() -> None:
                 self._abort(r, "timeout")
-                self._ack(r, {"outcome": "fail", "message": f"timed out after {ms} ms"})
+                self._ack(r, _ends.timed_out(ms))
 
             r.timer = threading.Timer(ms / 1000, on_timeout)
             r.timer.daemon = True
             r.timer.start()
         try:
             out = handler(r.ctx)
-        except Snooze as s:
-            self._ack(r, {"outcome": "snooze", "delay_ms": max(0, round(s.seconds * 1000))})
-        except PermanentError as e:
-            self._ack(r, {"outcome": "fail", "message": str(e) or type(e).__name__, "permanent": True})
-        except RetryAfter as e:
-            self._ack(r, {"outcome": "fail", "message": str(e), "retry_after_ms": max(0, round(e.seconds * 1000))})
         except BaseException as e:  # noqa: BLE001 - any error fails the attempt
-            self._ack(r, {"outcome": "fail", "message": str(e) or type(e).__name__})
+            self._ack(r, _ends.raised(e))
         else:
-            if isinstance(out, Snooze):
-                self._ack(r, {"outcome": "snooze", "delay_ms": max(0, round(out.seconds * 1000))})
-            else:
-                self._ack(r, {"outcome": "complete", "result": out})
+            self._ack(r, _ends.returned(out))
 
     def _ack(self, r: _Running, end: dict[str, Any]) -> None:
         with self._lock:
@@ -339,7 +313,7 @@ class Worker:
             r.acked = True
         if r.timer:
             r.timer.cancel()
-        self._acks.put({"job_id": r.job["id"], "attempt": r.job["attempt"], "lease_token": r.job["lease_token"], "_r": r, **end})
+        self._acks.put({**_ends.ack_item(r.job, end), "_r": r})
 
     def _ack_loop(self) -> None:
         """Sends the queued acknowledgements, everything queued in one request."""
