@@ -918,17 +918,7 @@ async fn live_stream_carries_only_the_viewers_queues_events() {
         .enqueue(kyu::NewJob::new("k", json!({})).queue("tenant-a.mail"))
         .await
         .unwrap();
-    let mut text = String::new();
-    while !text.contains("\n\n") {
-        let frame = tokio::time::timeout(Duration::from_secs(20), body.frame())
-            .await
-            .expect("an event within 20 s")
-            .expect("the stream goes on")
-            .unwrap();
-        if let Ok(data) = frame.into_data() {
-            text.push_str(&String::from_utf8_lossy(&data));
-        }
-    }
+    let text = first_live_message(&mut body).await;
     assert!(text.starts_with("event: change"), "{text}");
     assert!(text.contains("tenant-a.mail"), "{text}");
     assert!(text.contains(&format!("\"job\":{}", a.id)), "{text}");
