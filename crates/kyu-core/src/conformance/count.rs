@@ -73,132 +73,135 @@ pub async fn count_jobs_filters(h: &dyn Harness) {
     let cl = c.claim_one("b").await;
     assert_eq!(cl.id, b1);
     failed(&c, "c").await;
-    let by = |f: JobFilter| f;
-    assert_eq!(count(&c, JobFilter::default()).await, exact(6));
-    assert_eq!(
-        count(
-            &c,
-            by(JobFilter {
+    let f = JobFilter::default;
+    for (filter, n, what) in [
+        (f(), 6, "every job"),
+        (
+            JobFilter {
                 queue: Some("a".into()),
-                ..Default::default()
-            })
-        )
-        .await,
-        exact(2)
-    );
-    assert_eq!(
-        count(
-            &c,
+                ..f()
+            },
+            2,
+            "queue",
+        ),
+        (
             JobFilter {
                 kind: Some("x".into()),
-                ..Default::default()
-            }
-        )
-        .await,
-        exact(2)
-    );
-    assert_eq!(
-        count(
-            &c,
+                ..f()
+            },
+            2,
+            "kind",
+        ),
+        (
             JobFilter {
                 tag: Some("red".into()),
-                ..Default::default()
-            }
-        )
-        .await,
-        exact(2)
-    );
-    for (state, n) in [
-        (JobState::Available, 2),
-        (JobState::Scheduled, 1),
-        (JobState::Running, 1),
-        (JobState::Cancelled, 1),
-        (JobState::Failed, 1),
-        (JobState::Completed, 0),
-    ] {
-        assert_eq!(
-            count(
-                &c,
-                JobFilter {
-                    states: vec![state],
-                    ..Default::default()
-                }
-            )
-            .await,
-            exact(n),
-            "{state:?}"
-        );
-    }
-    assert_eq!(
-        count(
-            &c,
+                ..f()
+            },
+            2,
+            "tag",
+        ),
+        (
+            JobFilter {
+                states: vec![JobState::Available],
+                ..f()
+            },
+            2,
+            "available",
+        ),
+        (
+            JobFilter {
+                states: vec![JobState::Scheduled],
+                ..f()
+            },
+            1,
+            "scheduled",
+        ),
+        (
+            JobFilter {
+                states: vec![JobState::Running],
+                ..f()
+            },
+            1,
+            "running",
+        ),
+        (
+            JobFilter {
+                states: vec![JobState::Cancelled],
+                ..f()
+            },
+            1,
+            "cancelled",
+        ),
+        (
+            JobFilter {
+                states: vec![JobState::Failed],
+                ..f()
+            },
+            1,
+            "failed",
+        ),
+        (
+            JobFilter {
+                states: vec![JobState::Completed],
+                ..f()
+            },
+            0,
+            "completed",
+        ),
+        (
             JobFilter {
                 states: vec![JobState::Failed, JobState::Cancelled],
-                ..Default::default()
-            }
-        )
-        .await,
-        exact(2)
-    );
-    assert_eq!(
-        count(
-            &c,
+                ..f()
+            },
+            2,
+            "two states",
+        ),
+        (
             JobFilter {
                 states: vec![JobState::Available],
                 queue: Some("a".into()),
                 kind: Some("y".into()),
                 tag: Some("red".into()),
-                ..Default::default()
-            }
-        )
-        .await,
-        exact(1)
-    );
-    assert_eq!(
-        count(
-            &c,
+                ..f()
+            },
+            1,
+            "every filter at once",
+        ),
+        (
             JobFilter {
                 created_after: Some(mid),
-                ..Default::default()
-            }
-        )
-        .await,
-        exact(4)
-    );
-    assert_eq!(
-        count(
-            &c,
+                ..f()
+            },
+            4,
+            "created after",
+        ),
+        (
             JobFilter {
                 created_before: Some(mid),
-                ..Default::default()
-            }
-        )
-        .await,
-        exact(2)
-    );
-    assert_eq!(
-        count(
-            &c,
+                ..f()
+            },
+            2,
+            "created before",
+        ),
+        (
             JobFilter {
                 before: Some(b1),
-                ..Default::default()
-            }
-        )
-        .await,
-        exact(2),
-        "only jobs older than the cursor"
-    );
-    assert_eq!(
-        count(
-            &c,
+                ..f()
+            },
+            2,
+            "only jobs older than the cursor",
+        ),
+        (
             JobFilter {
                 queue: Some("zzz".into()),
-                ..Default::default()
-            }
-        )
-        .await,
-        exact(0)
-    );
+                ..f()
+            },
+            0,
+            "no such queue",
+        ),
+    ] {
+        assert_eq!(count(&c, filter).await, exact(n), "{what}");
+    }
     // The page size plays no part in a count.
     assert_eq!(
         c.store
