@@ -222,3 +222,14 @@ def test_forgotten_worker_registers_again(server, client) -> None:
         assert w.id != first
     finally:
         w.close()
+
+
+@pytest.mark.parametrize("cls", [kyu.Worker, kyu.AsyncWorker])
+def test_a_worker_refuses_no_queues_and_a_concurrency_below_one_in_the_same_words(cls):
+    name = cls.__name__
+    with pytest.raises(ValueError) as e:
+        cls("http://127.0.0.1:9", "t", queues=[])
+    assert str(e.value) == f"{name}: queues: none given; accepted: one or more queue names"
+    with pytest.raises(ValueError) as e:
+        cls("http://127.0.0.1:9", "t", queues=["q"], concurrency=0)
+    assert str(e.value) == f"{name}: concurrency: 0 is not accepted; accepted: 1 or more"

@@ -30,10 +30,9 @@ import signal as _signal
 from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, Optional
 
-from ._http import Http
 from .errors import ConflictError, KyuError
 from .types import Duration, duration_seconds
-from . import _ends
+from . import _ends, _options
 from ._ends import Snooze
 
 
@@ -102,14 +101,8 @@ class AsyncWorker:
         shutdown_grace: Duration = 10.0,
         on_error: Optional[Callable[[BaseException], None]] = None,
     ) -> None:
-        if not queues:
-            raise ValueError("AsyncWorker: queues: none given; accepted: one or more queue names")
-        if concurrency < 1:
-            raise ValueError(f"AsyncWorker: concurrency: {concurrency} is not accepted; accepted: 1 or more")
-        self.http = Http(
-            url or os.environ.get("KYU_URL") or "http://127.0.0.1:7070",
-            token if token is not None else os.environ.get("KYU_TOKEN"),
-        )
+        _options.check("AsyncWorker", queues, concurrency)
+        self.http = _options.http(url, token)
         self.queues = list(queues)
         self.concurrency = concurrency
         self.name = name or f"python-async-{os.getpid()}"

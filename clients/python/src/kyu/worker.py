@@ -24,9 +24,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional, Union
 
-from . import _ends
+from . import _ends, _options
 from ._ends import PermanentError, RetryAfter, Snooze
-from ._http import Http
 from .errors import ConflictError, KyuError
 from .types import Duration, duration_seconds
 
@@ -85,12 +84,8 @@ class Worker:
         shutdown_grace: Duration = 10.0,
         on_error: Optional[Callable[[BaseException], None]] = None,
     ) -> None:
-        if not queues:
-            raise ValueError("Worker: queues: none given; accepted: one or more queue names")
-        self.http = Http(
-            url or os.environ.get("KYU_URL") or "http://127.0.0.1:7070",
-            token if token is not None else os.environ.get("KYU_TOKEN"),
-        )
+        _options.check("Worker", queues, concurrency)
+        self.http = _options.http(url, token)
         self.queues = list(queues)
         self.concurrency = concurrency
         self.name = name or f"python-{os.getpid()}"
