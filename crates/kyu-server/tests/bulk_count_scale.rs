@@ -24,9 +24,11 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use kyu::tokens::TokenSpec;
-use kyu::{JobFilter, JobState, Kyu, NewJob, Scope};
+use kyu::{JobFilter, JobState, Kyu, Scope};
 use serde_json::json;
 use tower::ServiceExt;
+
+mod scale;
 
 /// The dashboard's cap (`COUNT_CAP`).
 const CAP: u64 = 10_000;
@@ -66,28 +68,7 @@ async fn paged_count(kyu: &Kyu, filter: &JobFilter, cap: Option<u64>) -> (u64, b
 
 async fn load(kyu: &Kyu, n: usize) {
     let start = Instant::now();
-    let later = chrono::Utc::now() + chrono::Duration::hours(1);
-    let mut ids = Vec::with_capacity(n);
-    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        let jobs: Vec<NewJob> = chunk
-            .iter()
-            .map(|&i| {
-                let mut j = NewJob::new(format!("k{}", i % 5), json!({ "user": i }))
-                    .queue(format!("q{}", i % 5));
-                if i % 3 == 0 {
-                    j = j.run_at(later);
-                }
-                j
-            })
-            .collect();
-        ids.extend(
-            kyu.enqueue_many(jobs)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|e| e.id),
-        );
-    }
+    let ids = scale::enqueue(kyu, n).await;
     let cancel: Vec<i64> = ids.iter().copied().step_by(5).collect();
     for chunk in cancel.chunks(1000) {
         kyu.cancel(chunk).await.unwrap();
@@ -102,15 +83,8 @@ async fn load(kyu: &Kyu, n: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "loads a million jobs: run by hand (see the file's doc)"]
 async fn bulk_dry_run_count_at_scale() {
-    let n: usize = std::env::var("KYU_SCALE_JOBS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let dir = tempfile::tempdir().unwrap();
-    let url = std::env::var("KYU_SCALE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}/kyu.db", dir.path().display()));
-    let kyu = Kyu::connect(&url).await.unwrap();
-    eprintln!("store: {}", kyu.store().backend());
+    let n = scale::jobs_wanted();
+    let (kyu, _dir) = scale::store().await;
     let have = kyu
         .count_jobs(&JobFilter::default(), u64::MAX)
         .await

@@ -20,50 +20,19 @@ use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use http_body_util::BodyExt;
 use kyu::tokens::TokenSpec;
-use kyu::{Kyu, NewJob, Scope};
+use kyu::{NewJob, Scope};
 use serde_json::json;
 use tower::ServiceExt;
+
+mod scale;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "loads a million jobs: run by hand (see the file's doc)"]
 async fn dashboard_page_times_at_scale() {
-    let n: usize = std::env::var("KYU_SCALE_JOBS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1_000_000);
-    let dir = tempfile::tempdir().unwrap();
-    // KYU_SCALE_URL: another store, e.g. a PostgreSQL database with a
-    // fresh schema (postgres://…/kyu_test?schema=scale1).
-    let url = std::env::var("KYU_SCALE_URL")
-        .unwrap_or_else(|_| format!("sqlite://{}/kyu.db", dir.path().display()));
-    let kyu = Kyu::connect(&url).await.unwrap();
-    eprintln!("store: {}", kyu.store().backend());
+    let n = scale::jobs_wanted();
+    let (kyu, _dir) = scale::store().await;
     let start = Instant::now();
-    let later = chrono::Utc::now() + chrono::Duration::hours(1);
-    let mut ids = Vec::with_capacity(n);
-    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-        let jobs: Vec<NewJob> = chunk
-            .iter()
-            .map(|&i| {
-                let mut j = NewJob::new(format!("k{}", i % 5), json!({ "user": i }))
-                    .queue(format!("q{}", i % 5));
-                if i % 3 == 0 {
-                    j = j.run_at(later);
-                }
-                if i % 100 == 0 {
-                    j = j.tag("hundred");
-                }
-                j
-            })
-            .collect();
-        ids.extend(
-            kyu.enqueue_many(jobs)
-                .await
-                .unwrap()
-                .into_iter()
-                .map(|e| e.id),
-        );
-    }
+    let ids = scale::enqueue(&kyu, n).await;
     // A store that has been working: of the runnable jobs (two thirds),
     // most ran: completed, every tenth of those failed for good, and the
     // last thousand claimed still running (a lease of an hour).
