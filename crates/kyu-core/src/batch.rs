@@ -151,6 +151,18 @@ impl BatchStatus {
     pub fn is_done(&self) -> bool {
         self.done_at.is_some()
     }
+
+    /// `open` (jobs may be added), `sealed` (no more jobs; some still to
+    /// finish) or `done`: the words the API, the CLI and the dashboard use.
+    pub fn state(&self) -> &'static str {
+        if self.is_done() {
+            "done"
+        } else if self.sealed {
+            "sealed"
+        } else {
+            "open"
+        }
+    }
 }
 
 /// The callback args: `args` (a JSON object) with `"batch": counts` added.

@@ -68,7 +68,7 @@ fn counts_table(batches: &[kyu::BatchStatus]) -> Table {
     for b in batches {
         t.row(vec![
             b.id.to_string(),
-            state(b).into(),
+            b.state().into(),
             b.total.to_string(),
             b.pending.to_string(),
             b.running.to_string(),
@@ -81,18 +81,8 @@ fn counts_table(batches: &[kyu::BatchStatus]) -> Table {
     t
 }
 
-fn state(b: &kyu::BatchStatus) -> &'static str {
-    if b.is_done() {
-        "done"
-    } else if b.sealed {
-        "sealed"
-    } else {
-        "open"
-    }
-}
-
 fn show(b: &kyu::BatchStatus) {
-    println!("batch {}: {}", b.id, state(b));
+    println!("batch {}: {}", b.id, b.state());
     println!("  total      {}", b.total);
     println!("  pending    {}", b.pending);
     println!("  running    {}", b.running);

@@ -82,16 +82,9 @@ pub struct BatchView {
 
 impl From<BatchStatus> for BatchView {
     fn from(b: BatchStatus) -> BatchView {
-        let state = if b.is_done() {
-            "done"
-        } else if b.sealed {
-            "sealed"
-        } else {
-            "open"
-        };
         BatchView {
             id: b.id,
-            state: state.into(),
+            state: b.state().into(),
             total: b.total,
             pending: b.pending,
             running: b.running,

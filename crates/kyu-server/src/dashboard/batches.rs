@@ -22,19 +22,8 @@ use crate::api::extract::NamePath;
 /// How many batches the list shows, newest first.
 pub(crate) const LIST_LIMIT: usize = 50;
 
-/// `open`, `sealed` or `done`, as the API says it.
-fn state(b: &BatchStatus) -> &'static str {
-    if b.is_done() {
-        "done"
-    } else if b.sealed {
-        "sealed"
-    } else {
-        "open"
-    }
-}
-
 fn state_badge(b: &BatchStatus) -> Markup {
-    let s = state(b);
+    let s = b.state();
     let class = match s {
         "done" => "state completed",
         "sealed" => "state running",
@@ -126,7 +115,7 @@ pub(crate) async fn detail(
     let body = html! {
         h1 { "Batch " (b.id) " " (state_badge(&b)) }
         (super::live::marker(None, after))
-        p.hint { (state_help(state(&b))) "." }
+        p.hint { (state_help(b.state())) "." }
         div.scroll { table.batch-counts {
             thead { tr {
                 @for h in ["Total", "Pending", "Running", "Succeeded", "Failed", "Cancelled"] {
@@ -144,7 +133,7 @@ pub(crate) async fn detail(
                 progress #batch-progress max=(b.total) value=(finished) { (finished) " of " (b.total) } }
         }
         dl.fields {
-            dt { "State" } dd { (state(&b)) }
+            dt { "State" } dd { (b.state()) }
             dt { "Created" } dd { (layout::time(b.created_at)) }
             dt { "Done" } dd { (layout::time_or_dash(b.done_at)) }
             dt { "on_complete" } dd { @match &b.on_complete { Some(k) => { code { (k) } }, None => { span.zero { "none" } } } }
